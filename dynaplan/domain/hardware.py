@@ -1,0 +1,93 @@
+"""GPU server types.
+
+Numbers for the defaults are public specifications (see ``docs/profiles.md``): NVIDIA H100-80GB
+SXM and A100-80GB SXM data sheets, and the DGX server power and GPU idle power used by
+splitwise-sim (MIT). Prices are indicative on-demand cloud list prices per 8-GPU server-hour.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class HardwareType(BaseModel):
+    """One kind of GPU server: what an instance of a configuration runs on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="Identifier used in profiles and inventories, e.g. 'h100-80gb'.")
+    gpus_per_server: int = Field(gt=0, description="GPUs in one server (count).")
+    clock_levels_mhz: tuple[int, ...] = Field(
+        description="SM clock levels an instance may be set to (MHz), ascending."
+    )
+    gpu_memory_gb: float = Field(gt=0, description="HBM per GPU (GB, 1e9 bytes).")
+    idle_power_w: float = Field(ge=0, description="Power of one idle GPU (W).")
+    max_power_w: float = Field(gt=0, description="Board power limit (TDP) of one GPU (W).")
+    price_usd_per_server_h: float = Field(ge=0, description="Price of one server-hour (USD).")
+    interconnect_gb_s: float = Field(
+        gt=0, description="Intra-server GPU-to-GPU bandwidth per GPU (GB/s), e.g. NVLink."
+    )
+    peak_tflops_bf16: float = Field(gt=0, description="Dense BF16 tensor throughput per GPU (TFLOP/s).")
+    hbm_bandwidth_tb_s: float = Field(gt=0, description="HBM bandwidth per GPU (TB/s).")
+
+    @field_validator("name")
+    @classmethod
+    def _name_nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("hardware name must not be empty")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "HardwareType":
+        levels = self.clock_levels_mhz
+        if not levels:
+            raise ValueError(f"hardware {self.name!r}: clock_levels_mhz must not be empty")
+        if any(b <= a for a, b in zip(levels, levels[1:])):
+            raise ValueError(f"hardware {self.name!r}: clock_levels_mhz must be strictly ascending")
+        if levels[0] <= 0:
+            raise ValueError(f"hardware {self.name!r}: clock levels must be positive")
+        if self.idle_power_w >= self.max_power_w:
+            raise ValueError(f"hardware {self.name!r}: idle_power_w must be below max_power_w")
+        return self
+
+    @property
+    def max_clock_mhz(self) -> int:
+        return self.clock_levels_mhz[-1]
+
+    def tp_degrees(self) -> tuple[int, ...]:
+        """Power-of-two TP degrees >= 1 that fit inside one server."""
+        out, k = [], 1
+        while k <= self.gpus_per_server:
+            out.append(k)
+            k *= 2
+        return tuple(out)
+
+
+H100_80GB = HardwareType(
+    name="h100-80gb",
+    gpus_per_server=8,
+    # 800..1980 MHz in ~200 MHz steps, as profiled by DynamoLLM.
+    clock_levels_mhz=(800, 1000, 1200, 1400, 1600, 1800, 1980),
+    gpu_memory_gb=80.0,
+    idle_power_w=75.0,
+    max_power_w=700.0,
+    price_usd_per_server_h=98.32,
+    interconnect_gb_s=900.0,
+    peak_tflops_bf16=989.0,
+    hbm_bandwidth_tb_s=3.35,
+)
+
+A100_80GB = HardwareType(
+    name="a100-80gb",
+    gpus_per_server=8,
+    clock_levels_mhz=(810, 1005, 1200, 1410),
+    gpu_memory_gb=80.0,
+    idle_power_w=63.0,
+    max_power_w=400.0,
+    price_usd_per_server_h=40.97,
+    interconnect_gb_s=600.0,
+    peak_tflops_bf16=312.0,
+    hbm_bandwidth_tb_s=2.0,
+)
+
+DEFAULT_HARDWARE: dict[str, HardwareType] = {h.name: h for h in (H100_80GB, A100_80GB)}
