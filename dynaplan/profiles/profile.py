@@ -135,6 +135,11 @@ class Profile:
     def models(self) -> tuple[str, ...]:
         return tuple(sorted(self._groups["model"].unique()))
 
+    @property
+    def group_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(start, end) row positions of every group in :attr:`table` (end exclusive)."""
+        return self._starts.copy(), self._ends.copy()
+
     def missing_grid_points(self) -> pd.DataFrame:
         return schema.missing_grid_points(self._df, self.hardware, self.classes)
 
@@ -266,7 +271,8 @@ class Profile:
         Evaluates every clock level at the load in one vectorised call. When ``slos`` is given,
         only clocks whose interpolated P99 TTFT and TBT meet the SLO at that load are eligible;
         if none is, the maximum clock is returned with ``meets_slo = False``. Clocks whose
-        profiled load range ends below the load are never eligible.
+        profiled load range ends below the load, or that are saturated at it (interpolated
+        throughput below the load), are never eligible.
 
         ``load_rps`` is a scalar (applied to every selected combination) or an array aligned
         with explicit ``hardware``/``tp``/``request_class`` arrays.
@@ -301,7 +307,9 @@ class Profile:
         power = self.interpolate("power_w", gid, x)
         ttft = self.interpolate("ttft_p99_ms", gid, x)
         tbt = self.interpolate("tbt_p99_ms", gid, x)
-        eligible = np.isfinite(power)
+        # a clock saturated at this load (interpolated throughput below it) cannot serve it
+        thr = self.interpolate("throughput_rps", gid, x)
+        eligible = np.isfinite(power) & (thr >= x * (1 - _SAT_RTOL))
         if slos is not None:
             cls = cand["request_class"].to_numpy()
             ttft_slo = np.array([slos[c].ttft_ms for c in cls])

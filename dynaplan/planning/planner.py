@@ -1,0 +1,369 @@
+"""The public planning API: build a :class:`Planner` once, call :meth:`Planner.plan` often.
+
+Hierarchy (``formulations/*.md``): the cluster level chooses servers per pool and hardware and
+where each class's load goes (whole-server recipes); the pool level re-optimises each pool's
+instance mix inside its servers; the instance level picks clocks from observed load. The
+monolithic reference solves all pools in one MILP.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
+from dynaplan.errors import InfeasibleError, SolverError, ValidationError
+from dynaplan.formulations import cluster as cluster_f
+from dynaplan.formulations import instance as instance_f
+from dynaplan.formulations import monolithic as mono_f
+from dynaplan.formulations import network as nw
+from dynaplan.formulations import pool as pool_f
+from dynaplan.planning.plan import InstanceGroup, Plan, PoolPlan
+from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, operating_points,
+                                       spill_targets)
+from dynaplan.profiles.profile import Profile
+from dynaplan.solvers import Backend, SolveOptions, SolveReport, Status, solve
+from dynaplan.solvers.model import ModelArrays
+
+_STATUS_RANK = {Status.OPTIMAL: 0, Status.FEASIBLE: 1, Status.NO_SOLUTION: 2, Status.INFEASIBLE: 3, Status.ERROR: 4}
+
+
+class Planner:
+    """Plans a cluster for per-class load forecasts.
+
+    Built once from a profile, an inventory and SLOs; the SLO-feasible, non-dominated operating
+    points and each pool model's matrix are computed once and reused by every call.
+    """
+
+    def __init__(self, profile: Profile, inventory: Inventory | Mapping[str, int], slos: SLOTable = DEFAULT_SLOS,
+                 options: PlannerOptions | None = None, solve_options: SolveOptions | None = None,
+                 backend: Backend | str = Backend.HIGHS, model: str | None = None) -> None:
+        self.profile = profile
+        self.inventory = inventory if isinstance(inventory, Inventory) else Inventory(servers=dict(inventory))
+        self.slos = slos
+        self.options = options or PlannerOptions()
+        self.solve_options = solve_options or SolveOptions()
+        self.backend = Backend(backend)
+        self.classes = profile.classes.names
+        try:
+            slos.covers(profile.classes)
+        except ValueError as exc:
+            raise ValidationError(f"SLO table: {exc}") from None
+        unknown = sorted(set(self.inventory.servers) - set(profile.hardware))
+        if unknown:
+            raise ValidationError(f"inventory: unknown hardware {unknown}; the profile knows {sorted(profile.hardware)}")
+        self.hardware = {h: profile.hardware[h] for h in self.inventory.servers}
+        for h in self.hardware.values():
+            bad = [t for t in h.tp_degrees() if h.gpus_per_server % t]
+            if bad:
+                raise ValidationError(f"hardware {h.name}: TP degrees {bad} do not divide {h.gpus_per_server} GPUs")
+        if model is None:
+            if len(profile.models) != 1:
+                raise ValidationError(f"profile holds models {profile.models}; pass model=")
+            model = profile.models[0]
+        self.model = model
+        ml = profile.max_load_under_slo(slos)
+        self.max_load = ml[ml["model"] == model].reset_index(drop=True)
+        ops = operating_points(profile, slos, self.options.prune_dominated)
+        ops = ops[(ops["model"] == model) & ops["hardware"].isin(list(self.hardware))]
+        self.ops = ops.reset_index(drop=True)
+        self.routes = spill_targets(self.classes, len(profile.classes.output_bins.names), self.options.spill)
+        self._pool_cache: dict = {}
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def _penalty(self) -> float | None:
+        return self.options.unserved_penalty_w_per_rps if self.options.best_effort else None
+
+    def _solve(self, model_or_arrays, build_time_s: float):
+        arrays = model_or_arrays if isinstance(model_or_arrays, ModelArrays) else model_or_arrays.arrays()
+        if self.backend is Backend.HIGHS:
+            from dynaplan.solvers.highs import solve_arrays
+            sol = solve_arrays(arrays, self.solve_options)
+        else:
+            sol = solve(model_or_arrays, self.backend, self.solve_options)
+        return sol.x, sol.report.with_build_time(build_time_s + sol.report.build_time_s)
+
+    def diagnose(self, forecast: Mapping[str, float]) -> list[str]:
+        """Per-class reasons why a forecast cannot be met (empty if none is found by these checks).
+
+        For each class: no configuration meets its SLO; or the fewest GPUs able to carry its
+        load alone at its SLO exceed the inventory's GPUs.
+        """
+        f = check_forecast(forecast, self.classes)
+        out = []
+        total_gpus = {h: n * self.hardware[h].gpus_per_server for h, n in self.inventory.servers.items()}
+        for c, load in f.items():
+            if load <= 0:
+                continue
+            ok = self.ops[self.ops["request_class"].isin(self.routes[c]) | (self.ops["request_class"] == c)]
+            own = self.max_load[(self.max_load["request_class"] == c) & self.max_load["hardware"].isin(list(self.hardware))]
+            own = own[own["max_load_rps"] > 0]
+            if own.empty:
+                slo = self.slos[c]
+                out.append(f"class {c}: no configuration meets its SLO (P99 TTFT {slo.ttft_ms:g} ms, "
+                           f"TBT {slo.tbt_ms:g} ms) at any profiled load")
+                continue
+            inst = np.ceil(load / own["max_load_rps"].to_numpy() - 1e-9)
+            gpus = inst * own["tp"].to_numpy()
+            best = int(np.argmin(gpus))
+            row = own.iloc[best]
+            avail = total_gpus.get(row["hardware"], 0)
+            if gpus[best] > sum(total_gpus.values()):
+                out.append(f"class {c}: {load:g} req/s needs at least {int(inst[best])} TP{row['tp']} instances "
+                           f"({int(gpus[best])} GPUs, {row['hardware']} at {row['freq_mhz']} MHz) at its SLO; "
+                           f"{avail} GPUs available")
+            del ok
+        return out
+
+    def _raise_infeasible(self, forecast: dict[str, float], report: SolveReport) -> None:
+        reasons = self.diagnose(forecast)
+        if not reasons:
+            need = sum(forecast.values())
+            gpus = {h: n * self.hardware[h].gpus_per_server for h, n in self.inventory.servers.items()}
+            reasons = [f"all classes together ({need:g} req/s) do not fit in the inventory {gpus} GPUs "
+                       f"at their SLOs (each class fits alone)"]
+        raise InfeasibleError("; ".join(reasons) + f" [{report.backend.value}: {report.message}]")
+
+    @staticmethod
+    def _check_solution(x, report: SolveReport, what: str) -> None:
+        if report.status in (Status.OPTIMAL, Status.FEASIBLE) and x is not None:
+            return
+        if report.status is Status.NO_SOLUTION:
+            raise SolverError(f"{what}: no plan found within the time limit ({report.solve_time_s:.3f} s, "
+                              f"{report.backend.value}: {report.message})")
+        raise SolverError(f"{what}: solver failed ({report.backend.value}: {report.status.value}, {report.message})")
+
+    # ------------------------------------------------------------------ pool level
+    def plan_pool(self, pool: str, loads_rps: Mapping[str, float], servers: Mapping[str, int],
+                  epoch_s: float | None = None) -> PoolPlan:
+        """Pool level: the instance mix of ``pool`` serving ``loads_rps`` inside ``servers``."""
+        if pool not in self.classes:
+            raise ValidationError(f"unknown pool {pool!r}; pools are named by class: {list(self.classes)}")
+        loads = {c: float(v) for c, v in check_forecast(loads_rps, self.classes).items() if v > 0}
+        epoch_s = self.options.pool_epoch_s if epoch_s is None else epoch_s
+        srv = {h: int(servers.get(h, 0)) for h in self.hardware}
+        t0 = time.perf_counter()
+        key = (pool, tuple(sorted(loads)), tuple(sorted(srv.items())), self._penalty)
+        cached = self._pool_cache.get(key)
+        if cached is None:
+            m, net, blocks = pool_f.build(self.ops, pool, loads, srv, self.hardware, self._penalty)
+            arrays = m.arrays()
+            cached = (m, net, blocks, arrays)
+            if len(self._pool_cache) > 4096:
+                self._pool_cache.clear()
+            self._pool_cache[key] = cached
+        m, net, blocks, arrays = cached
+        demand = blocks and m.con_blocks["demand"]
+        row_lo = arrays.row_lo.copy()
+        row_lo[demand.start:demand.stop] = [loads[c] for c in demand.labels]
+        net = nw.Network(net.configs, net.arcs, net.hw_pools,
+                         pd.Series([loads[c] for c in demand.labels], index=list(demand.labels), dtype=float),
+                         net.hardware)
+        arrays = ModelArrays(arrays.cost, arrays.lb, arrays.ub, arrays.integer, arrays.A, row_lo, arrays.row_hi,
+                             arrays.offset)
+        build_s = time.perf_counter() - t0
+        missing = [c for c in loads if c not in set(net.arcs["request_class"])]
+        if missing:
+            if self._penalty is None:
+                raise InfeasibleError(f"pool {pool}: no configuration on its servers {srv} meets the SLO of "
+                                      f"class(es) {missing}")
+        x, report = self._solve(arrays if self.backend is Backend.HIGHS else m, build_s)
+        if report.status is Status.INFEASIBLE:
+            self._raise_infeasible_pool(pool, loads, srv, report)
+        self._check_solution(x, report, f"pool {pool}")
+        parts = nw.split_solution(net, x, blocks["n"], blocks["z"], blocks["y"], blocks["u"])
+        return self._pool_plan(pool, parts, epoch_s, report)
+
+    def _raise_infeasible_pool(self, pool, loads, srv, report):
+        gpus = {h: n * self.hardware[h].gpus_per_server for h, n in srv.items()}
+        raise InfeasibleError(f"pool {pool}: loads {loads} req/s do not fit on its servers {srv} ({gpus} GPUs) "
+                              f"at the SLO [{report.backend.value}: {report.message}]")
+
+    def _pool_plan(self, pool: str, parts: dict, epoch_s: float, report: SolveReport | None) -> PoolPlan:
+        cfg = parts["configs"]
+        arcs = parts["arcs"]
+        used = cfg[cfg["count"] > 0]
+        served_total = float(arcs["load_rps"].sum())
+        # per configuration: per-class load per instance and utilisation, vectorised over arcs
+        cnt_of_arc = cfg["count"].reindex(arcs["k"]).to_numpy()
+        act = arcs[(cnt_of_arc > 0) & (arcs["load_rps"].to_numpy() > 1e-9)]
+        cnt_act = cfg["count"].reindex(act["k"]).to_numpy()
+        per_inst = act["load_rps"].to_numpy() / cnt_act
+        util = pd.Series(per_inst / act["max_load_rps"].to_numpy()).groupby(act["k"].to_numpy()).sum()
+        load_k = pd.Series(act["load_rps"].to_numpy()).groupby(act["k"].to_numpy()).sum()
+        u = util.reindex(used.index, fill_value=0.0).to_numpy()
+        eq = u * used["own_max_load_rps"].to_numpy()
+        p_inst = self.profile.interpolate("power_w", used["group_id"].to_numpy(), eq)
+        per_k: dict[int, dict[str, float]] = {}
+        for k, c, v in zip(act["k"].to_numpy(), act["request_class"].to_numpy(), per_inst):
+            per_k.setdefault(int(k), {})[c] = float(v)
+        groups = []
+        for i, (k, row) in enumerate(zip(used.index, used.itertuples(index=False))):
+            cnt = int(row.count)
+            groups.append(InstanceGroup(
+                hardware=row.hardware, tp=int(row.tp), freq_mhz=int(row.freq_mhz), count=cnt,
+                load_rps_per_instance=per_k.get(int(k), {}),
+                load_share=float(load_k.get(k, 0.0)) / served_total if served_total > 0 else 0.0,
+                utilisation=float(u[i]), power_w_per_instance=float(p_inst[i]), power_w=float(p_inst[i]) * cnt,
+                energy_j=float(p_inst[i]) * cnt * epoch_s, slo_margin=1.0 - float(u[i])))
+        if "servers" in parts:
+            sv = parts["servers"]
+            servers = {h: int(v) for h, v in zip(sv["hardware"], sv["servers"]) if v > 0}
+        else:  # recipe solution: servers per hardware from the recipe counts
+            servers = {h: int(v) for h, v in cfg.groupby("hardware")["servers"].sum().items() if v > 0}
+        gpus_used: dict[str, int] = {}
+        for g in groups:
+            gpus_used[g.hardware] = gpus_used.get(g.hardware, 0) + g.gpus
+        idle = {h: servers.get(h, 0) * self.hardware[h].gpus_per_server - gpus_used.get(h, 0) for h in servers}
+        idle_w = float(sum(n * self.hardware[h].idle_power_w for h, n in idle.items()))
+        power = sum(g.power_w for g in groups) + idle_w
+        served = arcs.groupby("request_class")["load_rps"].sum()
+        return PoolPlan(pool=pool, servers=servers, groups=tuple(groups),
+                        served_rps={c: float(v) for c, v in served.items() if v > 1e-12},
+                        idle_gpus={h: int(v) for h, v in idle.items()}, idle_power_w=idle_w,
+                        power_w=power, energy_j=power * epoch_s, report=report)
+
+    # ------------------------------------------------------------------ cluster / hierarchy
+    def plan(self, forecast: Mapping[str, float] | pd.Series, state=None) -> Plan:
+        """Hierarchical plan: cluster level, then every pool's MILP inside its servers.
+
+        ``state`` is reserved for transition-aware planning from the cluster as it is; only
+        ``None`` is accepted for now.
+        """
+        if state is not None:
+            raise ValidationError("plan(state=...): transition-aware planning from a cluster state is not "
+                                  "available yet; call plan(forecast)")
+        t0 = time.perf_counter()
+        f = check_forecast(forecast, self.classes)
+        demand = {c: v for c, v in f.items() if v > 0}
+        if not demand:
+            return self._assemble("hierarchical", f, [], {}, None, [], t0)
+        tb = time.perf_counter()
+        m, net, blocks = cluster_f.build(self.ops, self.routes, demand, self.inventory.servers, self.hardware,
+                                         self.classes, self._penalty)
+        x, creport = self._solve(m, time.perf_counter() - tb)
+        notes = []
+        if creport.status is Status.INFEASIBLE:
+            # whole-server recipes are coarser than the pools; fall back to the joint allotment
+            mono = self.plan_monolithic(f)
+            notes.append("cluster level (whole-server recipes) infeasible; allotment taken from the monolithic MILP")
+            allot = {p.pool: p.servers for p in mono.pools}
+            routed = {p.pool: p.served_rps for p in mono.pools}
+            creport = mono.report
+        else:
+            self._check_solution(x, creport, "cluster level")
+            parts = nw.split_solution(net, x, blocks["s"], blocks["z"], None, blocks["u"], recipe=True)
+            servers, routed_df = cluster_f.allotment(parts)
+            allot: dict[str, dict[str, int]] = {}
+            for p, h, s in servers.itertuples(index=False, name=None):
+                if s > 0:
+                    allot.setdefault(p, {})[h] = int(s)
+            routed = {}
+            for c, p, v in routed_df.itertuples(index=False, name=None):
+                if v > 1e-9:
+                    routed.setdefault(p, {})[c] = float(v)
+        pools, reports = [], []
+        for p in self.classes:
+            if p not in routed:
+                continue
+            pp = self.plan_pool(p, routed[p], allot.get(p, {}))
+            pools.append(pp)
+            reports.append(pp.report)
+        unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}
+        return self._assemble("hierarchical", f, pools, unserved, creport, reports, t0, notes)
+
+    def plan_monolithic(self, forecast: Mapping[str, float] | pd.Series) -> Plan:
+        """All pools, the inventory and spill in one MILP (the reference the hierarchy is measured against)."""
+        t0 = time.perf_counter()
+        f = check_forecast(forecast, self.classes)
+        demand = {c: v for c, v in f.items() if v > 0}
+        if not demand:
+            return self._assemble("monolithic", f, [], {}, None, [], t0)
+        tb = time.perf_counter()
+        m, net, blocks = mono_f.build(self.ops, self.routes, demand, self.inventory.servers, self.hardware,
+                                      self.classes, self._penalty)
+        x, report = self._solve(m, time.perf_counter() - tb)
+        if report.status is Status.INFEASIBLE:
+            self._raise_infeasible(demand, report)
+        self._check_solution(x, report, "monolithic")
+        parts = nw.split_solution(net, x, blocks["n"], blocks["z"], blocks["y"], blocks["u"])
+        pools = []
+        for p in self.classes:
+            sel_cfg = parts["configs"]["pool"] == p
+            if not (parts["configs"].loc[sel_cfg, "count"] > 0).any():
+                continue
+            sub = {"configs": parts["configs"][sel_cfg],
+                   "arcs": parts["arcs"][parts["arcs"]["pool"] == p],
+                   "servers": parts["servers"][parts["servers"]["pool"] == p]}
+            pools.append(self._pool_plan(p, sub, self.options.pool_epoch_s, None))
+        unserved = {c: float(v) for c, v in parts.get("unserved", pd.Series(dtype=float)).items()}
+        return self._assemble("monolithic", f, pools, unserved, None, [report], t0)
+
+    def _assemble(self, mode, f, pools, unserved, creport, reports, t0, notes=()) -> Plan:
+        servers: dict[str, int] = {}
+        gpus: dict[str, int] = {}
+        err = 0.0
+        cfg_err = self.ops.set_index(["hardware", "tp", "freq_mhz", "request_class"])["chord_error_w"]
+        for pp in pools:
+            for h, n in pp.servers.items():
+                servers[h] = servers.get(h, 0) + n
+            for g in pp.groups:
+                gpus[g.hardware] = gpus.get(g.hardware, 0) + g.gpus
+                err += g.count * float(cfg_err.get((g.hardware, g.tp, g.freq_mhz, pp.pool), 0.0))
+        power = float(sum(pp.power_w for pp in pools))
+        epoch = self.options.pool_epoch_s
+        all_reports = [r for r in ([creport] if creport else []) + list(reports) if r is not None]
+        # the objective is the pools' (the cluster level's objective is an intermediate estimate)
+        report = _combine(all_reports, self.backend, objective_reports=list(reports))
+        unserved = {c: v for c, v in unserved.items() if v > 1e-6}
+        if unserved and self._penalty is None:
+            raise InfeasibleError(f"plan leaves load unserved: {unserved}")
+        return Plan(mode=mode, epoch_s=epoch, forecast_rps=f, pools=tuple(pools), unserved_rps=unserved,
+                    power_w=power, energy_j=power * epoch, servers=servers, gpus=gpus,
+                    approx_error_bound_w=err, cluster_report=creport, report=report,
+                    wall_time_s=time.perf_counter() - t0, notes=tuple(notes))
+
+    # ------------------------------------------------------------------ instance level
+    def clocks(self, loads: pd.DataFrame) -> pd.DataFrame:
+        """Instance level: the clock of every instance from its observed per-class load (vectorised)."""
+        return instance_f.choose_clocks(self.profile, self.max_load, loads)
+
+    @staticmethod
+    def instances_of(plan: Plan) -> pd.DataFrame:
+        """The plan's instances as the long frame :meth:`clocks` takes (one row per instance and class)."""
+        rows = []
+        i = 0
+        for pp in plan.pools:
+            for g in pp.groups:
+                for _ in range(g.count):
+                    loads = g.load_rps_per_instance or {pp.pool: 0.0}
+                    for c, v in loads.items():
+                        rows.append((i, pp.pool, g.hardware, g.tp, c, v))
+                    i += 1
+        return pd.DataFrame(rows, columns=["instance", "pool", "hardware", "tp", "request_class", "load_rps"])
+
+
+def _combine(reports: list[SolveReport], backend: Backend,
+             objective_reports: list[SolveReport] | None = None) -> SolveReport:
+    """One report for a planning call: worst status, summed times, objective and bound of
+    ``objective_reports`` (the pool solves of a hierarchical plan, or the single monolithic solve)."""
+    if not reports:
+        return SolveReport(status=Status.OPTIMAL, backend=backend, objective=0.0, bound=0.0, gap=0.0,
+                           solve_time_s=0.0, message="nothing to plan")
+    worst = max(reports, key=lambda r: _STATUS_RANK[r.status])
+    objective_reports = reports if objective_reports is None else objective_reports
+    objs = [r.objective for r in objective_reports]
+    bounds = [r.bound for r in objective_reports]
+    obj = float(sum(objs)) if all(o is not None for o in objs) else None
+    bnd = float(sum(bounds)) if all(b is not None for b in bounds) else None
+    gap = max(0.0, obj - bnd) / max(abs(obj), 1e-9) if obj is not None and bnd is not None and math.isfinite(bnd) else None
+    return SolveReport(status=worst.status, backend=reports[0].backend, objective=obj, bound=bnd, gap=gap,
+                       solve_time_s=sum(r.solve_time_s for r in reports),
+                       build_time_s=sum(r.build_time_s for r in reports),
+                       n_vars=sum(r.n_vars for r in reports), n_cons=sum(r.n_cons for r in reports),
+                       message=f"{len(reports)} solve(s)")

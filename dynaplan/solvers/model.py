@@ -1,0 +1,170 @@
+"""A backend-neutral mixed-integer linear model built from numpy blocks.
+
+Formulations describe their variables and constraints here, by named blocks whose names match
+the equations in ``formulations/*.md``; each backend (:mod:`.highs`, :mod:`.pyomo_backend`,
+:mod:`.cpsat`) turns the same :class:`LinearModel` into its own representation. Building a model
+is plain numpy/scipy work and never imports a solver.
+
+Sense is always minimisation; constraints are ranges ``row_lo <= A x <= row_hi``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+INF = float("inf")
+
+
+@dataclass(frozen=True)
+class VarBlock:
+    """A named block of variables, ``labels[i]`` naming column ``start + i``."""
+
+    name: str
+    start: int
+    labels: tuple
+    integer: bool
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.labels)
+
+    @property
+    def cols(self) -> np.ndarray:
+        return np.arange(self.start, self.stop)
+
+
+@dataclass(frozen=True)
+class ConBlock:
+    """A named block of constraints, ``labels[i]`` naming row ``start + i``."""
+
+    name: str
+    start: int
+    labels: tuple
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.labels)
+
+
+@dataclass
+class LinearModel:
+    """Minimise ``c @ x + offset`` s.t. ``row_lo <= A x <= row_hi``, ``lb <= x <= ub``."""
+
+    name: str
+    var_blocks: dict[str, VarBlock] = field(default_factory=dict)
+    con_blocks: dict[str, ConBlock] = field(default_factory=dict)
+    objective_offset: float = 0.0
+    _cost: list = field(default_factory=list)
+    _lb: list = field(default_factory=list)
+    _ub: list = field(default_factory=list)
+    _int: list = field(default_factory=list)
+    _rows: list = field(default_factory=list)
+    _cols: list = field(default_factory=list)
+    _vals: list = field(default_factory=list)
+    _row_lo: list = field(default_factory=list)
+    _row_hi: list = field(default_factory=list)
+    n_cols: int = 0
+    n_rows: int = 0
+
+    # ---------------------------------------------------------------- building
+    def add_vars(self, name: str, labels, *, lb=0.0, ub=INF, cost=0.0, integer=False) -> VarBlock:
+        """Add one variable per label; scalars broadcast. Returns the block."""
+        if name in self.var_blocks:
+            raise ValueError(f"variable block {name!r} already exists")
+        labels = tuple(labels)
+        n = len(labels)
+        block = VarBlock(name, self.n_cols, labels, integer)
+        for lst, v in ((self._lb, lb), (self._ub, ub), (self._cost, cost)):
+            arr = np.broadcast_to(np.asarray(v, dtype=float), (n,)).copy()
+            if np.isnan(arr).any():
+                raise ValueError(f"variable block {name!r}: NaN in bounds or cost")
+            lst.append(arr)
+        self._int.append(np.full(n, bool(integer)))
+        self.var_blocks[name] = block
+        self.n_cols += n
+        return block
+
+    def add_constraints(self, name: str, labels, rows, cols, vals, *, lo=-INF, hi=INF) -> ConBlock:
+        """Add constraints from coordinates: ``rows`` index the new block (0-based)."""
+        if name in self.con_blocks:
+            raise ValueError(f"constraint block {name!r} already exists")
+        labels = tuple(labels)
+        n = len(labels)
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        vals = np.asarray(vals, dtype=float)
+        if not (rows.shape == cols.shape == vals.shape):
+            raise ValueError(f"constraint block {name!r}: rows/cols/vals differ in shape")
+        if np.isnan(vals).any():
+            raise ValueError(f"constraint block {name!r}: NaN coefficient")
+        if rows.size and (rows.min() < 0 or rows.max() >= n):
+            raise ValueError(f"constraint block {name!r}: row index out of range")
+        if cols.size and (cols.min() < 0 or cols.max() >= self.n_cols):
+            raise ValueError(f"constraint block {name!r}: column index out of range")
+        block = ConBlock(name, self.n_rows, labels)
+        self._rows.append(rows + self.n_rows)
+        self._cols.append(cols)
+        self._vals.append(vals)
+        lo_a = np.broadcast_to(np.asarray(lo, dtype=float), (n,)).copy()
+        hi_a = np.broadcast_to(np.asarray(hi, dtype=float), (n,)).copy()
+        if np.isnan(lo_a).any() or np.isnan(hi_a).any():
+            raise ValueError(f"constraint block {name!r}: NaN bound")
+        self._row_lo.append(lo_a)
+        self._row_hi.append(hi_a)
+        self.con_blocks[name] = block
+        self.n_rows += n
+        return block
+
+    # ---------------------------------------------------------------- reading
+    def arrays(self) -> "ModelArrays":
+        """Dense vectors and a CSC matrix, as every backend consumes them."""
+        cat = lambda lst, dt=float: np.concatenate(lst).astype(dt) if lst else np.zeros(0, dt)  # noqa: E731
+        A = sp.csc_matrix(
+            (cat(self._vals), (cat(self._rows, np.int64), cat(self._cols, np.int64))),
+            shape=(self.n_rows, self.n_cols),
+        )
+        A.sum_duplicates()
+        return ModelArrays(
+            cost=cat(self._cost), lb=cat(self._lb), ub=cat(self._ub), integer=cat(self._int, bool),
+            A=A, row_lo=cat(self._row_lo), row_hi=cat(self._row_hi), offset=self.objective_offset,
+        )
+
+    def column_names(self) -> list[str]:
+        return [f"{b.name}[{_fmt(lab)}]" for b in self.var_blocks.values() for lab in b.labels]
+
+    def row_names(self) -> list[str]:
+        return [f"{b.name}[{_fmt(lab)}]" for b in self.con_blocks.values() for lab in b.labels]
+
+
+def _fmt(label) -> str:
+    return ",".join(map(str, label)) if isinstance(label, tuple) else str(label)
+
+
+@dataclass(frozen=True)
+class ModelArrays:
+    cost: np.ndarray
+    lb: np.ndarray
+    ub: np.ndarray
+    integer: np.ndarray
+    A: sp.csc_matrix
+    row_lo: np.ndarray
+    row_hi: np.ndarray
+    offset: float
+
+    @property
+    def n_cols(self) -> int:
+        return len(self.cost)
+
+    def violation(self, x: np.ndarray, int_tol: float = 1e-6) -> float:
+        """Largest violation of bounds, rows or integrality by ``x`` (0 when feasible)."""
+        ax = self.A @ x
+        parts = [
+            np.max(self.lb - x, initial=0.0), np.max(x - self.ub, initial=0.0),
+            np.max(self.row_lo - ax, initial=0.0), np.max(ax - self.row_hi, initial=0.0),
+        ]
+        xi = x[self.integer]
+        parts.append(np.max(np.abs(xi - np.round(xi)), initial=0.0) if xi.size else 0.0)
+        return float(max(parts))
