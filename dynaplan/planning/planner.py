@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError as PydanticValidationError
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import InfeasibleError, SolverError, ValidationError
@@ -43,7 +44,12 @@ class Planner:
                  options: PlannerOptions | None = None, solve_options: SolveOptions | None = None,
                  backend: Backend | str = Backend.HIGHS, model: str | None = None) -> None:
         self.profile = profile
-        self.inventory = inventory if isinstance(inventory, Inventory) else Inventory(servers=dict(inventory))
+        if not isinstance(inventory, Inventory):
+            try:
+                inventory = Inventory(servers=dict(inventory))
+            except PydanticValidationError as exc:
+                raise ValidationError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        self.inventory = inventory
         self.slos = slos
         self.options = options or PlannerOptions()
         self.solve_options = solve_options or SolveOptions()

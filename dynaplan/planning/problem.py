@@ -52,7 +52,7 @@ class PlannerOptions(BaseModel):
     pool_epoch_s: float = Field(default=300.0, gt=0, description="Pool-level period (s).")
     instance_epoch_s: float = Field(default=5.0, gt=0, description="Instance-level period (s).")
     spill: str = Field(
-        default="larger",
+        default="next",
         description="Which pools may take a class's load: 'none' (own pool only), 'next' (own and "
         "the next larger class's pool) or 'larger' (any pool whose input and output bins are both "
         "at least the class's).",

@@ -1,0 +1,143 @@
+"""Tiny hand-solvable planning instances with exact expected decisions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dynaplan.domain import ClassScheme, HardwareType, SLOTable, TokenBins
+from dynaplan.domain.slo import SLO
+from dynaplan.errors import InfeasibleError, ValidationError
+from dynaplan.planning import Plan, Planner, PlannerOptions, check_plan
+from dynaplan.profiles import Profile
+from dynaplan.solvers import SolveOptions, Status
+
+TOY = HardwareType(name="toy", gpus_per_server=8, clock_levels_mhz=(1000, 2000), gpu_memory_gb=80,
+                   idle_power_w=50, max_power_w=700, price_usd_per_server_h=10, interconnect_gb_s=900,
+                   peak_tflops_bf16=989, hbm_bandwidth_tb_s=3.35)
+ONE = ClassScheme(input_bins=TokenBins(names=("A",), edges_tokens=()),
+                  output_bins=TokenBins(names=("A",), edges_tokens=()))
+SLOS = SLOTable(per_class={"AA": SLO(ttft_ms=100, tbt_ms=50)})
+
+# TP8 @ 1000 MHz: 1000 W + 50 W per req/s, meets the SLO up to 10 req/s.
+# TP8 @ 2000 MHz: 1400 W + 60 W per req/s, meets the SLO up to 14 req/s.
+# TP4 @ both clocks: cannot meet the SLO at any load (TTFT too high).
+CURVES = {(8, 1000): (1000.0, 50.0, 10), (8, 2000): (1400.0, 60.0, 14), (4, 1000): (600.0, 40.0, 0),
+          (4, 2000): (800.0, 45.0, 0)}
+
+
+def toy_profile() -> Profile:
+    rows = []
+    for (tp, f), (a, b, lmax) in CURVES.items():
+        for load in range(2, 21, 2):
+            ttft = 60.0 + (0 if load <= lmax else 100.0 * (load - lmax)) if lmax else 150.0 + load
+            rows.append(dict(model="m", hardware="toy", tp=tp, freq_mhz=f, request_class="AA", load_rps=float(load),
+                             power_w=a + b * load, ttft_p99_ms=ttft, tbt_p99_ms=20.0, throughput_rps=float(load)))
+    return Profile(pd.DataFrame(rows), hardware={"toy": TOY}, classes=ONE)
+
+
+@pytest.fixture(scope="module")
+def prof():
+    return toy_profile()
+
+
+def planner(prof, servers, **opts):
+    return Planner(prof, {"toy": servers}, SLOS, options=PlannerOptions(**opts) if opts else None)
+
+
+def groups(plan: Plan):
+    return sorted((g.tp, g.freq_mhz, g.count) for p in plan.pools for g in p.groups)
+
+
+def test_two_slow_instances_cover_twenty(prof):
+    # 2 x TP8@1000: 2*1000 + 50*20 = 3000 W; TP8@1000 + TP8@2000: 2400 + 500 + 600 = 3500 W
+    pl = planner(prof, 2)
+    for plan in (pl.plan({"AA": 20.0}), pl.plan_monolithic({"AA": 20.0})):
+        assert groups(plan) == [(8, 1000, 2)]
+        assert plan.power_w == pytest.approx(3000.0)
+        assert plan.energy_j == pytest.approx(3000.0 * 300)
+        assert plan.report.status is Status.OPTIMAL
+        assert check_plan(prof, SLOS, {"toy": 2}, plan).ok
+
+
+def test_load_above_two_slow_instances_needs_a_fast_one(prof):
+    # 21 req/s: slow+fast = 2400 + 50*10 + 60*11 = 3560 W beats 2 fast (2800 + 1260) and 3 slow (needs 3 servers)
+    for servers in (2, 3):
+        plan = planner(prof, servers).plan_monolithic({"AA": 21.0})
+        assert groups(plan) == [(8, 1000, 1), (8, 2000, 1)]
+        assert plan.power_w == pytest.approx(3560.0)
+        assert check_plan(prof, SLOS, {"toy": servers}, plan).ok
+
+
+def test_infeasible_names_class_and_limit(prof):
+    pl = planner(prof, 2)
+    with pytest.raises(InfeasibleError, match=r"class AA: 40 req/s needs at least 3 TP8 instances \(24 GPUs"):
+        pl.plan({"AA": 40.0})
+    with pytest.raises(InfeasibleError, match="16 GPUs available"):
+        pl.plan_monolithic({"AA": 40.0})
+
+
+def test_best_effort_serves_most_and_reports_rest(prof):
+    plan = planner(prof, 2, best_effort=True).plan_monolithic({"AA": 40.0})
+    assert groups(plan) == [(8, 2000, 2)]
+    assert plan.unserved_rps == pytest.approx({"AA": 12.0})
+    assert check_plan(prof, SLOS, {"toy": 2}, plan).ok
+
+
+def test_zero_load_plans_nothing(prof):
+    plan = planner(prof, 2).plan({"AA": 0.0})
+    assert plan.pools == () and plan.power_w == 0.0
+
+
+def test_bad_forecast_and_inventory_are_named(prof):
+    pl = planner(prof, 2)
+    with pytest.raises(ValidationError, match="unknown request class"):
+        pl.plan({"ZZ": 1.0})
+    with pytest.raises(ValidationError, match="class AA load -1"):
+        pl.plan({"AA": -1.0})
+    with pytest.raises(ValidationError, match="unknown hardware"):
+        Planner(prof, {"h100-80gb": 3}, SLOS)
+    with pytest.raises(ValidationError, match="expected >= 0"):
+        Planner(prof, {"toy": -1}, SLOS)
+
+
+def test_plan_round_trips_through_json(prof):
+    plan = planner(prof, 3).plan({"AA": 21.0})
+    text = plan.to_json()
+    assert Plan.from_json(text) == plan
+    assert json.loads(text)["report"]["backend"] == "highs"
+
+
+def test_check_plan_catches_tampering(prof):
+    plan = planner(prof, 2).plan({"AA": 20.0})
+    pool = plan.pools[0]
+    g = pool.groups[0]
+    over = g.model_copy(update={"load_rps_per_instance": {"AA": 12.0}})
+    bad = plan.model_copy(update={"pools": (pool.model_copy(update={"groups": (over,)}),)})
+    res = check_plan(prof, SLOS, {"toy": 2}, bad)
+    assert not res.ok and any("utilisation" in m for m in res.violations)
+    res = check_plan(prof, SLOS, {"toy": 1}, plan)
+    assert not res.ok and any("inventory has 1" in m for m in res.violations)
+    cheap = plan.model_copy(update={"power_w": plan.power_w - 10})
+    assert any("recomputed" in m for m in check_plan(prof, SLOS, {"toy": 2}, cheap).violations)
+
+
+def test_instance_level_takes_least_power_clock_meeting_slo(prof):
+    pl = planner(prof, 2)
+    loads = pd.DataFrame({"instance": [0, 1, 2], "pool": "AA", "hardware": "toy", "tp": 8,
+                          "request_class": "AA", "load_rps": [6.0, 12.0, 16.0]})
+    out = pl.clocks(loads).set_index("instance")
+    assert out.loc[0, "freq_mhz"] == 1000 and out.loc[0, "meets_slo"]
+    assert out.loc[0, "power_w"] == pytest.approx(1300.0)
+    assert out.loc[1, "freq_mhz"] == 2000 and out.loc[1, "meets_slo"]
+    assert out.loc[2, "freq_mhz"] == 2000 and not out.loc[2, "meets_slo"]  # flagged, at max clock
+
+
+def test_time_limit_never_hangs(prof):
+    pl = Planner(prof, {"toy": 3}, SLOS, solve_options=SolveOptions(time_limit_s=0.001))
+    plan = pl.plan_monolithic({"AA": 21.0})  # tiny model: solved or best-found within the limit
+    assert plan.report.status in (Status.OPTIMAL, Status.FEASIBLE)
+    assert plan.report.gap is not None
