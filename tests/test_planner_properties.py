@@ -1,0 +1,91 @@
+"""Property tests of the planner over random, physically shaped profiles and loads."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from dynaplan.domain import DEFAULT_SLOS, H100_80GB, ClassScheme, TokenBins
+from dynaplan.errors import InfeasibleError
+from dynaplan.planning import Planner, PlannerOptions, check_plan
+from dynaplan.testing import synthetic_profile
+
+SCHEME = ClassScheme(input_bins=TokenBins(names=("S", "M"), edges_tokens=(256,)),
+                     output_bins=TokenBins(names=("S", "L"), edges_tokens=(350,)))
+GAP = 2e-4  # two MIP relative gaps (the default stops at 1e-4)
+SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def make(seed: int, servers: int = 6, spill: str = "next"):
+    prof = synthetic_profile(seed=seed, classes=SCHEME, tps=(2, 4, 8), n_loads=6, clocks=(1000, 1400, 1980))
+    return prof, Planner(prof, {H100_80GB.name: servers}, DEFAULT_SLOS, options=PlannerOptions(spill=spill))
+
+
+def forecast(planner: Planner, fracs: list[float]) -> dict[str, float]:
+    """Loads as fractions of each class's largest single-instance capacity."""
+    cap = planner.ops.groupby("request_class")["max_load_rps"].max()
+    return {c: f * float(cap.get(c, 0.0)) for c, f in zip(SCHEME.names, fracs)}
+
+
+loads = st.lists(st.floats(min_value=0.0, max_value=3.0), min_size=4, max_size=4)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), fracs=loads, spill=st.sampled_from(["none", "next", "larger"]))
+def test_plans_pass_checker_and_monolithic_is_never_worse(seed, fracs, spill):
+    prof, pl = make(seed, spill=spill)
+    f = forecast(pl, fracs)
+    try:
+        mono = pl.plan_monolithic(f)
+    except InfeasibleError:
+        with pytest.raises(InfeasibleError):
+            pl.plan(f)
+        return
+    assert check_plan(prof, DEFAULT_SLOS, pl.inventory.servers, mono).ok
+    hier = pl.plan(f)
+    res = check_plan(prof, DEFAULT_SLOS, pl.inventory.servers, hier)
+    assert res.ok, res.violations
+    # the monolithic optimum (of the linear model) is never worse than the hierarchy's plan
+    assert mono.report.objective <= hier.report.objective * (1 + GAP) + 1e-6
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), fracs=loads, grow=st.floats(1.0, 1.5))
+def test_more_load_never_costs_less(seed, fracs, grow):
+    _, pl = make(seed)
+    f = forecast(pl, fracs)
+    try:
+        big = pl.plan_monolithic({c: v * grow for c, v in f.items()})
+    except InfeasibleError:
+        assume(False)
+    small = pl.plan_monolithic(f)
+    assert small.report.objective <= big.report.objective * (1 + GAP) + 1e-6
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), fracs=loads, extra=st.integers(1, 4))
+def test_larger_inventory_never_costs_more(seed, fracs, extra):
+    _, pl = make(seed, servers=4)
+    f = forecast(pl, fracs)
+    try:
+        small_inv = pl.plan_monolithic(f)
+    except InfeasibleError:
+        assume(False)
+    _, pl_big = make(seed, servers=4 + extra)
+    big_inv = pl_big.plan_monolithic(f)
+    assert big_inv.report.objective <= small_inv.report.objective * (1 + GAP) + 1e-6
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), frac=st.floats(0.05, 3.0))
+def test_pool_level_plan_is_checked_and_monotone_in_load(seed, frac):
+    prof, pl = make(seed)
+    f = forecast(pl, [frac] * 4)
+    try:
+        a = pl.plan_pool("MS", {"MS": f["MS"]}, {H100_80GB.name: 4})
+        b = pl.plan_pool("MS", {"MS": f["MS"] * 1.1}, {H100_80GB.name: 4})
+    except InfeasibleError:
+        assume(False)
+    assert a.report.objective <= b.report.objective * (1 + GAP) + 1e-6
+    assert sum(g.count * g.load_rps_per_instance.get("MS", 0) for g in a.groups) >= f["MS"] * (1 - 1e-6)
