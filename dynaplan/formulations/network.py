@@ -179,3 +179,48 @@ def split_solution(net: Network, x: np.ndarray, n, z, y=None, u=None, recipe: bo
     if u is not None:
         out["unserved"] = pd.Series(np.maximum(x[u.cols], 0.0), index=net.demand_rps.index)
     return out
+
+
+@dataclass(frozen=True)
+class NetArrays:
+    """The sets of a :class:`Network` as flat numpy arrays with their model columns.
+
+    Built once per model and reused to read solutions without pandas on the hot path.
+    """
+
+    cfg_pool: np.ndarray
+    cfg_hw: np.ndarray
+    cfg_tp: np.ndarray
+    cfg_freq: np.ndarray
+    cfg_gid: np.ndarray
+    cfg_own_lmax: np.ndarray
+    cfg_mult: np.ndarray  # instances per count unit: 1, or instances per server for recipes
+    n_cols: np.ndarray
+    arc_k: np.ndarray
+    arc_class: np.ndarray
+    arc_lmax: np.ndarray
+    z_cols: np.ndarray
+    hp_pool: np.ndarray
+    hp_hw: np.ndarray
+    y_cols: np.ndarray | None
+    demand_classes: tuple[str, ...]
+    u_cols: np.ndarray | None
+
+
+def net_arrays(net: Network, blocks: dict, recipe: bool = False) -> NetArrays:
+    cfg, arcs, hp = net.configs, net.arcs, net.hw_pools
+    tp = cfg["tp"].to_numpy(dtype=np.int64)
+    g = np.array([net.hardware[h].gpus_per_server for h in cfg["hardware"]], dtype=np.int64)
+    nblock = blocks["s"] if recipe else blocks["n"]
+    return NetArrays(
+        cfg_pool=cfg["pool"].to_numpy(dtype=object), cfg_hw=cfg["hardware"].to_numpy(dtype=object),
+        cfg_tp=tp, cfg_freq=cfg["freq_mhz"].to_numpy(dtype=np.int64),
+        cfg_gid=cfg["group_id"].to_numpy(dtype=np.int64), cfg_own_lmax=cfg["own_max_load_rps"].to_numpy(dtype=float),
+        cfg_mult=(g // tp) if recipe else np.ones(len(cfg), dtype=np.int64), n_cols=nblock.cols,
+        arc_k=arcs["k"].to_numpy(dtype=np.int64), arc_class=arcs["request_class"].to_numpy(dtype=object),
+        arc_lmax=arcs["max_load_rps"].to_numpy(dtype=float), z_cols=blocks["z"].cols,
+        hp_pool=hp["pool"].to_numpy(dtype=object), hp_hw=hp["hardware"].to_numpy(dtype=object),
+        y_cols=blocks["y"].cols if blocks.get("y") is not None else None,
+        demand_classes=tuple(net.demand_rps.index),
+        u_cols=blocks["u"].cols if blocks.get("u") is not None else None,
+    )

@@ -159,80 +159,103 @@ class Planner:
         if cached is None:
             m, net, blocks = pool_f.build(self.ops, pool, loads, srv, self.hardware, self._penalty)
             arrays = m.arrays()
-            cached = (m, net, blocks, arrays)
+            cached = (m, net, blocks, arrays, nw.net_arrays(net, blocks))
             if len(self._pool_cache) > 4096:
                 self._pool_cache.clear()
             self._pool_cache[key] = cached
-        m, net, blocks, arrays = cached
-        demand = blocks and m.con_blocks["demand"]
-        row_lo = arrays.row_lo.copy()
-        row_lo[demand.start:demand.stop] = [loads[c] for c in demand.labels]
-        net = nw.Network(net.configs, net.arcs, net.hw_pools,
-                         pd.Series([loads[c] for c in demand.labels], index=list(demand.labels), dtype=float),
-                         net.hardware)
-        arrays = ModelArrays(arrays.cost, arrays.lb, arrays.ub, arrays.integer, arrays.A, row_lo, arrays.row_hi,
-                             arrays.offset)
+        m, net, blocks, arrays, na = cached
+        demand = m.con_blocks["demand"]
+        demand_rps = [loads[c] for c in demand.labels]
+        if self.backend is Backend.HIGHS:  # reuse the matrix; only the demand right-hand side moves
+            row_lo = arrays.row_lo.copy()
+            row_lo[demand.start:demand.stop] = demand_rps
+            problem = ModelArrays(arrays.cost, arrays.lb, arrays.ub, arrays.integer, arrays.A, row_lo,
+                                  arrays.row_hi, arrays.offset)
+        else:
+            problem = m.with_row_bounds("demand", lo=demand_rps)
         build_s = time.perf_counter() - t0
-        missing = [c for c in loads if c not in set(net.arcs["request_class"])]
+        missing = [c for c in loads if c not in set(na.arc_class)]
         if missing:
             if self._penalty is None:
                 raise InfeasibleError(f"pool {pool}: no configuration on its servers {srv} meets the SLO of "
                                       f"class(es) {missing}")
-        x, report = self._solve(arrays if self.backend is Backend.HIGHS else m, build_s)
+        x, report = self._solve(problem, build_s)
         if report.status is Status.INFEASIBLE:
             self._raise_infeasible_pool(pool, loads, srv, report)
         self._check_solution(x, report, f"pool {pool}")
-        parts = nw.split_solution(net, x, blocks["n"], blocks["z"], blocks["y"], blocks["u"])
-        return self._pool_plan(pool, parts, epoch_s, report)
+        plans = self._pool_plans(na, x, epoch_s, {pool: report})
+        if plans:
+            return plans[0]
+        return PoolPlan(pool=pool, servers={}, groups=(), served_rps={}, idle_gpus={}, idle_power_w=0.0,
+                        power_w=0.0, energy_j=0.0, report=report)
 
     def _raise_infeasible_pool(self, pool, loads, srv, report):
         gpus = {h: n * self.hardware[h].gpus_per_server for h, n in srv.items()}
         raise InfeasibleError(f"pool {pool}: loads {loads} req/s do not fit on its servers {srv} ({gpus} GPUs) "
                               f"at the SLO [{report.backend.value}: {report.message}]")
 
-    def _pool_plan(self, pool: str, parts: dict, epoch_s: float, report: SolveReport | None) -> PoolPlan:
-        cfg = parts["configs"]
-        arcs = parts["arcs"]
-        used = cfg[cfg["count"] > 0]
-        served_total = float(arcs["load_rps"].sum())
-        # per configuration: per-class load per instance and utilisation, vectorised over arcs
-        cnt_of_arc = cfg["count"].reindex(arcs["k"]).to_numpy()
-        act = arcs[(cnt_of_arc > 0) & (arcs["load_rps"].to_numpy() > 1e-9)]
-        cnt_act = cfg["count"].reindex(act["k"]).to_numpy()
-        per_inst = act["load_rps"].to_numpy() / cnt_act
-        util = pd.Series(per_inst / act["max_load_rps"].to_numpy()).groupby(act["k"].to_numpy()).sum()
-        load_k = pd.Series(act["load_rps"].to_numpy()).groupby(act["k"].to_numpy()).sum()
-        u = util.reindex(used.index, fill_value=0.0).to_numpy()
-        eq = u * used["own_max_load_rps"].to_numpy()
-        p_inst = self.profile.interpolate("power_w", used["group_id"].to_numpy(), eq)
+    def _pool_plans(self, na: nw.NetArrays, x: np.ndarray, epoch_s: float,
+                    reports: dict[str, SolveReport | None]) -> list[PoolPlan]:
+        """Read a pool-network solution into one :class:`PoolPlan` per pool with instances.
+
+        Instances of a configuration share its load equally; an instance's power is the profile's
+        interpolated power at its equivalent load ``U * lmax`` of the pool class (exact for a
+        single-class instance), not the linear model's chord.
+        """
+        count = np.rint(x[na.n_cols]).astype(np.int64) * na.cfg_mult
+        z = np.maximum(x[na.z_cols], 0.0)
+        z[z < 1e-9] = 0.0
+        cnt_arc = count[na.arc_k]
+        live = (cnt_arc > 0) & (z > 0)
+        per_inst = np.where(live, z / np.maximum(cnt_arc, 1), 0.0)
+        util = np.bincount(na.arc_k, weights=per_inst / na.arc_lmax, minlength=len(count))
+        load_k = np.bincount(na.arc_k, weights=np.where(live, z, 0.0), minlength=len(count))
+        used = np.flatnonzero(count > 0)
+        p_inst = np.zeros(len(count))
+        if used.size:
+            p_inst[used] = self.profile.interpolate("power_w", na.cfg_gid[used], util[used] * na.cfg_own_lmax[used])
+        servers_by = {}
+        if na.y_cols is not None:
+            ys = np.rint(x[na.y_cols]).astype(np.int64)
+            for p, h, v in zip(na.hp_pool, na.hp_hw, ys):
+                if v > 0:
+                    servers_by.setdefault(p, {})[h] = servers_by.get(p, {}).get(h, 0) + int(v)
+        else:  # recipes: servers are the recipe counts
+            srv = np.rint(x[na.n_cols]).astype(np.int64)
+            for p, h, v in zip(na.cfg_pool, na.cfg_hw, srv):
+                if v > 0:
+                    servers_by.setdefault(p, {})[h] = servers_by.get(p, {}).get(h, 0) + int(v)
         per_k: dict[int, dict[str, float]] = {}
-        for k, c, v in zip(act["k"].to_numpy(), act["request_class"].to_numpy(), per_inst):
+        served_by: dict[str, dict[str, float]] = {}
+        for k, c, v, zz in zip(na.arc_k[live], na.arc_class[live], per_inst[live], z[live]):
             per_k.setdefault(int(k), {})[c] = float(v)
-        groups = []
-        for i, (k, row) in enumerate(zip(used.index, used.itertuples(index=False))):
-            cnt = int(row.count)
-            groups.append(InstanceGroup(
-                hardware=row.hardware, tp=int(row.tp), freq_mhz=int(row.freq_mhz), count=cnt,
+            p = na.cfg_pool[k]
+            served_by.setdefault(p, {})[c] = served_by.get(p, {}).get(c, 0.0) + float(zz)
+        out = []
+        for p in self.classes:
+            ks = used[na.cfg_pool[used] == p]
+            if ks.size == 0:
+                continue
+            total = sum(served_by.get(p, {}).values())
+            groups = tuple(InstanceGroup(
+                hardware=na.cfg_hw[k], tp=int(na.cfg_tp[k]), freq_mhz=int(na.cfg_freq[k]), count=int(count[k]),
                 load_rps_per_instance=per_k.get(int(k), {}),
-                load_share=float(load_k.get(k, 0.0)) / served_total if served_total > 0 else 0.0,
-                utilisation=float(u[i]), power_w_per_instance=float(p_inst[i]), power_w=float(p_inst[i]) * cnt,
-                energy_j=float(p_inst[i]) * cnt * epoch_s, slo_margin=1.0 - float(u[i])))
-        if "servers" in parts:
-            sv = parts["servers"]
-            servers = {h: int(v) for h, v in zip(sv["hardware"], sv["servers"]) if v > 0}
-        else:  # recipe solution: servers per hardware from the recipe counts
-            servers = {h: int(v) for h, v in cfg.groupby("hardware")["servers"].sum().items() if v > 0}
-        gpus_used: dict[str, int] = {}
-        for g in groups:
-            gpus_used[g.hardware] = gpus_used.get(g.hardware, 0) + g.gpus
-        idle = {h: servers.get(h, 0) * self.hardware[h].gpus_per_server - gpus_used.get(h, 0) for h in servers}
-        idle_w = float(sum(n * self.hardware[h].idle_power_w for h, n in idle.items()))
-        power = sum(g.power_w for g in groups) + idle_w
-        served = arcs.groupby("request_class")["load_rps"].sum()
-        return PoolPlan(pool=pool, servers=servers, groups=tuple(groups),
-                        served_rps={c: float(v) for c, v in served.items() if v > 1e-12},
-                        idle_gpus={h: int(v) for h, v in idle.items()}, idle_power_w=idle_w,
-                        power_w=power, energy_j=power * epoch_s, report=report)
+                load_share=float(load_k[k]) / total if total > 0 else 0.0,
+                utilisation=float(util[k]), power_w_per_instance=float(p_inst[k]),
+                power_w=float(p_inst[k]) * int(count[k]), energy_j=float(p_inst[k]) * int(count[k]) * epoch_s,
+                slo_margin=1.0 - float(util[k])) for k in ks)
+            servers = servers_by.get(p, {})
+            gpus_used: dict[str, int] = {}
+            for g in groups:
+                gpus_used[g.hardware] = gpus_used.get(g.hardware, 0) + g.gpus
+            idle = {h: n * self.hardware[h].gpus_per_server - gpus_used.get(h, 0) for h, n in servers.items()}
+            idle_w = float(sum(n * self.hardware[h].idle_power_w for h, n in idle.items()))
+            power = sum(g.power_w for g in groups) + idle_w
+            out.append(PoolPlan(pool=p, servers=servers, groups=groups,
+                                served_rps={c: v for c, v in served_by.get(p, {}).items() if v > 1e-12},
+                                idle_gpus=idle, idle_power_w=idle_w, power_w=power, energy_j=power * epoch_s,
+                                report=reports.get(p)))
+        return out
 
     # ------------------------------------------------------------------ cluster / hierarchy
     def plan(self, forecast: Mapping[str, float] | pd.Series, state=None) -> Plan:
@@ -297,17 +320,11 @@ class Planner:
         if report.status is Status.INFEASIBLE:
             self._raise_infeasible(demand, report)
         self._check_solution(x, report, "monolithic")
-        parts = nw.split_solution(net, x, blocks["n"], blocks["z"], blocks["y"], blocks["u"])
-        pools = []
-        for p in self.classes:
-            sel_cfg = parts["configs"]["pool"] == p
-            if not (parts["configs"].loc[sel_cfg, "count"] > 0).any():
-                continue
-            sub = {"configs": parts["configs"][sel_cfg],
-                   "arcs": parts["arcs"][parts["arcs"]["pool"] == p],
-                   "servers": parts["servers"][parts["servers"]["pool"] == p]}
-            pools.append(self._pool_plan(p, sub, self.options.pool_epoch_s, None))
-        unserved = {c: float(v) for c, v in parts.get("unserved", pd.Series(dtype=float)).items()}
+        na = nw.net_arrays(net, blocks)
+        pools = self._pool_plans(na, x, self.options.pool_epoch_s, {})
+        unserved = {}
+        if na.u_cols is not None:
+            unserved = {c: float(v) for c, v in zip(na.demand_classes, np.maximum(x[na.u_cols], 0.0))}
         return self._assemble("monolithic", f, pools, unserved, None, [report], t0)
 
     def _assemble(self, mode, f, pools, unserved, creport, reports, t0, notes=()) -> Plan:

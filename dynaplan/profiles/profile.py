@@ -83,6 +83,8 @@ class Profile:
         self._groups = groups
         self._group_index = pd.MultiIndex.from_frame(groups)
         self._load = df_sorted["load_rps"].to_numpy()
+        self._columns = {c: df_sorted[c].to_numpy(dtype=float) for c in df_sorted.columns
+                         if c not in schema.STRING_COLUMNS}
         self._span = float(self._load.max()) * 2.0 + 1.0
         self._composite = self._gid_of_row * self._span + self._load
 
@@ -176,12 +178,12 @@ class Profile:
 
         Held at the first point below the lowest load; NaN above the highest load.
         """
-        if column not in self._df.columns:
-            raise KeyError(f"unknown profile column {column!r}")
+        vals = self._columns.get(column)
+        if vals is None:
+            raise KeyError(f"unknown or non-numeric profile column {column!r}")
         gid = np.asarray(group_id, dtype=np.int64)
         x = np.asarray(load_rps, dtype=float)
         gid, x = np.broadcast_arrays(gid, x)
-        vals = self._df[column].to_numpy(dtype=float)
         s = self._starts[gid]
         e = self._ends[gid]
         pos = np.searchsorted(self._composite, gid * self._span + x, side="right")

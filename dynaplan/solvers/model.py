@@ -10,6 +10,7 @@ Sense is always minimisation; constraints are ranges ``row_lo <= A x <= row_hi``
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -117,6 +118,24 @@ class LinearModel:
         self.con_blocks[name] = block
         self.n_rows += n
         return block
+
+    def with_row_bounds(self, block: str, lo=None, hi=None) -> "LinearModel":
+        """A copy sharing structure with ``self`` but new bounds on one constraint block.
+
+        Repeated solves that only move a right-hand side (the planner's demand) reuse everything
+        else.
+        """
+        names = list(self.con_blocks)
+        i = names.index(block)
+        n = len(self.con_blocks[block].labels)
+        out = copy.copy(self)
+        out._row_lo = list(self._row_lo)
+        out._row_hi = list(self._row_hi)
+        if lo is not None:
+            out._row_lo[i] = np.broadcast_to(np.asarray(lo, dtype=float), (n,)).copy()
+        if hi is not None:
+            out._row_hi[i] = np.broadcast_to(np.asarray(hi, dtype=float), (n,)).copy()
+        return out
 
     # ---------------------------------------------------------------- reading
     def arrays(self) -> "ModelArrays":
