@@ -24,8 +24,8 @@ from dynaplan.formulations import monolithic as mono_f
 from dynaplan.formulations import network as nw
 from dynaplan.formulations import pool as pool_f
 from dynaplan.planning.plan import InstanceGroup, Plan, PoolPlan
-from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, operating_points,
-                                       spill_targets)
+from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
+                                       operating_points, power_segments, spill_targets)
 from dynaplan.profiles.profile import Profile
 from dynaplan.solvers import Backend, SolveOptions, SolveReport, Status, solve
 from dynaplan.solvers.model import ModelArrays
@@ -77,6 +77,9 @@ class Planner:
         ops = operating_points(profile, slos, self.options.prune_dominated)
         ops = ops[(ops["model"] == model) & ops["hardware"].isin(list(self.hardware))]
         self.ops = ops.reset_index(drop=True)
+        self.segments = power_segments(profile, self.ops, self.options.load_segments)
+        if self.options.prune_dominated:
+            self.segments = envelope_pieces(self.ops, self.segments)
         self.routes = spill_targets(self.classes, len(profile.classes.output_bins.names), self.options.spill)
         self._pool_cache: dict = {}
 
@@ -157,7 +160,7 @@ class Planner:
         key = (pool, tuple(sorted(loads)), tuple(sorted(srv.items())), self._penalty)
         cached = self._pool_cache.get(key)
         if cached is None:
-            m, net, blocks = pool_f.build(self.ops, pool, loads, srv, self.hardware, self._penalty)
+            m, net, blocks = pool_f.build(self.ops, self.segments, pool, loads, srv, self.hardware, self._penalty)
             arrays = m.arrays()
             cached = (m, net, blocks, arrays, nw.net_arrays(net, blocks))
             if len(self._pool_cache) > 4096:
@@ -200,50 +203,57 @@ class Planner:
 
         Instances of a configuration share its load equally; an instance's power is the profile's
         interpolated power at its equivalent load ``U * lmax`` of the pool class (exact for a
-        single-class instance), not the linear model's chord.
+        single-class instance), not the piecewise-linear model of the MILP.
         """
-        count = np.rint(x[na.n_cols]).astype(np.int64) * na.cfg_mult
+        count = np.rint(x[na.n_cols]).astype(np.int64) * na.pc_mult  # instances per (config, piece)
+        w = np.maximum(x[na.w_cols], 0.0)
+        n_cfg = int(na.pc_k.max()) + 1 if na.pc_k.size else 0
+        w_cfg = np.bincount(na.pc_k, weights=w, minlength=n_cfg)
+        share = np.where(w_cfg[na.pc_k] > 1e-12, w / np.where(w_cfg[na.pc_k] > 1e-12, w_cfg[na.pc_k], 1.0), 0.0)
         z = np.maximum(x[na.z_cols], 0.0)
         z[z < 1e-9] = 0.0
-        cnt_arc = count[na.arc_k]
-        live = (cnt_arc > 0) & (z > 0)
-        per_inst = np.where(live, z / np.maximum(cnt_arc, 1), 0.0)
-        util = np.bincount(na.arc_k, weights=per_inst / na.arc_lmax, minlength=len(count))
-        load_k = np.bincount(na.arc_k, weights=np.where(live, z, 0.0), minlength=len(count))
+        util = np.where(count > 0, w / np.maximum(count, 1), 0.0)
         used = np.flatnonzero(count > 0)
         p_inst = np.zeros(len(count))
         if used.size:
-            p_inst[used] = self.profile.interpolate("power_w", na.cfg_gid[used], util[used] * na.cfg_own_lmax[used])
-        servers_by = {}
+            p_inst[used] = self.profile.interpolate("power_w", na.pc_gid[used],
+                                                    np.minimum(util[used], 1.0) * na.pc_own_lmax[used])
+        servers_by: dict[str, dict[str, int]] = {}
         if na.y_cols is not None:
-            ys = np.rint(x[na.y_cols]).astype(np.int64)
-            for p, h, v in zip(na.hp_pool, na.hp_hw, ys):
+            for p, h, v in zip(na.hp_pool, na.hp_hw, np.rint(x[na.y_cols]).astype(np.int64)):
                 if v > 0:
                     servers_by.setdefault(p, {})[h] = servers_by.get(p, {}).get(h, 0) + int(v)
         else:  # recipes: servers are the recipe counts
-            srv = np.rint(x[na.n_cols]).astype(np.int64)
-            for p, h, v in zip(na.cfg_pool, na.cfg_hw, srv):
+            for p, h, v in zip(na.pc_pool, na.pc_hw, np.rint(x[na.n_cols]).astype(np.int64)):
                 if v > 0:
                     servers_by.setdefault(p, {})[h] = servers_by.get(p, {}).get(h, 0) + int(v)
-        per_k: dict[int, dict[str, float]] = {}
+        loads_of_cfg: dict[int, list[tuple[str, float]]] = {}
         served_by: dict[str, dict[str, float]] = {}
-        for k, c, v, zz in zip(na.arc_k[live], na.arc_class[live], per_inst[live], z[live]):
-            per_k.setdefault(int(k), {})[c] = float(v)
-            p = na.cfg_pool[k]
-            served_by.setdefault(p, {})[c] = served_by.get(p, {}).get(c, 0.0) + float(zz)
+        for k, c, zz in zip(na.arc_k, na.arc_class, z):
+            if zz > 0:
+                loads_of_cfg.setdefault(int(k), []).append((c, float(zz)))
+        pool_of_cfg = {int(k): p for k, p in zip(na.pc_k, na.pc_pool)}
+        for k, lst in loads_of_cfg.items():
+            for c, zz in lst:
+                p = pool_of_cfg[k]
+                served_by.setdefault(p, {})[c] = served_by.get(p, {}).get(c, 0.0) + zz
         out = []
         for p in self.classes:
-            ks = used[na.cfg_pool[used] == p]
+            ks = used[na.pc_pool[used] == p]
             if ks.size == 0:
                 continue
             total = sum(served_by.get(p, {}).values())
-            groups = tuple(InstanceGroup(
-                hardware=na.cfg_hw[k], tp=int(na.cfg_tp[k]), freq_mhz=int(na.cfg_freq[k]), count=int(count[k]),
-                load_rps_per_instance=per_k.get(int(k), {}),
-                load_share=float(load_k[k]) / total if total > 0 else 0.0,
-                utilisation=float(util[k]), power_w_per_instance=float(p_inst[k]),
-                power_w=float(p_inst[k]) * int(count[k]), energy_j=float(p_inst[k]) * int(count[k]) * epoch_s,
-                slo_margin=1.0 - float(util[k])) for k in ks)
+            groups = []
+            for i in ks:
+                cnt = int(count[i])
+                per = {c: zz * share[i] / cnt for c, zz in loads_of_cfg.get(int(na.pc_k[i]), []) if zz * share[i] > 0}
+                groups.append(InstanceGroup(
+                    hardware=na.pc_hw[i], tp=int(na.pc_tp[i]), freq_mhz=int(na.pc_freq[i]), count=cnt,
+                    load_rps_per_instance=per, load_share=sum(per.values()) * cnt / total if total > 0 else 0.0,
+                    utilisation=float(util[i]), power_w_per_instance=float(p_inst[i]),
+                    power_w=float(p_inst[i]) * cnt, energy_j=float(p_inst[i]) * cnt * epoch_s,
+                    slo_margin=1.0 - float(util[i])))
+            groups = tuple(groups)
             servers = servers_by.get(p, {})
             gpus_used: dict[str, int] = {}
             for g in groups:
@@ -286,16 +296,7 @@ class Planner:
             creport = mono.report
         else:
             self._check_solution(x, creport, "cluster level")
-            parts = nw.split_solution(net, x, blocks["s"], blocks["z"], None, blocks["u"], recipe=True)
-            servers, routed_df = cluster_f.allotment(parts)
-            allot: dict[str, dict[str, int]] = {}
-            for p, h, s in servers.itertuples(index=False, name=None):
-                if s > 0:
-                    allot.setdefault(p, {})[h] = int(s)
-            routed = {}
-            for c, p, v in routed_df.itertuples(index=False, name=None):
-                if v > 1e-9:
-                    routed.setdefault(p, {})[c] = float(v)
+            allot, routed = cluster_f.allotment(nw.net_arrays(net, blocks, recipe=True), x)
         pools, reports = [], []
         for p in self.classes:
             if p not in routed:
@@ -314,7 +315,7 @@ class Planner:
         if not demand:
             return self._assemble("monolithic", f, [], {}, None, [], t0)
         tb = time.perf_counter()
-        m, net, blocks = mono_f.build(self.ops, self.routes, demand, self.inventory.servers, self.hardware,
+        m, net, blocks = mono_f.build(self.ops, self.segments, self.routes, demand, self.inventory.servers, self.hardware,
                                       self.classes, self._penalty)
         x, report = self._solve(m, time.perf_counter() - tb)
         if report.status is Status.INFEASIBLE:
@@ -331,7 +332,7 @@ class Planner:
         servers: dict[str, int] = {}
         gpus: dict[str, int] = {}
         err = 0.0
-        cfg_err = self.ops.set_index(["hardware", "tp", "freq_mhz", "request_class"])["chord_error_w"]
+        cfg_err = self.segments.groupby(["hardware", "tp", "freq_mhz", "request_class"])["segment_error_w"].max()
         for pp in pools:
             for h, n in pp.servers.items():
                 servers[h] = servers.get(h, 0) + n

@@ -1,17 +1,17 @@
-"""The validated inputs of planning: inventory, SLOs, epochs, and the operating points.
+"""The validated inputs of planning: inventory, options, and the operating points.
 
 An *operating point* is one (request class, hardware, TP, clock) with the profile condensed to
-what the linear formulations need (``formulations/pool.md``, section "Load representation"):
+what the formulations need (``formulations/pool.md``, "Load representation"):
 
-* ``max_load_rps``  l^max_{k,c}: highest profiled load meeting the class's P99 SLOs (req/s);
-* ``static_w`` a_{k,c} and ``w_per_rps`` b_{k,c}: the chord of the profile's power curve from
-  its lightest load point to ``max_load_rps``, so an instance at load l draws about a + b l (W);
-* ``chord_error_w``: the largest distance between the chord and the profile's piecewise-linear
-  power on [0, l^max] (W per instance) — the bound on the per-instance power error of the
-  linear model.
+* ``max_load_rps`` l^max_{k,c}: highest profiled load meeting the class's P99 SLOs (req/s);
+* the instance's power as a function of its utilisation ``u = l / l^max`` in [0, 1],
+  ``Q(u) = P(u l^max)``, replaced by a concave piecewise-linear curve through a few profile load
+  points: :func:`power_segments` gives each piece's line ``A_j + B_j u`` (W), and
+  ``segment_error_w`` bounds the distance between that curve and the profile's (W per instance);
+* ``static_w`` / ``w_per_util``: the single chord (one piece), used by the cluster level.
 
-Points that cannot meet the SLO at any load are dropped; so are points dominated by another of
-the same class and hardware (no more GPUs, no more static or marginal power, no less capacity).
+Points that cannot meet the SLO at any load are dropped, and so are points dominated by another
+of the same class and hardware (no more GPUs, no less capacity, no more power at any load).
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ class PlannerOptions(BaseModel):
         "at least the class's).",
     )
     prune_dominated: bool = Field(default=True, description="Drop dominated operating points.")
+    load_segments: int = Field(
+        default=3, ge=1, le=64,
+        description="Pieces of the piecewise-linear power curve per operating point at the pool level "
+        "(count); 1 is the single chord. Breakpoints are profile load points, so with as many pieces as "
+        "load points the curve is the profile's own interpolation.",
+    )
     best_effort: bool = Field(
         default=False,
         description="When the forecast cannot be met, serve as much as possible and report the "
@@ -78,55 +84,126 @@ class PlannerOptions(BaseModel):
 def operating_points(profile: Profile, slos: SLOTable, prune_dominated: bool = True) -> pd.DataFrame:
     """Condense a profile into SLO-feasible operating points (one vectorised pass).
 
-    Returns one row per feasible (model, hardware, tp, freq_mhz, request_class) with
-    ``max_load_rps``, ``static_w``, ``w_per_rps``, ``chord_error_w`` and ``dominated``
-    (dropped from the frame when ``prune_dominated``).
+    Returns one row per feasible (model, hardware, tp, freq_mhz, request_class) with the
+    profile ``group_id``, ``max_load_rps``, ``power_w`` (at max load), ``static_w`` and
+    ``w_per_util`` (the chord of ``Q`` from the lightest load point to ``u = 1``) and
+    ``dominated`` (rows dropped when ``prune_dominated``).
     """
     mls = profile.max_load_under_slo(slos).reset_index()  # keeps the profile's group_id
-    tab = profile.table
-    starts, ends = profile.group_bounds  # rows are sorted by group, then load
-    gid = np.repeat(np.arange(len(starts)), ends - starts)
-    load = tab["load_rps"].to_numpy()
-    power = tab["power_w"].to_numpy()
+    starts, _ = profile.group_bounds
+    load = profile.table["load_rps"].to_numpy()
+    power = profile.table["power_w"].to_numpy()
     l0, p0 = load[starts], power[starts]
     lmax = mls["max_load_rps"].to_numpy()
     pmax = mls["power_w"].to_numpy()
-    span = lmax - l0
     with np.errstate(invalid="ignore", divide="ignore"):
-        slope = np.where(span > 0, (pmax - p0) / np.where(span > 0, span, 1.0), 0.0)
-    intercept = p0 - slope * l0
-    chord_rows = intercept[gid] + slope[gid] * load
-    in_range = load <= lmax[gid] * (1 + 1e-12)
-    dev = np.where(in_range, np.abs(power - chord_rows), 0.0)
-    err = np.maximum.reduceat(dev, starts)
-    err = np.maximum(err, np.abs(slope) * l0)  # below the lightest point the profile is held at p0
-    out = mls.assign(static_w=intercept, w_per_rps=slope, chord_error_w=err)
-    out = out[out["feasible"] & (out["max_load_rps"] > 0)].drop(columns=["feasible"])
-    out = out.reset_index(drop=True)
-    out["dominated"] = _dominated(out)
+        u0 = np.where(lmax > 0, l0 / np.where(lmax > 0, lmax, 1.0), 0.0)
+        slope = np.where(1 - u0 > 1e-12, (pmax - p0) / np.where(1 - u0 > 1e-12, 1 - u0, 1.0), 0.0)
+    out = mls.assign(static_w=p0 - slope * u0, w_per_util=slope)
+    out = out[out["feasible"] & (out["max_load_rps"] > 0)].drop(columns=["feasible"]).reset_index(drop=True)
+    out["dominated"] = _dominated(profile, out)
     if prune_dominated:
         out = out[~out["dominated"]].reset_index(drop=True)
     return out
 
 
-def _dominated(ops: pd.DataFrame) -> np.ndarray:
-    """Point i is dominated by j (same model, class, hardware) if j uses no more GPUs, has no
-    more static and marginal power and no less capacity, and is strictly better in one."""
+def power_segments(profile: Profile, ops: pd.DataFrame, n_segments: int) -> pd.DataFrame:
+    """Piecewise-linear power in utilisation for every operating point (pool.segments).
+
+    Breakpoints are the lightest profiled load ``l_0`` and ``n_segments`` load points of the
+    profile up to ``l^max``, spread evenly over the points available. Piece ``j`` is the line
+    through ``Q(u_{j-1})`` and ``Q(u_j)``; the first is extended down to ``u = 0``. Returns one
+    row per (operating point, piece) with ``segment``, ``u_hi``, ``static_w`` (A_j, W) and
+    ``w_per_util`` (B_j, W per unit utilisation), and ``segment_error_w``: the largest
+    ``|Q(u) - min_j (A_j + B_j u)|`` over the profile's load points in [0, l^max] and u = 0 (W).
+    For a concave profile the lower envelope of the lines is the interpolant through the
+    breakpoints, so the error is zero at the breakpoints and small between them.
+    """
+    starts, ends = profile.group_bounds
+    load = profile.table["load_rps"].to_numpy()
+    power = profile.table["power_w"].to_numpy()
+    rows = []
+    for i, (gid, lmax) in enumerate(zip(ops["group_id"].to_numpy(), ops["max_load_rps"].to_numpy())):
+        s, e = starts[gid], ends[gid]
+        lg, pg = load[s:e], power[s:e]
+        m = int(np.searchsorted(lg, lmax * (1 + 1e-12), side="right"))  # points with load <= lmax
+        u, q = lg[:m] / lmax, pg[:m]
+        if m == 1:
+            idx = np.array([0, 0])
+        else:
+            k = min(n_segments, m - 1)
+            idx = np.unique(np.r_[0, np.rint(np.linspace(0, m - 1, k + 1)[1:]).astype(int)])
+        ub, qb = u[idx], q[idx]
+        if len(idx) < 2 or ub[-1] <= ub[0]:
+            a, b, hi = np.array([qb[-1]]), np.array([0.0]), np.array([1.0])
+        else:
+            b = np.diff(qb) / np.diff(ub)
+            a = qb[:-1] - b * ub[:-1]
+            hi = ub[1:]
+        grid_u = np.r_[0.0, u]
+        grid_q = np.r_[q[0], q]  # the profile holds its first value below the lightest load
+        env = np.min(a[:, None] + b[:, None] * grid_u[None, :], axis=0)
+        err = float(np.max(np.abs(grid_q - env)))
+        for j in range(len(a)):
+            rows.append((i, j, float(hi[j]), float(a[j]), float(b[j]), err))
+    seg = pd.DataFrame(rows, columns=["op", "segment", "u_hi", "static_w", "w_per_util", "segment_error_w"])
+    keys = ops[["model", "hardware", "tp", "freq_mhz", "request_class"]].reset_index(drop=True)
+    return pd.concat([keys.iloc[seg["op"].to_numpy()].reset_index(drop=True), seg.drop(columns=["op"])], axis=1)
+
+
+def envelope_pieces(ops: pd.DataFrame, segments: pd.DataFrame, grid_points: int = 256) -> pd.DataFrame:
+    """Keep only the power pieces on the lower envelope over clocks (pool.envelope).
+
+    The instance level later runs every instance at the least-power clock for its load, so the
+    pool level only needs, for each (class, hardware, TP), the pieces that are the cheapest way to
+    carry some load: piece ``j`` of clock ``f`` draws ``A_j + B_j l / l^max_f`` (W) at load ``l``
+    for ``0 <= l <= l^max_f``. A piece is kept when it is the minimum among the pieces able to
+    carry ``l`` at one of ``grid_points`` loads spread over ``[0, max_f l^max_f]`` or at one of the
+    capacities ``l^max_f``. Exact for instances serving their own class (a dropped piece is never
+    cheaper than a kept one at the grid loads); spilled classes see only the kept clocks.
+    """
+    seg = segments.merge(ops[["hardware", "tp", "freq_mhz", "request_class", "max_load_rps"]],
+                         on=["hardware", "tp", "freq_mhz", "request_class"], how="inner")
+    keep = np.zeros(len(seg), dtype=bool)
+    for _, idx in seg.groupby(["model", "request_class", "hardware", "tp"]).indices.items():
+        cap = seg["max_load_rps"].to_numpy()[idx]
+        a = seg["static_w"].to_numpy()[idx]
+        b = seg["w_per_util"].to_numpy()[idx] / cap
+        loads = np.unique(np.r_[np.linspace(0.0, cap.max(), grid_points), cap])
+        cost = a[:, None] + b[:, None] * loads[None, :]
+        cost[cap[:, None] < loads[None, :] * (1 - 1e-12)] = np.inf
+        keep[idx[np.unique(np.argmin(cost, axis=0))]] = True
+    return segments.loc[keep].reset_index(drop=True)
+
+
+def _dominated(profile: Profile, ops: pd.DataFrame) -> np.ndarray:
+    """Point i is dominated by j (same model, class, hardware) when j uses no more GPUs, carries at
+    least as much load under the SLO, and draws no more power than i at every load in [0, l^max_i]
+    (both curves are piecewise linear, so comparing at the union of their load points is exact).
+    Identical points keep the first (lowest clock)."""
+    starts, ends = profile.group_bounds
+    load = profile.table["load_rps"].to_numpy()
+    power = profile.table["power_w"].to_numpy()
     dom = np.zeros(len(ops), dtype=bool)
+    gids = ops["group_id"].to_numpy()
+    tps = ops["tp"].to_numpy()
+    caps = ops["max_load_rps"].to_numpy()
     for _, idx in ops.groupby(["model", "request_class", "hardware"]).indices.items():
-        sub = ops.iloc[idx]
-        tp = sub["tp"].to_numpy()[:, None]
-        a = sub["static_w"].to_numpy()[:, None]
-        b = sub["w_per_rps"].to_numpy()[:, None]
-        cap = sub["max_load_rps"].to_numpy()[:, None]
-        # [i, j]: j dominates i
-        weak = (tp.T <= tp) & (a.T <= a) & (b.T <= b) & (cap.T >= cap)
-        strict = (tp.T < tp) | (a.T < a) | (b.T < b) | (cap.T > cap)
-        d = weak & strict
-        # identical points: keep the first (lowest clock) only
-        same = (tp.T == tp) & (a.T == a) & (b.T == b) & (cap.T == cap)
-        d |= same & np.tril(np.ones_like(same, dtype=bool), k=-1)
-        dom[idx] = d.any(axis=1)
+        for i in idx:
+            si, ei = starts[gids[i]], ends[gids[i]]
+            for j in idx:
+                if i == j or dom[j] or tps[j] > tps[i] or caps[j] < caps[i]:
+                    continue
+                sj, ej = starts[gids[j]], ends[gids[j]]
+                pts = np.union1d(load[si:ei], load[sj:ej])
+                pts = np.r_[0.0, pts[pts <= caps[i]]]
+                pi = np.interp(pts, load[si:ei], power[si:ei])
+                pj = np.interp(pts, load[sj:ej], power[sj:ej])
+                if np.all(pj <= pi):
+                    strictly = tps[j] < tps[i] or caps[j] > caps[i] or np.any(pj < pi)
+                    if strictly or j < i:
+                        dom[i] = True
+                        break
     return dom
 
 
@@ -162,4 +239,6 @@ def check_forecast(forecast: Mapping[str, float] | pd.Series, class_names: tuple
     return out
 
 
-__all__ = ["DEFAULT_SLOS", "Inventory", "PlannerOptions", "check_forecast", "operating_points", "spill_targets"]
+__all__ = ["DEFAULT_SLOS", "Inventory", "PlannerOptions", "check_forecast", "envelope_pieces", "operating_points",
+           "power_segments",
+           "spill_targets"]
