@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from dynaplan.cli.plan import plan_command
 from dynaplan.cli.profile import app as profile_app
 from dynaplan.errors import DynaplanError
 
@@ -21,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(profile_app, name="profile")
+app.command("plan")(plan_command)
 
 try:  # the trace commands live in the workload package
     from dynaplan.cli.trace import app as trace_app

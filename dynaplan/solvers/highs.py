@@ -13,8 +13,13 @@ from dynaplan.solvers.result import Backend, SolveOptions, SolveReport, Solution
 _MS = highspy.HighsModelStatus
 
 
-def _make_highs(opts: SolveOptions) -> highspy.Highs:
-    h = highspy.Highs()
+# highspy.Highs wraps the C++ solver with Python callback plumbing and prints a banner when
+# constructed; dynaplan uses no callbacks, so it takes the bare binding when present.
+_HIGHS_CLASS = getattr(getattr(highspy, "_core", None), "_Highs", highspy.Highs)
+
+
+def _make_highs(opts: SolveOptions):
+    h = _HIGHS_CLASS()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", float(opts.time_limit_s))
     h.setOptionValue("mip_rel_gap", float(opts.mip_rel_gap))
@@ -59,7 +64,13 @@ def solve_arrays(m: ModelArrays, opts: SolveOptions | None = None, relax: bool =
     try:
         h = _make_highs(opts)
         _pass(h, m)
-        h.run()
+        if h.run() != highspy.HighsStatus.kOk and h.getModelStatus() in (_MS.kNotset, _MS.kSolveError):
+            # HiGHS fixes its thread pool at the first solve of a process; a later solve asking for
+            # another thread count fails until the scheduler is reset.
+            highspy.Highs.resetThreadScheduler(True)
+            h = _make_highs(opts)
+            _pass(h, m)
+            h.run()
     except Exception as exc:  # highspy raises plain exceptions on malformed input
         return Solution(x=None, report=SolveReport(
             status=Status.ERROR, backend=Backend.HIGHS, objective=None, bound=None, gap=None,

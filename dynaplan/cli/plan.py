@@ -1,0 +1,89 @@
+"""``dynaplan plan``: plan a cluster for a trace's peak load or a forecast file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dynaplan.domain.slo import DEFAULT_SLOS
+from dynaplan.errors import ValidationError
+from dynaplan.planning import Plan, Planner, PlannerOptions, check_plan
+from dynaplan.planning.inputs import peak_forecast, read_forecast
+from dynaplan.profiles.profile import Profile
+from dynaplan.solvers import SolveOptions
+from dynaplan.workload.loading import load_trace
+
+
+def plan_tables(plan: Plan) -> list[Table]:
+    head = Table(title=f"{plan.mode} plan", show_header=False, title_justify="left")
+    head.add_column("field", style="bold")
+    head.add_column("value")
+    r = plan.report
+    head.add_row("status", f"{r.status.value} (backend {r.backend.value}, gap {r.gap if r.gap is None else f'{r.gap:.2e}'})")
+    head.add_row("forecast (req/s)", ", ".join(f"{c} {v:.2f}" for c, v in plan.forecast_rps.items()))
+    head.add_row("servers / GPUs", ", ".join(f"{h}: {n} servers, {plan.gpus.get(h, 0)} GPUs in use"
+                                            for h, n in plan.servers.items()) or "none")
+    head.add_row("power", f"{plan.power_w / 1e3:.2f} kW  (model error bound ±{plan.approx_error_bound_w / 1e3:.2f} kW)")
+    head.add_row("energy per epoch", f"{plan.energy_j / 3.6e6:.3f} kWh over {plan.epoch_s:.0f} s")
+    head.add_row("time", f"wall {plan.wall_time_s * 1e3:.1f} ms (build {r.build_time_s * 1e3:.1f}, "
+                         f"solve {r.solve_time_s * 1e3:.1f})")
+    if plan.unserved_rps:
+        head.add_row("UNSERVED (req/s)", ", ".join(f"{c} {v:.2f}" for c, v in plan.unserved_rps.items()))
+    for note in plan.notes:
+        head.add_row("note", note)
+    pools = Table(title="instances by pool", title_justify="left")
+    for col in ("pool", "servers", "config", "count", "load per instance (req/s)", "utilisation", "power (W)"):
+        pools.add_column(col, justify="right" if col in ("count", "utilisation", "power (W)") else "left")
+    for pp in plan.pools:
+        srv = ", ".join(f"{n}x{h}" for h, n in pp.servers.items())
+        for i, g in enumerate(pp.groups):
+            loads = ", ".join(f"{c} {v:.2f}" for c, v in g.load_rps_per_instance.items())
+            pools.add_row(pp.pool if i == 0 else "", srv if i == 0 else "", f"{g.hardware}/TP{g.tp}@{g.freq_mhz}",
+                          str(g.count), loads, f"{g.utilisation:.2f}", f"{g.power_w:.0f}")
+        if any(pp.idle_gpus.values()):
+            pools.add_row("", "", "idle GPUs", str(sum(pp.idle_gpus.values())), "", "", f"{pp.idle_power_w:.0f}")
+    return [head, pools]
+
+
+def plan_command(
+    trace: Annotated[str, typer.Option(help="Bundled trace name or trace file; its per-class peak is the forecast.")] = "azure-conv-2023",
+    forecast: Annotated[Path | None, typer.Option(help="Forecast CSV (request_class, load_rps); overrides --trace.")] = None,
+    servers: Annotated[int, typer.Option(help="Servers in the inventory.")] = 40,
+    hardware: Annotated[str, typer.Option(help="Hardware type of the inventory.")] = "h100-80gb",
+    profile: Annotated[Path | None, typer.Option(help="Profile file (default: the bundled one).")] = None,
+    target_mean_rps: Annotated[float | None, typer.Option(help="Scale the trace to this mean total rate (req/s).")] = 45.0,
+    peak_window: Annotated[str, typer.Option(help="Window over which the trace's peak rate is taken.")] = "60s",
+    spill: Annotated[str, typer.Option(help="none | next | larger")] = "next",
+    monolithic: Annotated[bool, typer.Option(help="Solve the monolithic reference instead of the hierarchy.")] = False,
+    best_effort: Annotated[bool, typer.Option(help="Serve what fits and report the rest instead of failing.")] = False,
+    time_limit_s: Annotated[float, typer.Option(help="Solver time limit per solve (s).")] = 10.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan as JSON here.")] = None,
+) -> None:
+    """Plan a cluster: servers per pool, instances by TP and clock, power and energy."""
+    prof = Profile.default() if profile is None else Profile.read(profile)
+    if forecast is not None:
+        fc = read_forecast(forecast, prof.classes)
+    else:
+        fc = peak_forecast(load_trace(trace), window_s=peak_window, target_mean_rps=target_mean_rps,
+                           scheme=prof.classes)
+    try:
+        opts = PlannerOptions(spill=spill, best_effort=best_effort)
+        sopts = SolveOptions(time_limit_s=time_limit_s)
+    except ValueError as exc:
+        raise ValidationError(str(exc).splitlines()[-1] if str(exc) else repr(exc)) from None
+    planner = Planner(prof, {hardware: servers}, DEFAULT_SLOS, options=opts, solve_options=sopts)
+    plan = planner.plan_monolithic(fc) if monolithic else planner.plan(fc)
+    check = check_plan(prof, DEFAULT_SLOS, {hardware: servers}, plan)
+    console = Console()
+    for t in plan_tables(plan):
+        console.print(t)
+    console.print(f"independent check: {'passed' if check.ok else 'FAILED: ' + '; '.join(check.violations)}")
+    if json_out is not None:
+        json_out.write_text(plan.to_json(indent=2))
+        console.print(f"plan written to {json_out}")
+    if not check.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,423 @@
+"""The pure-integer path: a :class:`LinearModel` solved by OR-Tools CP-SAT.
+
+CP-SAT only knows integer variables and integer coefficients, so the model is *discretised*:
+
+**Columns.** Integer columns are kept: ``x_j = y_j``. Continuous columns are, in dynaplan's
+models, loads in req/s; they are put on a grid of ``u = opts.cpsat_load_unit_rps`` (default
+1e-3 req/s): ``x_j = u * y_j`` with ``y_j`` integer. A bound is rounded inwards
+(``y_j <= floor(ub_j / u)``), so every returned ``x`` is within its bounds. Only loads that are
+multiples of ``u`` can be returned: a plan may need up to ``u`` req/s more capacity per load
+variable than the continuous optimum (e.g. ``sum x >= L`` forces ``sum x >= ceil(L/u)*u``).
+
+**Infinite bounds.** CP-SAT needs finite domains. A missing bound is derived from the rows by
+bound propagation (e.g. ``x_k <= cap_k n_k`` and ``sum tp_k n_k <= G`` bound ``n_k`` and then
+``x_k``), relaxed outwards by 1e-9 relative. A column whose bound cannot be derived is an
+error (``ValueError`` from :func:`build_cpsat`, ``Status.ERROR`` from :func:`solve`), unless
+``build_cpsat(..., default_bound=B)`` is given, which puts ``|x_j| <= B`` on such columns.
+
+**Rows.** Row ``i``, in grid units, has real coefficients ``q_ij = a_ij s_j`` (``s_j`` = 1 or
+``u``). It is multiplied by ``F_i = 10**k``, the smallest ``k`` in 0..12 for which every
+``F_i q_ij`` is an integer (to ``2e-15 |F_i q_ij|``, the floating-point noise of decimal data):
+such a row is **exact**. Otherwise ``k`` is the
+smallest one making every nonzero ``|F_i q_ij| >= 1e6`` (coefficient error <= 5e-7 relative),
+capped so that the row's activity over the box stays below 2**51, and coefficients are rounded
+in the direction that keeps the original row satisfied: for ``<=`` rows rounded up on
+non-negative columns (a capacity term ``-F cap n`` becomes ``-floor(F cap) n``), down for
+``>=`` rows; with both sides finite, to nearest. Whatever rounding error ``e_ij`` remains is bounded
+over the column box, and the integer row sides are tightened by it:
+``ceil(F lo - min sum e y) <= sum round(F q) y <= floor(F hi - max sum e y)``.
+Hence every solution of the integer model satisfies the original model (up to floating
+point; :func:`solve` re-checks with :meth:`ModelArrays.violation` against
+``FEAS_TOL * max(1, max_i sum_j |a_ij x_j|)``, ``FEAS_TOL = 1e-6``, and reports
+``Status.ERROR`` if that fails). The converse does not hold: the integer model may be
+infeasible, or have a worse optimum, when the original optimum needs loads off the grid or
+inexact rows were tightened.
+
+**Infeasibility.** Since the integer model is a restriction, its infeasibility proves nothing
+unless it is exact (no continuous column, every row exact). Otherwise :func:`solve` solves the
+*outer* discretisation (``build_cpsat(relax=True)``: grid bounds rounded outwards, rows
+widened by the grid error ``sum_j |F_i a_ij u| / 2``), which every feasible ``x`` maps into;
+``Status.INFEASIBLE`` only if that is infeasible too, else ``Status.NO_SOLUTION`` with a
+message suggesting a smaller ``cpsat_load_unit_rps``.
+
+**Objective.** Coefficients become ``w_j = round(c_j s_j / v)`` with
+``v = opts.cpsat_objective_unit``. The residual ``r_j = c_j s_j - v w_j`` (``|r_j| <= v/2``) is
+what CP-SAT does not see: the reported ``objective`` is recomputed exactly from the original
+costs, ``c @ x + offset``; the reported ``bound`` is ``v * B + offset + min_box(r @ y)``
+where ``B`` is CP-SAT's bound, i.e. widened by the largest objective rounding error over the
+column box (``CpsatScaling.objective_error``; zero when all ``c_j s_j`` are multiples of ``v``).
+It bounds the optimum of the *discretised* model; the continuous model's optimum can be lower
+by the grid effect above. CP-SAT's own gap (``relative_gap_limit = opts.mip_rel_gap``) is
+measured on the integer objective ``w @ y``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from ortools.sat.python import cp_model
+
+from dynaplan.solvers.model import LinearModel, ModelArrays
+from dynaplan.solvers.result import Backend, SolveOptions, SolveReport, Solution, Status, relative_gap
+
+__all__ = ["CpsatScaling", "FEAS_TOL", "build_cpsat", "derive_bounds", "solve"]
+
+FEAS_TOL = 1e-6           # relative (to activity magnitude, at least 1) tolerance of the re-check
+ACTIVITY_MAX = 2.0 ** 53  # largest |coefficient| * |value| sum of a row or the objective
+MAX_POW10 = 12            # largest row scale 10**k tried
+MIN_INEXACT_COEF = 1e6    # inexact rows: scale until every |coefficient| reaches this
+_REL_INT_TOL = 2e-15      # a coefficient is an integer to this relative tolerance (~9 ulps)
+_INT_TOL = 1e-9           # a row side or bound: ceil/floor forgive this much (or 2e-15 relative)
+
+
+@dataclass
+class CpsatScaling:
+    """How the LinearModel maps to the CP-SAT model: ``x = col_unit * y``."""
+
+    col_unit: np.ndarray              # s_j: 1 for integer columns, u for continuous ones
+    y_lb: np.ndarray                  # integer domain of y_j
+    y_ub: np.ndarray
+    derived_bound: np.ndarray         # True where an infinite bound was derived or defaulted
+    row_scale: np.ndarray             # F_i = 10**k_i (0 for rows left out: free or empty)
+    row_exact: np.ndarray             # True when F_i * a_ij * s_j are all integers
+    row_tightening: np.ndarray        # integer units removed from the row's sides by rounding
+    obj_coef: np.ndarray              # w_j
+    obj_unit: float                   # v
+    objective_error: float            # max over the box of |r @ y| (original objective units)
+    obj_residual_min: float           # min over the box of r @ y (<= 0): the bound widening
+    load_unit: float                  # u
+    exact: bool = False               # no continuous column and every row exact: same model
+    relaxed: bool = False             # built with relax=True (outer discretisation)
+    infeasible: tuple[str, ...] = ()  # reasons the discretised model is trivially infeasible
+    variables: list = field(default_factory=list)  # the CP-SAT IntVars, in column order
+
+    def to_x(self, y) -> np.ndarray:
+        return self.col_unit * np.asarray(y, dtype=float)
+
+
+# ------------------------------------------------------------------------------------ bounds
+def derive_bounds(m: ModelArrays, passes: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Fill infinite column bounds by propagating the rows' activity bounds (finite ones kept)."""
+    lb, ub = m.lb.astype(float).copy(), m.ub.astype(float).copy()
+    A = sp.csr_matrix(m.A)
+    A.eliminate_zeros()
+    if A.nnz == 0:
+        return lb, ub
+    rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+    cols, a = A.indices, A.data
+    n_rows = A.shape[0]
+    pos = a > 0
+    with np.errstate(invalid="ignore", over="ignore"):
+        for _ in range(passes):
+            if np.isfinite(lb).all() and np.isfinite(ub).all():
+                break
+            cmin = np.where(pos, a * lb[cols], a * ub[cols])  # smallest contribution, may be -inf
+            cmax = np.where(pos, a * ub[cols], a * lb[cols])
+            fmin, fmax = np.isfinite(cmin), np.isfinite(cmax)
+            smin = np.bincount(rows, np.where(fmin, cmin, 0.0), n_rows)
+            smax = np.bincount(rows, np.where(fmax, cmax, 0.0), n_rows)
+            nmin = np.bincount(rows, ~fmin, n_rows)
+            nmax = np.bincount(rows, ~fmax, n_rows)
+            # activity of the other terms of the row
+            rmin = np.where(nmin[rows] - ~fmin > 0, -np.inf, smin[rows] - np.where(fmin, cmin, 0.0))
+            rmax = np.where(nmax[rows] - ~fmax > 0, np.inf, smax[rows] - np.where(fmax, cmax, 0.0))
+            room_hi = m.row_hi[rows] - rmin  # a_j x_j <= room_hi
+            room_lo = m.row_lo[rows] - rmax  # a_j x_j >= room_lo
+            ub_c = np.where(pos, room_hi / a, room_lo / a)
+            lb_c = np.where(pos, room_lo / a, room_hi / a)
+            ub_c = np.where(np.isnan(ub_c), np.inf, ub_c)
+            lb_c = np.where(np.isnan(lb_c), -np.inf, lb_c)
+            new_ub = np.full(len(ub), np.inf)
+            new_lb = np.full(len(lb), -np.inf)
+            np.minimum.at(new_ub, cols, ub_c)
+            np.maximum.at(new_lb, cols, lb_c)
+            fill_u = np.isinf(ub) & np.isfinite(new_ub)
+            fill_l = np.isinf(lb) & np.isfinite(new_lb)
+            if not (fill_u.any() or fill_l.any()):
+                break
+            ub[fill_u] = new_ub[fill_u] + 1e-9 * np.maximum(1.0, np.abs(new_ub[fill_u]))
+            lb[fill_l] = new_lb[fill_l] - 1e-9 * np.maximum(1.0, np.abs(new_lb[fill_l]))
+    return lb, ub
+
+
+# ------------------------------------------------------------------------------------ building
+def _is_int(v: np.ndarray) -> np.ndarray:
+    """Integral up to the floating-point noise of decimal data (relative, so 1e-14 is not 0)."""
+    return np.abs(v - np.rint(v)) <= _REL_INT_TOL * np.abs(v)
+
+
+def _ceil(v: float) -> float:
+    return math.ceil(v - max(_INT_TOL, _REL_INT_TOL * abs(v)))
+
+
+def _floor(v: float) -> float:
+    return math.floor(v + max(_INT_TOL, _REL_INT_TOL * abs(v)))
+
+
+def build_cpsat(model: LinearModel, opts: SolveOptions | None = None, *,
+                default_bound: float | None = None,
+                relax: bool = False) -> tuple[cp_model.CpModel, CpsatScaling]:
+    """The discretised CP-SAT model and its :class:`CpsatScaling` (see the module docstring).
+
+    ``relax=True`` builds the outer discretisation instead, without objective: grid bounds
+    rounded outwards, coefficients rounded the other way and row sides widened by the grid
+    error ``sum_j |F a_ij u| / 2`` over continuous columns, so that the grid point nearest to
+    any feasible ``x`` satisfies it; its infeasibility proves the original model infeasible.
+
+    Raises ``ValueError`` when a column has no finite bound and none can be derived (and
+    ``default_bound`` is None), or when a row or the objective cannot be represented within
+    CP-SAT's integer range at these units.
+    """
+    opts = opts or SolveOptions()
+    m = model.arrays()
+    names = None
+    u = float(opts.cpsat_load_unit_rps)
+    v_obj = float(opts.cpsat_objective_unit)
+
+    lb, ub = derive_bounds(m)
+    derived = (np.isinf(m.lb) & np.isfinite(lb)) | (np.isinf(m.ub) & np.isfinite(ub))
+    free = np.isinf(lb) | np.isinf(ub)
+    if free.any():
+        if default_bound is None:
+            names = model.column_names()
+            bad = [names[j] for j in np.flatnonzero(free)[:5]]
+            more = f" and {int(free.sum()) - len(bad)} more" if free.sum() > len(bad) else ""
+            raise ValueError(
+                f"CP-SAT needs finite variable bounds: {', '.join(bad)}{more} "
+                "have none and none can be derived from the constraints; give them explicit "
+                "bounds (or pass default_bound to build_cpsat)")
+        lb = np.where(np.isinf(lb), -float(default_bound), lb)
+        ub = np.where(np.isinf(ub), float(default_bound), ub)
+        derived |= free
+
+    s = np.where(m.integer, 1.0, u)
+    y_lb = np.array([_ceil(b) for b in lb / s], dtype=float) if len(s) else np.zeros(0)
+    y_ub = np.array([_floor(b) for b in ub / s], dtype=float) if len(s) else np.zeros(0)
+    cont = ~m.integer
+    if relax:  # the grid points nearest to the continuous values in [lb, ub]
+        y_lb[cont] = np.floor(lb[cont] / u)
+        y_ub[cont] = np.ceil(ub[cont] / u)
+    ymag = np.maximum(np.abs(y_lb), np.abs(y_ub))
+    too_big = ymag > ACTIVITY_MAX
+    if too_big.any():
+        names = names or model.column_names()
+        j = int(np.flatnonzero(too_big)[0])
+        raise ValueError(f"CP-SAT: the domain of {names[j]} ({lb[j]:g}..{ub[j]:g}) exceeds 2**53 grid "
+                         f"units; raise cpsat_load_unit_rps (now {u:g}) or tighten its bounds")
+    infeasible: list[str] = []
+    empty = y_lb > y_ub
+    if empty.any():
+        names = names or model.column_names()
+        j = int(np.flatnonzero(empty)[0])
+        infeasible.append(f"{names[j]} has no value on the grid within [{m.lb[j]:g}, {m.ub[j]:g}]")
+        y_ub = np.where(empty, y_lb, y_ub)  # keep the domains valid; the model is made infeasible
+
+    cp = cp_model.CpModel()
+    names = names or model.column_names()
+    xs = [cp.new_int_var(int(lo), int(hi), nm) for lo, hi, nm in zip(y_lb, y_ub, names)]
+
+    A = sp.csr_matrix(m.A)
+    A.eliminate_zeros()
+    A.sort_indices()
+    n_rows = A.shape[0]
+    row_scale = np.zeros(n_rows)
+    row_exact = np.ones(n_rows, dtype=bool)
+    row_tight = np.zeros(n_rows)
+    row_names = None
+    for i in range(n_rows):
+        lo, hi = float(m.row_lo[i]), float(m.row_hi[i])
+        if math.isinf(lo) and math.isinf(hi):
+            continue
+        sl = slice(A.indptr[i], A.indptr[i + 1])
+        js = A.indices[sl]
+        if js.size == 0:
+            if not (lo - 1e-9 <= 0.0 <= hi + 1e-9):
+                row_names = row_names or model.row_names()
+                infeasible.append(f"row {row_names[i]} has no terms and excludes 0")
+            continue
+        q = A.data[sl] * s[js]
+        yl, yu, mag = y_lb[js], y_ub[js], ymag[js]
+        # the scale: exact if possible, else large enough for small relative rounding error
+        exact, k_ok, k_big = False, None, None
+        for k in range(MAX_POW10 + 1):
+            vk = q * 10.0 ** k
+            if float(np.abs(vk) @ mag) > ACTIVITY_MAX / 4:
+                break
+            k_ok = k
+            if _is_int(vk).all():
+                exact = True
+                break
+            if k_big is None and np.abs(vk).min() >= MIN_INEXACT_COEF:
+                k_big = k
+        if k_ok is None:
+            row_names = row_names or model.row_names()
+            raise ValueError(f"CP-SAT: row {row_names[i]} overflows 2**53 at these units; raise "
+                             f"cpsat_load_unit_rps (now {u:g}) or tighten the bounds of its columns")
+        k = k_ok if exact or k_big is None else k_big
+        F = 10.0 ** k
+        vq = q * F
+        up, down = (np.floor, np.ceil) if relax else (np.ceil, np.floor)
+        if exact:
+            coef = np.rint(vq)
+        elif math.isinf(lo):   # only <=: round so that coef*y >= vq*y on the box (<= if relax)
+            coef = np.where(yl >= 0, up(vq), np.where(yu <= 0, down(vq), np.rint(vq)))
+        elif math.isinf(hi):   # only >=: round so that coef*y <= vq*y on the box (>= if relax)
+            coef = np.where(yl >= 0, down(vq), np.where(yu <= 0, up(vq), np.rint(vq)))
+        else:
+            coef = np.rint(vq)
+        # exact rows: what is left is float noise, and counting it would cost a whole unit of side
+        e = np.zeros_like(vq) if exact else vq - coef
+        e_min = float(np.minimum(e * yl, e * yu).sum())
+        e_max = float(np.maximum(e * yl, e * yu).sum())
+        act_min = float(np.minimum(coef * yl, coef * yu).sum())
+        act_max = float(np.maximum(coef * yl, coef * yu).sum())
+        if relax:  # coef @ y = F a x + sum vq (y - x/s) - e @ y for y the grid point nearest x
+            grid = float(np.abs(vq[cont[js]]).sum()) / 2
+            lo_i = -math.inf if math.isinf(lo) else math.floor(F * lo - grid - e_max - 1e-6)
+            hi_i = math.inf if math.isinf(hi) else math.ceil(F * hi + grid - e_min + 1e-6)
+        else:
+            lo_i = -math.inf if math.isinf(lo) else _ceil(F * lo - e_min)
+            hi_i = math.inf if math.isinf(hi) else _floor(F * hi - e_max)
+        # sides beyond the reachable activity are redundant; clamp to keep integers in range
+        lo_i = max(lo_i, act_min)
+        hi_i = min(hi_i, act_max)
+        row_scale[i], row_exact[i] = F, exact
+        if lo_i > hi_i:
+            row_names = row_names or model.row_names()
+            infeasible.append(f"row {row_names[i]} cannot be met on the grid once its coefficients "
+                              "are rounded")
+            continue
+        row_tight[i] = max(0.0, -e_min if not math.isinf(lo) else 0.0, e_max if not math.isinf(hi) else 0.0)
+        nz = coef != 0
+        expr = cp_model.LinearExpr.weighted_sum([xs[j] for j in js[nz]], [int(c) for c in coef[nz]])
+        cp.add_linear_constraint(expr, int(lo_i), int(hi_i))
+
+    cs = m.cost * s
+    w = np.rint(cs / v_obj)
+    if float(np.abs(w) @ ymag) > ACTIVITY_MAX:
+        raise ValueError(f"CP-SAT: the objective overflows 2**53 at cpsat_objective_unit={v_obj:g}; "
+                         "raise it")
+    r = np.where(_is_int(cs / v_obj), 0.0, cs - v_obj * w)  # float noise of exact ratios is no error
+    r_min = float(np.minimum(r * y_lb, r * y_ub).sum())
+    r_max = float(np.maximum(r * y_lb, r * y_ub).sum())
+    nzw = np.flatnonzero(w)
+    if nzw.size and not relax:
+        cp.minimize(cp_model.LinearExpr.weighted_sum([xs[j] for j in nzw], [int(c) for c in w[nzw]]))
+    if infeasible:
+        cp.add_bool_or([])  # the empty clause: false
+
+    scaling = CpsatScaling(
+        col_unit=s, y_lb=y_lb.astype(np.int64), y_ub=y_ub.astype(np.int64), derived_bound=derived,
+        row_scale=row_scale, row_exact=row_exact, row_tightening=row_tight, obj_coef=w.astype(np.int64),
+        obj_unit=v_obj, objective_error=max(0.0, -r_min, r_max), obj_residual_min=min(r_min, 0.0),
+        load_unit=u, exact=bool(m.integer.all() and row_exact.all()), relaxed=relax,
+        infeasible=tuple(infeasible), variables=xs)
+    return cp, scaling
+
+
+# ------------------------------------------------------------------------------------ solving
+_STATUS = {
+    cp_model.OPTIMAL: Status.OPTIMAL,
+    cp_model.FEASIBLE: Status.FEASIBLE,
+    cp_model.INFEASIBLE: Status.INFEASIBLE,
+    cp_model.MODEL_INVALID: Status.ERROR,
+    cp_model.UNKNOWN: Status.NO_SOLUTION,
+}
+
+
+def _run(cp: cp_model.CpModel, opts: SolveOptions, time_limit: float):
+    solver = cp_model.CpSolver()
+    p = solver.parameters
+    p.max_time_in_seconds = time_limit
+    p.num_workers = int(opts.threads)
+    p.random_seed = int(opts.seed)
+    p.relative_gap_limit = float(opts.mip_rel_gap)
+    p.log_search_progress = False
+    t = time.perf_counter()
+    code = solver.solve(cp)
+    return code, solver, time.perf_counter() - t
+
+
+def solve(model: LinearModel, opts: SolveOptions | None = None) -> Solution:
+    """Solve the discretised model with CP-SAT; x, objective and bound in original units.
+
+    ``INFEASIBLE`` is reported only when proven for the original model: directly when the
+    discretisation is exact, else by a second solve of the outer discretisation
+    (``build_cpsat(relax=True)``, in the time left); otherwise ``NO_SOLUTION`` says why.
+    """
+    opts = opts or SolveOptions()
+    m = model.arrays()
+    n_vars, n_cons = m.n_cols, len(m.row_lo)
+
+    def report(status, *, x=None, obj=None, bound=None, solve_time=0.0, build_time=0.0, msg=""):
+        return Solution(x=x, report=SolveReport(
+            status=status, backend=Backend.CPSAT, objective=obj, bound=bound, gap=relative_gap(obj, bound),
+            solve_time_s=solve_time, build_time_s=build_time, n_vars=n_vars, n_cons=n_cons,
+            message=f"cpsat: {msg}"))
+
+    t0 = time.perf_counter()
+    try:
+        cp, sc = build_cpsat(model, opts)
+    except Exception as exc:
+        return report(Status.ERROR, build_time=time.perf_counter() - t0,
+                      msg=f"building the CP-SAT model failed: {exc}")
+    build_time = time.perf_counter() - t0
+
+    try:
+        code, solver, solve_time = _run(cp, opts, float(opts.time_limit_s))
+    except Exception as exc:
+        return report(Status.ERROR, build_time=build_time, msg=f"CP-SAT failed: {type(exc).__name__}: {exc}")
+    status = _STATUS.get(code, Status.ERROR)
+    name = solver.status_name(code)
+    if status == Status.ERROR:
+        return report(status, solve_time=solve_time, build_time=build_time,
+                      msg=f"{name}: {cp.validate() or 'CP-SAT reported an error'}")
+    if status == Status.INFEASIBLE:
+        why = "; ".join(sc.infeasible) or "no solution on the load grid with the rounded rows"
+        if sc.exact:  # the integer model is the original model
+            return report(status, solve_time=solve_time, build_time=build_time, msg=f"INFEASIBLE ({why})")
+        # the discretised model is a restriction: only an infeasible relaxation proves infeasibility
+        try:
+            t2 = time.perf_counter()
+            cp_r, sc_r = build_cpsat(model, opts, relax=True)
+            build_time += time.perf_counter() - t2
+            left = max(0.05, float(opts.time_limit_s) - solve_time)
+            code_r, solver_r, t_r = _run(cp_r, opts, left)
+            solve_time += t_r
+        except Exception as exc:
+            code_r, solver_r = None, None
+            why += f"; the relaxation failed: {exc}"
+        if code_r == cp_model.INFEASIBLE:
+            return report(Status.INFEASIBLE, solve_time=solve_time, build_time=build_time,
+                          msg=f"INFEASIBLE (proven on the outer discretisation; {why})")
+        found = "is feasible" if code_r in (cp_model.OPTIMAL, cp_model.FEASIBLE) else "was not decided"
+        return report(Status.NO_SOLUTION, solve_time=solve_time, build_time=build_time,
+                      msg=f"the discretised model is infeasible ({why}) but its relaxation {found}: the "
+                          f"original model may be feasible; try a smaller cpsat_load_unit_rps "
+                          f"(now {sc.load_unit:g})")
+    # CP-SAT's bound on w @ y; without an objective, w @ y = 0 is proven once a solution is found
+    if np.any(sc.obj_coef):
+        b_int = solver.best_objective_bound
+    else:
+        b_int = 0.0 if status == Status.OPTIMAL else math.nan
+    bound = sc.obj_unit * b_int + m.offset + sc.obj_residual_min if math.isfinite(b_int) else None
+    if status == Status.NO_SOLUTION:
+        return report(status, bound=bound, solve_time=solve_time, build_time=build_time,
+                      msg=f"{name}: no solution within {opts.time_limit_s:g} s")
+    y = np.array(solver.response_proto.solution, dtype=float)
+    x = sc.to_x(y)
+    obj = float(m.cost @ x + m.offset)
+    if bound is not None:
+        bound = min(bound, obj)  # float noise only: the widened bound never exceeds obj in exact terms
+    scale = float(np.max(np.abs(m.A) @ np.abs(x), initial=0.0)) if n_cons else 0.0
+    viol = m.violation(x)
+    if viol > FEAS_TOL * max(1.0, scale):
+        return report(Status.ERROR, solve_time=solve_time, build_time=build_time,
+                      msg=f"{name} but the solution violates the original model by {viol:.3g}")
+    return report(status, x=x, obj=obj, bound=bound, solve_time=solve_time, build_time=build_time,
+                  msg=f"{name} (load unit {sc.load_unit:g} req/s, objective unit {sc.obj_unit:g}, "
+                      f"objective rounding error <= {sc.objective_error:.3g})")

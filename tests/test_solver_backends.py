@@ -1,0 +1,302 @@
+"""The three solver backends (HiGHS arrays, Pyomo, CP-SAT) on small MILPs with known optima."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dynaplan.solvers import Backend, LinearModel, SolveOptions, Status, solve
+from dynaplan.solvers.cpsat import FEAS_TOL, build_cpsat
+from dynaplan.solvers.model import INF
+from dynaplan.solvers.pyomo_backend import build_pyomo, column_vars
+
+BACKENDS = [Backend.HIGHS, Backend.PYOMO, Backend.CPSAT]
+OPTS = SolveOptions(time_limit_s=10.0, threads=1)
+
+
+def _tol(backend: Backend, model: LinearModel) -> float:
+    """Feasibility tolerance of a returned x: 1e-6, relative to activity magnitude for CP-SAT."""
+    return 1e-6 if backend != Backend.CPSAT else FEAS_TOL * max(1.0, _activity(model))
+
+
+def _activity(model: LinearModel) -> float:
+    m = model.arrays()
+    ub = np.where(np.isfinite(m.ub), np.abs(m.ub), 0.0)
+    return float(np.max(np.abs(m.A) @ ub, initial=0.0))
+
+
+def _check(sol, model, backend):
+    assert sol.report.backend == backend
+    assert sol.report.has_solution, sol.report
+    assert sol.x is not None and sol.x.shape == (model.n_cols,)
+    m = model.arrays()
+    assert m.violation(sol.x) <= _tol(backend, model), (backend, m.violation(sol.x))
+    assert sol.report.objective == pytest.approx(float(m.cost @ sol.x + m.offset), rel=1e-9, abs=1e-9)
+    if sol.report.bound is not None:
+        assert sol.report.bound <= sol.report.objective + 1e-6 * max(1.0, abs(sol.report.objective))
+
+
+# ------------------------------------------------------------------------------ models
+def knapsack(weights, values, capacity) -> LinearModel:
+    m = LinearModel("knapsack")
+    items = [f"item{i}" for i in range(len(weights))]
+    x = m.add_vars("take", items, lb=0, ub=1, cost=-np.asarray(values, float), integer=True)
+    m.add_constraints("capacity", ["bag"], np.zeros(len(items)), x.cols, weights, hi=capacity)
+    return m
+
+
+def covering(cap, tp, cost, load, gpus, load_cost=0.0, n_ub=INF) -> LinearModel:
+    """Integer instances ``n_k``, continuous loads ``x_k <= cap_k n_k``, ``sum x >= L``, GPU budget."""
+    k = len(cap)
+    kinds = [(f"type{i}", int(tp[i])) for i in range(k)]  # tuple labels
+    m = LinearModel("covering")
+    n = m.add_vars("instances", kinds, lb=0, ub=n_ub, cost=cost, integer=True)
+    x = m.add_vars("load", kinds, lb=0, cost=load_cost)
+    idx = np.arange(k)
+    m.add_constraints("capacity", kinds, np.r_[idx, idx], np.r_[x.cols, n.cols],
+                      np.r_[np.ones(k), -np.asarray(cap, float)], hi=0.0)
+    m.add_constraints("demand", ["total"], np.zeros(k), x.cols, np.ones(k), lo=load)
+    m.add_constraints("gpu_budget", ["cluster"], np.zeros(k), n.cols, np.asarray(tp, float), hi=gpus)
+    return m
+
+
+def brute_force_covering(cap, tp, cost, load, gpus) -> float:
+    best = math.inf
+    ranges = [range(int(gpus // t) + 1) for t in tp]
+    for ns in itertools.product(*ranges):
+        if sum(t * n for t, n in zip(tp, ns)) <= gpus and sum(c * n for c, n in zip(cap, ns)) >= load - 1e-9:
+            best = min(best, sum(c * n for c, n in zip(cost, ns)))
+    return best
+
+
+COVER = dict(cap=[12.5, 30.0, 80.0], tp=[1, 2, 4], cost=[1.0, 1.9, 3.5], load=200.0, gpus=16)
+
+
+def market_split(rows=4, cols=32, seed=3) -> LinearModel:
+    """Cornuéjols–Dawande market split: hard to prove optimal for any MILP/CP solver."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 100, size=(rows, cols))
+    d = a.sum(axis=1) // 2
+    m = LinearModel("market_split")
+    x = m.add_vars("x", range(cols), lb=0, ub=1, integer=True)
+    sp_ = m.add_vars("surplus", range(rows), lb=0, ub=d, cost=1.0, integer=True)
+    sm = m.add_vars("shortfall", range(rows), lb=0, ub=d, cost=1.0, integer=True)
+    r, c = np.nonzero(a)
+    rr = np.r_[r, np.arange(rows), np.arange(rows)]
+    cc = np.r_[x.cols[c], sp_.cols, sm.cols]
+    vv = np.r_[a[r, c], -np.ones(rows), np.ones(rows)]
+    m.add_constraints("split", range(rows), rr, cc, vv, lo=d, hi=d)
+    return m
+
+
+# ------------------------------------------------------------------------------ known optima
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_knapsack_optimum(backend):
+    w, v, cap = [12, 7, 11, 8, 9], [24, 13, 23, 15, 16], 26
+    best = max(sum(vi for vi, t in zip(v, take) if t)
+               for take in itertools.product([0, 1], repeat=len(w))
+               if sum(wi for wi, t in zip(w, take) if t) <= cap)
+    assert best == 51  # items 1, 2, 3: weight 26
+    model = knapsack(w, v, cap)
+    sol = solve(model, backend, OPTS)
+    _check(sol, model, backend)
+    assert sol.report.status == Status.OPTIMAL
+    assert sol.report.objective == pytest.approx(-best, abs=1e-6)
+    assert sol.report.bound == pytest.approx(-best, abs=1e-6)
+    np.testing.assert_allclose(sol.x, [0, 1, 1, 1, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_covering_optimum(backend):
+    assert brute_force_covering(**COVER) == pytest.approx(9.9)  # 2 x type2 + type1 + type0
+    model = covering(**COVER)
+    sol = solve(model, backend, OPTS)
+    _check(sol, model, backend)
+    assert sol.report.status == Status.OPTIMAL
+    assert sol.report.objective == pytest.approx(9.9, abs=1e-6)
+    np.testing.assert_allclose(sol.x[:3], [1, 1, 2], atol=1e-6)
+    assert sol.x[3:].sum() >= 200.0 - 1e-6
+    assert sol.report.n_vars == 6 and sol.report.n_cons == 5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_covering_with_load_cost(backend):
+    # loads cost 0.0123 per req/s: CP-SAT rounds 0.0123 * 1e-3 / 1e-3 to 0, and widens its bound
+    model = covering(**COVER, load_cost=0.0123)
+    sol = solve(model, backend, OPTS)
+    _check(sol, model, backend)
+    assert sol.report.objective == pytest.approx(9.9 + 0.0123 * 200.0, abs=1e-6)
+
+
+def test_cpsat_objective_rounding_is_bounded():
+    model = covering(**COVER, load_cost=0.0123)
+    opts = OPTS.model_copy(update={"cpsat_objective_unit": 1e-2})
+    _, sc = build_cpsat(model, opts)
+    # r_j = 0.0123 * 1e-3 per grid unit on loads, at most 320000 units each
+    assert sc.objective_error == pytest.approx(0.0123e-3 * (200000 + 240000 + 320000), rel=1e-9)
+    sol = solve(model, Backend.CPSAT, opts)
+    ref = solve(model, Backend.HIGHS, OPTS)
+    _check(sol, model, Backend.CPSAT)
+    assert sol.report.objective <= ref.report.objective + sc.objective_error + 1e-6
+    assert sol.report.bound <= ref.report.objective + 1e-6
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_infeasible(backend):
+    model = covering(**{**COVER, "gpus": 9})  # 9 GPUs give at most 2*80 + 30 = 190 < 200
+    sol = solve(model, backend, OPTS)
+    assert sol.report.status == Status.INFEASIBLE, sol.report
+    assert sol.x is None and sol.report.objective is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_time_limit_returns_best_found_or_nothing(backend):
+    model = market_split()
+    limit = 0.3
+    sol = solve(model, backend, OPTS.model_copy(update={"time_limit_s": limit}))
+    assert sol.report.status in (Status.FEASIBLE, Status.NO_SOLUTION), sol.report
+    assert sol.report.solve_time_s < limit + 2.0
+    if sol.report.status == Status.FEASIBLE:
+        _check(sol, model, backend)
+        assert sol.report.gap is None or sol.report.gap > 0
+    else:
+        assert sol.x is None
+
+
+# ------------------------------------------------------------------------------ backend specifics
+def test_pyomo_model_is_readable():
+    model = covering(**COVER)
+    pm = build_pyomo(model)
+    # "load" is reserved by Pyomo (Block.load): the block becomes load_
+    assert {"instances", "load_", "capacity", "demand", "gpu_budget", "objective"} <= {
+        c.name for c in pm.component_objects()}
+    assert list(pm.instances.keys()) == [("type0", 1), ("type1", 2), ("type2", 4)]
+    assert pm.instances["type2", 4].is_integer() and pm.load_["type2", 4].is_continuous()
+    body = str(pm.capacity["type1", 2].body)
+    assert "load_[type1,2]" in body and "30.0*instances[type1,2]" in body
+    assert pm.capacity["type1", 2].upper == 0 and pm.demand["total"].lower == 200
+    assert [v.name for v in column_vars(pm)] == [n.replace("load", "load_") for n in model.column_names()]
+
+
+def test_pyomo_unavailable_solver_is_an_error_report():
+    sol = solve(covering(**COVER), Backend.PYOMO, OPTS.model_copy(update={"pyomo_solver": "no_such_solver"}))
+    assert sol.report.status == Status.ERROR and sol.x is None
+    assert "no_such_solver" in sol.report.message and "not available" in sol.report.message
+
+
+def test_pyomo_highs_new_interface_agrees():
+    sol = solve(covering(**COVER), Backend.PYOMO, OPTS.model_copy(update={"pyomo_solver": "highs"}))
+    assert sol.report.status == Status.OPTIMAL
+    assert sol.report.objective == pytest.approx(9.9, abs=1e-6)
+
+
+def test_cpsat_unbounded_column_is_a_clear_error():
+    model = LinearModel("free")
+    x = model.add_vars("load", ["a", "b"], lb=0, cost=1.0)
+    model.add_constraints("demand", ["d"], [0, 0], x.cols, [1.0, 1.0], lo=5.0)  # no upper bound
+    sol = solve(model, Backend.CPSAT, OPTS)
+    assert sol.report.status == Status.ERROR
+    assert "load[a]" in sol.report.message and "bound" in sol.report.message
+    with pytest.raises(ValueError, match="finite variable bounds"):
+        build_cpsat(model, OPTS)
+    _, sc = build_cpsat(model, OPTS, default_bound=1e3)
+    assert sc.y_ub.tolist() == [1_000_000, 1_000_000] and sc.derived_bound.all()
+
+
+def test_cpsat_inexact_coefficients_stay_feasible():
+    # capacities 1/3 and 1/7 req/s per instance: no power of ten makes them integral
+    cap, tp, cost = [1 / 3, 1 / 7], [1, 1], [1.0, 0.45]
+    model = covering(cap, tp, cost, load=1.9, gpus=30)  # optimum has capacity slack
+    _, sc = build_cpsat(model, OPTS)
+    assert not sc.row_exact[:2].any() and sc.row_exact[2:].all()
+    sol = solve(model, Backend.CPSAT, OPTS)
+    _check(sol, model, Backend.CPSAT)
+    ref = solve(model, Backend.HIGHS, OPTS)
+    # a restriction of the original model: never better, here equal
+    assert sol.report.objective >= ref.report.objective - 1e-6
+    assert sol.report.objective == pytest.approx(ref.report.objective, abs=1e-6)
+
+
+def test_cpsat_load_grid_is_a_restriction():
+    # demand 200.0004 req/s is off the 1e-3 grid: CP-SAT must serve 200.001
+    model = covering(cap=[100.0005], tp=[1], cost=[1.0], load=200.0004, gpus=8)
+    sol = solve(model, Backend.CPSAT, OPTS)
+    _check(sol, model, Backend.CPSAT)
+    assert sol.x[1] == pytest.approx(200.001, abs=1e-9)
+    assert sol.report.objective == pytest.approx(2.0)
+
+
+def test_cpsat_grid_infeasibility_is_not_claimed_as_infeasible():
+    # capacity exactly equals demand off the grid: the restriction is infeasible, the model is not
+    c = 42.8605883
+    model = covering(cap=[c], tp=[1], cost=[1.0], load=c, gpus=1)
+    assert solve(model, Backend.HIGHS, OPTS).report.status == Status.OPTIMAL
+    sol = solve(model, Backend.CPSAT, OPTS)
+    assert sol.report.status == Status.NO_SOLUTION and sol.x is None
+    assert "relaxation is feasible" in sol.report.message
+    # a finer grid (1e-7 req/s) represents it
+    fine = solve(model, Backend.CPSAT, OPTS.model_copy(update={"cpsat_load_unit_rps": 1e-7}))
+    _check(fine, model, Backend.CPSAT)
+    assert fine.report.objective == pytest.approx(1.0)
+
+
+def test_cpsat_pure_integer_infeasibility_is_direct():
+    model = knapsack([3, 5], [1, 1], 10)
+    model.add_constraints("at_least", ["w"], [0, 0], [0, 1], [3, 5], lo=11)
+    sol = solve(model, Backend.CPSAT, OPTS)
+    assert sol.report.status == Status.INFEASIBLE
+    assert "outer" not in sol.report.message  # exact: no second solve
+
+
+# ------------------------------------------------------------------------------ properties
+@st.composite
+def covering_instances(draw, exact: bool):
+    k = draw(st.integers(1, 4))
+    if exact:  # capacities with 2 decimals and loads with 3: on the CP-SAT grid
+        cap = [draw(st.integers(50, 20000)) / 100 for _ in range(k)]
+        load = draw(st.integers(1, 400_000)) / 1000
+    else:
+        cap = [draw(st.floats(0.3, 200.0)) for _ in range(k)]
+        load = draw(st.floats(0.01, 400.0))
+    tp = [draw(st.sampled_from([1, 2, 4, 8])) for _ in range(k)]
+    cost = [draw(st.integers(1, 500)) / 100 for _ in range(k)]
+    # a budget that admits at least one single-type plan
+    need = min(t * math.ceil(load / c) for t, c in zip(tp, cap))
+    gpus = need + draw(st.integers(0, 16))
+    return dict(cap=cap, tp=tp, cost=cost, load=load, gpus=gpus)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(covering_instances(exact=True))
+def test_property_backends_agree(inst):
+    model = covering(**inst)
+    sols = {b: solve(model, b, OPTS) for b in BACKENDS}
+    for b, sol in sols.items():
+        _check(sol, model, b)
+        assert sol.report.status == Status.OPTIMAL, (b, sol.report)
+    ref = sols[Backend.HIGHS].report.objective
+    tol = 1e-6 * max(1.0, abs(ref))
+    assert sols[Backend.PYOMO].report.objective == pytest.approx(ref, abs=tol)
+    # on-grid data and cent costs: CP-SAT's discretisation is exact
+    assert sols[Backend.CPSAT].report.objective == pytest.approx(ref, abs=tol)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(covering_instances(exact=False))
+def test_property_cpsat_is_feasible_restriction(inst):
+    model = covering(**inst)
+    ref = solve(model, Backend.HIGHS, OPTS)
+    _check(ref, model, Backend.HIGHS)
+    sol = solve(model, Backend.CPSAT, OPTS)
+    # the model is feasible: CP-SAT may miss it on its grid but must never claim infeasibility
+    assert sol.report.status != Status.INFEASIBLE, sol.report
+    if sol.report.status == Status.NO_SOLUTION:  # the optimum's capacity slack is below the grid
+        assert "cpsat_load_unit_rps" in sol.report.message
+        return
+    _check(sol, model, Backend.CPSAT)
+    assert sol.report.objective >= ref.report.objective - 1e-6 * max(1.0, abs(ref.report.objective))
