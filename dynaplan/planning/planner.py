@@ -81,7 +81,7 @@ class Planner:
         if self.options.prune_dominated:
             self.segments = envelope_pieces(self.ops, self.segments)
         self.routes = spill_targets(self.classes, len(profile.classes.output_bins.names), self.options.spill)
-        self._pool_cache: dict = {}
+        self._models: dict = {}  # built once per (kind, pool); later calls only move bounds
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -148,45 +148,84 @@ class Planner:
         raise SolverError(f"{what}: solver failed ({report.backend.value}: {report.status.value}, {report.message})")
 
     # ------------------------------------------------------------------ pool level
+    def _model(self, kind: str, pool: str | None = None) -> "_CachedModel":
+        """The model of ``kind`` ('pool', 'cluster', 'monolithic'), built on first use with every
+        class the model may ever serve and every hardware type; calls then only set the demand
+        right-hand sides and the server bounds."""
+        key = (kind, pool)
+        cached = self._models.get(key)
+        if cached is not None:
+            return cached
+        t0 = time.perf_counter()
+        if kind == "pool":
+            classes = {c: 1.0 for c in self.classes if pool in self.routes[c]}
+            m, net, blocks = pool_f.build(self.ops, self.segments, pool, classes, {h: 1 for h in self.hardware},
+                                          self.hardware, self._penalty)
+        elif kind == "cluster":
+            m, net, blocks = cluster_f.build(self.ops, self.routes, {c: 1.0 for c in self.classes},
+                                             self.inventory.servers, self.hardware, self.classes, self._penalty)
+        else:
+            m, net, blocks = mono_f.build(self.ops, self.segments, self.routes, {c: 1.0 for c in self.classes},
+                                          self.inventory.servers, self.hardware, self.classes, self._penalty)
+        cached = _CachedModel(m, m.arrays(), nw.net_arrays(net, blocks, recipe=kind == "cluster"),
+                              time.perf_counter() - t0)
+        self._models[key] = cached
+        return cached
+
+    def _solve_cached(self, cm: "_CachedModel", demand: Mapping[str, float],
+                      servers: Mapping[str, int] | None = None):
+        """Solve a cached model for ``demand`` (req/s by class) and, for pool models, fixed servers."""
+        t0 = time.perf_counter()
+        dblock = cm.model.con_blocks["demand"]
+        rhs = np.array([demand.get(c, 0.0) for c in dblock.labels])
+        ybounds = None
+        if servers is not None:
+            yb = cm.model.var_blocks["y"]
+            ybounds = np.array([float(servers.get(h, 0)) for _, h in yb.labels])
+        if self.backend is Backend.HIGHS:
+            a = cm.arrays
+            row_lo = a.row_lo.copy()
+            row_lo[dblock.start:dblock.stop] = rhs
+            lb, ub = a.lb, a.ub
+            if ybounds is not None:
+                lb, ub = lb.copy(), ub.copy()
+                lb[yb.start:yb.stop] = ybounds
+                ub[yb.start:yb.stop] = ybounds
+            problem = ModelArrays(a.cost, lb, ub, a.integer, a.A, row_lo, a.row_hi, a.offset)
+        else:
+            problem = cm.model.with_row_bounds("demand", lo=rhs)
+            if ybounds is not None:
+                problem = problem.with_col_bounds("y", lb=ybounds, ub=ybounds)
+        return self._solve(problem, time.perf_counter() - t0)
+
     def plan_pool(self, pool: str, loads_rps: Mapping[str, float], servers: Mapping[str, int],
                   epoch_s: float | None = None) -> PoolPlan:
-        """Pool level: the instance mix of ``pool`` serving ``loads_rps`` inside ``servers``."""
+        """Pool level: the instance mix of ``pool`` serving ``loads_rps`` inside ``servers``.
+
+        The pool runs on exactly the given servers (formulations/pool.md, allotment).
+        """
         if pool not in self.classes:
             raise ValidationError(f"unknown pool {pool!r}; pools are named by class: {list(self.classes)}")
         loads = {c: float(v) for c, v in check_forecast(loads_rps, self.classes).items() if v > 0}
+        not_routed = [c for c in loads if pool not in self.routes[c]]
+        if not_routed:
+            raise ValidationError(f"pool {pool}: classes {not_routed} may not be served by it (spill={self.options.spill!r})")
+        unknown_hw = sorted(set(servers) - set(self.hardware))
+        if unknown_hw:
+            raise ValidationError(f"pool {pool}: unknown hardware {unknown_hw}; the inventory has {sorted(self.hardware)}")
         epoch_s = self.options.pool_epoch_s if epoch_s is None else epoch_s
         srv = {h: int(servers.get(h, 0)) for h in self.hardware}
-        t0 = time.perf_counter()
-        key = (pool, tuple(sorted(loads)), tuple(sorted(srv.items())), self._penalty)
-        cached = self._pool_cache.get(key)
-        if cached is None:
-            m, net, blocks = pool_f.build(self.ops, self.segments, pool, loads, srv, self.hardware, self._penalty)
-            arrays = m.arrays()
-            cached = (m, net, blocks, arrays, nw.net_arrays(net, blocks))
-            if len(self._pool_cache) > 4096:
-                self._pool_cache.clear()
-            self._pool_cache[key] = cached
-        m, net, blocks, arrays, na = cached
-        demand = m.con_blocks["demand"]
-        demand_rps = [loads[c] for c in demand.labels]
-        if self.backend is Backend.HIGHS:  # reuse the matrix; only the demand right-hand side moves
-            row_lo = arrays.row_lo.copy()
-            row_lo[demand.start:demand.stop] = demand_rps
-            problem = ModelArrays(arrays.cost, arrays.lb, arrays.ub, arrays.integer, arrays.A, row_lo,
-                                  arrays.row_hi, arrays.offset)
-        else:
-            problem = m.with_row_bounds("demand", lo=demand_rps)
-        build_s = time.perf_counter() - t0
-        missing = [c for c in loads if c not in set(na.arc_class)]
-        if missing:
-            if self._penalty is None:
-                raise InfeasibleError(f"pool {pool}: no configuration on its servers {srv} meets the SLO of "
-                                      f"class(es) {missing}")
-        x, report = self._solve(problem, build_s)
+        cm = self._model("pool", pool)
+        servable = {c for c, k in zip(cm.na.arc_class, cm.na.arc_k) if srv.get(cm.na.pc_hw[cm.first_piece[k]], 0) > 0}
+        missing = [c for c in loads if c not in servable]
+        if missing and self._penalty is None:
+            raise InfeasibleError(f"pool {pool}: no configuration on its servers {srv} meets the SLO of "
+                                  f"class(es) {missing}")
+        x, report = self._solve_cached(cm, loads, srv)
         if report.status is Status.INFEASIBLE:
             self._raise_infeasible_pool(pool, loads, srv, report)
         self._check_solution(x, report, f"pool {pool}")
-        plans = self._pool_plans(na, x, epoch_s, {pool: report})
+        plans = self._pool_plans(cm.na, x, epoch_s, {pool: report})
         if plans:
             return plans[0]
         return PoolPlan(pool=pool, servers={}, groups=(), served_rps={}, idle_gpus={}, idle_power_w=0.0,
@@ -282,10 +321,8 @@ class Planner:
         demand = {c: v for c, v in f.items() if v > 0}
         if not demand:
             return self._assemble("hierarchical", f, [], {}, None, [], t0)
-        tb = time.perf_counter()
-        m, net, blocks = cluster_f.build(self.ops, self.routes, demand, self.inventory.servers, self.hardware,
-                                         self.classes, self._penalty)
-        x, creport = self._solve(m, time.perf_counter() - tb)
+        cm = self._model("cluster")
+        x, creport = self._solve_cached(cm, demand)
         notes = []
         if creport.status is Status.INFEASIBLE:
             # whole-server recipes are coarser than the pools; fall back to the joint allotment
@@ -296,7 +333,7 @@ class Planner:
             creport = mono.report
         else:
             self._check_solution(x, creport, "cluster level")
-            allot, routed = cluster_f.allotment(nw.net_arrays(net, blocks, recipe=True), x)
+            allot, routed = cluster_f.allotment(cm.na, x)
         pools, reports = [], []
         for p in self.classes:
             if p not in routed:
@@ -314,14 +351,12 @@ class Planner:
         demand = {c: v for c, v in f.items() if v > 0}
         if not demand:
             return self._assemble("monolithic", f, [], {}, None, [], t0)
-        tb = time.perf_counter()
-        m, net, blocks = mono_f.build(self.ops, self.segments, self.routes, demand, self.inventory.servers, self.hardware,
-                                      self.classes, self._penalty)
-        x, report = self._solve(m, time.perf_counter() - tb)
+        cm = self._model("monolithic")
+        x, report = self._solve_cached(cm, demand)
         if report.status is Status.INFEASIBLE:
             self._raise_infeasible(demand, report)
         self._check_solution(x, report, "monolithic")
-        na = nw.net_arrays(net, blocks)
+        na = cm.na
         pools = self._pool_plans(na, x, self.options.pool_epoch_s, {})
         unserved = {}
         if na.u_cols is not None:
@@ -370,6 +405,22 @@ class Planner:
                         rows.append((i, pp.pool, g.hardware, g.tp, c, v))
                     i += 1
         return pd.DataFrame(rows, columns=["instance", "pool", "hardware", "tp", "request_class", "load_rps"])
+
+
+class _CachedModel:
+    """A built model, its arrays and solution index, and what building it cost."""
+
+    __slots__ = ("model", "arrays", "na", "build_time_s", "first_piece")
+
+    def __init__(self, model, arrays: ModelArrays, na: nw.NetArrays, build_time_s: float) -> None:
+        self.model = model
+        self.arrays = arrays
+        self.na = na
+        self.build_time_s = build_time_s
+        n_cfg = int(na.pc_k.max()) + 1 if na.pc_k.size else 0
+        first = np.zeros(n_cfg, dtype=np.int64)
+        first[na.pc_k[::-1]] = np.arange(len(na.pc_k))[::-1]
+        self.first_piece = first
 
 
 def _combine(reports: list[SolveReport], backend: Backend,

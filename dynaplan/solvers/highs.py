@@ -25,6 +25,10 @@ def _make_highs(opts: SolveOptions):
     h.setOptionValue("mip_rel_gap", float(opts.mip_rel_gap))
     h.setOptionValue("threads", int(opts.threads))
     h.setOptionValue("random_seed", int(opts.seed))
+    # Loads sit exactly at SLO capacities often; a loose tolerance lets a solution borrow ~1e-6 of
+    # capacity in one model and not in another, which breaks comparisons between plans.
+    h.setOptionValue("mip_feasibility_tolerance", 1e-9)
+    h.setOptionValue("primal_feasibility_tolerance", 1e-9)
     if not opts.highs_heuristics:
         for name in ("mip_heuristic_run_feasibility_jump", "mip_heuristic_run_rins", "mip_heuristic_run_rens",
                      "mip_heuristic_run_root_reduced_cost", "mip_heuristic_run_zi_round",

@@ -137,6 +137,19 @@ class LinearModel:
             out._row_hi[i] = np.broadcast_to(np.asarray(hi, dtype=float), (n,)).copy()
         return out
 
+    def with_col_bounds(self, block: str, lb=None, ub=None) -> "LinearModel":
+        """A copy sharing structure with ``self`` but new bounds on one variable block."""
+        i = list(self.var_blocks).index(block)
+        n = len(self.var_blocks[block].labels)
+        out = copy.copy(self)
+        out._lb = list(self._lb)
+        out._ub = list(self._ub)
+        if lb is not None:
+            out._lb[i] = np.broadcast_to(np.asarray(lb, dtype=float), (n,)).copy()
+        if ub is not None:
+            out._ub[i] = np.broadcast_to(np.asarray(ub, dtype=float), (n,)).copy()
+        return out
+
     # ---------------------------------------------------------------- reading
     def arrays(self) -> "ModelArrays":
         """Dense vectors and a CSC matrix, as every backend consumes them."""
