@@ -19,8 +19,86 @@ import pandas as pd
 from dynaplan.profiles.profile import Profile
 
 
+class ClockChooser:
+    """Dense lookup tables (key = hardware, TP, class; by clock level), built once per planner."""
+
+    def __init__(self, profile: Profile, max_load: pd.DataFrame) -> None:
+        self.profile = profile
+        ml = max_load if "group_id" in max_load.columns else max_load.reset_index()
+        if "group_id" not in ml.columns:
+            raise ValueError("max_load: expected the group_id index or column of Profile.max_load_under_slo")
+        keys = ml[["hardware", "tp", "request_class"]].drop_duplicates().reset_index(drop=True)
+        self.key_index = pd.MultiIndex.from_frame(keys)
+        clocks = {h: sorted(ml.loc[ml["hardware"] == h, "freq_mhz"].unique()) for h in ml["hardware"].unique()}
+        width = max(len(v) for v in clocks.values())
+        kid = self.key_index.get_indexer(pd.MultiIndex.from_frame(ml[["hardware", "tp", "request_class"]]))
+        col = np.array([clocks[h].index(f) for h, f in zip(ml["hardware"], ml["freq_mhz"])])
+        self.lmax = np.zeros((len(keys), width))
+        self.gid = np.full((len(keys), width), -1, dtype=np.int64)
+        self.freq = np.zeros((len(keys), width), dtype=np.int64)
+        self.lmax[kid, col] = ml["max_load_rps"].to_numpy()
+        self.gid[kid, col] = ml["group_id"].to_numpy()
+        self.freq[kid, col] = ml["freq_mhz"].to_numpy()
+        self.n_clocks = np.array([len(clocks[h]) for h in keys["hardware"]])
+        _, ends = profile.group_bounds
+        self.top_load = profile.table["load_rps"].to_numpy()[ends - 1]
+
+    def _keys(self, hardware, tp, request_class, what: str) -> np.ndarray:
+        k = self.key_index.get_indexer(pd.MultiIndex.from_arrays([np.asarray(hardware, dtype=object),
+                                                                  np.asarray(tp, dtype=np.int64),
+                                                                  np.asarray(request_class, dtype=object)]))
+        if (k < 0).any():
+            i = int(np.flatnonzero(k < 0)[0])
+            raise ValueError(f"instance loads: no profile rows for {what} "
+                             f"{{'hardware': {hardware[i]!r}, 'tp': {tp[i]}, 'request_class': {request_class[i]!r}}}")
+        return k
+
+    def choose(self, loads: pd.DataFrame) -> pd.DataFrame:
+        need = {"instance", "pool", "hardware", "tp", "request_class", "load_rps"}
+        missing = need - set(loads.columns)
+        if missing:
+            raise ValueError(f"instance loads: missing column(s) {sorted(missing)}")
+        load = loads["load_rps"].to_numpy(dtype=float)
+        if not np.all(np.isfinite(load)) or (load < 0).any():
+            raise ValueError("instance loads: load_rps must be finite and >= 0")
+        inst_codes, inst_ids = pd.factorize(loads["instance"], sort=True)
+        n = len(inst_ids)
+        hw, tp, cls = (loads[c].to_numpy() for c in ("hardware", "tp", "request_class"))
+        row_key = self._keys(hw, tp, cls, "class")
+        first = np.zeros(n, dtype=np.int64)
+        first[inst_codes[::-1]] = np.arange(len(loads))[::-1]  # first row of every instance
+        pool = loads["pool"].to_numpy()[first]
+        own_key = self._keys(hw[first], tp[first], pool, "pool")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            part = np.where(load[:, None] > 0, load[:, None] / self.lmax[row_key], 0.0)
+        util = np.zeros((n, self.lmax.shape[1]))
+        np.add.at(util, inst_codes, part)
+        own_lmax = self.lmax[own_key]
+        gid = self.gid[own_key]
+        eligible = (util <= 1 + 1e-9) & (own_lmax > 0) & (gid >= 0)
+        power = np.full(util.shape, np.inf)
+        if eligible.any():
+            power[eligible] = self.profile.interpolate("power_w", gid[eligible], util[eligible] * own_lmax[eligible])
+        # least power; ties to the higher clock (search the columns from the top down)
+        rev = power[:, ::-1]
+        best = self.lmax.shape[1] - 1 - np.argmin(rev, axis=1)
+        ok = eligible[np.arange(n), best]
+        top = self.n_clocks[own_key] - 1
+        col = np.where(ok, best, top)
+        rows = np.arange(n)
+        chosen_power = power[rows, col]
+        if (~ok).any():  # overloaded at every clock: max clock, power at its highest profiled load
+            g = gid[rows[~ok], top[~ok]]
+            chosen_power[~ok] = self.profile.interpolate("power_w", g, self.top_load[g])
+        return pd.DataFrame({
+            "instance": inst_ids, "pool": pool, "hardware": hw[first], "tp": tp[first],
+            "freq_mhz": self.freq[own_key, col], "utilisation": util[rows, col], "power_w": chosen_power,
+            "meets_slo": ok,
+        })
+
+
 def choose_clocks(profile: Profile, max_load: pd.DataFrame, loads: pd.DataFrame) -> pd.DataFrame:
-    """Pick the clock of every instance.
+    """Pick the clock of every instance (see the module docstring).
 
     ``max_load``: :meth:`Profile.max_load_under_slo` output (all clocks, feasible or not).
     ``loads``: long frame with ``instance``, ``pool``, ``hardware``, ``tp``, ``request_class``,
@@ -30,47 +108,4 @@ def choose_clocks(profile: Profile, max_load: pd.DataFrame, loads: pd.DataFrame)
     Returns one row per instance: ``instance``, ``pool``, ``hardware``, ``tp``, ``freq_mhz``,
     ``utilisation``, ``power_w``, ``meets_slo``.
     """
-    need = {"instance", "pool", "hardware", "tp", "request_class", "load_rps"}
-    missing = need - set(loads.columns)
-    if missing:
-        raise ValueError(f"instance loads: missing column(s) {sorted(missing)}")
-    if (loads["load_rps"] < 0).any() or loads["load_rps"].isna().any():
-        raise ValueError("instance loads: load_rps must be finite and >= 0")
-    ml = max_load[["model", "hardware", "tp", "freq_mhz", "request_class", "max_load_rps"]]
-    cand = loads.merge(ml, on=["hardware", "tp", "request_class"], how="left")
-    if cand["freq_mhz"].isna().any():
-        bad = cand.loc[cand["freq_mhz"].isna(), ["hardware", "tp", "request_class"]].iloc[0].to_dict()
-        raise ValueError(f"instance loads: no profile rows for {bad}")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        part = np.where(cand["load_rps"].to_numpy() > 0,
-                        cand["load_rps"].to_numpy() / cand["max_load_rps"].to_numpy(), 0.0)
-    cand["part"] = part
-    util = cand.groupby(["instance", "freq_mhz"], as_index=False).agg(
-        utilisation=("part", "sum"), pool=("pool", "first"), hardware=("hardware", "first"),
-        tp=("tp", "first"), model=("model", "first"))
-    own = ml.rename(columns={"request_class": "pool", "max_load_rps": "own_max_load_rps"})
-    util = util.merge(own, on=["model", "hardware", "tp", "freq_mhz", "pool"], how="left")
-    eq_load = util["utilisation"].to_numpy() * util["own_max_load_rps"].to_numpy()
-    gid = profile.group_ids(util["hardware"].to_numpy(), util["tp"].to_numpy(), util["freq_mhz"].to_numpy(),
-                            util["pool"].to_numpy(), util["model"].to_numpy())
-    eligible = (util["utilisation"].to_numpy() <= 1 + 1e-9) & (util["own_max_load_rps"].to_numpy() > 0)
-    power = profile.interpolate("power_w", gid, np.where(eligible, eq_load, 0.0))
-    util["power_w"] = power
-    util["eligible"] = eligible
-    util["_key"] = np.where(eligible, power, np.inf)
-    best = util.sort_values(["instance", "_key", "freq_mhz"]).groupby("instance").head(1).set_index("instance")
-    top = util.sort_values(["instance", "freq_mhz"]).groupby("instance").tail(1).set_index("instance")
-    ok = best["eligible"].to_numpy()
-    res = best.copy()
-    res.loc[~ok] = top.loc[best.index[~ok]]
-    if (~ok).any():  # at max clock and overloaded: power at the profile's highest load point
-        fallback = res.loc[~ok]
-        fgid = profile.group_ids(fallback["hardware"].to_numpy(), fallback["tp"].to_numpy(),
-                                 fallback["freq_mhz"].to_numpy(), fallback["pool"].to_numpy(),
-                                 fallback["model"].to_numpy())
-        _, ends = profile.group_bounds
-        max_row_load = profile.table["load_rps"].to_numpy()[ends[fgid] - 1]
-        res.loc[~ok, "power_w"] = profile.interpolate("power_w", fgid, max_row_load)
-    res["meets_slo"] = ok
-    res = res.reset_index()
-    return res[["instance", "pool", "hardware", "tp", "freq_mhz", "utilisation", "power_w", "meets_slo"]]
+    return ClockChooser(profile, max_load).choose(loads)

@@ -73,6 +73,7 @@ class Planner:
             model = profile.models[0]
         self.model = model
         ml = profile.max_load_under_slo(slos)
+        ml = ml.reset_index()  # keeps the profile's group_id as a column
         self.max_load = ml[ml["model"] == model].reset_index(drop=True)
         ops = operating_points(profile, slos, self.options.prune_dominated)
         ops = ops[(ops["model"] == model) & ops["hardware"].isin(list(self.hardware))]
@@ -81,7 +82,8 @@ class Planner:
         if self.options.prune_dominated:
             self.segments = envelope_pieces(self.ops, self.segments)
         self.routes = spill_targets(self.classes, len(profile.classes.output_bins.names), self.options.spill)
-        self._models: dict = {}  # built once per (kind, pool); later calls only move bounds
+        self._models: dict = {}
+        self._clock_chooser: instance_f.ClockChooser | None = None  # built once per (kind, pool); later calls only move bounds
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -390,7 +392,12 @@ class Planner:
     # ------------------------------------------------------------------ instance level
     def clocks(self, loads: pd.DataFrame) -> pd.DataFrame:
         """Instance level: the clock of every instance from its observed per-class load (vectorised)."""
-        return instance_f.choose_clocks(self.profile, self.max_load, loads)
+        if self._clock_chooser is None:
+            self._clock_chooser = instance_f.ClockChooser(self.profile, self.max_load)
+        try:
+            return self._clock_chooser.choose(loads)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
     @staticmethod
     def instances_of(plan: Plan) -> pd.DataFrame:
