@@ -132,13 +132,17 @@ def define_demand_constraints(m: LinearModel, net: Network, z, u=None):
 
 
 def define_utilisation_constraints(m: LinearModel, net: Network, z, w):
-    """(utilisation) sum_c z[p,k,c] / lmax_{k,c} - sum_j w[p,k,j] = 0 for every configuration."""
+    """(utilisation) sum_c z[p,k,c] / lmax_{k,c} - sum_j w[p,k,j] <= 0 for every configuration.
+
+    The pieces carry at least the utilisation the load needs; since every w costs power, an
+    optimum carries exactly that (the inequality keeps the row satisfiable on CP-SAT's grid).
+    """
     a, pc = net.arcs, net.pieces
     rows = np.r_[a["k"].to_numpy(), pc["k"].to_numpy()]
     cols = np.r_[z.cols, w.cols]
     vals = np.r_[1.0 / a["max_load_rps"].to_numpy(), -np.ones(len(pc))]
     labels = list(net.configs[CFG_COLS].itertuples(index=False, name=None))
-    return m.add_constraints("utilisation", labels, rows, cols, vals, lo=0.0, hi=0.0)
+    return m.add_constraints("utilisation", labels, rows, cols, vals, hi=0.0)
 
 
 def define_capacity_constraints(m: LinearModel, net: Network, n, w, per_instance_mult: np.ndarray | None = None):

@@ -253,7 +253,9 @@ class Planner:
         share = np.where(w_cfg[na.pc_k] > 1e-12, w / np.where(w_cfg[na.pc_k] > 1e-12, w_cfg[na.pc_k], 1.0), 0.0)
         z = np.maximum(x[na.z_cols], 0.0)
         z[z < 1e-9] = 0.0
-        util = np.where(count > 0, w / np.maximum(count, 1), 0.0)
+        # the utilisation the load really needs (w may carry slack on CP-SAT's grid), split by w
+        u_cfg = np.bincount(na.arc_k, weights=z / na.arc_lmax, minlength=n_cfg)
+        util = np.where(count > 0, share * u_cfg[na.pc_k] / np.maximum(count, 1), 0.0)
         used = np.flatnonzero(count > 0)
         p_inst = np.zeros(len(count))
         if used.size:
