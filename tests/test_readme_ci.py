@@ -54,7 +54,7 @@ def test_readme_opens_with_exactly_two_commands():
     for cmd in cmds:
         assert cmd.startswith("python3 -m venv .venv && "), cmd
         shlex.split(cmd)  # well-formed shell words
-    assert "pip install -q . " in main_cmd and main_cmd.endswith("dynaplan profile show")
+    assert "pip install -q . " in main_cmd and main_cmd.endswith("dynaplan plan")
     assert "'.[test]'" in test_cmd and "pytest" in test_cmd
 
 
