@@ -146,3 +146,18 @@ def test_time_limit_returns_best_found_or_says_none_was_found(prof):
         assert plan.report.status in (Status.OPTIMAL, Status.FEASIBLE)
         assert plan.report.gap is not None and plan.report.bound is not None
         assert check_plan(prof, SLOS, {"toy": 3}, plan).ok
+
+
+def test_pool_level_reuses_a_cluster_allotment(prof):
+    pl = planner(prof, 3)
+    # the cluster level's recipe is TP8@1000 (150 J/request at capacity vs 160 for TP8@2000):
+    # 21 req/s at 10 req/s per server takes 3 whole servers
+    allot = pl.allot({"AA": 21.0})
+    assert allot.servers == {"AA": {"toy": 3}} and allot.routing == {"AA": {"AA": 1.0}}
+    lighter = pl.plan({"AA": 18.0}, allotment=allot)  # 5 minutes later, less load, same servers
+    assert groups(lighter) == [(8, 1000, 2)]  # 2000 + 50*18 W + 8 idle GPUs * 50 W
+    assert lighter.power_w == pytest.approx(2000 + 900 + 400)
+    assert lighter.cluster_report is None and lighter.servers == {"toy": 3}
+    assert check_plan(prof, SLOS, {"toy": 3}, lighter).ok
+    with pytest.raises(InfeasibleError, match="do not fit on its servers"):
+        pl.plan({"AA": 45.0}, allotment=allot)  # beyond 3 x 14 req/s

@@ -8,7 +8,7 @@ That keeps the cluster MILP to one integer per (pool, hardware), whatever the cl
 Power is the single chord of each recipe (one piece).
 
 Minimise (cluster.obj) ``sum m_k A_k s[p,k] + sum B_k w[p,k]`` subject to (demand),
-(utilisation) ``sum_c z[p,k,c]/lmax_{k,c} = w[p,k]``, (capacity) ``w[p,k] <= m_k s[p,k]`` and
+(utilisation) ``sum_c z[p,k,c]/lmax_{k,c} <= w[p,k]``, (capacity) ``w[p,k] <= m_k s[p,k]`` and
 (inventory) ``sum_{p,k on h} s[p,k] <= S_h``. The pool level then re-optimises each pool's mix
 inside the servers chosen here; a recipe is a feasible pool plan, so it can only improve.
 """

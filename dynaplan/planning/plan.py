@@ -50,6 +50,20 @@ class PoolPlan(BaseModel):
         return out
 
 
+class Allotment(BaseModel):
+    """The cluster level's decision: servers per pool and how each class's load is split over pools."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    servers: dict[str, dict[str, int]] = Field(description="Servers by pool, then hardware type (count).")
+    routing: dict[str, dict[str, float]] = Field(
+        description="By class, the fraction of its load each pool serves (fractions summing to 1)."
+    )
+    forecast_rps: dict[str, float] = Field(description="Load the allotment was made for, by class (req/s).")
+    report: SolveReport
+    notes: tuple[str, ...] = ()
+
+
 class Plan(BaseModel):
     """A cluster plan: per pool the instances by configuration, with power, energy and reports."""
 

@@ -23,7 +23,7 @@ from dynaplan.formulations import instance as instance_f
 from dynaplan.formulations import monolithic as mono_f
 from dynaplan.formulations import network as nw
 from dynaplan.formulations import pool as pool_f
-from dynaplan.planning.plan import InstanceGroup, Plan, PoolPlan
+from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PoolPlan
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
                                        operating_points, power_segments, spill_targets)
 from dynaplan.profiles.profile import Profile
@@ -311,9 +311,47 @@ class Planner:
         return out
 
     # ------------------------------------------------------------------ cluster / hierarchy
-    def plan(self, forecast: Mapping[str, float] | pd.Series, state=None) -> Plan:
-        """Hierarchical plan: cluster level, then every pool's MILP inside its servers.
+    def allot(self, forecast: Mapping[str, float] | pd.Series) -> Allotment:
+        """Cluster level: servers per pool and hardware, and where each class's load goes.
 
+        Solved for the forecast peak of the cluster epoch; :meth:`plan` then re-plans the pools
+        inside this allotment as often as the pool epoch asks.
+        """
+        f = check_forecast(forecast, self.classes)
+        demand = {c: v for c, v in f.items() if v > 0}
+        notes: list[str] = []
+        if not demand:
+            report = _combine([], self.backend)
+            return Allotment(servers={}, routing={}, forecast_rps=f, report=report)
+        cm = self._model("cluster")
+        x, report = self._solve_cached(cm, demand)
+        if report.status is Status.INFEASIBLE:
+            # whole-server recipes are coarser than the pools; fall back to the joint allotment
+            mono = self.plan_monolithic(f)
+            notes.append("cluster level (whole-server recipes) infeasible; allotment taken from the monolithic MILP")
+            servers = {p.pool: dict(p.servers) for p in mono.pools}
+            routed = {p.pool: dict(p.served_rps) for p in mono.pools}
+            report = mono.report
+        else:
+            self._check_solution(x, report, "cluster level")
+            servers, routed = cluster_f.allotment(cm.na, x)
+        routing: dict[str, dict[str, float]] = {}
+        for p, loads in routed.items():
+            for c, v in loads.items():
+                routing.setdefault(c, {})[p] = v / demand[c]
+        for c, shares in routing.items():  # served shares; any unserved remainder stays unrouted
+            total = sum(shares.values())
+            if total > 1:
+                routing[c] = {p: v / total for p, v in shares.items()}
+        return Allotment(servers=servers, routing=routing, forecast_rps=f, report=report, notes=tuple(notes))
+
+    def plan(self, forecast: Mapping[str, float] | pd.Series, state=None,
+             allotment: Allotment | None = None) -> Plan:
+        """Hierarchical plan: the cluster level (unless an ``allotment`` is given), then every
+        pool's MILP inside its servers.
+
+        With ``allotment`` (from :meth:`allot` at the start of the cluster epoch) only the pool
+        level runs: each class's forecast is split over pools in the allotment's proportions.
         ``state`` is reserved for transition-aware planning from the cluster as it is; only
         ``None`` is accepted for now.
         """
@@ -325,28 +363,31 @@ class Planner:
         demand = {c: v for c, v in f.items() if v > 0}
         if not demand:
             return self._assemble("hierarchical", f, [], {}, None, [], t0)
-        cm = self._model("cluster")
-        x, creport = self._solve_cached(cm, demand)
-        notes = []
-        if creport.status is Status.INFEASIBLE:
-            # whole-server recipes are coarser than the pools; fall back to the joint allotment
-            mono = self.plan_monolithic(f)
-            notes.append("cluster level (whole-server recipes) infeasible; allotment taken from the monolithic MILP")
-            allot = {p.pool: p.servers for p in mono.pools}
-            routed = {p.pool: p.served_rps for p in mono.pools}
-            creport = mono.report
-        else:
-            self._check_solution(x, creport, "cluster level")
-            allot, routed = cluster_f.allotment(cm.na, x)
+        given = allotment is not None
+        if allotment is None:
+            allotment = self.allot(f)
+        routed: dict[str, dict[str, float]] = {}
+        unrouted: dict[str, float] = {}
+        for c, v in demand.items():
+            shares = allotment.routing.get(c) or ({c: 1.0} if allotment.servers.get(c) else {})
+            if not shares:
+                unrouted[c] = v
+            for p, share in shares.items():
+                routed.setdefault(p, {})[c] = v * share
+        if unrouted and self._penalty is None:
+            raise InfeasibleError(f"allotment has no pool for class(es) {sorted(unrouted)} "
+                                  f"({unrouted} req/s); re-run the cluster level")
         pools, reports = [], []
         for p in self.classes:
             if p not in routed:
                 continue
-            pp = self.plan_pool(p, routed[p], allot.get(p, {}))
+            pp = self.plan_pool(p, routed[p], allotment.servers.get(p, {}))
             pools.append(pp)
             reports.append(pp.report)
         unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}
-        return self._assemble("hierarchical", f, pools, unserved, creport, reports, t0, notes)
+        notes = list(allotment.notes) + (["pool level only: allotment given by the caller"] if given else [])
+        return self._assemble("hierarchical", f, pools, unserved, None if given else allotment.report, reports,
+                              t0, notes)
 
     def plan_monolithic(self, forecast: Mapping[str, float] | pd.Series) -> Plan:
         """All pools, the inventory and spill in one MILP (the reference the hierarchy is measured against)."""
