@@ -30,6 +30,10 @@ from dynaplan.profiles.profile import Profile
 from dynaplan.solvers import Backend, SolveOptions, SolveReport, Status, solve
 from dynaplan.solvers.model import ModelArrays
 
+# Loads below this are planned as zero: they are under the solvers' feasibility tolerance (1e-9),
+# so a solver could not tell serving them from not serving them. check_plan allows the same slack.
+LOAD_EPS_RPS = 1e-9
+
 _STATUS_RANK = {Status.OPTIMAL: 0, Status.FEASIBLE: 1, Status.NO_SOLUTION: 2, Status.INFEASIBLE: 3, Status.ERROR: 4}
 
 
@@ -208,7 +212,7 @@ class Planner:
         """
         if pool not in self.classes:
             raise ValidationError(f"unknown pool {pool!r}; pools are named by class: {list(self.classes)}")
-        loads = {c: float(v) for c, v in check_forecast(loads_rps, self.classes).items() if v > 0}
+        loads = {c: float(v) for c, v in check_forecast(loads_rps, self.classes).items() if v > LOAD_EPS_RPS}
         not_routed = [c for c in loads if pool not in self.routes[c]]
         if not_routed:
             raise ValidationError(f"pool {pool}: classes {not_routed} may not be served by it (spill={self.options.spill!r})")
@@ -318,7 +322,7 @@ class Planner:
         inside this allotment as often as the pool epoch asks.
         """
         f = check_forecast(forecast, self.classes)
-        demand = {c: v for c, v in f.items() if v > 0}
+        demand = {c: v for c, v in f.items() if v > LOAD_EPS_RPS}
         notes: list[str] = []
         if not demand:
             report = _combine([], self.backend)
@@ -360,7 +364,7 @@ class Planner:
                                   "available yet; call plan(forecast)")
         t0 = time.perf_counter()
         f = check_forecast(forecast, self.classes)
-        demand = {c: v for c, v in f.items() if v > 0}
+        demand = {c: v for c, v in f.items() if v > LOAD_EPS_RPS}
         if not demand:
             return self._assemble("hierarchical", f, [], {}, None, [], t0)
         given = allotment is not None
@@ -393,7 +397,7 @@ class Planner:
         """All pools, the inventory and spill in one MILP (the reference the hierarchy is measured against)."""
         t0 = time.perf_counter()
         f = check_forecast(forecast, self.classes)
-        demand = {c: v for c, v in f.items() if v > 0}
+        demand = {c: v for c, v in f.items() if v > LOAD_EPS_RPS}
         if not demand:
             return self._assemble("monolithic", f, [], {}, None, [], t0)
         cm = self._model("monolithic")
