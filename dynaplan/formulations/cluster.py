@@ -42,7 +42,7 @@ def chord_segments(ops: pd.DataFrame) -> pd.DataFrame:
 
 def build(ops: pd.DataFrame, routes: dict[str, tuple[str, ...]], demand_rps: dict[str, float],
           inventory: dict[str, int], hardware: dict[str, HardwareType], pools: tuple[str, ...],
-          unserved_penalty: float | None = None):
+          unserved_penalty: float | None = None, transition_prices: nw.TransitionPrices | None = None):
     net = nw.build_network(ops, chord_segments(ops), routes, demand_rps, hardware, pools=pools,
                            keep_configs=recipes(ops, pools))
     m = LinearModel("cluster")
@@ -56,7 +56,26 @@ def build(ops: pd.DataFrame, routes: dict[str, tuple[str, ...]], demand_rps: dic
     nw.define_utilisation_constraints(m, net, z, w)
     nw.define_capacity_constraints(m, net, s, w, per_instance_mult=per_server)
     nw.define_inventory_constraints(m, net, s, inventory, by="s")
-    return m, net, {"s": s, "w": w, "z": z, "u": u}
+    blocks = {"s": s, "w": w, "z": z, "u": u}
+    if transition_prices is not None:
+        blocks["new_servers"] = define_new_server_terms(m, net, s, inventory, transition_prices)
+    return m, net, blocks
+
+
+def define_new_server_terms(m: LinearModel, net: nw.Network, s, inventory: dict[str, int],
+                            prices: nw.TransitionPrices):
+    """(new_servers) ``sum_{p,k on h} s[p,k] - v[h] <= S^now_h``: servers beyond those running now
+    must be started (``v[h]``, priced per server); moving a running server between pools of the
+    same model is only a re-route. ``S^now_h`` is the right-hand side, set per solve."""
+    hws = sorted(inventory)
+    pos = {h: i for i, h in enumerate(hws)}
+    v = m.add_vars("new_servers", hws, cost=[prices.server_start_w[h] for h in hws])
+    keep = net.pieces["hardware"].isin(hws).to_numpy()
+    rows = np.r_[net.pieces["hardware"][keep].map(pos).to_numpy(), np.arange(len(hws))]
+    cols = np.r_[s.cols[keep], v.cols]
+    vals = np.r_[np.ones(int(keep.sum())), -np.ones(len(hws))]
+    m.add_constraints("new_servers", hws, rows, cols, vals, hi=0.0)
+    return v
 
 
 def allotment(na: nw.NetArrays, x: np.ndarray) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, float]]]:

@@ -247,3 +247,68 @@ def build_pool_network_model(name: str, net: Network, server_ub: np.ndarray, inv
     if inventory is not None:
         define_inventory_constraints(m, net, y, inventory, by="y")
     return m, {"n": n, "w": w, "z": z, "y": y, "u": u}
+
+
+@dataclass(frozen=True)
+class TransitionPrices:
+    """Amortised prices of changes (W per unit, over the amortisation epoch).
+
+    ``reclock_w[(hardware, tp)]`` per instance re-clocked; ``reshard_w_per_gpu[hardware]`` per GPU
+    whose instance is re-sharded in place; ``start_w_per_gpu[hardware]`` per GPU of a newly started
+    instance (boot, weights, engine); ``server_start_w[hardware]`` per server added to the cluster.
+    """
+
+    reclock_w: dict
+    reshard_w_per_gpu: dict
+    start_w_per_gpu: dict
+    server_start_w: dict
+
+
+def define_transition_terms(m: LinearModel, net: Network, n, prices: TransitionPrices) -> dict:
+    """Charge for moving from the current instances ``C_k`` to the planned ones (pool.md, 6-10).
+
+    (transition)  sum_j n[k,j] - a[k] + r[k] = C_k           a, r >= 0: instances added / removed at k
+    (reclock_in)  q[t] - sum_{k in t} a[k] <= 0               q: instances that only change clock
+    (reclock_out) q[t] - sum_{k in t} r[k] <= E_t             (E_t: instances of t on pruned clocks)
+    (reshard)     g[p,h] - sum_t tp_t (sum_{k in t} r[k] - q[t]) <= sum_t tp_t E_t
+    (start)       v[p,h] + g[p,h] - sum_t tp_t (sum_{k in t} a[k] - q[t]) >= 0
+    with t = (pool, hardware, TP); g: GPUs re-sharded in place; v: GPUs of newly started
+    instances. Costs: q x reclock, g x reshard per GPU, v x start per GPU. ``C_k`` and ``E_t`` are
+    right-hand sides set per call.
+    """
+    cfg = net.configs
+    k_labels = list(cfg[CFG_COLS].itertuples(index=False, name=None))
+    nk = len(cfg)
+    a = m.add_vars("added", k_labels)
+    r = m.add_vars("removed", k_labels)
+    pc = net.pieces
+    rows = np.r_[pc["k"].to_numpy(), np.arange(nk), np.arange(nk)]
+    cols = np.r_[n.cols, a.cols, r.cols]
+    vals = np.r_[np.ones(len(pc)), -np.ones(nk), np.ones(nk)]
+    m.add_constraints("transition", k_labels, rows, cols, vals, lo=0.0, hi=0.0)
+
+    t_keys = list(dict.fromkeys(zip(cfg["pool"], cfg["hardware"], cfg["tp"])))
+    t_pos = {t: i for i, t in enumerate(t_keys)}
+    t_of_k = np.array([t_pos[t] for t in zip(cfg["pool"], cfg["hardware"], cfg["tp"])], dtype=np.int64)
+    q = m.add_vars("reclocked", t_keys, cost=[prices.reclock_w[(h, int(tp))] for _, h, tp in t_keys])
+    nt = len(t_keys)
+    m.add_constraints("reclock_in", t_keys, np.r_[np.arange(nt), t_of_k], np.r_[q.cols, a.cols],
+                      np.r_[np.ones(nt), -np.ones(nk)], hi=0.0)
+    m.add_constraints("reclock_out", t_keys, np.r_[np.arange(nt), t_of_k], np.r_[q.cols, r.cols],
+                      np.r_[np.ones(nt), -np.ones(nk)], hi=0.0)
+
+    ph_keys = list(net.hw_pools.itertuples(index=False, name=None))
+    ph_pos = {key: i for i, key in enumerate(ph_keys)}
+    ph_of_k = np.array([ph_pos[key] for key in zip(cfg["pool"], cfg["hardware"])], dtype=np.int64)
+    ph_of_t = np.array([ph_pos[(p, h)] for p, h, _ in t_keys], dtype=np.int64)
+    tp_k = cfg["tp"].to_numpy(dtype=float)
+    tp_t = np.array([tp for _, _, tp in t_keys], dtype=float)
+    g = m.add_vars("resharded_gpus", ph_keys, cost=[prices.reshard_w_per_gpu[h] for _, h in ph_keys])
+    v = m.add_vars("started_gpus", ph_keys, cost=[prices.start_w_per_gpu[h] for _, h in ph_keys])
+    nph = len(ph_keys)
+    m.add_constraints("reshard", ph_keys, np.r_[np.arange(nph), ph_of_k, ph_of_t], np.r_[g.cols, r.cols, q.cols],
+                      np.r_[np.ones(nph), -tp_k, tp_t], hi=0.0)
+    m.add_constraints("start", ph_keys, np.r_[np.arange(nph), np.arange(nph), ph_of_k, ph_of_t],
+                      np.r_[v.cols, g.cols, a.cols, q.cols], np.r_[np.ones(nph), np.ones(nph), -tp_k, tp_t], lo=0.0)
+    return {"added": a, "removed": r, "reclocked": q, "resharded_gpus": g, "started_gpus": v,
+            "t_keys": t_keys, "ph_keys": ph_keys}

@@ -22,16 +22,21 @@ from dynaplan.formulations import network as nw
 
 
 def build(ops: pd.DataFrame, segments: pd.DataFrame, pool: str, loads_rps: dict[str, float],
-          servers: dict[str, int], hardware: dict[str, HardwareType], unserved_penalty: float | None = None):
+          servers: dict[str, int], hardware: dict[str, HardwareType], unserved_penalty: float | None = None,
+          transition_prices: nw.TransitionPrices | None = None):
     """Build the pool MILP. Returns ``(model, network, blocks)``; nothing is solved here.
 
     ``loads_rps``: load of each class routed to this pool (req/s); ``servers``: the pool's
     allotment per hardware type; ``unserved_penalty`` (W per req/s) enables the best-effort
-    slack ``u``. Configurations on hardware the pool has no servers of are left out.
+    slack ``u``. Configurations on hardware the pool has no servers of are left out. With
+    ``transition_prices`` the model charges for changing the current instances (pool.md 6-10);
+    the current counts are right-hand sides of the ``transition`` rows, set per solve.
     """
     routes = {c: (pool,) for c in loads_rps}
     ops_here = ops[ops["hardware"].map(lambda h: servers.get(h, 0) > 0)]
     net = nw.build_network(ops_here, segments, routes, loads_rps, hardware, pools=(pool,))
     ub = np.array([servers.get(h, 0) for h in net.hw_pools["hardware"]], dtype=float)
     m, blocks = nw.build_pool_network_model(f"pool[{pool}]", net, ub, None, unserved_penalty, server_lb=ub)
+    if transition_prices is not None:
+        blocks["transitions"] = nw.define_transition_terms(m, net, blocks["n"], transition_prices)
     return m, net, blocks

@@ -27,6 +27,7 @@ from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PoolPlan
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
                                        operating_points, power_segments, spill_targets)
 from dynaplan.profiles.profile import Profile
+from dynaplan.reconfig.transitions import TransitionCosts, amortised_cost
 from dynaplan.solvers import Backend, SolveOptions, SolveReport, Status, solve
 from dynaplan.solvers.model import ModelArrays
 
@@ -46,7 +47,8 @@ class Planner:
 
     def __init__(self, profile: Profile, inventory: Inventory | Mapping[str, int], slos: SLOTable = DEFAULT_SLOS,
                  options: PlannerOptions | None = None, solve_options: SolveOptions | None = None,
-                 backend: Backend | str = Backend.HIGHS, model: str | None = None) -> None:
+                 backend: Backend | str = Backend.HIGHS, model: str | None = None,
+                 transition_costs: TransitionCosts | None = None) -> None:
         self.profile = profile
         if not isinstance(inventory, Inventory):
             try:
@@ -86,6 +88,8 @@ class Planner:
         if self.options.prune_dominated:
             self.segments = envelope_pieces(self.ops, self.segments)
         self.routes = spill_targets(self.classes, len(profile.classes.output_bins.names), self.options.spill)
+        self.transition_costs = transition_costs or TransitionCosts()
+        self._prices: nw.TransitionPrices | None = None
         self._models: dict = {}
         self._clock_chooser: instance_f.ClockChooser | None = None  # built once per (kind, pool); later calls only move bounds
 
@@ -163,24 +167,29 @@ class Planner:
         if cached is not None:
             return cached
         t0 = time.perf_counter()
-        if kind == "pool":
+        prices = self.transition_prices if kind.endswith("+transitions") else None
+        if kind.startswith("pool"):
             classes = {c: 1.0 for c in self.classes if pool in self.routes[c]}
             m, net, blocks = pool_f.build(self.ops, self.segments, pool, classes, {h: 1 for h in self.hardware},
-                                          self.hardware, self._penalty)
-        elif kind == "cluster":
+                                          self.hardware, self._penalty, prices)
+        elif kind.startswith("cluster"):
             m, net, blocks = cluster_f.build(self.ops, self.routes, {c: 1.0 for c in self.classes},
-                                             self.inventory.servers, self.hardware, self.classes, self._penalty)
+                                             self.inventory.servers, self.hardware, self.classes, self._penalty,
+                                             prices)
         else:
             m, net, blocks = mono_f.build(self.ops, self.segments, self.routes, {c: 1.0 for c in self.classes},
                                           self.inventory.servers, self.hardware, self.classes, self._penalty)
-        cached = _CachedModel(m, m.arrays(), nw.net_arrays(net, blocks, recipe=kind == "cluster"),
+        cached = _CachedModel(m, m.arrays(), nw.net_arrays(net, blocks, recipe=kind.startswith("cluster")),
                               time.perf_counter() - t0)
+        cached.net = net
+        cached.transitions = blocks.get("transitions")
         self._models[key] = cached
         return cached
 
     def _solve_cached(self, cm: "_CachedModel", demand: Mapping[str, float],
-                      servers: Mapping[str, int] | None = None):
-        """Solve a cached model for ``demand`` (req/s by class) and, for pool models, fixed servers."""
+                      servers: Mapping[str, int] | None = None, rows: Mapping[str, tuple] | None = None):
+        """Solve a cached model for ``demand`` (req/s by class), for pool models fixed
+        ``servers``, and ``rows``: other constraint blocks' new ``(lo, hi)`` (None keeps a side)."""
         t0 = time.perf_counter()
         dblock = cm.model.con_blocks["demand"]
         rhs = np.array([demand.get(c, 0.0) for c in dblock.labels])
@@ -197,18 +206,72 @@ class Planner:
                 lb, ub = lb.copy(), ub.copy()
                 lb[yb.start:yb.stop] = ybounds
                 ub[yb.start:yb.stop] = ybounds
-            problem = ModelArrays(a.cost, lb, ub, a.integer, a.A, row_lo, a.row_hi, a.offset)
+            row_hi = a.row_hi
+            for name, (lo, hi) in (rows or {}).items():
+                blk = cm.model.con_blocks[name]
+                if lo is not None:
+                    row_lo[blk.start:blk.stop] = lo
+                if hi is not None:
+                    row_hi = row_hi.copy() if row_hi is a.row_hi else row_hi
+                    row_hi[blk.start:blk.stop] = hi
+            problem = ModelArrays(a.cost, lb, ub, a.integer, a.A, row_lo, row_hi, a.offset)
         else:
             problem = cm.model.with_row_bounds("demand", lo=rhs)
+            for name, (lo, hi) in (rows or {}).items():
+                problem = problem.with_row_bounds(name, lo=lo, hi=hi)
             if ybounds is not None:
                 problem = problem.with_col_bounds("y", lb=ybounds, ub=ybounds)
         return self._solve(problem, time.perf_counter() - t0)
 
+    @property
+    def transition_prices(self) -> nw.TransitionPrices:
+        """Amortised prices of changes (W), from :attr:`transition_costs` over
+        ``PlannerOptions.transition_amortisation_s`` (default: the pool epoch)."""
+        if self._prices is None:
+            epoch = self.options.transition_amortisation_s or self.options.pool_epoch_s
+            c, model = self.transition_costs, self.model
+            reclock, reshard, start, server = {}, {}, {}, {}
+            for name, hw in self.hardware.items():
+                g = hw.gpus_per_server
+                for tp in hw.tp_degrees():
+                    reclock[(name, tp)] = amortised_cost(c, "reclock", model, hw, tp, epoch).power_w
+                reshard[name] = amortised_cost(c, "reshard", model, hw, g, epoch, to_tp=max(1, g // 2)).power_w / g
+                start[name] = amortised_cost(c, "add", model, hw, g, epoch).power_w / g
+                cluster_epoch = self.options.transition_amortisation_s or self.options.cluster_epoch_s
+                server[name] = amortised_cost(c, "add", model, hw, g, cluster_epoch).power_w
+            self._prices = nw.TransitionPrices(reclock, reshard, start, server)
+        return self._prices
+
+    def _transition_rows(self, cm: "_CachedModel", current: Mapping[tuple, int]) -> dict:
+        """Right-hand sides of the transition rows from the pool's current instances by
+        (hardware, tp, freq_mhz); instances on configurations the model lacks (pruned clocks or
+        TP degrees) are removed for sure and free their GPUs for re-sharding."""
+        cfg = cm.net.configs
+        have = {(h, int(tp), int(f)): k for k, (h, tp, f) in enumerate(zip(cfg["hardware"], cfg["tp"], cfg["freq_mhz"]))}
+        c_k = np.zeros(len(cfg))
+        t_keys, ph_keys = cm.transitions["t_keys"], cm.transitions["ph_keys"]
+        e_t = np.zeros(len(t_keys))
+        free_gpus = np.zeros(len(ph_keys))
+        t_pos = {(h, tp): i for i, (_, h, tp) in enumerate(t_keys)}
+        ph_pos = {h: i for i, (_, h) in enumerate(ph_keys)}
+        for (h, tp, f), cnt in current.items():
+            if (h, tp, f) in have:
+                c_k[have[(h, tp, f)]] += cnt
+            elif (h, tp) in t_pos:
+                e_t[t_pos[(h, tp)]] += cnt
+                free_gpus[ph_pos[h]] += tp * cnt
+            elif h in ph_pos:
+                free_gpus[ph_pos[h]] += tp * cnt
+        return {"transition": (c_k, c_k), "reclock_out": (None, e_t), "reshard": (None, free_gpus)}
+
     def plan_pool(self, pool: str, loads_rps: Mapping[str, float], servers: Mapping[str, int],
-                  epoch_s: float | None = None) -> PoolPlan:
+                  epoch_s: float | None = None, current: Mapping[tuple, int] | None = None) -> PoolPlan:
         """Pool level: the instance mix of ``pool`` serving ``loads_rps`` inside ``servers``.
 
-        The pool runs on exactly the given servers (formulations/pool.md, allotment).
+        The pool runs on exactly the given servers (formulations/pool.md, allotment). With
+        ``current`` — the pool's instances now, by (hardware, tp, freq_mhz) — the MILP also pays
+        the amortised cost of every change (pool.md 6-10), so a saving smaller than the cost of
+        making it leaves the pool as it is.
         """
         if pool not in self.classes:
             raise ValidationError(f"unknown pool {pool!r}; pools are named by class: {list(self.classes)}")
@@ -221,13 +284,14 @@ class Planner:
             raise ValidationError(f"pool {pool}: unknown hardware {unknown_hw}; the inventory has {sorted(self.hardware)}")
         epoch_s = self.options.pool_epoch_s if epoch_s is None else epoch_s
         srv = {h: int(servers.get(h, 0)) for h in self.hardware}
-        cm = self._model("pool", pool)
+        cm = self._model("pool+transitions" if current is not None else "pool", pool)
         servable = {c for c, k in zip(cm.na.arc_class, cm.na.arc_k) if srv.get(cm.na.pc_hw[cm.first_piece[k]], 0) > 0}
         missing = [c for c in loads if c not in servable]
         if missing and self._penalty is None:
             raise InfeasibleError(f"pool {pool}: no configuration on its servers {srv} meets the SLO of "
                                   f"class(es) {missing}")
-        x, report = self._solve_cached(cm, loads, srv)
+        rows = self._transition_rows(cm, current) if current is not None else None
+        x, report = self._solve_cached(cm, loads, srv, rows)
         if report.status is Status.INFEASIBLE:
             self._raise_infeasible_pool(pool, loads, srv, report)
         self._check_solution(x, report, f"pool {pool}")
@@ -315,11 +379,13 @@ class Planner:
         return out
 
     # ------------------------------------------------------------------ cluster / hierarchy
-    def allot(self, forecast: Mapping[str, float] | pd.Series) -> Allotment:
+    def allot(self, forecast: Mapping[str, float] | pd.Series, state=None) -> Allotment:
         """Cluster level: servers per pool and hardware, and where each class's load goes.
 
         Solved for the forecast peak of the cluster epoch; :meth:`plan` then re-plans the pools
-        inside this allotment as often as the pool epoch asks.
+        inside this allotment as often as the pool epoch asks. With ``state`` (a cluster state:
+        servers and instances now) servers beyond those running now pay their start cost
+        (cluster.md, new_servers).
         """
         f = check_forecast(forecast, self.classes)
         demand = {c: v for c, v in f.items() if v > LOAD_EPS_RPS}
@@ -327,8 +393,14 @@ class Planner:
         if not demand:
             report = _combine([], self.backend)
             return Allotment(servers={}, routing={}, forecast_rps=f, report=report)
-        cm = self._model("cluster")
-        x, report = self._solve_cached(cm, demand)
+        if state is None:
+            cm = self._model("cluster")
+            x, report = self._solve_cached(cm, demand)
+        else:
+            cm = self._model("cluster+transitions")
+            running = _running_servers(state)
+            now = np.array([float(running.get(h, 0)) for h in cm.model.con_blocks["new_servers"].labels])
+            x, report = self._solve_cached(cm, demand, rows={"new_servers": (None, now)})
         if report.status is Status.INFEASIBLE:
             # whole-server recipes are coarser than the pools; fall back to the joint allotment
             mono = self.plan_monolithic(f)
@@ -356,12 +428,11 @@ class Planner:
 
         With ``allotment`` (from :meth:`allot` at the start of the cluster epoch) only the pool
         level runs: each class's forecast is split over pools in the allotment's proportions.
-        ``state`` is reserved for transition-aware planning from the cluster as it is; only
-        ``None`` is accepted for now.
+        With ``state`` (a :class:`dynaplan.reconfig.ClusterState`, or anything with
+        ``config_counts()`` and ``servers``/``instances``) every level pays the amortised cost of
+        changing the cluster as it is: new servers at the cluster level; added, removed,
+        re-sharded and re-clocked instances at the pool level (formulations/pool.md 6-10).
         """
-        if state is not None:
-            raise ValidationError("plan(state=...): transition-aware planning from a cluster state is not "
-                                  "available yet; call plan(forecast)")
         t0 = time.perf_counter()
         f = check_forecast(forecast, self.classes)
         demand = {c: v for c, v in f.items() if v > LOAD_EPS_RPS}
@@ -369,7 +440,8 @@ class Planner:
             return self._assemble("hierarchical", f, [], {}, None, [], t0)
         given = allotment is not None
         if allotment is None:
-            allotment = self.allot(f)
+            allotment = self.allot(f, state)
+        current = _current_by_pool(state) if state is not None else None
         routed: dict[str, dict[str, float]] = {}
         unrouted: dict[str, float] = {}
         for c, v in demand.items():
@@ -385,7 +457,8 @@ class Planner:
         for p in self.classes:
             if p not in routed:
                 continue
-            pp = self.plan_pool(p, routed[p], allotment.servers.get(p, {}))
+            cur = None if current is None else current.get(p, {})
+            pp = self.plan_pool(p, routed[p], allotment.servers.get(p, {}), current=cur)
             pools.append(pp)
             reports.append(pp.report)
         unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}
@@ -461,10 +534,30 @@ class Planner:
         return pd.DataFrame(rows, columns=["instance", "pool", "hardware", "tp", "request_class", "load_rps"])
 
 
+def _current_by_pool(state) -> dict[str, dict[tuple[str, int, int], int]]:
+    """A state's instances by pool, then (hardware, tp, freq_mhz)."""
+    if not hasattr(state, "config_counts"):
+        raise ValidationError(f"state: expected a ClusterState, got {type(state).__name__}")
+    out: dict[str, dict[tuple[str, int, int], int]] = {}
+    for (pool, hw, tp, f), n in state.config_counts().items():
+        out.setdefault(pool, {})[(hw, int(tp), int(f))] = out.get(pool, {}).get((hw, int(tp), int(f)), 0) + int(n)
+    return out
+
+
+def _running_servers(state) -> dict[str, int]:
+    """Servers of a state that hold at least one instance, by hardware type."""
+    hw_of = {sv.id: sv.hardware for sv in state.servers}
+    busy = {i.server for i in state.instances}
+    out: dict[str, int] = {}
+    for sid in busy:
+        out[hw_of[sid]] = out.get(hw_of[sid], 0) + 1
+    return out
+
+
 class _CachedModel:
     """A built model, its arrays and solution index, and what building it cost."""
 
-    __slots__ = ("model", "arrays", "na", "build_time_s", "first_piece")
+    __slots__ = ("model", "arrays", "na", "build_time_s", "first_piece", "net", "transitions")
 
     def __init__(self, model, arrays: ModelArrays, na: nw.NetArrays, build_time_s: float) -> None:
         self.model = model
@@ -475,6 +568,8 @@ class _CachedModel:
         first = np.zeros(n_cfg, dtype=np.int64)
         first[na.pc_k[::-1]] = np.arange(len(na.pc_k))[::-1]
         self.first_piece = first
+        self.net = None
+        self.transitions = None
 
 
 def _combine(reports: list[SolveReport], backend: Backend,

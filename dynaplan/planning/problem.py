@@ -69,6 +69,11 @@ class PlannerOptions(BaseModel):
         description="When the forecast cannot be met, serve as much as possible and report the "
         "unserved load instead of raising InfeasibleError.",
     )
+    transition_amortisation_s: float | None = Field(
+        default=None, gt=0,
+        description="Epoch over which a transition's energy is spread when planning from a state (s); "
+        "None: the pool epoch. Longer means stronger hysteresis.",
+    )
     unserved_penalty_w_per_rps: float = Field(
         default=1e6, gt=0, description="Best-effort penalty per unserved req/s, in objective units (W)."
     )

@@ -1,0 +1,84 @@
+"""Transition-aware planning: a change pays off only when its saving beats its amortised cost."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dynaplan.domain import ClassScheme, HardwareType, SLOTable, TokenBins
+from dynaplan.domain.slo import SLO
+from dynaplan.planning import Planner, check_plan
+from dynaplan.profiles import Profile
+from dynaplan.reconfig import ClusterState, Instance, Server, TransitionCosts, TransitionParams
+
+TOY = HardwareType(name="toy", gpus_per_server=8, clock_levels_mhz=(1000, 2000), gpu_memory_gb=80,
+                   idle_power_w=50, max_power_w=700, price_usd_per_server_h=10, interconnect_gb_s=900,
+                   peak_tflops_bf16=989, hbm_bandwidth_tb_s=3.35)
+ONE = ClassScheme(input_bins=TokenBins(names=("A",), edges_tokens=()),
+                  output_bins=TokenBins(names=("A",), edges_tokens=()))
+SLOS = SLOTable(per_class={"AA": SLO(ttft_ms=100, tbt_ms=50)})
+# (tp, clock): static W, W per req/s, max load under SLO (req/s). The 2000 MHz points are dominated.
+CURVES = {(8, 1000): (1000.0, 50.0, 10), (4, 1000): (700.0, 40.0, 6), (8, 2000): (1400.0, 60.0, 10),
+          (4, 2000): (900.0, 50.0, 6)}
+# Naive re-shard (stop and reload for 90 s) with GPUs drawing 100 W meanwhile, amortised over the
+# 300-s pool epoch: TP8 -> TP4 in place re-shards 4 GPUs' worth at 90 x 100 / 300 = 30 W each: 120 W.
+COSTS = TransitionCosts(default=TransitionParams(reshard_mode="reload", reshard_reload_s=90.0,
+                                                 transition_gpu_power_w=100.0))
+
+
+def profile() -> Profile:
+    rows = []
+    for (tp, f), (a, b, lmax) in CURVES.items():
+        for load in (0.5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11):
+            if load > lmax + 1:
+                continue
+            ttft = 60.0 if load <= lmax else 500.0
+            rows.append(dict(model="llama2-70b", hardware="toy", tp=tp, freq_mhz=f, request_class="AA",
+                             load_rps=float(load), power_w=a + b * load, ttft_p99_ms=ttft, tbt_p99_ms=20.0,
+                             throughput_rps=float(load)))
+    return Profile(pd.DataFrame(rows), hardware={"toy": TOY}, classes=ONE)
+
+
+def state_with_one_tp8() -> ClusterState:
+    return ClusterState(servers=(Server(id="s0", hardware="toy"),),
+                        instances=(Instance(id="i0", pool="AA", tp=8, gpus={"s0": tuple(range(8))}, freq_mhz=1000),),
+                        hardware={"toy": TOY})
+
+
+def configs(plan):
+    return sorted((g.tp, g.freq_mhz, g.count) for p in plan.pools for g in p.groups)
+
+
+@pytest.fixture(scope="module")
+def planner():
+    return Planner(profile(), {"toy": 1}, SLOS, transition_costs=COSTS)
+
+
+def test_prices_are_the_documented_amortised_costs(planner):
+    assert 4 * planner.transition_prices.reshard_w_per_gpu["toy"] == pytest.approx(120.0)
+
+
+@pytest.mark.parametrize("load", [1.0, 5.0])
+def test_from_scratch_tp4_is_cheapest(planner, load):
+    # TP4: 700 + 40 L + 4 idle GPUs x 50 W = 900 + 40 L; TP8: 1000 + 50 L
+    plan = planner.plan({"AA": load})
+    assert configs(plan) == [(4, 1000, 1)]
+    assert plan.power_w == pytest.approx(900 + 40 * load)
+
+
+def test_saving_below_transition_cost_changes_nothing(planner):
+    # at 1 req/s re-sharding saves 100 + 10 x 1 = 110 W < 120 W: keep the TP8 instance
+    plan = planner.plan({"AA": 1.0}, state=state_with_one_tp8())
+    assert configs(plan) == [(8, 1000, 1)]
+    assert check_plan(planner.profile, SLOS, {"toy": 1}, plan).ok
+
+
+def test_saving_above_transition_cost_changes_the_configuration(planner):
+    # at 5 req/s it saves 150 W > 120 W: re-shard to TP4
+    plan = planner.plan({"AA": 5.0}, state=state_with_one_tp8())
+    assert configs(plan) == [(4, 1000, 1)]
+
+
+def test_cheap_transfer_reshard_always_takes_the_saving():
+    pl = Planner(profile(), {"toy": 1}, SLOS)  # default: weights moved over NVLink, ~free
+    assert configs(pl.plan({"AA": 1.0}, state=state_with_one_tp8())) == [(4, 1000, 1)]
