@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from dynaplan.domain import ClassScheme, HardwareType, SLOTable, TokenBins
-from dynaplan.domain.slo import SLO
 from dynaplan.errors import InfeasibleError, SolverError, ValidationError
 from dynaplan.planning import Plan, Planner, PlannerOptions, check_plan
-from dynaplan.profiles import Profile
 from dynaplan.solvers import SolveOptions, Status
-
-TOY = HardwareType(name="toy", gpus_per_server=8, clock_levels_mhz=(1000, 2000), gpu_memory_gb=80,
-                   idle_power_w=50, max_power_w=700, price_usd_per_server_h=10, interconnect_gb_s=900,
-                   peak_tflops_bf16=989, hbm_bandwidth_tb_s=3.35)
-ONE = ClassScheme(input_bins=TokenBins(names=("A",), edges_tokens=()),
-                  output_bins=TokenBins(names=("A",), edges_tokens=()))
-SLOS = SLOTable(per_class={"AA": SLO(ttft_ms=100, tbt_ms=50)})
+from toy_models import SLOS, linear_profile
 
 # TP8 @ 1000 MHz: 1000 W + 50 W per req/s, meets the SLO up to 10 req/s.
 # TP8 @ 2000 MHz: 1400 W + 60 W per req/s, meets the SLO up to 14 req/s.
@@ -29,14 +19,8 @@ CURVES = {(8, 1000): (1000.0, 50.0, 10), (8, 2000): (1400.0, 60.0, 14), (4, 1000
           (4, 2000): (800.0, 45.0, 0)}
 
 
-def toy_profile() -> Profile:
-    rows = []
-    for (tp, f), (a, b, lmax) in CURVES.items():
-        for load in range(2, 21, 2):
-            ttft = 60.0 + (0 if load <= lmax else 100.0 * (load - lmax)) if lmax else 150.0 + load
-            rows.append(dict(model="m", hardware="toy", tp=tp, freq_mhz=f, request_class="AA", load_rps=float(load),
-                             power_w=a + b * load, ttft_p99_ms=ttft, tbt_p99_ms=20.0, throughput_rps=float(load)))
-    return Profile(pd.DataFrame(rows), hardware={"toy": TOY}, classes=ONE)
+def toy_profile():
+    return linear_profile(CURVES, range(2, 21, 2))
 
 
 @pytest.fixture(scope="module")

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
-from dynaplan.domain import ClassScheme, HardwareType, SLOTable, TokenBins
-from dynaplan.domain.slo import SLO
 from dynaplan.planning import Planner, check_plan
-from dynaplan.profiles import Profile
 from dynaplan.reconfig import ClusterState, Instance, Server, TransitionCosts, TransitionParams
+from toy_models import SLOS, TOY, linear_profile
 
-TOY = HardwareType(name="toy", gpus_per_server=8, clock_levels_mhz=(1000, 2000), gpu_memory_gb=80,
-                   idle_power_w=50, max_power_w=700, price_usd_per_server_h=10, interconnect_gb_s=900,
-                   peak_tflops_bf16=989, hbm_bandwidth_tb_s=3.35)
-ONE = ClassScheme(input_bins=TokenBins(names=("A",), edges_tokens=()),
-                  output_bins=TokenBins(names=("A",), edges_tokens=()))
-SLOS = SLOTable(per_class={"AA": SLO(ttft_ms=100, tbt_ms=50)})
 # (tp, clock): static W, W per req/s, max load under SLO (req/s). The 2000 MHz points are dominated.
 CURVES = {(8, 1000): (1000.0, 50.0, 10), (4, 1000): (700.0, 40.0, 6), (8, 2000): (1400.0, 60.0, 10),
           (4, 2000): (900.0, 50.0, 6)}
@@ -26,17 +17,8 @@ COSTS = TransitionCosts(default=TransitionParams(reshard_mode="reload", reshard_
                                                  transition_gpu_power_w=100.0))
 
 
-def profile() -> Profile:
-    rows = []
-    for (tp, f), (a, b, lmax) in CURVES.items():
-        for load in (0.5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11):
-            if load > lmax + 1:
-                continue
-            ttft = 60.0 if load <= lmax else 500.0
-            rows.append(dict(model="llama2-70b", hardware="toy", tp=tp, freq_mhz=f, request_class="AA",
-                             load_rps=float(load), power_w=a + b * load, ttft_p99_ms=ttft, tbt_p99_ms=20.0,
-                             throughput_rps=float(load)))
-    return Profile(pd.DataFrame(rows), hardware={"toy": TOY}, classes=ONE)
+def profile():
+    return linear_profile(CURVES, (0.5, 1, 2, 3, 4, 5, 6, 7), model="llama2-70b")
 
 
 def state_with_one_tp8() -> ClusterState:
