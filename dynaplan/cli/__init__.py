@@ -11,6 +11,8 @@ import sys
 import typer
 
 from dynaplan.cli.plan import plan_command
+from dynaplan.cli.reconfig import register as register_reconfig
+from dynaplan.cli.replay import register as register_replay
 from dynaplan.cli.profile import app as profile_app
 from dynaplan.errors import DynaplanError
 
@@ -23,6 +25,8 @@ app = typer.Typer(
 )
 app.add_typer(profile_app, name="profile")
 app.command("plan")(plan_command)
+register_reconfig(app)
+register_replay(app)
 
 try:  # the trace commands live in the workload package
     from dynaplan.cli.trace import app as trace_app

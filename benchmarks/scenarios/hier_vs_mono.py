@@ -1,0 +1,134 @@
+"""Hierarchical vs monolithic energy and time on a corpus of forecasts (target c).
+
+Corpus: the Azure conversation and code traces' 1-minute peaks per class at 10, 40, 400, 4,000
+and 12,500 servers (45 req/s mean per 40 servers), and random class mixes (Dirichlet(1), the
+conversation peak's total load) at 40 and 400 servers; default profile, H100 inventory.
+
+For each forecast: the hierarchical plan (HiGHS) and the monolithic plan (HiGHS, 30 s limit, 5 s
+with ``--quick``), both checked with ``check_plan``; energy ratio (plan power, i.e. the
+profile's power at each instance's load), wall times, the monolithic status, gap and bound
+(``energy_ratio_vs_bound`` is the ratio against the monolithic dual bound, an upper bound on the
+true loss when the monolithic solve stopped early), servers and idle-GPU power of both.
+
+Mixed instances: the planner prices an instance serving a spilled class with the *host pool
+class's* power curve (formulations/pool.md). ``energy_ratio_mix`` re-prices both plans class by
+class (:func:`~benchmarks.scenarios.common.mix_aware_power_w`) and ``*_foreign_share`` is the
+share of load each plan serves outside its own class's pool: where they differ a lot from the
+planner's own figures, the monolithic optimum exploits that pricing (see RESULTS.md).
+
+Where the loss comes from: ``pool_reopt_ratio`` re-plans every pool with the monolithic plan's
+routed loads and servers through ``Planner.plan_pool`` (the hierarchy's pool level): a ratio of
+1 means the pool level is exact given the allotment, so the whole loss is the cluster level's
+allotment and routing (whole-server recipes, one configuration per pool and hardware, chord power).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+
+from dynaplan.domain.hardware import H100_80GB
+from dynaplan.domain.slo import DEFAULT_SLOS
+from dynaplan.errors import DynaplanError
+from dynaplan.planning import Planner
+
+from benchmarks import inputs
+from benchmarks.registry import register_study
+from benchmarks.scenarios.common import check_plans, mix_aware_power_w
+
+SCALES = (10, 40, 400, 4000, 12500)
+MIXES = ((0, 40), (1, 40), (2, 40), (3, 40), (0, 400), (1, 400))
+
+
+def corpus(quick: bool) -> list[tuple[str, int, dict]]:
+    """(case name, servers, forecast) of every corpus entry."""
+    if quick:
+        return [("conv@12500", 12500, inputs.forecast(12500, inputs.CONV))]
+    out = []
+    for name, short in ((inputs.CONV, "conv"), (inputs.CODE, "code")):
+        out += [(f"{short}@{n}", n, inputs.forecast(n, name)) for n in SCALES]
+    out += [(f"mix{seed}@{n}", n, inputs.dirichlet_forecast(seed, n)) for seed, n in MIXES]
+    return out
+
+
+def _idle_w(plan) -> float:
+    return float(sum(pp.idle_power_w for pp in plan.pools))
+
+
+def compare(name: str, servers: int, forecast: dict, mono_limit_s: float) -> dict:
+    prof = inputs.default_profile()
+    inv = {H100_80GB.name: servers}
+    row: dict = {"case": name, "servers": servers, "load_rps": sum(forecast.values())}
+    hpl = Planner(prof, inv, DEFAULT_SLOS, solve_options=inputs.solve_options(10.0))
+    mpl = Planner(prof, inv, DEFAULT_SLOS, solve_options=inputs.solve_options(mono_limit_s))
+    hpl.plan(forecast)  # warm the hierarchy's model caches (the steady state the scheduler sees)
+    t0 = time.perf_counter()
+    hier = hpl.plan(forecast)
+    row["hier_wall_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    mono = mpl.plan_monolithic(forecast)
+    row["mono_wall_s"] = time.perf_counter() - t0
+    row.update({"hier_power_w": hier.power_w, "mono_power_w": mono.power_w,
+                "energy_ratio": hier.power_w / mono.power_w,
+                "hier_objective": hier.report.objective, "mono_objective": mono.report.objective,
+                "mono_bound": mono.report.bound, "mono_status": mono.report.status.value, "mono_gap": mono.report.gap,
+                "objective_ratio": hier.report.objective / mono.report.objective,
+                "energy_ratio_vs_bound": (hier.report.objective / mono.report.bound
+                                          if mono.report.bound else float("nan")),
+                "time_ratio_mono_over_hier": row["mono_wall_s"] / row["hier_wall_s"],
+                "hier_servers": sum(hier.servers.values()), "mono_servers": sum(mono.servers.values()),
+                "hier_idle_w": _idle_w(hier), "mono_idle_w": _idle_w(mono),
+                "hier_pools": len(hier.pools), "mono_pools": len(mono.pools),
+                "hier_notes": " | ".join(hier.notes)})
+    hmix, hforeign = mix_aware_power_w(prof, DEFAULT_SLOS, hier)
+    mmix, mforeign = mix_aware_power_w(prof, DEFAULT_SLOS, mono)
+    row.update({"hier_power_mix_w": hmix, "mono_power_mix_w": mmix, "energy_ratio_mix": hmix / mmix,
+                "hier_foreign_share": hforeign, "mono_foreign_share": mforeign})
+    ok_h, msg_h = check_plans(prof, DEFAULT_SLOS, inv, hier)
+    ok_m, msg_m = check_plans(prof, DEFAULT_SLOS, inv, mono)
+    row["check_ok"] = ok_h and ok_m
+    row["check_msg"] = "; ".join(m for m in (msg_h and f"hier: {msg_h}", msg_m and f"mono: {msg_m}") if m)
+    # the hierarchy's pool level on the monolithic allotment and routing
+    reopt = 0.0
+    try:
+        for pp in mono.pools:
+            reopt += hpl.plan_pool(pp.pool, pp.served_rps, pp.servers).power_w
+        row["pool_reopt_power_w"] = reopt
+        row["pool_reopt_ratio"] = reopt / mono.power_w
+    except DynaplanError as exc:
+        row["pool_reopt_power_w"] = float("nan")
+        row["pool_reopt_ratio"] = float("nan")
+        row["check_msg"] += f" pool re-opt failed: {exc}"
+    row["allotment_diff"] = "; ".join(
+        f"{p}:{sum(hier.pool(p).servers.values()) if p in {q.pool for q in hier.pools} else 0}"
+        f"/{sum(mono.pool(p).servers.values()) if p in {q.pool for q in mono.pools} else 0}"
+        for p in hpl.classes
+        if (p in {q.pool for q in hier.pools} or p in {q.pool for q in mono.pools}))
+    return row
+
+
+@register_study("hier_vs_mono")
+def run(ctx) -> list[str]:
+    """Hierarchical vs monolithic energy and time on a corpus of forecasts (target c)."""
+    entries = corpus(ctx.quick)
+    limit = ctx.time_limit_s or (5.0 if ctx.quick else 30.0)
+    task = ctx.task("hier_vs_mono", len(entries))
+    rows, failures = [], []
+    for name, servers, f in entries:
+        try:
+            row = compare(name, servers, f, limit)
+        except DynaplanError as exc:
+            row = {"case": name, "servers": servers, "load_rps": sum(f.values()), "check_ok": False,
+                   "check_msg": f"{type(exc).__name__}: {exc}"[:300]}
+        if not row["check_ok"]:
+            failures.append(f"{name}: {row['check_msg']}")
+        rows.append(row)
+        task.advance()
+    df = pd.DataFrame(rows)
+    ctx.write_csv("hier_vs_mono", df)
+    if ctx.plots and "energy_ratio" in df:
+        from benchmarks import plots
+
+        plots.plot_hier_vs_mono(df.dropna(subset=["energy_ratio"]), ctx.figure_path("hier_vs_mono"))
+    return failures

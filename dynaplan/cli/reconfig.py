@@ -1,0 +1,175 @@
+"""``dynaplan plan-reconfig``: plan for a forecast from the cluster as it is, and how to get there.
+
+Wire it into the app with :func:`register`. Every user error raises
+:class:`dynaplan.errors.DynaplanError` (a bad state file: :class:`ValidationError` naming the
+file, the instance or server, and the problem); :func:`dynaplan.cli.main` prints it on one line
+and exits with code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dynaplan.cli.plan import plan_tables
+from dynaplan.domain.slo import DEFAULT_SLOS
+from dynaplan.errors import ValidationError
+from dynaplan.planning import Planner, PlannerOptions
+from dynaplan.planning.inputs import read_forecast
+from dynaplan.profiles.profile import Profile
+from dynaplan.reconfig.actions import ReconfigPlan
+from dynaplan.reconfig.diff import diff
+from dynaplan.reconfig.state import ClusterState, Server, pydantic_message
+from dynaplan.reconfig.transitions import TransitionCosts
+
+
+def _fmt_s(t: float) -> str:
+    return f"{t:.3f}" if t < 10 else f"{t:.1f}"
+
+
+def reconfig_tables(rp: ReconfigPlan) -> list[Table]:
+    """The action schedule, the dips (if any) and the summary, as rich tables."""
+    acts = Table(title="reconfiguration schedule", title_justify="left")
+    for col in ("#", "start (s)", "end (s)", "action", "instance", "server", "from", "to", "energy (kJ)",
+                "GPU·s", "why"):
+        acts.add_column(col, justify="right" if col in ("#", "start (s)", "end (s)", "energy (kJ)", "GPU·s")
+                        else "left")
+
+    def gpus_text(gpus) -> str:
+        g = sorted(gpus)
+        if g and g == list(range(g[0], g[-1] + 1)):
+            return f"{g[0]}" if len(g) == 1 else f"{g[0]}-{g[-1]}"
+        return ",".join(map(str, g))
+
+    def cfg(pool, tp, f, gpus):
+        if tp is None and pool is None:
+            return ""
+        head = " ".join(p for p in (pool, f"TP{tp}@{f}" if tp else None) if p)
+        return head + (f" gpu {gpus_text(gpus)}" if gpus else "")
+
+    for a in rp.actions:
+        acts.add_row(str(a.seq), _fmt_s(a.start_s), _fmt_s(a.end_s), a.kind, a.instance, a.server,
+                     cfg(a.pool_from, a.tp_from, a.freq_from_mhz, a.gpus_from),
+                     cfg(a.pool_to, a.tp_to, a.freq_to_mhz, a.gpus_to),
+                     f"{a.cost.energy_j / 1e3:.1f}", f"{a.cost.gpu_s_unavailable:.1f}", a.reason)
+    out = [acts]
+    if rp.dips:
+        dips = Table(title="capacity dips (capacity under SLO below the forecast)", title_justify="left")
+        for col in ("pool", "from (s)", "to (s)", "demand (req/s)", "capacity (req/s)", "short (req/s)", "cause"):
+            dips.add_column(col)
+        for d in rp.dips:
+            dips.add_row(d.pool, _fmt_s(d.start_s), "never" if d.end_s is None else _fmt_s(d.end_s),
+                         f"{d.demand_rps:.2f}", f"{d.capacity_rps:.2f}", f"{d.shortfall_rps:.2f}", d.cause)
+        out.append(dips)
+    s = rp.summary
+    head = Table(title="reconfiguration summary", show_header=False, title_justify="left")
+    head.add_column("field", style="bold")
+    head.add_column("value")
+    head.add_row("actions", ", ".join(f"{k} {v}" for k, v in sorted(s.n_actions.items())) or "none")
+    head.add_row("target reached at", f"{s.target_reached_s - rp.now_s:.1f} s after {rp.now_s:g} s")
+    head.add_row("transition energy", f"{s.transition_energy_j / 3.6e6:.4f} kWh")
+    head.add_row("GPU time unavailable", f"{s.gpu_s_unavailable:.1f} GPU·s")
+    head.add_row("weight bytes moved", f"{s.weight_bytes_moved / 1e9:.1f} GB")
+    head.add_row("servers touched", str(s.servers_touched))
+    head.add_row("dips", "none" if not rp.dips else f"{len(rp.dips)} ({s.shortfall_rps_s:.1f} req/s·s short)")
+    head.add_row("placement", rp.placement_status)
+    for n in rp.notes:
+        head.add_row("note", n)
+    out.append(head)
+    return out
+
+
+def _load_costs(path: Path | None, reshard: str | None) -> TransitionCosts:
+    costs = TransitionCosts()
+    if path is not None:
+        if not path.is_file():
+            raise ValidationError(f"{path}: transition-costs file not found")
+        from pydantic import ValidationError as PydanticValidationError
+        try:
+            costs = TransitionCosts.model_validate_json(path.read_text())
+        except PydanticValidationError as exc:
+            raise ValidationError(pydantic_message(exc, str(path))) from None
+    if reshard is not None:
+        if reshard not in ("transfer", "reload"):
+            raise ValidationError(f"--reshard {reshard!r}: expected 'transfer' or 'reload'")
+        costs = costs.with_reshard_mode(reshard)  # type: ignore[arg-type]
+    return costs
+
+
+def _with_inventory(state: ClusterState, servers: int | None, hardware: str) -> ClusterState:
+    """The state with empty servers of ``hardware`` added up to ``servers`` (never removed)."""
+    if servers is None:
+        return state
+    if servers < 0:
+        raise ValidationError(f"--servers {servers}: expected >= 0")
+    if hardware not in state.hardware:
+        raise ValidationError(f"--hardware {hardware!r}: unknown; the state knows {sorted(state.hardware)}")
+    have = state.servers_by_hardware().get(hardware, 0)
+    if servers < have:
+        raise ValidationError(f"--servers {servers}: the state already has {have} {hardware} servers")
+    ids = {s.id for s in state.servers}
+    extra, k = [], 0
+    while have + len(extra) < servers:
+        sid = f"{hardware}-new-{k}"
+        k += 1
+        if sid not in ids:
+            extra.append(Server(id=sid, hardware=hardware))
+    return ClusterState(model=state.model, time_s=state.time_s, servers=state.servers + tuple(extra),
+                        instances=state.instances, hardware=state.hardware)
+
+
+def plan_reconfig_command(
+    state: Annotated[Path, typer.Option(help="Cluster state JSON (servers, instances, operations in flight).")],
+    forecast: Annotated[Path, typer.Option(help="Forecast CSV (request_class, load_rps).")],
+    servers: Annotated[int | None, typer.Option(help="Servers of --hardware in the inventory (default: the "
+                                                "state's); extra ones are added empty.")] = None,
+    hardware: Annotated[str, typer.Option(help="Hardware type of --servers.")] = "h100-80gb",
+    profile: Annotated[Path | None, typer.Option(help="Profile file (default: the bundled one).")] = None,
+    costs: Annotated[Path | None, typer.Option(help="TransitionCosts JSON (default: the BRIEF's numbers).")] = None,
+    reshard: Annotated[str | None, typer.Option(help="transfer | reload: how the engine re-shards.")] = None,
+    spill: Annotated[str, typer.Option(help="none | next | larger")] = "next",
+    now_s: Annotated[float, typer.Option(help="Time the schedule starts (s; default: the state's time).")] = 0.0,
+    out: Annotated[Path | None, typer.Option(help="Directory to write plan.json and reconfig.json to.")] = None,
+) -> None:
+    """Plan for a forecast and schedule the reconfiguration from the current cluster state."""
+    st = ClusterState.read(state)
+    st = _with_inventory(st, servers, hardware)
+    prof = Profile.default() if profile is None else Profile.read(profile)
+    tc = _load_costs(costs, reshard)
+    fc = read_forecast(forecast, prof.classes)
+    if st.model not in prof.models:
+        raise ValidationError(f"{state}: model {st.model!r} has no profile (the profile holds {list(prof.models)})")
+    inventory = st.servers_by_hardware()
+    unknown = sorted(set(inventory) - set(prof.hardware))
+    if unknown:
+        raise ValidationError(f"{state}: hardware {unknown} has no profile (the profile knows {sorted(prof.hardware)})")
+    try:
+        opts = PlannerOptions(spill=spill)
+    except ValueError as exc:
+        raise ValidationError(str(exc).splitlines()[-1] if str(exc) else repr(exc)) from None
+    planner = Planner(prof, inventory, DEFAULT_SLOS, options=opts, model=st.model)
+    target = planner.plan(fc)
+    rp = diff(st, target, tc, prof, DEFAULT_SLOS, now_s=now_s)
+    console = Console()
+    for t in plan_tables(target) + reconfig_tables(rp):
+        console.print(t)
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "plan.json").write_text(target.to_json(indent=2))
+            (out / "reconfig.json").write_text(rp.to_json(indent=2))
+        except OSError as exc:
+            raise ValidationError(f"{out}: cannot write the results ({exc.strerror or exc})") from None
+        console.print(f"plan and schedule written to {out / 'plan.json'} and {out / 'reconfig.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``plan-reconfig`` to a typer app."""
+    app.command("plan-reconfig")(plan_reconfig_command)
+
+
+__all__ = ["plan_reconfig_command", "reconfig_tables", "register"]

@@ -1,0 +1,105 @@
+"""Smoke test of the benchmark suite: ``python -m benchmarks --quick`` runs every scenario.
+
+Benchmarks measure, tests verify: this asserts that every registered scenario and study runs,
+writes its CSV, and that the plans and solutions it produced are sane and pass their checks
+(``check_plan``, statuses optimal/feasible, finite objectives, backends agreeing) -- never a
+timing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLVED = {"optimal", "feasible"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--no-progress", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return out, proc
+
+
+@pytest.fixture(scope="module")
+def registry():
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import load_scenarios
+
+        return dict(load_scenarios())
+    finally:
+        sys.path.remove(str(ROOT))
+
+
+def test_quick_run_succeeds(quick_run):
+    out, proc = quick_run
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
+    info = json.loads((out / "machine.json").read_text())
+    for key in ("platform", "cpu_model", "cpu_count", "python", "highs", "calib_median_ms_start"):
+        assert info.get(key) is not None, key
+    assert info["failures"] == []
+    assert "## Planner targets" in (out / "summary.md").read_text()
+
+
+def test_every_sweep_writes_checked_results(quick_run, registry):
+    out, _ = quick_run
+    sweeps = [name for name, entry in registry.items() if entry.kind == "sweep"]
+    assert {"pool", "cluster", "instance", "monolithic", "hierarchy"} <= set(sweeps)
+    for name in sweeps:
+        df = pd.read_csv(out / f"{name}.csv")
+        assert len(df) > 0, name
+        assert df["check_ok"].astype(bool).all(), df.loc[~df["check_ok"].astype(bool), ["backend", "check_msg"]]
+        assert (out / f"{name}_runs.csv").exists() and (out / f"{name}_scaling.png").exists()
+        assert (df["build_median_s"] >= 0).all() and (df["solve_median_s"] > 0).all(), name
+        if name == "trace":
+            continue
+        assert set(df["status"]) <= SOLVED | {"done"}, (name, set(df["status"]))
+        assert df["objective"].map(math.isfinite).all(), name
+        if not registry[name].same_model:  # e.g. the hierarchy: backends may split load differently
+            continue
+        # every backend finds HiGHS's optimum within the gap; CP-SAT solves a discretised restriction
+        # (integer loads, conservatively rounded rows), so it may be above it -- never below
+        solved = df[df["backend"] != "numpy"]
+        diff = solved["obj_rel_diff_vs_highs"].fillna(0)
+        upper = np.where(solved["backend"] == "cpsat", 2e-2, 2e-4)
+        assert ((diff >= -2e-4) & (diff <= upper)).all(), (name, solved[["backend", "objective", "obj_rel_diff_vs_highs"]])
+        # no bound or 'optimal' claim contradicted by a verified solution (CP-SAT's refer to its restriction)
+        trusted = df[df["backend"] != "cpsat"]
+        assert trusted["claim_ok"].astype(bool).all(), (name, trusted[["backend", "claim_msg"]])
+
+
+def test_hierarchy_checked_and_never_beats_monolithic(quick_run):
+    out, _ = quick_run
+    hvm = pd.read_csv(out / "hier_vs_mono.csv")
+    assert len(hvm) > 0 and hvm["check_ok"].astype(bool).all(), hvm["check_msg"].tolist()
+    assert set(hvm["mono_status"]) <= SOLVED
+    # the monolithic optimum is never above the hierarchy's model objective (up to its gap)
+    assert (hvm["objective_ratio"] >= 1 - hvm["mono_gap"].fillna(0) - 1e-6).all()
+    assert hvm["pool_reopt_ratio"].map(math.isfinite).all()
+
+
+def test_studies_write_their_tables(quick_run):
+    out, _ = quick_run
+    pareto = pd.read_csv(out / "pareto.csv")
+    assert {"pool servers=40", "cluster servers=40"} <= set(pareto["scenario"])
+    solved = pareto[pareto["status"].isin(SOLVED)]
+    assert len(solved) > 0 and solved["gap_to_best"].map(math.isfinite).all()
+    assert (solved["gap_to_best"] >= 0).all()
+    disc = pd.read_csv(out / "discretisation.csv")
+    assert disc["check_ok"].astype(bool).all() and disc["power_w"].map(math.isfinite).all()
+    targets = pd.read_csv(out / "targets.csv")
+    assert {"a", "b40"} <= set(targets["key"])
+    assert targets["median_s"].map(math.isfinite).all()
+    assert targets.loc[targets["key"] == "a", "max_obj_rel_diff"].iloc[0] <= 1e-6  # HiGHS and Pyomo agree
+    runs = pd.read_csv(out / "targets_runs.csv")
+    assert set(runs["status"]) <= SOLVED
