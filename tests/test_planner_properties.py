@@ -89,3 +89,24 @@ def test_pool_level_plan_is_checked_and_monotone_in_load(seed, frac):
         assume(False)
     assert a.report.objective <= b.report.objective * (1 + GAP) + 1e-6
     assert sum(g.count * g.load_rps_per_instance.get("MS", 0) for g in a.groups) >= f["MS"] * (1 - 1e-6)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cls=st.sampled_from(SCHEME.names), tiny=st.floats(min_value=-12.0, max_value=-3.0).map(lambda e: 10.0**e),
+       spill=st.sampled_from(["none", "next"]))
+def test_tiny_loads_keep_a_route_and_never_break_the_solver(cls, tiny, spill):
+    """A class with a positive but tiny forecast is planned at the load floor (or as zero below
+    the solver tolerance), never dropped by the cluster level nor failing inside HiGHS."""
+    from dynaplan.planning.planner import LOAD_EPS_RPS, LOAD_FLOOR_RPS
+
+    prof, pl = make(7, servers=8, spill=spill)
+    f = forecast(pl, [0.6, 0.4, 0.3, 0.5])
+    f[cls] = tiny
+    for plan in (pl.plan(f), pl.plan_monolithic(f)):
+        res = check_plan(prof, DEFAULT_SLOS, pl.inventory.servers, plan)
+        assert res.ok, res.violations
+        served = sum(pp.served_rps.get(cls, 0.0) for pp in plan.pools)
+        if tiny > LOAD_EPS_RPS:
+            assert served >= min(tiny, LOAD_FLOOR_RPS) * (1 - 1e-6)
+        floored = [n for n in plan.notes if n.startswith(f"class {cls}:")]
+        assert bool(floored) == (LOAD_EPS_RPS < tiny < LOAD_FLOOR_RPS)

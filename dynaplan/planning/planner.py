@@ -34,6 +34,26 @@ from dynaplan.solvers.model import ModelArrays
 # Loads below this are planned as zero: they are under the solvers' feasibility tolerance (1e-9),
 # so a solver could not tell serving them from not serving them. check_plan allows the same slack.
 LOAD_EPS_RPS = 1e-9
+# Positive loads below this are planned at this floor (one request every ~2.8 hours): a class
+# with any forecast keeps a route, and no demand sits within a few orders of magnitude of the
+# solvers' tolerances (loads of 1e-8..1e-7 req/s made HiGHS allot no server to a class that then
+# had none, or fail with "Solve error"). The plan's notes list every load raised this way.
+LOAD_FLOOR_RPS = 1e-4
+
+def _plannable(forecast: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+    """The loads the MILPs are given: zero below LOAD_EPS_RPS, at least LOAD_FLOOR_RPS otherwise,
+    with a note for every load raised to the floor."""
+    demand, notes = {}, []
+    for c, v in forecast.items():
+        v = float(v)
+        if v <= LOAD_EPS_RPS:
+            continue
+        if v < LOAD_FLOOR_RPS:
+            notes.append(f"class {c}: forecast {v:.3g} req/s planned as {LOAD_FLOOR_RPS:g} req/s (minimum plannable load)")
+            v = LOAD_FLOOR_RPS
+        demand[c] = v
+    return demand, notes
+
 
 _STATUS_RANK = {Status.OPTIMAL: 0, Status.FEASIBLE: 1, Status.NO_SOLUTION: 2, Status.INFEASIBLE: 3, Status.ERROR: 4}
 
@@ -275,7 +295,7 @@ class Planner:
         """
         if pool not in self.classes:
             raise ValidationError(f"unknown pool {pool!r}; pools are named by class: {list(self.classes)}")
-        loads = {c: float(v) for c, v in check_forecast(loads_rps, self.classes).items() if v > LOAD_EPS_RPS}
+        loads, _ = _plannable(check_forecast(loads_rps, self.classes))
         not_routed = [c for c in loads if pool not in self.routes[c]]
         if not_routed:
             raise ValidationError(f"pool {pool}: classes {not_routed} may not be served by it (spill={self.options.spill!r})")
@@ -388,8 +408,7 @@ class Planner:
         (cluster.md, new_servers).
         """
         f = check_forecast(forecast, self.classes)
-        demand = {c: v for c, v in f.items() if v > LOAD_EPS_RPS}
-        notes: list[str] = []
+        demand, notes = _plannable(f)
         if not demand:
             report = _combine([], self.backend)
             return Allotment(servers={}, routing={}, forecast_rps=f, report=report)
@@ -435,7 +454,7 @@ class Planner:
         """
         t0 = time.perf_counter()
         f = check_forecast(forecast, self.classes)
-        demand = {c: v for c, v in f.items() if v > LOAD_EPS_RPS}
+        demand, _ = _plannable(f)
         if not demand:
             return self._assemble("hierarchical", f, [], {}, None, [], t0)
         given = allotment is not None
@@ -470,7 +489,7 @@ class Planner:
         """All pools, the inventory and spill in one MILP (the reference the hierarchy is measured against)."""
         t0 = time.perf_counter()
         f = check_forecast(forecast, self.classes)
-        demand = {c: v for c, v in f.items() if v > LOAD_EPS_RPS}
+        demand, floor_notes = _plannable(f)
         if not demand:
             return self._assemble("monolithic", f, [], {}, None, [], t0)
         cm = self._model("monolithic")
@@ -483,7 +502,7 @@ class Planner:
         unserved = {}
         if na.u_cols is not None:
             unserved = {c: float(v) for c, v in zip(na.demand_classes, np.maximum(x[na.u_cols], 0.0))}
-        return self._assemble("monolithic", f, pools, unserved, None, [report], t0)
+        return self._assemble("monolithic", f, pools, unserved, None, [report], t0, floor_notes)
 
     def _assemble(self, mode, f, pools, unserved, creport, reports, t0, notes=()) -> Plan:
         servers: dict[str, int] = {}
