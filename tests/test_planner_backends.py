@@ -54,3 +54,27 @@ def test_monolithic_backends_agree_and_plans_check():
     ref = plans["highs"].report.objective
     assert plans["pyomo"].report.objective == pytest.approx(ref, rel=1e-6)
     assert plans["cpsat"].report.objective == pytest.approx(ref, rel=CPSAT_RTOL)
+
+
+@pytest.mark.parametrize("forced", [None, False, True])
+def test_highs_heuristics_per_model_unless_forced(monkeypatch, forced):
+    """Default: HiGHS's primal heuristics on for the monolithic MILP only; a forced value wins."""
+    import dynaplan.solvers.highs as highs_mod
+
+    seen: list[bool | None] = []
+    real = highs_mod.solve_arrays
+
+    def spy(arrays, opts=None, relax=False):
+        seen.append(opts.highs_heuristics)
+        return real(arrays, opts, relax)
+
+    monkeypatch.setattr(highs_mod, "solve_arrays", spy)
+    prof = synthetic_profile(seed=3, classes=SCHEME, tps=(4, 8), n_loads=5, clocks=(1200, 1980))
+    pl = Planner(prof, {H100_80GB.name: 3}, DEFAULT_SLOS, solve_options=SolveOptions(highs_heuristics=forced))
+    f = {"SS": 1.0, "MS": 0.5}
+    pl.plan(f)
+    n_hier = len(seen)
+    pl.plan_monolithic(f)
+    assert n_hier >= 2 and len(seen) == n_hier + 1
+    assert seen[:n_hier] == [bool(forced)] * n_hier  # cluster and pool levels
+    assert seen[-1] is (True if forced is None else forced)  # monolithic

@@ -118,13 +118,18 @@ class Planner:
     def _penalty(self) -> float | None:
         return self.options.unserved_penalty_w_per_rps if self.options.best_effort else None
 
-    def _solve(self, model_or_arrays, build_time_s: float):
+    def _solve(self, model_or_arrays, build_time_s: float, heuristics: bool = False):
+        """Solve with the planner's options; ``heuristics`` is HiGHS's primal heuristics for this
+        model unless ``SolveOptions.highs_heuristics`` forces them."""
         arrays = model_or_arrays if isinstance(model_or_arrays, ModelArrays) else model_or_arrays.arrays()
+        opts = self.solve_options
+        if opts.highs_heuristics is None:
+            opts = opts.model_copy(update={"highs_heuristics": heuristics})
         if self.backend is Backend.HIGHS:
             from dynaplan.solvers.highs import solve_arrays
-            sol = solve_arrays(arrays, self.solve_options)
+            sol = solve_arrays(arrays, opts)
         else:
-            sol = solve(model_or_arrays, self.backend, self.solve_options)
+            sol = solve(model_or_arrays, self.backend, opts)
         return sol.x, sol.report.with_build_time(build_time_s + sol.report.build_time_s)
 
     def diagnose(self, forecast: Mapping[str, float]) -> list[str]:
@@ -207,7 +212,8 @@ class Planner:
         return cached
 
     def _solve_cached(self, cm: "_CachedModel", demand: Mapping[str, float],
-                      servers: Mapping[str, int] | None = None, rows: Mapping[str, tuple] | None = None):
+                      servers: Mapping[str, int] | None = None, rows: Mapping[str, tuple] | None = None,
+                      heuristics: bool = False):
         """Solve a cached model for ``demand`` (req/s by class), for pool models fixed
         ``servers``, and ``rows``: other constraint blocks' new ``(lo, hi)`` (None keeps a side)."""
         t0 = time.perf_counter()
@@ -241,7 +247,7 @@ class Planner:
                 problem = problem.with_row_bounds(name, lo=lo, hi=hi)
             if ybounds is not None:
                 problem = problem.with_col_bounds("y", lb=ybounds, ub=ybounds)
-        return self._solve(problem, time.perf_counter() - t0)
+        return self._solve(problem, time.perf_counter() - t0, heuristics)
 
     @property
     def transition_prices(self) -> nw.TransitionPrices:
@@ -493,7 +499,7 @@ class Planner:
         if not demand:
             return self._assemble("monolithic", f, [], {}, None, [], t0)
         cm = self._model("monolithic")
-        x, report = self._solve_cached(cm, demand)
+        x, report = self._solve_cached(cm, demand, heuristics=True)
         if report.status is Status.INFEASIBLE:
             self._raise_infeasible(demand, report)
         self._check_solution(x, report, "monolithic")

@@ -32,11 +32,13 @@ class SolveOptions(BaseModel):
     mip_rel_gap: float = Field(default=1e-4, ge=0, description="Relative MIP gap to stop at (fraction).")
     threads: int = Field(default=1, ge=1, description="Solver threads (count).")
     seed: int = Field(default=0, ge=0, description="Random seed of the solver.")
-    highs_heuristics: bool = Field(
-        default=False,
-        description="Run HiGHS's primal heuristics (feasibility jump, RINS, RENS, ...). Off by default: "
-        "dynaplan's models are small and their LP relaxations tight, so the heuristics cost more "
-        "time than they save.",
+    highs_heuristics: bool | None = Field(
+        default=None,
+        description="Run HiGHS's primal heuristics (feasibility jump, RINS, RENS, ...). None (default) "
+        "lets the caller decide per model: the planner runs them on the monolithic MILP (where they "
+        "find incumbents B&B alone does not: 400 servers 15.9 s -> 4.0 s to optimality) and not on "
+        "the small pool and cluster models (their LP relaxations are tight, and the heuristics "
+        "cost more time than they save); a bare solve runs without them. True/False forces them.",
     )
     pyomo_solver: str = Field(default="appsi_highs", description="Pyomo solver name for the Pyomo backend.")
     cpsat_load_unit_rps: float = Field(
