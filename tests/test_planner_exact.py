@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -60,8 +61,25 @@ def test_infeasible_names_class_and_limit(prof):
     pl = planner(prof, 2)
     with pytest.raises(InfeasibleError, match=r"class AA: 40 req/s needs at least 3 TP8 instances \(24 GPUs"):
         pl.plan({"AA": 40.0})
-    with pytest.raises(InfeasibleError, match="16 GPUs available"):
+    with pytest.raises(InfeasibleError, match=r"the inventory has \{'toy': 16\} GPUs"):
         pl.plan_monolithic({"AA": 40.0})
+
+
+@pytest.mark.parametrize("servers, pools", [(1, 5), (4, 5)])
+def test_infeasible_names_the_pools_whole_servers_need(servers, pools):
+    """Nine loaded classes with spill="next" need five pools of one whole server each, however
+    light the load: the reason given is that, not a capacity shortfall."""
+    from dynaplan.domain import DEFAULT_SLOS
+    from dynaplan.profiles import Profile
+
+    pl = Planner(Profile.default(), {"h100-80gb": servers}, DEFAULT_SLOS)
+    f = {c: 0.3 for c in pl.classes}
+    msg = rf"need at least {pools} pools of one whole server each \(spill='next'\); the inventory has {servers} servers"
+    assert any(re.search(msg, r) for r in pl.diagnose(f))
+    for call in (pl.plan, pl.plan_monolithic):
+        with pytest.raises(InfeasibleError, match=msg):
+            call(f)
+    assert Planner(Profile.default(), {"h100-80gb": 5}, DEFAULT_SLOS).diagnose(f) == []
 
 
 def test_best_effort_serves_most_and_reports_rest(prof):

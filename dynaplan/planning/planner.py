@@ -8,6 +8,7 @@ monolithic reference solves all pools in one MILP.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Mapping
@@ -53,6 +54,22 @@ def _plannable(forecast: Mapping[str, float]) -> tuple[dict[str, float], list[st
             v = LOAD_FLOOR_RPS
         demand[c] = v
     return demand, notes
+
+
+def _fewest_pools(classes: list[str], routes: Mapping[str, list[str]], limit: int) -> int | None:
+    """Fewest pools that give every class in ``classes`` a route, when that is more than
+    ``limit``; ``None`` when ``limit`` pools suffice or the search would be too large."""
+    if len(classes) <= limit:
+        return None
+    pools = sorted({p for c in classes for p in routes[c]})
+    covers = {p: {c for c in classes if p in routes[c]} for p in pools}
+    need = set(classes)
+    for k in range(1, len(pools) + 1):
+        if math.comb(len(pools), k) > 200_000:
+            return None
+        if any(set().union(*(covers[p] for p in combo)) >= need for combo in itertools.combinations(pools, k)):
+            return None if k <= limit else k
+    return None
 
 
 _STATUS_RANK = {Status.OPTIMAL: 0, Status.FEASIBLE: 1, Status.NO_SOLUTION: 2, Status.INFEASIBLE: 3, Status.ERROR: 4}
@@ -133,18 +150,19 @@ class Planner:
         return sol.x, sol.report.with_build_time(build_time_s + sol.report.build_time_s)
 
     def diagnose(self, forecast: Mapping[str, float]) -> list[str]:
-        """Per-class reasons why a forecast cannot be met (empty if none is found by these checks).
+        """Reasons why a forecast cannot be met (empty if none is found by these checks).
 
-        For each class: no configuration meets its SLO; or the fewest GPUs able to carry its
-        load alone at its SLO exceed the inventory's GPUs.
+        Per class: no configuration meets its SLO; or the fewest GPUs able to carry its load alone
+        at its SLO exceed the inventory's GPUs. For the cluster: every pool takes whole servers, so
+        the classes with load need at least as many servers as the fewest pools their routes
+        (``PlannerOptions.spill``) can share.
         """
         f = check_forecast(forecast, self.classes)
         out = []
         total_gpus = {h: n * self.hardware[h].gpus_per_server for h, n in self.inventory.servers.items()}
-        for c, load in f.items():
-            if load <= 0:
-                continue
-            ok = self.ops[self.ops["request_class"].isin(self.routes[c]) | (self.ops["request_class"] == c)]
+        loaded = [c for c, load in f.items() if load > LOAD_EPS_RPS]
+        for c in loaded:
+            load = max(f[c], LOAD_FLOOR_RPS)
             own = self.max_load[(self.max_load["request_class"] == c) & self.max_load["hardware"].isin(list(self.hardware))]
             own = own[own["max_load_rps"] > 0]
             if own.empty:
@@ -156,12 +174,15 @@ class Planner:
             gpus = inst * own["tp"].to_numpy()
             best = int(np.argmin(gpus))
             row = own.iloc[best]
-            avail = total_gpus.get(row["hardware"], 0)
             if gpus[best] > sum(total_gpus.values()):
                 out.append(f"class {c}: {load:g} req/s needs at least {int(inst[best])} TP{row['tp']} instances "
                            f"({int(gpus[best])} GPUs, {row['hardware']} at {row['freq_mhz']} MHz) at its SLO; "
-                           f"{avail} GPUs available")
-            del ok
+                           f"the inventory has {total_gpus} GPUs")
+        servers = sum(self.inventory.servers.values())
+        pools = _fewest_pools(loaded, self.routes, limit=servers)
+        if pools is not None and pools > servers:
+            out.append(f"classes {loaded} need at least {pools} pools of one whole server each "
+                       f"(spill={self.options.spill!r}); the inventory has {servers} servers")
         return out
 
     def _raise_infeasible(self, forecast: dict[str, float], report: SolveReport) -> None:
