@@ -49,11 +49,14 @@ def test_monolithic_backends_agree_and_plans_check():
     f = {"SS": 2.0, "MS": 1.0}
     plans = {b: pl.plan_monolithic(f) for b, pl in pls.items()}
     for b, plan in plans.items():
-        assert plan.report.status is Status.OPTIMAL, b
+        # CP-SAT solves a discretised restriction: "optimal" only if a bound of the original certifies it
+        ok = (Status.OPTIMAL, Status.FEASIBLE) if b == "cpsat" else (Status.OPTIMAL,)
+        assert plan.report.status in ok, b
         assert check_plan(prof, DEFAULT_SLOS, {H100_80GB.name: 4}, plan).ok, b
     ref = plans["highs"].report.objective
     assert plans["pyomo"].report.objective == pytest.approx(ref, rel=1e-6)
     assert plans["cpsat"].report.objective == pytest.approx(ref, rel=CPSAT_RTOL)
+    assert plans["cpsat"].report.bound <= ref * (1 + 1e-9)  # a valid bound of the original model
 
 
 @pytest.mark.parametrize("forced", [None, False, True])
