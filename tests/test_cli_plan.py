@@ -32,7 +32,7 @@ def test_plan_from_forecast_file_and_infeasible_forecast(tmp_path):
     res = run("plan", "--forecast", str(f), "--servers", "4")
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
-    assert "class LL: 500 req/s needs at least" in res.stderr and "GPUs available" in res.stderr
+    assert "class LL: 500 req/s needs at least" in res.stderr and "the inventory has {'h100-80gb': 32} GPUs" in res.stderr
 
 
 def test_bad_forecast_file_is_one_line(tmp_path):

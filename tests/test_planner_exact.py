@@ -163,3 +163,39 @@ def test_pool_level_reuses_a_cluster_allotment(prof):
     assert check_plan(prof, SLOS, {"toy": 3}, lighter).ok
     with pytest.raises(InfeasibleError, match="do not fit on its servers"):
         pl.plan({"AA": 45.0}, allotment=allot)  # beyond 3 x 14 req/s
+
+
+def test_mixed_instance_power_is_share_weighted_class_curves():
+    """AA spills into the BA pool's single TP8 instance. AA: 1000 + 50 W per req/s, SLO up to
+    10 req/s (Q_AA(u) = 1000 + 500 u); BA: 1000 + 200 W per req/s up to 5 req/s
+    (Q_BA(u) = 1000 + 1000 u). With AA 4 and BA 2 req/s, u_AA = u_BA = 0.4, U = 0.8, and the
+    instance draws 0.5 Q_AA(0.8) + 0.5 Q_BA(0.8) = 0.5 * 1400 + 0.5 * 1800 = 1600 W (the pool
+    class's curve alone would say 1800 W). The MILP prices the same: Q_BA(0.8) plus the
+    surcharge (Q_AA(1) - Q_BA(1)) u_AA = -500 * 0.4."""
+    from dynaplan.domain import ClassScheme, TokenBins
+    from dynaplan.domain.slo import SLO, SLOTable
+    from dynaplan.profiles import Profile
+    from toy_models import TOY
+
+    two = ClassScheme(input_bins=TokenBins(names=("A", "B"), edges_tokens=(256,)),
+                      output_bins=TokenBins(names=("A",), edges_tokens=()))
+    slos = SLOTable(per_class={"AA": SLO(ttft_ms=100, tbt_ms=50), "BA": SLO(ttft_ms=100, tbt_ms=50)})
+    rows = []
+    for cls, slope, lmax in (("AA", 50.0, 10.0), ("BA", 200.0, 5.0)):
+        for load in range(1, 13):
+            rows.extend(dict(model="m", hardware="toy", tp=8, freq_mhz=f, request_class=cls, load_rps=float(load),
+                             power_w=1000.0 + slope * load, ttft_p99_ms=60.0 if load <= lmax else 200.0,
+                             tbt_p99_ms=20.0, throughput_rps=float(load)) for f in (1000, 2000))
+    prof = Profile(pd.DataFrame(rows), hardware={"toy": TOY}, classes=two)
+    pl = Planner(prof, {"toy": 1}, slos, options=PlannerOptions(spill="next"))
+    for plan in (pl.plan({"AA": 4.0, "BA": 2.0}), pl.plan_monolithic({"AA": 4.0, "BA": 2.0})):
+        (pool,) = plan.pools
+        (g,) = pool.groups
+        assert pool.pool == "BA" and (g.tp, g.count) == (8, 1)
+        assert g.utilisation == pytest.approx(0.8)
+        assert g.power_w_per_instance == pytest.approx(1600.0)
+        assert plan.power_w == pytest.approx(1600.0)
+        assert plan.report.objective == pytest.approx(1600.0, rel=1e-6)
+        check = check_plan(prof, slos, {"toy": 1}, plan)
+        assert check.ok, check.violations
+        assert check.power_w == pytest.approx(1600.0)

@@ -343,3 +343,31 @@ def test_profile_tables_are_valid(table):
     p = Profile(table, complete=False)
     assert len(p) == len(table)
     assert set(table.columns) >= set(schema.KEY_COLUMNS + schema.REQUIRED_VALUE_COLUMNS)
+
+
+@settings(max_examples=30, deadline=None)
+@given(loads=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=2), frac=st.floats(0.0, 1.0))
+def test_mixed_power_is_share_weighted_and_reduces_to_one_class(loads, frac):
+    """Profile.mixed_power_w against a hand computation with numpy.interp, on the default profile:
+    H100 TP8@1600 serving LL and LM, loads as fractions of each class's SLO capacity."""
+    prof = Profile.default()
+    ml = prof.max_load_under_slo(DEFAULT_SLOS).reset_index().set_index(["hardware", "tp", "freq_mhz", "request_class"])
+    t = prof.table
+    cls = ("LL", "LM")
+    gid = [int(ml.loc[(H100_80GB.name, 8, 1600, c), "group_id"]) for c in cls]
+    lmax = np.array([float(ml.loc[(H100_80GB.name, 8, 1600, c), "max_load_rps"]) for c in cls])
+    load = np.array(loads) * frac * lmax  # utilisation up to 1 in all
+    got = prof.mixed_power_w([0, 0, 1], [gid[0], gid[1], gid[0]], [lmax[0], lmax[1], lmax[0]],
+                             [load[0], load[1], load[0]], [gid[0], gid[0]])
+    u = load / lmax
+    U = u.sum()
+
+    def curve(c, x):
+        g = t[(t.hardware == H100_80GB.name) & (t.tp == 8) & (t.freq_mhz == 1600) & (t.request_class == c)]
+        g = g.sort_values("load_rps")
+        return float(np.interp(x, g.load_rps, g.power_w))
+
+    want_mix = (sum(u[i] / U * curve(c, min(U, 1.0) * lmax[i]) for i, c in enumerate(cls))
+                if U > 0 else curve("LL", 0.0))
+    assert got[0] == pytest.approx(want_mix, rel=1e-9)
+    assert got[1] == pytest.approx(curve("LL", load[0]), rel=1e-9)  # one class: the profile's power at its load

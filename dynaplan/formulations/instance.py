@@ -3,8 +3,10 @@
 Equations: ``formulations/instance.md``. For instance i on (hardware h, TP t) with load
 l_{i,c} per class, clock f is eligible when its per-class utilisation
 ``U_i(f) = sum_c l_{i,c} / lmax_{h,t,f,c} <= 1`` (instance.eligible). Among eligible clocks take
-the one of least power ``P_{h,t,f,p}(U_i(f) lmax_{h,t,f,p})`` (instance.obj; p = the pool's
-class, so for an instance serving only its own class this is the profile's power at its load).
+the one of least power ``sum_c (u_{i,c}(f) / U_i(f)) P_{h,t,f,c}(U_i(f) lmax_{h,t,f,c})``
+(instance.obj; each served class's curve at the instance's utilisation, weighted by its share
+``u_{i,c} = l_{i,c} / lmax_{h,t,f,c}``; for an instance serving one class, the profile's power at
+its load).
 If no clock is eligible, the maximum clock is chosen and the instance is flagged.
 
 There is no solver here: the choice is an argmin over at most a dozen clocks, done for all
@@ -78,7 +80,18 @@ class ClockChooser:
         eligible = (util <= 1 + 1e-9) & (own_lmax > 0) & (gid >= 0)
         power = np.full(util.shape, np.inf)
         if eligible.any():
-            power[eligible] = self.profile.interpolate("power_w", gid[eligible], util[eligible] * own_lmax[eligible])
+            # each served class's curve at the instance's utilisation, weighted by its share
+            # (Profile.mixed_power_w, here for every clock at once)
+            u_rows = util[inst_codes]
+            r, col = np.nonzero(eligible[inst_codes] & (part > 0))
+            lm = self.lmax[row_key[r], col]
+            p_pair = self.profile.interpolate("power_w", self.gid[row_key[r], col], np.minimum(u_rows[r, col], 1.0) * lm)
+            mixed = np.zeros(util.shape)
+            np.add.at(mixed, (inst_codes[r], col), part[r, col] / u_rows[r, col] * p_pair)
+            idle = eligible & (util <= 0)
+            power[eligible] = mixed[eligible]
+            if idle.any():
+                power[idle] = self.profile.interpolate("power_w", gid[idle], np.zeros(int(idle.sum())))
         # least power; ties to the higher clock (search the columns from the top down)
         rev = power[:, ::-1]
         best = self.lmax.shape[1] - 1 - np.argmin(rev, axis=1)

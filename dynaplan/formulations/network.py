@@ -49,7 +49,8 @@ def build_network(ops: pd.DataFrame, segments: pd.DataFrame, routes: dict[str, t
     ``keep_configs`` (columns pool, hardware, tp, freq_mhz) restricts the configurations.
     """
     own = ops[ops["request_class"].isin(pools)].rename(columns={"request_class": "pool"})
-    configs = own[CFG_COLS + ["group_id", "max_load_rps"]].rename(columns={"max_load_rps": "own_max_load_rps"})
+    configs = own[CFG_COLS + ["group_id", "max_load_rps", "power_w"]].rename(
+        columns={"max_load_rps": "own_max_load_rps", "power_w": "own_power_w"})
     if keep_configs is not None:
         configs = configs.merge(keep_configs[CFG_COLS], on=CFG_COLS, how="inner")
     configs = configs.reset_index(drop=True)
@@ -59,9 +60,18 @@ def build_network(ops: pd.DataFrame, segments: pd.DataFrame, routes: dict[str, t
     pieces = pieces.sort_values(["k", "segment"]).reset_index(drop=True)
     pairs = pd.DataFrame([(c, p) for c, ps in routes.items() for p in ps if p in pools and demand_rps.get(c, 0) > 0],
                          columns=["request_class", "pool"])
-    arcs = kcol.merge(pairs, on="pool").merge(ops[_KEY + ["request_class", "max_load_rps"]],
+    arcs = kcol.merge(pairs, on="pool").merge(ops[_KEY + ["request_class", "max_load_rps", "group_id", "power_w"]],
                                               on=_KEY + ["request_class"], how="inner")
-    arcs = arcs[["k", "pool", "request_class", "max_load_rps"]].sort_values(["k", "request_class"]).reset_index(drop=True)
+    # a routed class's surcharge per unit of utilisation: its full-load power less the pool
+    # class's on the same configuration (pool.md, "Spilled classes"), no lower than minus the
+    # cheapest piece's slope, so that serving more than the demand never pays
+    own_p = configs["own_power_w"].to_numpy(dtype=float)[arcs["k"].to_numpy()]
+    min_slope = pieces.groupby("k")["w_per_util"].min().reindex(arcs["k"]).to_numpy(dtype=float)
+    extra = arcs["power_w"].to_numpy(dtype=float) - own_p
+    arcs["extra_w_per_util"] = np.where(arcs["request_class"] == arcs["pool"], 0.0,
+                                        np.maximum(extra, -np.nan_to_num(min_slope, nan=0.0)))
+    arcs = arcs[["k", "pool", "request_class", "max_load_rps", "group_id", "extra_w_per_util"]].sort_values(
+        ["k", "request_class"]).reset_index(drop=True)
     hw_pools = configs[["pool", "hardware"]].drop_duplicates().reset_index(drop=True)
     demand = pd.Series({c: float(v) for c, v in demand_rps.items() if v > 0}, dtype=float)
     demand.index.name = "request_class"
@@ -98,10 +108,11 @@ def define_utilisation_variables(m: LinearModel, net: Network):
 
 
 def define_load_variables(m: LinearModel, net: Network):
-    """``z[p,k,c]`` load of class c on configuration k of pool p (req/s)."""
+    """``z[p,k,c]`` load of class c on configuration k of pool p (req/s); cost: a routed class's
+    surcharge D_{k,c} / lmax_{k,c} (zero for the pool's own class)."""
     a = net.arcs
     labels = [(p, int(k), c) for k, p, c in a[["k", "pool", "request_class"]].itertuples(index=False, name=None)]
-    return m.add_vars("z", labels)
+    return m.add_vars("z", labels, cost=a["extra_w_per_util"].to_numpy() / a["max_load_rps"].to_numpy())
 
 
 def define_server_variables(m: LinearModel, net: Network, ub: np.ndarray, lb: np.ndarray | float = 0.0):
@@ -200,6 +211,7 @@ class NetArrays:
     arc_k: np.ndarray
     arc_class: np.ndarray
     arc_lmax: np.ndarray
+    arc_gid: np.ndarray
     z_cols: np.ndarray
     hp_pool: np.ndarray
     hp_hw: np.ndarray
@@ -221,7 +233,8 @@ def net_arrays(net: Network, blocks: dict, recipe: bool = False) -> NetArrays:
         pc_mult=(g // tp) if recipe else np.ones(len(pc), dtype=np.int64),
         n_cols=(blocks["s"] if recipe else blocks["n"]).cols, w_cols=blocks["w"].cols,
         arc_k=arcs["k"].to_numpy(dtype=np.int64), arc_class=arcs["request_class"].to_numpy(dtype=object),
-        arc_lmax=arcs["max_load_rps"].to_numpy(dtype=float), z_cols=blocks["z"].cols,
+        arc_lmax=arcs["max_load_rps"].to_numpy(dtype=float), arc_gid=arcs["group_id"].to_numpy(dtype=np.int64),
+        z_cols=blocks["z"].cols,
         hp_pool=hp["pool"].to_numpy(dtype=object), hp_hw=hp["hardware"].to_numpy(dtype=object),
         y_cols=blocks["y"].cols if blocks.get("y") is not None else None,
         demand_classes=tuple(net.demand_rps.index),

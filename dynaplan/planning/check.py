@@ -78,6 +78,7 @@ def check_plan(profile: Profile, slos: SLOTable, inventory: Mapping[str, int], p
         tps: dict[str, list[int]] = {}
         for g in pp.groups:
             util = 0.0
+            shares: list[tuple[float, tuple]] = []  # (utilisation share, curve) per served class
             for c, load in g.load_rps_per_instance.items():
                 cur = curves.get((g.hardware, g.tp, g.freq_mhz, c))
                 if cur is None:
@@ -87,6 +88,8 @@ def check_plan(profile: Profile, slos: SLOTable, inventory: Mapping[str, int], p
                     v.append(f"pool {pp.pool}: {g.hardware}/TP{g.tp}@{g.freq_mhz} cannot meet class {c}'s SLO")
                     continue
                 util += load / cur[2]
+                if load > 0:
+                    shares.append((load / cur[2], cur))
                 served[c] = served.get(c, 0.0) + load * g.count
             if util > 1 + 1e-6:
                 v.append(f"pool {pp.pool}: {g.hardware}/TP{g.tp}@{g.freq_mhz} utilisation {util:.6f} > 1 (SLO broken)")
@@ -94,7 +97,11 @@ def check_plan(profile: Profile, slos: SLOTable, inventory: Mapping[str, int], p
             if own is None or own[2] <= 0:
                 v.append(f"pool {pp.pool}: configuration {g.hardware}/TP{g.tp}@{g.freq_mhz} not usable for the pool class")
                 continue
-            p_inst = float(np.interp(min(util, 1.0) * own[2], own[0], own[1]))
+            # each class's curve at the instance's utilisation, weighted by the class's share of it
+            if util > 0:
+                p_inst = sum(u / util * float(np.interp(min(util, 1.0) * cur[2], cur[0], cur[1])) for u, cur in shares)
+            else:
+                p_inst = float(own[1][0])
             if abs(p_inst - g.power_w_per_instance) > rtol * max(1.0, p_inst) + 1e-6:
                 v.append(f"pool {pp.pool}: {g.hardware}/TP{g.tp}@{g.freq_mhz} claims {g.power_w_per_instance:.6g} W "
                          f"per instance, profile gives {p_inst:.6g} W")

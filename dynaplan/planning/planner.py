@@ -358,8 +358,8 @@ class Planner:
         """Read a pool-network solution into one :class:`PoolPlan` per pool with instances.
 
         Instances of a configuration share its load equally; an instance's power is the profile's
-        interpolated power at its equivalent load ``U * lmax`` of the pool class (exact for a
-        single-class instance), not the piecewise-linear model of the MILP.
+        (:meth:`Profile.mixed_power_w`: each served class's curve at the instance's utilisation,
+        weighted by the class's share of it), not the piecewise-linear model of the MILP.
         """
         count = np.rint(x[na.n_cols]).astype(np.int64) * na.pc_mult  # instances per (config, piece)
         w = np.maximum(x[na.w_cols], 0.0)
@@ -373,9 +373,14 @@ class Planner:
         util = np.where(count > 0, share * u_cfg[na.pc_k] / np.maximum(count, 1), 0.0)
         used = np.flatnonzero(count > 0)
         p_inst = np.zeros(len(count))
-        if used.size:
-            p_inst[used] = self.profile.interpolate("power_w", na.pc_gid[used],
-                                                    np.minimum(util[used], 1.0) * na.pc_own_lmax[used])
+        if used.size:  # every (used piece, class routed to its configuration) pair; arcs are sorted by k
+            lo = np.searchsorted(na.arc_k, na.pc_k[used], side="left")
+            lens = np.searchsorted(na.arc_k, na.pc_k[used], side="right") - lo
+            pair_inst = np.repeat(np.arange(used.size), lens)
+            pair_arc = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(lo, lens)
+            pair_load = z[pair_arc] * (share[used] / count[used])[pair_inst]
+            p_inst[used] = self.profile.mixed_power_w(pair_inst, na.arc_gid[pair_arc], na.arc_lmax[pair_arc],
+                                                      pair_load, na.pc_gid[used])
         servers_by: dict[str, dict[str, int]] = {}
         if na.y_cols is not None:
             for p, h, v in zip(na.hp_pool, na.hp_hw, np.rint(x[na.y_cols]).astype(np.int64)):

@@ -94,22 +94,25 @@ class Profile:
         """Load a profile from ``.csv``, ``.csv.gz`` or ``.parquet``; errors name the file."""
         path = Path(path)
         kwargs.setdefault("source", str(path))
+        if path.is_dir():
+            raise ValidationError(f"{path}: is a directory; expected a profile file (.csv, .csv.gz, .parquet)")
         if not path.is_file():
             raise ValidationError(f"{path}: profile file not found")
         try:
-            if path.suffix == ".parquet":
+            if path.suffix.lower() == ".parquet":
                 table = pd.read_parquet(path)
             else:
                 table = pd.read_csv(path)
-        except (ValueError, OSError, pd.errors.ParserError) as exc:
-            raise ValidationError(f"{path}: cannot read as a profile table ({exc.__class__.__name__}: {exc})") from None
+        except (ValueError, OSError, EOFError, pd.errors.ParserError) as exc:
+            detail = " ".join(str(exc).split())
+            raise ValidationError(f"{path}: cannot read as a profile table ({exc.__class__.__name__}: {detail})") from None
         return cls(table, **kwargs)
 
     def write(self, path: str | Path) -> Path:
         """Save the measured columns (not derived ones) as CSV or parquet, by suffix."""
         path = Path(path)
         out = self._df.drop(columns=list(schema.DERIVED_COLUMNS))
-        if path.suffix == ".parquet":
+        if path.suffix.lower() == ".parquet":
             out.to_parquet(path, index=False)
         else:
             out.to_csv(path, index=False, float_format="%.6g")
@@ -200,6 +203,38 @@ class Profile:
         out = np.where(x <= self._load[s], vals[s], out)
         out = np.where(x > self._load[e - 1] * (1 + 1e-12), np.nan, out)
         return out
+
+    def mixed_power_w(self, instance, group_id, max_load_rps, load_rps, own_group_id) -> np.ndarray:
+        """Power of instances serving a mix of classes (W per instance, vectorised).
+
+        One entry per (instance, class) pair: ``instance`` (index into ``own_group_id``), the
+        group of that class on the instance's configuration, the class's max load under its SLO
+        there and its load. Class ``c`` takes the share ``u_c = load_c / lmax_c`` of the
+        instance's capacity and the instance runs at utilisation ``U = sum_c u_c``; its power is
+        the share-weighted mean of the classes' curves at that utilisation,
+
+            P = sum_c (u_c / U) P_c(min(U, 1) lmax_c),
+
+        exact for a single class, and for a mix when the classes' curves differ by a term linear
+        in utilisation (they agree at zero load: same configuration, same idle draw). An idle
+        instance (``U = 0``) draws its own group's power at the lightest load point.
+        """
+        inst = np.asarray(instance, dtype=np.int64)
+        gid = np.asarray(group_id, dtype=np.int64)
+        lmax = np.asarray(max_load_rps, dtype=float)
+        load = np.asarray(load_rps, dtype=float)
+        own = np.asarray(own_group_id, dtype=np.int64)
+        n = len(own)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            u = np.where(load > 0, load / lmax, 0.0)
+        total = np.bincount(inst, weights=u, minlength=n)
+        busy = total[inst] > 0
+        p_pair = self.interpolate("power_w", gid[busy], np.minimum(total[inst[busy]], 1.0) * lmax[busy])
+        power = np.bincount(inst[busy], weights=u[busy] / total[inst[busy]] * p_pair, minlength=n).astype(float)
+        idle = total <= 0
+        if idle.any():
+            power[idle] = self.interpolate("power_w", own[idle], np.zeros(int(idle.sum())))
+        return power
 
     def _query(self, column, hardware, tp, freq_mhz, request_class, load_rps, model=None):
         gid = self.group_ids(hardware, tp, freq_mhz, request_class, model)

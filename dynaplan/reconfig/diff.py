@@ -23,6 +23,7 @@ the current instances cannot carry the forecast until new ones are up — is lis
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -484,10 +485,20 @@ def _new_id(pool: str, used: set[str]) -> str:
     return nid
 
 
-def _power_w(profile: Profile, cap: CapacityModel, model: str, cfg: Cfg, pool: str, load: float) -> float:
-    """Profile power of one instance at ``load`` (clipped to its max load under SLO)."""
-    lm = cap.lmax(cfg, pool)
-    return cap.power_w(cfg, pool, min(load, lm) if lm > 0 else 0.0)
+def _power_w(cap: CapacityModel, cfg: Cfg, pool: str, loads: Mapping[str, float]) -> float:
+    """Profile power of one instance of ``cfg`` serving ``loads`` (req/s by class): each class's
+    curve at the instance's utilisation (clipped to 1), weighted by the class's share of it
+    (the convention of ``Profile.mixed_power_w``). A class the configuration cannot serve at its
+    SLO counts at the pool class's curve, at the summed load clipped to the profiled range."""
+    parts = [(v / cap.lmax(cfg, c), c) for c, v in loads.items() if v > 0]
+    if any(not np.isfinite(u) for u, _ in parts) or any(cap.lmax(cfg, c) <= 0 for _, c in parts):
+        lm = cap.lmax(cfg, pool)
+        total = sum(loads.values())
+        return cap.power_w(cfg, pool, min(total, lm) if lm > 0 else total)
+    util = sum(u for u, _ in parts)
+    if util <= 0:
+        return cap.power_w(cfg, pool, 0.0)
+    return sum(u / util * cap.power_w(cfg, c, min(util, 1.0) * cap.lmax(cfg, c)) for u, c in parts)
 
 
 def _tasks(state: ClusterState, placed: tuple[PlacedInstance, ...], released: tuple[str, ...], profile: Profile,
@@ -512,8 +523,8 @@ def _tasks(state: ClusterState, placed: tuple[PlacedInstance, ...], released: tu
             continue
         cfg_from = (hw_of[inst.server], inst.tp, inst.freq_mhz)
         cfg_to = (pi.hardware, pi.tp, pi.freq_mhz)
-        saving = (_power_w(profile, cap, state.model, cfg_from, inst.pool, sum(inst.load_rps.values()))
-                  - _power_w(profile, cap, state.model, cfg_to, pi.pool, sum(pi.load_rps.values())))
+        saving = (_power_w(cap, cfg_from, inst.pool, inst.load_rps)
+                  - _power_w(cap, cfg_to, pi.pool, pi.load_rps))
         task = _Task("reconf", inst.pool, pi.pool, inst.server, pi.hardware, inst.id, tp_from=inst.tp,
                      tp_to=pi.tp, gpus_from=tuple(sorted(inst.gpu_indices)), gpus_to=tuple(pi.gpus),
                      freq_from=inst.freq_mhz, freq_to=pi.freq_mhz, saving_w=saving, placed=pi)
@@ -639,8 +650,7 @@ def plan_of(state: ClusterState, profile: Profile, slos: SLOTable = DEFAULT_SLOS
         for (h, tp, f, load), n in sorted(groups[pool].items()):
             cfg = (h, tp, f)
             util = sum(v / cap.lmax(cfg, c) if cap.lmax(cfg, c) > 0 else _INF for c, v in load)
-            eq = util * cap.lmax(cfg, pool) if np.isfinite(util) else sum(v for _, v in load)
-            pw = _power_w(profile, cap, state.model, cfg, pool, eq)
+            pw = _power_w(cap, cfg, pool, dict(load))
             for c, v in load:
                 served[c] = served.get(c, 0.0) + n * v
             gl.append(InstanceGroup(hardware=h, tp=tp, freq_mhz=f, count=n, load_rps_per_instance=dict(load),
