@@ -8,7 +8,7 @@ from dynaplan.domain import DEFAULT_SLOS, H100_80GB
 from dynaplan.errors import ValidationError
 from dynaplan.reconfig import (Action, ClusterState, InFlight, Instance, Server, TransitionCosts, apply, begin,
                                diff, plan_of, state_at)
-from dynaplan.reconfig.transitions import assign_cost
+from dynaplan.domain.transitions import assign_cost
 from dynaplan.testing import synthetic_profile
 
 from test_reconfig_placement import make_plan

@@ -6,7 +6,7 @@ import pytest
 
 from dynaplan.domain import A100_80GB, DEFAULT_SLOS, H100_80GB, LLAMA2_70B
 from dynaplan.errors import ValidationError
-from dynaplan.reconfig.transitions import (TransitionCosts, TransitionParams, amortised_cost, amortised_cost_table,
+from dynaplan.domain.transitions import (TransitionCosts, TransitionParams, amortised_cost, amortised_cost_table,
                                            clock_cost, move_cost, release_cost, reshard_cost, start_cost,
                                            transfer_bytes)
 from dynaplan.testing import synthetic_profile

@@ -7,7 +7,7 @@ import pytest
 
 from dynaplan.domain import DEFAULT_SLOS
 from dynaplan.profiles import Profile
-from dynaplan.reconfig.transitions import TransitionCosts, TransitionParams
+from dynaplan.domain.transitions import TransitionCosts, TransitionParams
 from dynaplan.replay import Deployment, GroupSpec, Policy, ReplayOptions, prepare, replay
 from dynaplan.workload.trace import Trace
 

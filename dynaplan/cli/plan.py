@@ -9,12 +9,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dynaplan.cli.options import (build_options, check_out_file, check_positive, check_rate_source, check_window,
+                                  write_or_fail)
 from dynaplan.domain.slo import DEFAULT_SLOS
 from dynaplan.errors import ValidationError
 from dynaplan.planning import Plan, Planner, PlannerOptions, check_plan
 from dynaplan.planning.inputs import peak_forecast, read_forecast
 from dynaplan.profiles.profile import Profile
 from dynaplan.solvers import SolveOptions
+from dynaplan.workload.aggregate import parse_duration_s
 from dynaplan.workload.loading import load_trace
 
 
@@ -64,17 +67,26 @@ def plan_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan as JSON here.")] = None,
 ) -> None:
     """Plan a cluster: servers per pool, instances by TP and clock, power and energy."""
+    if servers < 0:
+        raise ValidationError(f"--servers {servers}: expected >= 0")
+    check_positive(time_limit_s, "--time-limit-s", "seconds")
+    if target_mean_rps is not None:
+        check_positive(target_mean_rps, "--target-mean-rps", "req/s")
+    try:
+        window_s = parse_duration_s(peak_window)
+    except ValueError as exc:
+        raise ValidationError(f"--peak-window {peak_window!r}: {exc}") from None
+    check_out_file(json_out, "--json")
+    opts = build_options(lambda: PlannerOptions(spill=spill, best_effort=best_effort), {"spill": ("--spill", spill)})
+    sopts = build_options(lambda: SolveOptions(time_limit_s=time_limit_s),
+                          {"time_limit_s": ("--time-limit-s", time_limit_s)})
     prof = Profile.default() if profile is None else Profile.read(profile)
     if forecast is not None:
         fc = read_forecast(forecast, prof.classes)
     else:
-        fc = peak_forecast(load_trace(trace), window_s=peak_window, target_mean_rps=target_mean_rps,
-                           scheme=prof.classes)
-    try:
-        opts = PlannerOptions(spill=spill, best_effort=best_effort)
-        sopts = SolveOptions(time_limit_s=time_limit_s)
-    except ValueError as exc:
-        raise ValidationError(str(exc).splitlines()[-1] if str(exc) else repr(exc)) from None
+        tr = check_rate_source(load_trace(trace))
+        check_window(tr, window_s, "--peak-window", peak_window, must_fit=True)
+        fc = peak_forecast(tr, window_s=window_s, target_mean_rps=target_mean_rps, scheme=prof.classes)
     planner = Planner(prof, {hardware: servers}, DEFAULT_SLOS, options=opts, solve_options=sopts)
     plan = planner.plan_monolithic(fc) if monolithic else planner.plan(fc)
     check = check_plan(prof, DEFAULT_SLOS, {hardware: servers}, plan)
@@ -83,7 +95,7 @@ def plan_command(
         console.print(t)
     console.print(f"independent check: {'passed' if check.ok else 'FAILED: ' + '; '.join(check.violations)}")
     if json_out is not None:
-        json_out.write_text(plan.to_json(indent=2))
+        write_or_fail(lambda: json_out.write_text(plan.to_json(indent=2)), json_out, "--json")
         console.print(f"plan written to {json_out}")
     if not check.ok:
         raise typer.Exit(1)

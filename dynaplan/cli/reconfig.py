@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dynaplan.cli.options import build_options, check_finite, check_out_dir
 from dynaplan.cli.plan import plan_tables
 from dynaplan.domain.slo import DEFAULT_SLOS
 from dynaplan.errors import ValidationError
@@ -24,7 +25,7 @@ from dynaplan.profiles.profile import Profile
 from dynaplan.reconfig.actions import ReconfigPlan
 from dynaplan.reconfig.diff import diff
 from dynaplan.reconfig.state import ClusterState, Server, pydantic_message
-from dynaplan.reconfig.transitions import TransitionCosts
+from dynaplan.domain.transitions import TransitionCosts
 
 
 def _fmt_s(t: float) -> str:
@@ -86,11 +87,17 @@ def reconfig_tables(rp: ReconfigPlan) -> list[Table]:
 def _load_costs(path: Path | None, reshard: str | None) -> TransitionCosts:
     costs = TransitionCosts()
     if path is not None:
+        if path.is_dir():
+            raise ValidationError(f"{path}: is a directory; expected a transition-costs JSON file")
         if not path.is_file():
             raise ValidationError(f"{path}: transition-costs file not found")
         from pydantic import ValidationError as PydanticValidationError
         try:
-            costs = TransitionCosts.model_validate_json(path.read_text())
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValidationError(f"{path}: cannot read transition-costs file ({exc.__class__.__name__})") from None
+        try:
+            costs = TransitionCosts.model_validate_json(text)
         except PydanticValidationError as exc:
             raise ValidationError(pydantic_message(exc, str(path))) from None
     if reshard is not None:
@@ -122,6 +129,22 @@ def _with_inventory(state: ClusterState, servers: int | None, hardware: str) -> 
                         instances=state.instances, hardware=state.hardware)
 
 
+def _check_classes(state: ClusterState, names, source: str) -> None:
+    """Every pool and every class an instance carries load of must be a class of the profile."""
+    known = set(names)
+    for inst in state.instances:
+        fl = inst.in_flight
+        pools = [("pool", inst.pool)] + ([("in_flight.target_pool", fl.target_pool)] if fl and fl.target_pool else [])
+        for field, pool in pools:
+            if pool not in known:
+                raise ValidationError(f"{source}: instance {inst.id}: {field} {pool!r} is not a request class "
+                                      f"{list(names)}")
+        for c in inst.load_rps:
+            if c not in known:
+                raise ValidationError(f"{source}: instance {inst.id}: load_rps has unknown class {c!r}; "
+                                      f"known: {list(names)}")
+
+
 def plan_reconfig_command(
     state: Annotated[Path, typer.Option(help="Cluster state JSON (servers, instances, operations in flight).")],
     forecast: Annotated[Path, typer.Option(help="Forecast CSV (request_class, load_rps).")],
@@ -136,6 +159,10 @@ def plan_reconfig_command(
     out: Annotated[Path | None, typer.Option(help="Directory to write plan.json and reconfig.json to.")] = None,
 ) -> None:
     """Plan for a forecast and schedule the reconfiguration from the current cluster state."""
+    check_finite(now_s, "--now-s", "seconds")
+    if out is not None:
+        check_out_dir(out, "--out")
+    opts = build_options(lambda: PlannerOptions(spill=spill), {"spill": ("--spill", spill)})
     st = ClusterState.read(state)
     st = _with_inventory(st, servers, hardware)
     prof = Profile.default() if profile is None else Profile.read(profile)
@@ -144,13 +171,12 @@ def plan_reconfig_command(
     if st.model not in prof.models:
         raise ValidationError(f"{state}: model {st.model!r} has no profile (the profile holds {list(prof.models)})")
     inventory = st.servers_by_hardware()
+    if not inventory:
+        raise ValidationError(f"{state}: the state has no servers; add empty ones with --servers N --hardware NAME")
     unknown = sorted(set(inventory) - set(prof.hardware))
     if unknown:
         raise ValidationError(f"{state}: hardware {unknown} has no profile (the profile knows {sorted(prof.hardware)})")
-    try:
-        opts = PlannerOptions(spill=spill)
-    except ValueError as exc:
-        raise ValidationError(str(exc).splitlines()[-1] if str(exc) else repr(exc)) from None
+    _check_classes(st, prof.classes.names, str(state))
     planner = Planner(prof, inventory, DEFAULT_SLOS, options=opts, model=st.model)
     target = planner.plan(fc)
     rp = diff(st, target, tc, prof, DEFAULT_SLOS, now_s=now_s)

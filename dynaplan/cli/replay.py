@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dynaplan.cli.options import (build_options, check_out_dir, check_rate_source, check_synthetic_size,
+                                  check_window)
 from dynaplan.domain.slo import DEFAULT_SLOS
 from dynaplan.errors import ValidationError
 from dynaplan.profiles.profile import Profile
@@ -38,10 +40,12 @@ def _trace(trace: str, days: float | None, seed: int, rate: str, servers: int, h
     rate = rate.strip().lower()
     if days is not None:
         mean = None if rate in ("auto", "none") else _rate_value(rate)
+        check_synthetic_size(tr, days, mean)
         tr = generate_trace(tr, days=days, seed=seed, mean_rate_rps=mean)
         return tr, "synthetic trace generated at " + (f"{mean:g} req/s" if mean else "its preset mean rate")
     if rate == "none":
         return tr, "rate as in the trace"
+    check_rate_source(tr)
     if rate == "auto":
         tr2, factor = scale_to_baseline(tr, AUTO_FILL * servers, prepare_kwargs=pkw, seed=seed, hardware=hardware)
         return tr2, (f"rate x{factor:.3g} ({tr2.mean_rate_rps:.1f} req/s mean) so that SinglePool, sized for the "
@@ -91,7 +95,7 @@ def replay_command(
                                                "for the load at which SinglePool fills --servers.")] = "peak",
     synthetic_days: Annotated[Optional[float], typer.Option(help="Replay N synthetic days generated from "
                                                             "--trace instead.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of rate scaling, synthetic generation and the predictor.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of rate scaling, synthetic generation and the predictor.")] = 0,
     profile: Annotated[Optional[Path], typer.Option(help="Profile file (default: the bundled one).")] = None,
     window: Annotated[str, typer.Option(help="Instance-level window.")] = "5s",
     pool_epoch: Annotated[str, typer.Option(help="Pool-level period.")] = "5min",
@@ -110,19 +114,38 @@ def replay_command(
     plot_policy: Annotated[str, typer.Option(help="Policy whose servers per pool are plotted.")] = "DynamoLLM",
 ) -> None:
     """Replay a trace through policies; print energy, SLO attainment, latency, servers, carbon and cost."""
-    try:
-        opts = ReplayOptions(window_s=parse_duration_s(window), pool_epoch_s=parse_duration_s(pool_epoch),
-                             cluster_epoch_s=parse_duration_s(cluster_epoch),
-                             rate_window_s=parse_duration_s(rate_window), predictor_seed=seed, grid_mode=grid_mode)
-    except ValueError as exc:
-        raise ValidationError(str(exc).splitlines()[-1]) from None
+    durations = {}
+    for flag, text in (("--window", window), ("--pool-epoch", pool_epoch), ("--cluster-epoch", cluster_epoch),
+                       ("--rate-window", rate_window)):
+        try:
+            durations[flag] = parse_duration_s(text)
+        except ValueError as exc:
+            raise ValidationError(f"{flag} {text!r}: {exc}") from None
+    opts = build_options(
+        lambda: ReplayOptions(window_s=durations["--window"], pool_epoch_s=durations["--pool-epoch"],
+                              cluster_epoch_s=durations["--cluster-epoch"], rate_window_s=durations["--rate-window"],
+                              predictor_seed=seed, grid_mode=grid_mode),
+        {"grid_mode": ("--grid-mode", grid_mode)})
     if static_sizing not in ("peak", "inventory"):
         raise ValidationError(f"--static-sizing {static_sizing!r}: expected peak or inventory")
+    if servers < 1:
+        raise ValidationError(f"--servers {servers}: expected at least 1 server")
+    if not [n for n in policy.split(",") if n.strip()]:
+        raise ValidationError(f"--policy {policy!r}: expected policy names, comma-separated, or all")
+    labels = [p.label for p in make_policies(policy)]  # unknown names fail here, before any work
+    if plot and plot_policy.lower() not in {lb.lower() for lb in labels} and plot_policy != "DynamoLLM":
+        raise ValidationError(f"--plot-policy {plot_policy!r}: not among the replayed policies {labels}")
+    for flag, path, col, default in (("--carbon", carbon, carbon_column, "avg_CI"),
+                                     ("--price", price, price_column, "US-CAL-CISO")):
+        if path is None and col != default:
+            raise ValidationError(f"{flag}-column {col!r}: only applies with {flag} FILE")
+    check_out_dir(out, "--out")
     prof = Profile.default() if profile is None else Profile.read(profile)
     grid = _grid(carbon, carbon_column, price, price_column, grid_mode)
     pkw = dict(profile=prof, slos=DEFAULT_SLOS, inventory={hardware: servers}, options=opts, grid=grid)
     console = Console(width=140)
     tr, how = _trace(trace, synthetic_days, seed, rate, servers, hardware, pkw)
+    check_window(tr, opts.window_s, "--window", window)
     tag = "[bold yellow]SYNTHETIC[/]" if tr.synthetic else "[green]measured[/]"
     console.print(f"{tag} trace [bold]{tr.name}[/]: {tr.label}", highlight=False)
     console.print(f"{len(tr):,} requests over {tr.duration_s / 3600:.2f} h; {how}", highlight=False)

@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dynaplan.cli.options import check_out_file, check_synthetic_size, check_window, write_or_fail
 from dynaplan.errors import ValidationError
 from dynaplan.workload.aggregate import LoadTable, aggregate_load, epoch_peaks, parse_duration_s
 from dynaplan.workload.classify import DEFAULT_PREDICTOR_ACCURACY, classify_trace
@@ -34,7 +35,7 @@ from dynaplan.workload.forecast import (
 )
 from dynaplan.workload.loading import load_trace
 from dynaplan.workload.stats import trace_stats
-from dynaplan.workload.synthetic import envelope_ratios, generate_trace
+from dynaplan.workload.synthetic import PRESETS, envelope_ratios, generate_trace
 from dynaplan.workload.trace import CSV_METADATA_PREFIX, Trace, save_trace
 
 app = typer.Typer(
@@ -47,7 +48,7 @@ TraceOpt = Annotated[
 DaysOpt = Annotated[
     Optional[float], typer.Option("--synthetic-days", help="Generate N days from --trace instead of using it.")
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the generator and of the predictor.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed of the generator and of the predictor.")]
 RepairOpt = Annotated[bool, typer.Option("--repair", help="Drop invalid rows and sort instead of failing.")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the table to this CSV file.")]
 
@@ -64,6 +65,7 @@ def _console() -> Console:
 def _get_trace(trace: str, days: float | None, seed: int, repair: bool) -> Trace:
     tr = load_trace(trace, repair=repair)
     if days is not None:
+        check_synthetic_size(tr, days, None)
         tr = generate_trace(tr, days=days, seed=seed)  # bundled names keep their preset
     return tr
 
@@ -99,13 +101,14 @@ def _write_table(df: pd.DataFrame, out: Path, tr: Trace) -> None:
     frame = df.reset_index()
     frame["trace"] = tr.label
     frame["synthetic"] = tr.synthetic
-    frame.to_csv(out, index=False)
+    write_or_fail(lambda: frame.to_csv(out, index=False), out, "--out")
 
 
 @app.command("stats")
 def stats(trace: TraceOpt = "azure-conv-2023", synthetic_days: DaysOpt = None, seed: SeedOpt = 0,
           repair: RepairOpt = False, out: OutOpt = None) -> None:
     """Size, rate, class mix and token percentiles of a trace."""
+    check_out_file(out, "--out")
     console = _console()
     tr = _get_trace(trace, synthetic_days, seed, repair)
     _header(console, tr)
@@ -135,6 +138,7 @@ def classify(trace: TraceOpt = "azure-conv-2023", synthetic_days: DaysOpt = None
              out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Per-request CSV with true and predicted class.")] = None,
              ) -> None:
     """True vs predicted class of every request (confusion matrix)."""
+    check_out_file(out, "--out")
     console = _console()
     tr = _get_trace(trace, synthetic_days, seed, repair)
     _header(console, tr)
@@ -150,9 +154,12 @@ def classify(trace: TraceOpt = "azure-conv-2023", synthetic_days: DaysOpt = None
             "predicted_class": pd.Categorical.from_codes(c.predicted_class, names),
         })
         meta = {**tr.provenance(), "predictor_accuracy": accuracy, "predictor_seed": seed}
-        with open(out, "w", newline="") as fh:
-            fh.write(CSV_METADATA_PREFIX + json.dumps(meta, sort_keys=True, default=str) + "\n")
-            frame.to_csv(fh, index=False)
+        def write() -> None:
+            with open(out, "w", newline="") as fh:
+                fh.write(CSV_METADATA_PREFIX + json.dumps(meta, sort_keys=True, default=str) + "\n")
+                frame.to_csv(fh, index=False)
+
+        write_or_fail(write, out, "--out")
         console.print(f"wrote {out}")
 
 
@@ -175,8 +182,12 @@ def _plot(load: LoadTable, path: Path, title: str) -> None:
         ax.text(0.99, 0.97, "SYNTHETIC", transform=ax.transAxes, ha="right", va="top", color="tab:red",
                 fontsize=14, alpha=0.6, weight="bold")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        write_or_fail(lambda: fig.savefig(path, dpi=110), path, "--plot")
+    except ValueError as exc:  # matplotlib: unknown format
+        raise ValidationError(f"--plot {path}: {exc}") from None
+    finally:
+        plt.close(fig)
 
 
 def _load_table(tr: Trace, window: str, epoch: str | None, classes: ClassSource, accuracy: float, seed: int):
@@ -202,9 +213,12 @@ def load(trace: TraceOpt = "azure-conv-2023", synthetic_days: DaysOpt = None, se
          plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG of per-class load over time.")] = None,
          ) -> None:
     """Per-class request and token rates per window (or per-epoch peaks with --epoch)."""
+    check_out_file(out, "--out")
+    check_out_file(plot, "--plot")
     console = _console()
     tr = _get_trace(trace, synthetic_days, seed, repair)
     _header(console, tr)
+    check_window(tr, parse_duration_s(window), "--window", window)
     lt = _load_table(tr, window, epoch, classes, accuracy, seed)
     what = f"peak {_fmt(lt.peak_window_s)} s rate per {_fmt(lt.window_s)} s epoch" if lt.peak_window_s else \
         f"mean rate per {_fmt(lt.window_s)} s window"
@@ -231,9 +245,11 @@ def forecast(trace: TraceOpt = "azure-conv-2023", synthetic_days: DaysOpt = None
              headroom: Annotated[float, typer.Option(help="Headroom of the practical forecasters.")] = 0.1,
              out: OutOpt = None) -> None:
     """Forecast error of the last-peak, EWMA, seasonal and oracle forecasters on a trace."""
+    check_out_file(out, "--out")
     console = _console()
     tr = _get_trace(trace, synthetic_days, seed, repair)
     _header(console, tr)
+    check_window(tr, parse_duration_s(window), "--window", window)
     peaks = epoch_peaks(tr, epoch_s=epoch, inner_window_s=window).load_rps
     if len(peaks) < 2:
         raise ValidationError(f"trace {tr.name!r} has {len(peaks)} epoch(s) of {epoch}; forecasting needs 2 or more")
@@ -261,8 +277,13 @@ def generate(source: Annotated[str, typer.Option("--source", "--trace", "-t", he
              out: Annotated[Optional[Path], typer.Option("--out", "-o", help=".csv, .csv.gz or .parquet.")] = None,
              ) -> None:
     """Generate a synthetic trace (seeded) and write it; prints its measured envelope."""
+    check_out_file(out, "--out")
+    if out is not None and not out.name.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
+        raise ValidationError(f"--out {out}: unknown trace format; use .csv, .csv.gz or .parquet")
+    src = source if source in PRESETS or rate is not None else load_trace(source)  # a file: its own rate
+    check_synthetic_size(src, days, rate)
     console = _console()
-    tr = generate_trace(source, days=days, seed=seed, mean_rate_rps=rate)
+    tr = generate_trace(src, days=days, seed=seed, mean_rate_rps=rate)
     _header(console, tr)
     t = Table(show_header=False, title="Synthetic trace", title_justify="left")
     t.add_column("field", style="bold")
@@ -275,5 +296,5 @@ def generate(source: Annotated[str, typer.Option("--source", "--trace", "-t", he
         t.add_row("hourly peak/valley", f"{p2v:.3f}")
     console.print(t)
     if out is not None:
-        save_trace(tr, out)
+        write_or_fail(lambda: save_trace(tr, out), out, "--out")
         console.print(f"wrote {out}")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
+import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
 from dynaplan.errors import ValidationError
@@ -34,24 +36,54 @@ def peak_forecast(trace: Trace, *, window_s: float | str = 60.0, target_mean_rps
 
 
 def read_forecast(path: str | Path, scheme: ClassScheme = DEFAULT_CLASSES) -> dict[str, float]:
-    """A forecast CSV with columns ``request_class`` and ``load_rps`` (req/s), one row per class."""
+    """A forecast CSV with columns ``request_class`` and ``load_rps`` (req/s), one row per class.
+
+    Other columns are ignored; ``.csv.gz`` is read too. Any problem (no rows, a missing or
+    repeated column, a row with more or fewer fields than the header, an unknown or repeated
+    class, a load that is not a finite number >= 0) raises :class:`ValidationError` naming the
+    file, the row (and line) and the field.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ValidationError(f"{path}: is a directory; expected a forecast CSV file")
     if not path.is_file():
         raise ValidationError(f"{path}: forecast file not found")
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        df = pd.read_csv(path)
-    except (ValueError, OSError) as exc:
-        raise ValidationError(f"{path}: cannot read forecast CSV ({exc})") from None
-    missing = {"request_class", "load_rps"} - set(df.columns)
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            lines = [(n, row) for n, row in enumerate(csv.reader(fh), start=1) if any(c.strip() for c in row)]
+    except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
+        raise ValidationError(f"{path}: cannot read forecast CSV ({exc.__class__.__name__}: {exc})") from None
+    if not lines:
+        raise ValidationError(f"{path}: empty file; expected a header request_class,load_rps and one row per class")
+    header = [h.strip() for h in lines[0][1]]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise ValidationError(f"{path}: column(s) {repeated} appear more than once in the header")
+    missing = [c for c in ("request_class", "load_rps") if c not in header]
     if missing:
-        raise ValidationError(f"{path}: missing column(s) {sorted(missing)}; expected request_class, load_rps")
+        raise ValidationError(f"{path}: missing column(s) {missing}; expected request_class, load_rps "
+                              f"(comma-separated), found {header}")
+    if len(lines) == 1:
+        raise ValidationError(f"{path}: no data rows; expected one row per class")
+    i_cls, i_load = header.index("request_class"), header.index("load_rps")
     out: dict[str, float] = {}
-    for i, (c, v) in enumerate(zip(df["request_class"].astype(str), pd.to_numeric(df["load_rps"], errors="coerce"))):
+    for row, (line, fields) in enumerate(lines[1:], start=1):
+        where = f"{path}: row {row} (line {line})"
+        if len(fields) != len(header):
+            raise ValidationError(f"{where}: {len(fields)} field(s); the header has {len(header)}")
+        c, raw = fields[i_cls].strip(), fields[i_load].strip()
+        if not c:
+            raise ValidationError(f"{where}, field 'request_class': empty value")
         if c not in scheme.names:
-            raise ValidationError(f"{path}: row {i + 1}, field 'request_class': unknown class {c!r}")
-        if not np.isfinite(v) or v < 0:
-            raise ValidationError(f"{path}: row {i + 1}, field 'load_rps': {df['load_rps'].iloc[i]!r}; expected >= 0")
+            raise ValidationError(f"{where}, field 'request_class': unknown class {c!r}; known: {list(scheme.names)}")
+        try:
+            v = float(raw)
+        except ValueError:
+            v = None
+        if v is None or not math.isfinite(v) or v < 0:
+            raise ValidationError(f"{where}, field 'load_rps': {raw!r}; expected a finite number >= 0 (req/s)")
         if c in out:
-            raise ValidationError(f"{path}: row {i + 1}: class {c} appears twice")
-        out[c] = float(v)
+            raise ValidationError(f"{where}: class {c} appears twice")
+        out[c] = v
     return out

@@ -28,7 +28,7 @@ from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PoolPlan
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
                                        operating_points, power_segments, spill_targets)
 from dynaplan.profiles.profile import Profile
-from dynaplan.reconfig.transitions import TransitionCosts, amortised_cost
+from dynaplan.domain.transitions import TransitionCosts, amortised_cost
 from dynaplan.solvers import Backend, SolveOptions, SolveReport, Status, solve
 from dynaplan.solvers.model import ModelArrays
 

@@ -105,7 +105,8 @@ class Profile:
                 table = pd.read_csv(path)
         except (ValueError, OSError, EOFError, pd.errors.ParserError) as exc:
             detail = " ".join(str(exc).split())
-            raise ValidationError(f"{path}: cannot read as a profile table ({exc.__class__.__name__}: {detail})") from None
+            raise ValidationError(
+                f"{path}: cannot read as a profile table ({exc.__class__.__name__}: {detail})") from None
         return cls(table, **kwargs)
 
     def write(self, path: str | Path) -> Path:

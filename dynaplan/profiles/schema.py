@@ -55,6 +55,13 @@ def _fail(source: str, row: int, field: str, msg: str) -> None:
     raise ValidationError(f"{_row_label(source, row)}, field {field!r}: {msg}")
 
 
+def _show(value) -> str:
+    """A value as the user wrote it: ``2.5``, ``'two'``, never ``np.float64(2.5)``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return f"{value:g}" if isinstance(value, float) else repr(value)
+
+
 def normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     """Check columns and types; return a new frame with canonical dtypes and row order kept.
 
@@ -79,6 +86,11 @@ def normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     for c in INT_COLUMNS + ("load_rps",) + REQUIRED_VALUE_COLUMNS + tuple(
         c for c in OPTIONAL_VALUE_COLUMNS if c in out.columns
     ):
+        if pd.api.types.is_bool_dtype(out[c]) or (
+            out[c].dtype == object and out[c].map(lambda v: isinstance(v, (bool, np.bool_))).any()
+        ):
+            r = int(np.flatnonzero(out[c].map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy())[0])
+            _fail(source, r, c, f"boolean value {_show(out[c].iloc[r])}; expected a number")
         num = pd.to_numeric(out[c], errors="coerce")
         bad = num.isna().to_numpy()
         if bad.any():
@@ -90,9 +102,12 @@ def normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
         if not np.all(np.isfinite(arr)):
             _fail(source, int(np.flatnonzero(~np.isfinite(arr))[0]), c, "infinite value")
         if c in INT_COLUMNS:
+            huge = np.abs(arr) > np.iinfo(np.int32).max
+            if huge.any():
+                _fail(source, int(np.flatnonzero(huge)[0]), c, f"{_show(arr[huge][0])} is out of range")
             nonint = arr != np.round(arr)
             if nonint.any():
-                _fail(source, int(np.flatnonzero(nonint)[0]), c, f"{arr[nonint][0]!r} is not an integer")
+                _fail(source, int(np.flatnonzero(nonint)[0]), c, f"{_show(arr[nonint][0])} is not an integer")
             out[c] = arr.astype(np.int64)
         else:
             out[c] = arr
@@ -101,12 +116,12 @@ def normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
         bad = out[c].to_numpy() <= 0
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
-            _fail(source, r, c, f"{out[c].iloc[r]!r} must be > 0")
+            _fail(source, r, c, f"{_show(out[c].iloc[r])} must be > 0")
     for c in tuple(c for c in OPTIONAL_VALUE_COLUMNS if c in out.columns):
         bad = out[c].to_numpy() < 0
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
-            _fail(source, r, c, f"{out[c].iloc[r]!r} must be >= 0")
+            _fail(source, r, c, f"{_show(out[c].iloc[r])} must be >= 0")
     thr_bad = out["throughput_rps"].to_numpy() > out["load_rps"].to_numpy() * (1 + 1e-9)
     if thr_bad.any():
         r = int(np.flatnonzero(thr_bad)[0])
@@ -120,6 +135,7 @@ def check_keys(df: pd.DataFrame, source: str) -> None:
     if dup.any():
         r = int(np.flatnonzero(dup)[0])
         key = {c: df[c].iloc[r] for c in KEY_COLUMNS}
+        key = {c: v.item() if isinstance(v, np.generic) else v for c, v in key.items()}
         first = int(np.flatnonzero(
             np.all([df[c].to_numpy() == key[c] for c in KEY_COLUMNS], axis=0)
         )[0])

@@ -16,7 +16,7 @@ from dynaplan.reconfig.capacity import CapacityModel, state_capacity
 from dynaplan.reconfig.diff import diff, plan_of
 from dynaplan.reconfig.placement import Placement, PlacementOptions, place
 from dynaplan.reconfig.state import ClusterState, InFlight, Instance, Server
-from dynaplan.reconfig.transitions import (ActionCost, AmortisedCost, TransitionCosts, TransitionParams,
+from dynaplan.domain.transitions import (ActionCost, AmortisedCost, TransitionCosts, TransitionParams,
                                            amortised_cost, amortised_cost_table)
 
 __all__ = [

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dynaplan.reconfig.transitions import ActionCost
+from dynaplan.domain.transitions import ActionCost
 
 ActionKind = Literal["start", "release", "reshard", "move_pool", "set_clock", "assign_load"]
 

@@ -35,7 +35,7 @@ from dynaplan.reconfig.apply import advance
 from dynaplan.reconfig.capacity import RTOL, CapacityModel, Cfg, contribution, short_of
 from dynaplan.reconfig.placement import PlacedInstance, PlacementOptions, place
 from dynaplan.reconfig.state import ClusterState, Instance
-from dynaplan.reconfig.transitions import (TransitionCosts, assign_cost, clock_cost, move_cost, release_cost,
+from dynaplan.domain.transitions import (TransitionCosts, assign_cost, clock_cost, move_cost, release_cost,
                                            reshard_cost, start_cost)
 
 _INF = float("inf")

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dynaplan.errors import InfeasibleError, ValidationError
 from dynaplan.reconfig.apply import settle
 from dynaplan.reconfig.state import ClusterState, Instance
-from dynaplan.reconfig.transitions import TransitionCosts, transfer_bytes
+from dynaplan.domain.transitions import TransitionCosts, transfer_bytes
 
 
 class PlacementOptions(BaseModel):

@@ -210,6 +210,8 @@ class ClusterState(_Frozen):
                 raise ValueError(f"{name}: TP{inst.tp} but holds {len(idx)} GPU(s) {list(idx)} on server {sid}")
             if inst.tp > hw.gpus_per_server:
                 raise ValueError(f"{name}: TP{inst.tp} exceeds the {hw.gpus_per_server} GPUs of server {sid}")
+            if inst.tp not in hw.tp_degrees():
+                raise ValueError(f"{name}: TP{inst.tp} is not a TP degree of {hw.name} {list(hw.tp_degrees())}")
             if inst.freq_mhz not in hw.clock_levels_mhz:
                 raise ValueError(f"{name}: clock {inst.freq_mhz} MHz is not a level of {hw.name} "
                                  f"{list(hw.clock_levels_mhz)}")
@@ -220,6 +222,9 @@ class ClusterState(_Frozen):
                                      f"time {self.time_s:g} s")
                 if fl.target_freq_mhz is not None and fl.target_freq_mhz not in hw.clock_levels_mhz:
                     raise ValueError(f"{name}: target clock {fl.target_freq_mhz} MHz is not a level of {hw.name}")
+                if fl.target_tp is not None and fl.target_tp not in hw.tp_degrees():
+                    raise ValueError(f"{name}: target TP{fl.target_tp} is not a TP degree of {hw.name} "
+                                     f"{list(hw.tp_degrees())}")
                 if fl.target_gpus is not None and len(set(fl.target_gpus)) != len(fl.target_gpus):
                     raise ValueError(f"{name}: target GPU indices {list(fl.target_gpus)} repeat")
             for g in sorted(inst.held_gpus):
@@ -303,12 +308,15 @@ class ClusterState(_Frozen):
     @classmethod
     def read(cls, path: str | Path) -> "ClusterState":
         path = Path(path)
+        if path.is_dir():
+            raise ValidationError(f"{path}: is a directory; expected a cluster state JSON file")
         if not path.is_file():
             raise ValidationError(f"{path}: state file not found")
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ValidationError(f"{path}: cannot read state file ({exc.__class__.__name__})") from None
+            raise ValidationError(f"{path}: cannot read state file ({exc.__class__.__name__}: "
+                                  f"{' '.join(str(exc).split())})") from None
         return cls.from_json(text, source=str(path))
 
     def write(self, path: str | Path) -> Path:

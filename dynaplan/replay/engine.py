@@ -8,7 +8,7 @@ Time scales (``ReplayOptions``): windows of ``window_s`` (5 s, the instance leve
 of ``pool_epoch_s`` (5 min) and cluster epochs of ``cluster_epoch_s`` (30 min). At the start of
 every pool epoch the policy sees the history (never the future, unless clairvoyant) and returns a
 deployment or keeps its own; the engine applies it with the transition costs of
-:mod:`dynaplan.reconfig.transitions` (:mod:`dynaplan.replay.state`) and serves the epoch's
+:mod:`dynaplan.domain.transitions` (:mod:`dynaplan.replay.state`) and serves the epoch's
 windows in one vectorised pass (:mod:`dynaplan.replay.evaluate`).
 
 Accounting per window ``w`` of length ``dt`` (``ReplayResult.windows``):
@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import ValidationError
 from dynaplan.profiles.profile import Profile
-from dynaplan.reconfig.transitions import TransitionCosts, clock_cost
+from dynaplan.domain.transitions import TransitionCosts, clock_cost
 from dynaplan.replay.deployment import Deployment
 from dynaplan.replay.evaluate import Groups, evaluate
 from dynaplan.replay.grid import GridSeries

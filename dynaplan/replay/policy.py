@@ -35,7 +35,7 @@ import pandas as pd
 
 from dynaplan.domain.slo import SLOTable
 from dynaplan.profiles.profile import Profile
-from dynaplan.reconfig.transitions import TransitionCosts
+from dynaplan.domain.transitions import TransitionCosts
 from dynaplan.replay.deployment import Deployment
 from dynaplan.replay.tables import ProfileTables
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from dynaplan.domain.hardware import HardwareType
 from dynaplan.domain.model import ModelSpec
-from dynaplan.reconfig.transitions import TransitionCosts, clock_cost, reshard_cost
+from dynaplan.domain.transitions import TransitionCosts, clock_cost, reshard_cost
 from dynaplan.replay.deployment import Deployment
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Literal, Mapping
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -99,6 +100,8 @@ def load_trace(
             label_name, shown = name or key, key
         else:
             path = Path(source)
+            if path.is_dir():
+                raise ValidationError(f"trace {key!r}: is a directory; expected a CSV or parquet trace file")
             if not path.is_file():
                 raise ValidationError(
                     f"trace {key!r}: no such file, and not a bundled trace name "
@@ -117,6 +120,32 @@ def load_trace(
 # ----------------------------------------------------------------------------------------------
 # Readers
 # ----------------------------------------------------------------------------------------------
+
+
+def _check_meta(meta, source: str, where: str) -> dict:
+    """dynaplan provenance metadata: a JSON object whose known keys have the right types."""
+    if not isinstance(meta, dict):
+        raise ValidationError(f"{source}: {where}: dynaplan metadata must be a JSON object, got {type(meta).__name__}")
+    types = {"name": str, "label": str, "source": str, "start": str, "synthetic": bool,
+             "duration_s": (int, float), "n_requests": int}
+    for key, want in types.items():
+        v = meta.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, want) or (want is not bool and isinstance(v, bool)):
+            names = " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
+            raise ValidationError(f"{source}: {where}: dynaplan metadata {key!r} must be {names}, got {v!r}")
+    d = meta.get("duration_s")
+    if d is not None and not (np.isfinite(d) and d >= 0):
+        raise ValidationError(f"{source}: {where}: dynaplan metadata 'duration_s' must be a finite number >= 0, "
+                              f"got {d!r}")
+    if meta.get("start") is not None:
+        try:
+            pd.Timestamp(meta["start"])
+        except (ValueError, TypeError):
+            raise ValidationError(f"{source}: {where}: dynaplan metadata 'start' is not a timestamp: "
+                                  f"{meta['start']!r}") from None
+    return meta
 
 
 def _resolve(found: list[str], source: str, columns: Mapping[str, str] | None) -> dict[str, str]:
@@ -140,24 +169,36 @@ def _resolve(found: list[str], source: str, columns: Mapping[str, str] | None) -
                 f"{source}: missing the {role} column; expected one of {list(aliases)}, found {found}"
             )
         names[role] = hit
+    for role, col in names.items():
+        if found.count(col) > 1:
+            raise ValidationError(f"{source}: column {col!r} ({role}) appears {found.count(col)} times in the header")
     return names
 
 
 def _peek_csv(path: Path, source: str) -> tuple[dict, list[str], str | None, int]:
     """Metadata line, header fields, first data line and number of lines before the header."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
-        lines = []
-        for line in fh:
-            lines.append(line.rstrip("\r\n"))
-            if len(lines) == 3:
-                break
+    gz = path.name.lower().endswith(".gz")
+    opener = gzip.open if gz else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            lines = []
+            for line in fh:
+                lines.append(line.rstrip("\r\n"))
+                if len(lines) == 3:
+                    break
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{source}: not a UTF-8 text CSV (byte {exc.object[exc.start]:#04x} at offset "
+                              f"{exc.start}{' after gunzip' if gz else ''}); expected a CSV or parquet trace") from None
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise ValidationError(f"{source}: cannot read {'gzip ' if gz else ''}file ({exc.__class__.__name__}: "
+                              f"{' '.join(str(exc).split())})") from None
     meta, skip = {}, 0
     if lines and lines[0].startswith(CSV_METADATA_PREFIX.strip()):
         try:
             meta = json.loads(lines[0][len(CSV_METADATA_PREFIX.strip()):])
         except json.JSONDecodeError as exc:
             raise ValidationError(f"{source}: line 1: unreadable dynaplan metadata ({exc})") from None
+        meta = _check_meta(meta, source, "line 1")
         lines, skip = lines[1:], 1
     if not lines or not lines[0].strip():
         raise ValidationError(f"{source}: empty file (no header line)")
@@ -192,6 +233,13 @@ def _read_csv(path: Path, source: str, columns: Mapping[str, str] | None) -> Raw
     try:
         table = pacsv.read_csv(path, read_options=read, convert_options=typed)
     except pa.ArrowInvalid:
+        table = None
+    except (OSError, EOFError) as exc:  # e.g. a gzip stream cut short
+        detail = " ".join(str(exc).split())
+        raise ValidationError(f"{source}: cannot read ({exc.__class__.__name__}: {detail})") from None
+    if table is None or any(table.column(c).null_count for c in include):
+        # the slow path reports a bad or missing value with the text as written ('nan', 'NA', '')
+        del table
         text = pacsv.ConvertOptions(
             include_columns=include, column_types={c: pa.string() for c in include}, null_values=[],
             strings_can_be_null=False,
@@ -199,7 +247,10 @@ def _read_csv(path: Path, source: str, columns: Mapping[str, str] | None) -> Raw
         try:
             table = pacsv.read_csv(path, read_options=read, convert_options=text)
         except pa.ArrowInvalid as exc:
-            raise ValidationError(f"{source}: malformed CSV: {exc}") from None
+            raise ValidationError(f"{source}: malformed CSV: {' '.join(str(exc).split())}") from None
+        except (OSError, EOFError) as exc:
+            raise ValidationError(f"{source}: cannot read ({exc.__class__.__name__}: {' '.join(str(exc).split())})") \
+                from None
         return _from_text(table, names, kind, source, line_offset, meta)
     cols = {role: table.column(names[role]) for role in ROLES}
     del table  # let _from_typed free each column once converted
@@ -215,17 +266,28 @@ def _read_parquet(path: Path, source: str, columns: Mapping[str, str] | None) ->
     names = _resolve(list(schema.names), source, columns)
     meta = {}
     if schema.metadata and PARQUET_METADATA_KEY in schema.metadata:
-        meta = json.loads(schema.metadata[PARQUET_METADATA_KEY].decode())
-    table = pfile.read(columns=[names["arrival"], names["input"], names["output"]])
+        try:
+            meta = json.loads(schema.metadata[PARQUET_METADATA_KEY].decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValidationError(f"{source}: unreadable dynaplan metadata in the parquet schema ({exc})") from None
+        meta = _check_meta(meta, source, "parquet schema")
+    try:
+        table = pfile.read(columns=[names["arrival"], names["input"], names["output"]])
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValidationError(f"{source}: not a readable parquet file ({' '.join(str(exc).split())})") from None
     if table.num_rows == 0:
         raise ValidationError(f"{source}: no data rows")
     atype = table.column(names["arrival"]).type
-    if pa.types.is_string(atype) or pa.types.is_large_string(atype) or any(
-        pa.types.is_string(table.column(names[r]).type) for r in ("input", "output")
-    ):
+    text_arrival = pa.types.is_string(atype) or pa.types.is_large_string(atype)
+    if text_arrival or any(pa.types.is_string(table.column(names[r]).type) for r in ("input", "output")) or any(
+        table.column(c).null_count for c in table.column_names
+    ):  # text, or missing values: the slow path reports them as written
+        if text_arrival:
+            kind = _arrival_kind(table.column(names["arrival"])[0].as_py() or "")
+        else:
+            kind = ("time_tz" if atype.tz else "time") if pa.types.is_timestamp(atype) else "number"
         table = table.cast(pa.schema([(c, pa.string()) for c in table.column_names]))
-        first = table.column(names["arrival"])[0].as_py() or ""
-        return _from_text(table, names, _arrival_kind(first), source, None, meta)
+        return _from_text(table, names, kind, source, None, meta)
     cols = {role: table.column(names[role]) for role in ROLES}
     del table
     if pa.types.is_timestamp(atype):
