@@ -56,6 +56,11 @@ def _plannable(forecast: Mapping[str, float]) -> tuple[dict[str, float], list[st
     return demand, notes
 
 
+def _count(x: float) -> str:
+    """An instance or GPU count for a message: exact up to 1e12, then 3 significant digits."""
+    return f"{int(x)}" if x < 1e12 else f"{x:.3g}"
+
+
 def _fewest_pools(classes: list[str], routes: Mapping[str, list[str]], limit: int) -> int | None:
     """Fewest pools that give every class in ``classes`` a route, when that is more than
     ``limit``; ``None`` when ``limit`` pools suffice or the search would be too large."""
@@ -161,24 +166,28 @@ class Planner:
         out = []
         total_gpus = {h: n * self.hardware[h].gpus_per_server for h, n in self.inventory.servers.items()}
         loaded = [c for c, load in f.items() if load > LOAD_EPS_RPS]
+        servers = sum(self.inventory.servers.values())
+        if loaded and servers == 0:
+            return [f"the inventory has no servers ({dict(self.inventory.servers)}) for {sum(f.values()):g} req/s"]
         for c in loaded:
             load = max(f[c], LOAD_FLOOR_RPS)
-            own = self.max_load[(self.max_load["request_class"] == c) & self.max_load["hardware"].isin(list(self.hardware))]
-            own = own[own["max_load_rps"] > 0]
+            meets = self.max_load[(self.max_load["request_class"] == c) & (self.max_load["max_load_rps"] > 0)]
+            own = meets[meets["hardware"].isin(list(self.hardware))]
             if own.empty:
                 slo = self.slos[c]
+                where = (f"only on {sorted(set(meets['hardware']))}, not in the inventory" if not meets.empty
+                         else "at any profiled load")
                 out.append(f"class {c}: no configuration meets its SLO (P99 TTFT {slo.ttft_ms:g} ms, "
-                           f"TBT {slo.tbt_ms:g} ms) at any profiled load")
+                           f"TBT {slo.tbt_ms:g} ms) {where}")
                 continue
             inst = np.ceil(load / own["max_load_rps"].to_numpy() - 1e-9)
             gpus = inst * own["tp"].to_numpy()
             best = int(np.argmin(gpus))
             row = own.iloc[best]
             if gpus[best] > sum(total_gpus.values()):
-                out.append(f"class {c}: {load:g} req/s needs at least {int(inst[best])} TP{row['tp']} instances "
-                           f"({int(gpus[best])} GPUs, {row['hardware']} at {row['freq_mhz']} MHz) at its SLO; "
+                out.append(f"class {c}: {load:g} req/s needs at least {_count(inst[best])} TP{row['tp']} instances "
+                           f"({_count(gpus[best])} GPUs, {row['hardware']} at {row['freq_mhz']} MHz) at its SLO; "
                            f"the inventory has {total_gpus} GPUs")
-        servers = sum(self.inventory.servers.values())
         pools = _fewest_pools(loaded, self.routes, limit=servers)
         if pools is not None and pools > servers:
             out.append(f"classes {loaded} need at least {pools} pools of one whole server each "
@@ -193,6 +202,16 @@ class Planner:
             reasons = [f"all classes together ({need:g} req/s) do not fit in the inventory {gpus} GPUs "
                        f"at their SLOs (each class fits alone)"]
         raise InfeasibleError("; ".join(reasons) + f" [{report.backend.value}: {report.message}]")
+
+    def _explain_failure(self, demand: Mapping[str, float], report: SolveReport) -> None:
+        """A solver that fails (status error) on a model that cannot be met anyway — no servers,
+        or loads far beyond the inventory, whose coefficients the solver may reject — is
+        reported as :class:`InfeasibleError` with the reason, not as a solver failure."""
+        if report.status is not Status.ERROR:
+            return
+        reasons = self.diagnose(demand)
+        if reasons:
+            raise InfeasibleError("; ".join(reasons) + f" [{report.backend.value}: {report.message}]")
 
     @staticmethod
     def _check_solution(x, report: SolveReport, what: str) -> None:
@@ -341,6 +360,7 @@ class Planner:
         x, report = self._solve_cached(cm, loads, srv, rows)
         if report.status is Status.INFEASIBLE:
             self._raise_infeasible_pool(pool, loads, srv, report)
+        self._explain_failure(loads, report)
         self._check_solution(x, report, f"pool {pool}")
         plans = self._pool_plans(cm.na, x, epoch_s, {pool: report})
         if plans:
@@ -460,6 +480,7 @@ class Planner:
             routed = {p.pool: dict(p.served_rps) for p in mono.pools}
             report = mono.report
         else:
+            self._explain_failure(demand, report)
             self._check_solution(x, report, "cluster level")
             servers, routed = cluster_f.allotment(cm.na, x)
         routing: dict[str, dict[str, float]] = {}
@@ -528,6 +549,7 @@ class Planner:
         x, report = self._solve_cached(cm, demand, heuristics=True)
         if report.status is Status.INFEASIBLE:
             self._raise_infeasible(demand, report)
+        self._explain_failure(demand, report)
         self._check_solution(x, report, "monolithic")
         na = cm.na
         pools = self._pool_plans(na, x, self.options.pool_epoch_s, {})

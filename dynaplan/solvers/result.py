@@ -28,7 +28,7 @@ class SolveOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    time_limit_s: float = Field(default=10.0, gt=0, description="Wall-clock limit of one solve (s).")
+    time_limit_s: float = Field(default=10.0, gt=0, allow_inf_nan=False, description="Wall-clock limit of one solve (s).")
     mip_rel_gap: float = Field(default=1e-4, ge=0, description="Relative MIP gap to stop at (fraction).")
     threads: int = Field(default=1, ge=1, description="Solver threads (count).")
     seed: int = Field(default=0, ge=0, description="Random seed of the solver.")
