@@ -96,6 +96,8 @@ def test_latency_falling_with_load_is_rejected(df, column):
     r = 4 * N_LOADS + 2  # the heaviest load of the 5th group; row r - 1 is its lighter neighbour
     assert df.loc[r, "load_rps"] > df.loc[r - 1, "load_rps"]
     df.loc[r, column] = df.loc[r - 1, column] * 0.5
+    median = column.replace("p99", "p50")  # keep the median below the P99: only the fall is wrong
+    df.loc[r, median] = min(df.loc[r, median], df.loc[r, column])
     rejected(df, where(r, column), "latency falls as load rises")
 
 
@@ -144,6 +146,13 @@ def test_empty_string_key_is_rejected(df):
 def test_throughput_above_load_is_rejected(df):
     df.loc[15, "throughput_rps"] = df.loc[15, "load_rps"] * 1.5
     rejected(df, where(15, "throughput_rps"), "exceeds load_rps")
+
+
+@pytest.mark.parametrize("median, p99", [("ttft_p50_ms", "ttft_p99_ms"), ("tbt_p50_ms", "tbt_p99_ms")])
+def test_median_above_p99_is_rejected(df, median, p99):
+    df[median] = df[p99] * 0.5
+    df.loc[9, median] = df.loc[9, p99] * 1.2
+    rejected(df, where(9, median), f"exceeds {p99}", "a median cannot exceed the 99th percentile")
 
 
 def test_empty_table_is_rejected(df):

@@ -419,6 +419,9 @@ def _unsaturated_point(lam, r: RowInputs, p: AnalyticParams):
     s_tail = 1.0 - np.exp(-((phi / p.tbt_tail_fraction) ** 2))
     tbt_p99 = td99 + (with_chunk - td99) * s_tail
     tbt_p50 = np.maximum(T, decode_step_ms(1.0 + b, ctx, r.o_dec, r.c, r.t_w, r.t_kv, k, **host))
+    # Near saturation the mean iteration (all arriving prefill work shared over iterations) can
+    # outgrow the chunked P99 step above; a P99 is never below the median.
+    tbt_p99 = np.maximum(tbt_p99, tbt_p50)
     n_conc = concurrency(lam, T, ttft_mean, r)
     return {
         "T": T, "b": b, "prefill_tokens": lam * r.n_in * T / 1000.0, "concurrency": n_conc,

@@ -122,6 +122,13 @@ def normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
             _fail(source, r, c, f"{_show(out[c].iloc[r])} must be >= 0")
+    for med, p99 in (("ttft_p50_ms", "ttft_p99_ms"), ("tbt_p50_ms", "tbt_p99_ms")):
+        if med in out.columns:
+            above = out[med].to_numpy() > out[p99].to_numpy() * (1 + 1e-9)
+            if above.any():
+                r = int(np.flatnonzero(above)[0])
+                _fail(source, r, med, f"{_show(out[med].iloc[r])} ms exceeds {p99} {_show(out[p99].iloc[r])} ms "
+                                      "(a median cannot exceed the 99th percentile)")
     thr_bad = out["throughput_rps"].to_numpy() > out["load_rps"].to_numpy() * (1 + 1e-9)
     if thr_bad.any():
         r = int(np.flatnonzero(thr_bad)[0])
