@@ -311,3 +311,37 @@ def test_property_cpsat_is_feasible_restriction(inst):
         assert sol.report.bound <= ref.report.objective + tol, sol.report
     if sol.report.status == Status.OPTIMAL:
         assert sol.report.objective <= ref.report.objective * (1 + OPTS.mip_rel_gap) + tol, sol.report
+
+
+@pytest.mark.parametrize("tamper", ["infeasible", "objective"])
+def test_highs_solution_is_verified_before_it_is_returned(tamper):
+    """A solution HiGHS reports as optimal but that breaks the model, or whose objective is not the
+    one reported, comes back as an error without a solution (never a plan)."""
+    import dynaplan.solvers.highs as H
+
+    m = knapsack([12, 7, 11, 8, 9], [24, 13, 23, 15, 16], 26).arrays()
+    h = H._make_highs(OPTS)
+    H._pass(h, m)
+    h.run()
+    good = H._report(h, m, 0.0)
+    assert good.report.status == Status.OPTIMAL and good.x is not None
+
+    class Tampered:  # the real solver's answers, one of them altered
+        def __getattr__(self, name):
+            return getattr(h, name)
+
+        def getSolution(self):
+            sol = h.getSolution()
+            if tamper == "infeasible":
+                sol.col_value = [1.0] * m.n_cols  # every item: over the capacity
+            return sol
+
+        def getInfo(self):
+            info = h.getInfo()
+            if tamper == "objective":
+                info.objective_function_value = info.objective_function_value + 10.0
+            return info
+
+    bad = H._report(Tampered(), m, 0.0)
+    assert bad.x is None and bad.report.status == Status.ERROR
+    assert "violates the model" in bad.report.message

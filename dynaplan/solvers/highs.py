@@ -11,6 +11,7 @@ from dynaplan.solvers.model import LinearModel, ModelArrays
 from dynaplan.solvers.result import Backend, SolveOptions, SolveReport, Solution, Status, relative_gap
 
 _MS = highspy.HighsModelStatus
+VERIFY_TOL = 1e-6  # relative tolerance of the post-solve check of feasibility and objective
 
 
 # highspy.Highs wraps the C++ solver with Python callback plumbing and prints a banner when
@@ -108,6 +109,18 @@ def _report(h: highspy.Highs, m: ModelArrays, elapsed: float) -> Solution:
         status = Status.ERROR
     if status == Status.OPTIMAL and is_mip and obj is not None and bound is None:
         bound = obj
+    if x is not None:
+        # Trust but verify: a solution that breaks the model or whose objective is not what HiGHS
+        # says is an error, never a plan.
+        scale = max(1.0, float(np.max(np.abs(m.A) @ np.abs(x), initial=0.0)))
+        viol = m.violation(x)
+        obj_x = float(m.cost @ x + m.offset)
+        if viol > VERIFY_TOL * scale or abs(obj_x - obj) > VERIFY_TOL * max(1.0, abs(obj_x)):
+            return Solution(x=None, report=SolveReport(
+                status=Status.ERROR, backend=Backend.HIGHS, objective=None, bound=None, gap=None,
+                solve_time_s=elapsed, n_vars=m.n_cols, n_cons=len(m.row_lo),
+                message=f"HiGHS reported {h.modelStatusToString(ms)} with a solution that violates the model "
+                        f"by {viol:.3g} or whose objective {obj_x:.9g} differs from the reported {obj:.9g}"))
     return Solution(x=x, report=SolveReport(
         status=status, backend=Backend.HIGHS, objective=obj, bound=bound, gap=relative_gap(obj, bound),
         solve_time_s=elapsed, n_vars=m.n_cols, n_cons=len(m.row_lo),
