@@ -277,3 +277,96 @@ def test_replay_flags_are_checked_before_work(cli, tmp_path):
     fails(cli, *base, "--pool-epoch", "0", expect=("--pool-epoch '0':",))
     out_file = _write(tmp_path / "file", "")
     fails(cli, "replay", "--policy", "SinglePool", "--out", out_file, expect=("exists and is not a directory",))
+
+
+# ------------------------------------------------------------------ library-level limits
+
+
+def test_library_window_count_is_limited():
+    from dynaplan.workload import MAX_WINDOWS, aggregate_load, envelope_ratios, epoch_peaks, measure_burstiness
+    from dynaplan.cli import options
+
+    assert options.MAX_WINDOWS is MAX_WINDOWS == 10_000_000  # one limit, shared by the CLI
+    tr = load_trace("azure-conv-2023")
+    span = f"cuts the {tr.duration_s:g} s of trace 'azure-conv-2023' into"
+    with pytest.raises(ValidationError) as exc:
+        aggregate_load(tr, window_s="1e-9s")
+    assert str(exc.value).startswith("window_s=1e-09 s: ") and span in str(exc.value)
+    assert "3.5e+12 windows (at most 10,000,000)" in str(exc.value)
+    with pytest.raises(ValidationError) as exc:
+        epoch_peaks(tr, epoch_s="30min", inner_window_s="1e-9s")
+    assert str(exc.value).startswith("inner_window_s=1e-09 s: ") and span in str(exc.value)
+    with pytest.raises(ValidationError, match=r"epoch_s=1e\+12 s holds 1e\+12 inner windows of 1 s "
+                                              r"\(at most 10,000,000\)"):
+        epoch_peaks(tr, epoch_s=1e12, inner_window_s=1.0)
+    with pytest.raises(ValidationError) as exc:
+        measure_burstiness(tr, (1e-9,))
+    assert str(exc.value).startswith("burstiness window 1e-09 s: ") and span in str(exc.value)
+    with pytest.raises(ValidationError) as exc:
+        envelope_ratios(tr, 1e-9)
+    assert span in str(exc.value)
+
+
+def test_library_replay_prepare_limits_windows():
+    from dynaplan.replay.engine import ReplayOptions, prepare
+
+    tr = load_trace("azure-code-2023")
+    opts = ReplayOptions(window_s=1e-9, pool_epoch_s=1e-9, cluster_epoch_s=1e-9, rate_window_s=1e-9)
+    with pytest.raises(ValidationError) as exc:
+        prepare(tr, options=opts)
+    assert str(exc.value).startswith("options.window_s=1e-09 s: cuts the ")
+    assert "trace 'azure-code-2023'" in str(exc.value) and "(at most 10,000,000)" in str(exc.value)
+
+
+def test_library_synthetic_size_and_rate_source():
+    from dynaplan.cli import options
+    from dynaplan.workload import MAX_SYNTHETIC_REQUESTS, BurstSpec, Trace, generate_trace
+
+    assert options.MAX_SYNTHETIC_REQUESTS is MAX_SYNTHETIC_REQUESTS == 100_000_000
+    for source in ("azure-conv-2023", load_trace("azure-conv-2023")):
+        with pytest.raises(ValidationError) as exc:
+            generate_trace(source, days=1e6)
+        assert "1e+06 synthetic day(s) at 45.1455 req/s make about 3.9e+12 requests" in str(exc.value)
+        assert "(at most 100,000,000)" in str(exc.value)
+    with pytest.raises(ValidationError, match=r"make about 8\.64e\+10 requests \(at most 100,000,000\)"):
+        generate_trace("azure-code-2023", days=1000, mean_rate_rps=1000.0)
+    one = Trace(arrival_s=[0.0], input_tokens=[10], output_tokens=[10], name="one.csv")
+    with pytest.raises(ValidationError) as exc:
+        generate_trace(one, days=1)
+    assert str(exc.value) == "source trace 'one.csv' spans 0 s (1 request(s)); a rate cannot be taken from it"
+    assert "nan" not in str(exc.value)
+    with pytest.raises(ValidationError, match="mean_rate_rps must be a positive number, got nan"):
+        generate_trace(one, days=1, mean_rate_rps=float("nan"))
+    with pytest.raises(ValidationError, match=r"burst.fast_window_s=1e-06 s cuts each generated day into "
+                                              r"8\.64e\+10 windows \(at most 10,000,000\)"):
+        generate_trace("azure-code-2023", days=1, burst=BurstSpec(fast_window_s=1e-6, slow_window_s=60.0))
+
+
+def test_replay_options_errors_carry_the_field():
+    from pydantic import ValidationError as PydanticValidationError
+
+    from dynaplan.replay.engine import ReplayOptions
+
+    for kwargs, field, expect in [
+        ({"pool_epoch_s": 7.0}, "pool_epoch_s", "pool_epoch_s must be a whole multiple of window_s (5 s); got 7 s"),
+        ({"cluster_epoch_s": 420.0}, "cluster_epoch_s",
+         "cluster_epoch_s must be a whole multiple of pool_epoch_s (300 s); got 420 s"),
+        ({"rate_window_s": 1.0}, "rate_window_s", "rate_window_s must be >= window_s (5 s); got 1 s"),
+    ]:
+        with pytest.raises(PydanticValidationError) as exc:
+            ReplayOptions(**kwargs)
+        err = exc.value.errors()[0]
+        assert err["loc"] == (field,) and expect in err["msg"]
+        assert isinstance(exc.value, ValueError)
+
+
+def test_replay_cli_names_epoch_and_window_flags(cli, tmp_path):
+    base = ("replay", "-t", "azure-code-2023", "--policy", "SinglePool", "--out", tmp_path / "out")
+    fails(cli, *base, "--pool-epoch", "7s",
+          expect=("dynaplan: error: --pool-epoch '7s': must be a whole multiple of --window (5 s); got 7 s",))
+    fails(cli, *base, "--cluster-epoch", "7min",
+          expect=("--cluster-epoch '7min': must be a whole multiple of --pool-epoch (300 s); got 420 s",))
+    fails(cli, *base, "--rate-window", "1s", expect=("--rate-window '1s': must be >= --window (5 s); got 1 s",))
+    fails(cli, *base, "--window", "1e-9s",
+          expect=("--window 1e-9s: cuts the", "trace 'azure-code-2023'", "windows (at most 10,000,000)"))
+    fails(cli, *base, "--synthetic-days", "1e6", expect=("requests (at most 100,000,000)",))

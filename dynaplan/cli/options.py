@@ -1,5 +1,10 @@
 """Checks shared by the commands: option values, output paths and trace-derived sizes.
 
+The trace-derived limits live in the workload package (:data:`~dynaplan.workload.MAX_WINDOWS`,
+:func:`~dynaplan.workload.check_window_count`, :data:`~dynaplan.workload.MAX_SYNTHETIC_REQUESTS`,
+:func:`~dynaplan.workload.check_synthetic_size`, :func:`~dynaplan.workload.check_rate_source`), so
+library callers get the same errors; they are re-exported here for the commands.
+
 Each check raises :class:`dynaplan.errors.ValidationError` naming the flag and the value given,
 before any work is done, so that a bad flag never costs a solve and never ends in a traceback.
 """
@@ -7,6 +12,7 @@ before any work is done, so that a bad flag never costs a solve and never ends i
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -14,19 +20,23 @@ from typing import TypeVar
 from pydantic import ValidationError as PydanticValidationError
 
 from dynaplan.errors import ValidationError
+from dynaplan.workload.aggregate import MAX_WINDOWS, check_window_count
+from dynaplan.workload.synthetic import MAX_SYNTHETIC_REQUESTS, check_rate_source, check_synthetic_size
 from dynaplan.workload.trace import Trace
 
 T = TypeVar("T")
 
-MAX_WINDOWS = 10_000_000
-"""Most windows a trace may be cut into (a 1-week trace in 60 ms windows); more is a typo."""
 
-
-def build_options(make: Callable[[], T], flags: Mapping[str, tuple[str, object]]) -> T:
+def build_options(make: Callable[[], T], flags: Mapping[str, tuple[str, object]], *,
+                  rename_fields: bool = False) -> T:
     """``make()`` (a pydantic options model), with its first error named by flag and value.
 
     ``flags`` maps a model field to its ``(--flag, value given)``; an error on another field (or
-    on the model as a whole) keeps pydantic's message without the flag.
+    on the model as a whole) keeps pydantic's message without the flag. With ``rename_fields``,
+    a message that starts with its own field's name drops it (the flag comes first instead), and
+    the other fields of ``flags`` it names are written as their flags: ``pool_epoch_s must be a
+    whole multiple of window_s (5 s)`` becomes ``--pool-epoch '7s': must be a whole multiple of
+    --window (5 s)``.
     """
     try:
         return make()
@@ -35,6 +45,11 @@ def build_options(make: Callable[[], T], flags: Mapping[str, tuple[str, object]]
         loc = err.get("loc") or ()
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         flag = flags.get(str(loc[0])) if loc else None
+        if rename_fields:
+            if flag:
+                msg = msg.removeprefix(f"{loc[0]} ")
+            for field, (name, _) in flags.items():
+                msg = re.sub(rf"(?<![\w-]){re.escape(field)}(?!\w)", name, msg)
         raise ValidationError(f"{flag[0]} {flag[1]!r}: {msg[:1].lower() + msg[1:]}" if flag else msg) from None
 
 
@@ -69,46 +84,13 @@ def check_out_dir(path: Path, flag: str) -> Path:
     return path
 
 
-def check_rate_source(trace: Trace) -> Trace:
-    """A trace whose rate is used (scaling, synthetic generation) must span some time."""
-    if not (len(trace) > 0 and trace.duration_s > 0):
-        raise ValidationError(f"trace {trace.name!r} spans {trace.duration_s:g} s ({len(trace)} request(s)); "
-                              "a rate cannot be taken from it")
-    return trace
-
-
-MAX_SYNTHETIC_REQUESTS = 100_000_000
-"""Most requests a synthetic trace may have (about 3.7 weeks at the conversation preset's rate)."""
-
-
-def check_synthetic_size(source: Trace | str, days: float, rate_rps: float | None) -> None:
-    """A synthetic trace must have a rate to follow and fit in memory (checked before generating)."""
-    from dynaplan.workload.synthetic import PRESETS
-
-    if not (math.isfinite(days) and days > 0):
-        return  # generate_trace names a bad --days itself
-    name = source.name if isinstance(source, Trace) else str(source)
-    rate = rate_rps if rate_rps is not None else PRESETS[name][1] if name in PRESETS else None
-    if rate is None and isinstance(source, Trace):
-        rate = check_rate_source(source).mean_rate_rps
-    if rate is None or not (math.isfinite(rate) and rate > 0):
-        return  # generate_trace names a bad --rate itself
-    n = days * 86400.0 * rate
-    if n > MAX_SYNTHETIC_REQUESTS:
-        raise ValidationError(f"{days:g} synthetic day(s) at {rate:g} req/s make about {n:.3g} requests "
-                              f"(at most {MAX_SYNTHETIC_REQUESTS:,}); use fewer days or a lower rate")
-
-
 def check_window(trace: Trace, window_s: float, flag: str, text: str, *, must_fit: bool = False) -> None:
     """A window must not cut the trace into an absurd number of windows (nor, with ``must_fit``,
     be longer than the trace: a peak over a window the trace does not fill is no peak)."""
     span = trace.duration_s
     if must_fit and window_s > span:
         raise ValidationError(f"{flag} {text}: longer than the trace {trace.name!r} ({span:g} s)")
-    n = span / window_s
-    if n > MAX_WINDOWS:
-        raise ValidationError(f"{flag} {text}: cuts the {span:g} s of trace {trace.name!r} into {n:.3g} windows "
-                              f"(at most {MAX_WINDOWS:,}); use a longer window")
+    check_window_count(trace, window_s, f"{flag} {text}")
 
 
 def write_or_fail(write: Callable[[], object], path: Path, flag: str) -> None:

@@ -16,8 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dynaplan.cli.options import (build_options, check_out_dir, check_rate_source, check_synthetic_size,
-                                  check_window)
+from dynaplan.cli.options import build_options, check_out_dir, check_rate_source, check_window
 from dynaplan.domain.slo import DEFAULT_SLOS
 from dynaplan.errors import ValidationError
 from dynaplan.profiles.profile import Profile
@@ -34,15 +33,18 @@ from dynaplan.workload.synthetic import generate_trace
 AUTO_FILL = 0.5  # --rate auto: SinglePool sized for the trace's peak needs this share of the servers
 
 
-def _trace(trace: str, days: float | None, seed: int, rate: str, servers: int, hardware: str, pkw: dict):
-    """The trace to replay and a note on how its rate was set."""
+def _trace(trace: str, days: float | None, seed: int, rate: str, servers: int, hardware: str, pkw: dict,
+           window: str):
+    """The trace to replay and a note on how its rate was set; ``--window`` is checked against
+    it before any work (rate scaling already replays it)."""
     tr = load_trace(trace)
     rate = rate.strip().lower()
     if days is not None:
         mean = None if rate in ("auto", "none") else _rate_value(rate)
-        check_synthetic_size(tr, days, mean)
-        tr = generate_trace(tr, days=days, seed=seed, mean_rate_rps=mean)
+        tr = generate_trace(tr, days=days, seed=seed, mean_rate_rps=mean)  # checks its size first
+        check_window(tr, pkw["options"].window_s, "--window", window)
         return tr, "synthetic trace generated at " + (f"{mean:g} req/s" if mean else "its preset mean rate")
+    check_window(tr, pkw["options"].window_s, "--window", window)
     if rate == "none":
         return tr, "rate as in the trace"
     check_rate_source(tr)
@@ -125,7 +127,10 @@ def replay_command(
         lambda: ReplayOptions(window_s=durations["--window"], pool_epoch_s=durations["--pool-epoch"],
                               cluster_epoch_s=durations["--cluster-epoch"], rate_window_s=durations["--rate-window"],
                               predictor_seed=seed, grid_mode=grid_mode),
-        {"grid_mode": ("--grid-mode", grid_mode)})
+        {"window_s": ("--window", window), "pool_epoch_s": ("--pool-epoch", pool_epoch),
+         "cluster_epoch_s": ("--cluster-epoch", cluster_epoch), "rate_window_s": ("--rate-window", rate_window),
+         "grid_mode": ("--grid-mode", grid_mode)},
+        rename_fields=True)
     if static_sizing not in ("peak", "inventory"):
         raise ValidationError(f"--static-sizing {static_sizing!r}: expected peak or inventory")
     if servers < 1:
@@ -144,8 +149,7 @@ def replay_command(
     grid = _grid(carbon, carbon_column, price, price_column, grid_mode)
     pkw = dict(profile=prof, slos=DEFAULT_SLOS, inventory={hardware: servers}, options=opts, grid=grid)
     console = Console(width=140)
-    tr, how = _trace(trace, synthetic_days, seed, rate, servers, hardware, pkw)
-    check_window(tr, opts.window_s, "--window", window)
+    tr, how = _trace(trace, synthetic_days, seed, rate, servers, hardware, pkw, window)
     tag = "[bold yellow]SYNTHETIC[/]" if tr.synthetic else "[green]measured[/]"
     console.print(f"{tag} trace [bold]{tr.name}[/]: {tr.label}", highlight=False)
     console.print(f"{len(tr):,} requests over {tr.duration_s / 3600:.2f} h; {how}", highlight=False)

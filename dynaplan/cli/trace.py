@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dynaplan.cli.options import check_out_file, check_synthetic_size, check_window, write_or_fail
+from dynaplan.cli.options import check_out_file, check_window, write_or_fail
 from dynaplan.errors import ValidationError
 from dynaplan.workload.aggregate import LoadTable, aggregate_load, epoch_peaks, parse_duration_s
 from dynaplan.workload.classify import DEFAULT_PREDICTOR_ACCURACY, classify_trace
@@ -35,7 +35,7 @@ from dynaplan.workload.forecast import (
 )
 from dynaplan.workload.loading import load_trace
 from dynaplan.workload.stats import trace_stats
-from dynaplan.workload.synthetic import PRESETS, envelope_ratios, generate_trace
+from dynaplan.workload.synthetic import envelope_ratios, generate_trace
 from dynaplan.workload.trace import CSV_METADATA_PREFIX, Trace, save_trace
 
 app = typer.Typer(
@@ -65,8 +65,7 @@ def _console() -> Console:
 def _get_trace(trace: str, days: float | None, seed: int, repair: bool) -> Trace:
     tr = load_trace(trace, repair=repair)
     if days is not None:
-        check_synthetic_size(tr, days, None)
-        tr = generate_trace(tr, days=days, seed=seed)  # bundled names keep their preset
+        tr = generate_trace(tr, days=days, seed=seed)  # bundled names keep their preset; size checked first
     return tr
 
 
@@ -280,10 +279,9 @@ def generate(source: Annotated[str, typer.Option("--source", "--trace", "-t", he
     check_out_file(out, "--out")
     if out is not None and not out.name.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
         raise ValidationError(f"--out {out}: unknown trace format; use .csv, .csv.gz or .parquet")
-    src = source if source in PRESETS or rate is not None else load_trace(source)  # a file: its own rate
-    check_synthetic_size(src, days, rate)
     console = _console()
-    tr = generate_trace(src, days=days, seed=seed, mean_rate_rps=rate)
+    # checks the size (before loading, for a preset or --rate) and, for a file, that it has a rate
+    tr = generate_trace(source, days=days, seed=seed, mean_rate_rps=rate)
     _header(console, tr)
     t = Table(show_header=False, title="Synthetic trace", title_justify="left")
     t.add_column("field", style="bold")

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import ValidationError
@@ -49,6 +49,7 @@ from dynaplan.replay.load import WindowLoad, window_load
 from dynaplan.replay.policy import Observation, PeakLoad, Policy, ReplayContext
 from dynaplan.replay.state import ReplayState
 from dynaplan.replay.tables import ProfileTables
+from dynaplan.workload.aggregate import check_window_count
 from dynaplan.workload.classify import classify_trace
 from dynaplan.workload.trace import Trace
 
@@ -76,16 +77,28 @@ class ReplayOptions(BaseModel):
     grid_mode: str = Field("hour_of_day", description="Mapping of trace time onto the grid series: hour_of_day "
                            "or calendar.")
 
-    @model_validator(mode="after")
-    def _check(self) -> "ReplayOptions":
-        for name, big, small in (("pool_epoch_s", self.pool_epoch_s, self.window_s),
-                                 ("cluster_epoch_s", self.cluster_epoch_s, self.pool_epoch_s)):
-            r = big / small
+    # Per-field checks, so that an error carries the field's location (``loc``) and its message
+    # starts with the field's name. Each compares with an earlier field, skipped if that one failed.
+
+    @field_validator("pool_epoch_s", "cluster_epoch_s")
+    @classmethod
+    def _whole_multiple(cls, value: float, info: ValidationInfo) -> float:
+        unit = {"pool_epoch_s": "window_s", "cluster_epoch_s": "pool_epoch_s"}[info.field_name]
+        small = info.data.get(unit)
+        if small is not None:
+            r = value / small
             if r < 1 or abs(r - round(r)) > 1e-9:
-                raise ValueError(f"{name}={big} must be a whole multiple of {small}")
-        if self.rate_window_s < self.window_s:
-            raise ValueError("rate_window_s must be >= window_s")
-        return self
+                raise ValueError(f"{info.field_name} must be a whole multiple of {unit} ({small:g} s); "
+                                 f"got {value:g} s")
+        return value
+
+    @field_validator("rate_window_s")
+    @classmethod
+    def _rate_window(cls, value: float, info: ValidationInfo) -> float:
+        window = info.data.get("window_s")
+        if window is not None and value < window:
+            raise ValueError(f"rate_window_s must be >= window_s ({window:g} s); got {value:g} s")
+        return value
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,6 +177,7 @@ def prepare(trace: Trace, *, profile: Profile | None = None, slos: SLOTable = DE
     """Classify the trace (true and predicted classes), build the per-window load, the profile's
     lookup tables and the per-window carbon intensity and price."""
     options = options or ReplayOptions()
+    check_window_count(trace, options.window_s, f"options.window_s={options.window_s:g} s")
     profile = profile or Profile.default()
     inventory = dict(inventory or {"h100-80gb": 40})
     unknown = sorted(set(inventory) - set(profile.hardware))

@@ -11,7 +11,14 @@
 This layer imports only :mod:`dynaplan.domain` and :mod:`dynaplan.errors`.
 """
 
-from dynaplan.workload.aggregate import LoadTable, aggregate_load, epoch_peaks, parse_duration_s
+from dynaplan.workload.aggregate import (
+    MAX_WINDOWS,
+    LoadTable,
+    aggregate_load,
+    check_window_count,
+    epoch_peaks,
+    parse_duration_s,
+)
 from dynaplan.workload.classify import (
     DEFAULT_PREDICTOR_ACCURACY,
     Classification,
@@ -32,8 +39,11 @@ from dynaplan.workload.stats import TraceStats, trace_stats
 from dynaplan.workload.synthetic import (
     CODING_ENVELOPE,
     CONVERSATION_ENVELOPE,
+    MAX_SYNTHETIC_REQUESTS,
     BurstSpec,
     EnvelopeSpec,
+    check_rate_source,
+    check_synthetic_size,
     envelope_ratios,
     generate_trace,
     measure_burstiness,
@@ -53,6 +63,8 @@ __all__ = [
     "Forecaster",
     "LastPeakForecaster",
     "LoadTable",
+    "MAX_SYNTHETIC_REQUESTS",
+    "MAX_WINDOWS",
     "OracleForecaster",
     "RepairAction",
     "RepairReport",
@@ -61,6 +73,9 @@ __all__ = [
     "TraceStats",
     "aggregate_load",
     "bundled_trace_names",
+    "check_rate_source",
+    "check_synthetic_size",
+    "check_window_count",
     "class_index",
     "classify_trace",
     "envelope_ratios",

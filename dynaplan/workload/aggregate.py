@@ -32,6 +32,9 @@ from dynaplan.errors import ValidationError
 from dynaplan.workload.classify import class_index as class_index_of
 from dynaplan.workload.trace import Trace
 
+MAX_WINDOWS = 10_000_000
+"""Most windows a trace may be cut into (a 1-week trace in 60 ms windows); more is a typo."""
+
 _UNITS_S = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "d": 86400.0}
 
 
@@ -121,6 +124,21 @@ def _n_windows(trace: Trace, window_s: float) -> int:
     return max(1, math.ceil(trace.duration_s / window_s - 1e-9))
 
 
+def check_window_count(trace: Trace, window_s: float, label: str | None = None) -> float:
+    """The number of ``window_s`` windows ``trace`` is cut into, if it is at most :data:`MAX_WINDOWS`.
+
+    Otherwise raises :class:`ValidationError` naming ``label`` (default ``window_s=<value> s``),
+    the trace, its span and the window count, before anything of that size is allocated.
+    """
+    span = trace.duration_s
+    n = span / window_s
+    if n > MAX_WINDOWS:
+        label = f"window_s={window_s:g} s" if label is None else label
+        raise ValidationError(f"{label}: cuts the {span:g} s of trace {trace.name!r} into {n:.3g} windows "
+                              f"(at most {MAX_WINDOWS:,}); use a longer window")
+    return n
+
+
 def _frame(values: np.ndarray, window_s: float, names) -> pd.DataFrame:
     index = pd.Index(np.arange(values.shape[0]) * window_s, name="window_start_s")
     return pd.DataFrame(values, index=index, columns=pd.Index(list(names), name="class"))
@@ -143,6 +161,7 @@ def aggregate_load(
         scheme: class scheme naming the columns.
     """
     window_s = parse_duration_s(window_s)
+    check_window_count(trace, window_s)
     classes = _classes(trace, class_index, scheme)
     n_windows = _n_windows(trace, window_s)
     counts, tok_in, tok_out = _window_sums(trace, classes, scheme.n_classes, window_s, n_windows)
@@ -175,7 +194,11 @@ def epoch_peaks(
     any sub-window, not the one at the request-rate peak).
     """
     epoch_s, inner_s = parse_duration_s(epoch_s), parse_duration_s(inner_window_s)
+    check_window_count(trace, inner_s, f"inner_window_s={inner_s:g} s")
     ratio = epoch_s / inner_s
+    if ratio > MAX_WINDOWS:
+        raise ValidationError(f"epoch_s={epoch_s:g} s holds {ratio:.3g} inner windows of {inner_s:g} s "
+                              f"(at most {MAX_WINDOWS:,}); use a shorter epoch or a longer inner window")
     if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
         raise ValidationError(f"epoch_s={epoch_s} must be a whole multiple of inner_window_s={inner_s}")
     ratio = int(round(ratio))

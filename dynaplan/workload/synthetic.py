@@ -36,12 +36,15 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dynaplan.errors import ValidationError
+from dynaplan.workload.aggregate import MAX_WINDOWS, check_window_count
 from dynaplan.workload.loading import load_trace
 from dynaplan.workload.trace import Trace
 
 MINUTES_PER_WEEK = 7 * 24 * 60
 DEFAULT_START = pd.Timestamp("2024-05-13 00:00:00", tz="UTC")
 """A Monday 00:00 UTC in the week of the Azure 2024 week-long traces."""
+MAX_SYNTHETIC_REQUESTS = 100_000_000
+"""Most requests a synthetic trace may have (about 3.7 weeks at the conversation preset's rate)."""
 
 
 class EnvelopeSpec(BaseModel):
@@ -139,6 +142,9 @@ def measure_burstiness(trace: Trace, window_s=(1.0, 60.0), detrend_window_s: flo
     """
     cv2s, idcs = [], []
     for w in window_s:
+        if not (w > 0 and math.isfinite(w)):
+            raise ValidationError(f"burstiness window {w!r}: expected a positive number of seconds")
+        check_window_count(trace, w, f"burstiness window {w:g} s")
         n = int(trace.duration_s // w)
         if n < 2:
             raise ValidationError(f"trace {trace.name!r} is too short to measure burstiness at {w} s")
@@ -160,6 +166,9 @@ def measure_burstiness(trace: Trace, window_s=(1.0, 60.0), detrend_window_s: flo
 
 def envelope_ratios(trace: Trace, window_s: float = 3600.0) -> tuple[float, float]:
     """(max/mean, max/min) of the request rate over the complete ``window_s`` windows of a trace."""
+    if not (window_s > 0 and math.isfinite(window_s)):
+        raise ValidationError(f"window_s={window_s!r}: expected a positive number of seconds")
+    check_window_count(trace, window_s)
     n = int(trace.duration_s // window_s)
     if n < 2:
         raise ValidationError(f"trace {trace.name!r} has fewer than two complete {window_s} s windows")
@@ -233,6 +242,52 @@ def weekly_envelope(spec: EnvelopeSpec) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
+def check_rate_source(trace: Trace, what: str = "trace") -> Trace:
+    """``trace`` if a mean rate can be taken from it (for scaling or synthetic generation): it must
+    span some time and hold requests. Otherwise :class:`ValidationError` naming the trace."""
+    if not (len(trace) > 0 and trace.duration_s > 0):
+        raise ValidationError(f"{what} {trace.name!r} spans {trace.duration_s:g} s ({len(trace)} request(s)); "
+                              "a rate cannot be taken from it")
+    return trace
+
+
+def _positive(x) -> bool:
+    """``x`` is a finite number > 0."""
+    try:
+        return bool(math.isfinite(x) and x > 0)
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_requests(days: float, rate: float) -> float:
+    n = days * 86400.0 * rate
+    if n > MAX_SYNTHETIC_REQUESTS:
+        raise ValidationError(f"{days:g} synthetic day(s) at {rate:g} req/s make about {n:.3g} requests "
+                              f"(at most {MAX_SYNTHETIC_REQUESTS:,}); use fewer days or a lower rate")
+    return n
+
+
+def check_synthetic_size(source: str | Path | Trace, days: float, mean_rate_rps: float | None = None) -> float | None:
+    """About how many requests :func:`generate_trace` would make, checked against
+    :data:`MAX_SYNTHETIC_REQUESTS` before anything is generated (or, for a preset or an explicit
+    rate, loaded).
+
+    The rate is ``mean_rate_rps``, else the preset's for a bundled name, else a :class:`Trace`
+    source's own mean rate (which it must have: :func:`check_rate_source`). Returns ``None``
+    where the rate is not known without loading ``source`` or where ``days`` or the rate is
+    invalid (:func:`generate_trace` names those); raises :class:`ValidationError` if too large.
+    """
+    if not _positive(days):
+        return None
+    name = source.name if isinstance(source, Trace) else str(source)
+    rate = mean_rate_rps if mean_rate_rps is not None else PRESETS[name][1] if name in PRESETS else None
+    if rate is None and isinstance(source, Trace):
+        rate = check_rate_source(source, "source trace").mean_rate_rps
+    if rate is None or not _positive(rate):
+        return None
+    return _check_requests(days, rate)
+
+
 def _gamma_multipliers(rng: np.random.Generator, var: float, n: int, group: int) -> np.ndarray:
     """Mean-1 gamma draws; the variance is inflated by group/(group-1) to offset renormalisation."""
     if var <= 0:
@@ -291,17 +346,28 @@ def generate_trace(
         start: absolute UTC start (default a Monday 00:00); sets the day of week and hour.
         name: trace name (default ``synthetic-<source>-<days>d-seed<seed>``).
     """
+    if not _positive(days):
+        raise ValidationError(f"days must be a positive number, got {days}")
+    if mean_rate_rps is not None and not _positive(mean_rate_rps):
+        raise ValidationError(f"mean_rate_rps must be a positive number, got {mean_rate_rps}")
+    check_synthetic_size(source, days, mean_rate_rps)  # before loading, where the rate is known
     src = source if isinstance(source, Trace) else load_trace(source)
     preset = PRESETS.get(str(source) if not isinstance(source, Trace) else src.name)
     envelope = envelope or (preset[0] if preset else CONVERSATION_ENVELOPE)
-    rate = mean_rate_rps if mean_rate_rps is not None else (preset[1] if preset else src.mean_rate_rps)
-    if not (days > 0 and math.isfinite(days)):
-        raise ValidationError(f"days must be a positive number, got {days}")
-    if not (rate > 0 and math.isfinite(rate)):
-        raise ValidationError(f"mean_rate_rps must be a positive number, got {rate}")
+    if mean_rate_rps is not None:
+        rate = mean_rate_rps
+    elif preset:
+        rate = preset[1]
+    else:
+        rate = check_rate_source(src, "source trace").mean_rate_rps
+        _check_requests(days, rate)
     if len(src) == 0:
         raise ValidationError(f"source trace {src.name!r} has no requests to resample tokens from")
     burst = burst or BurstSpec.from_trace(src)
+    n_fast = 86400.0 / burst.fast_window_s
+    if n_fast > MAX_WINDOWS:
+        raise ValidationError(f"burst.fast_window_s={burst.fast_window_s:g} s cuts each generated day into "
+                              f"{n_fast:.3g} windows (at most {MAX_WINDOWS:,}); use a longer fast window")
     start = pd.Timestamp(start)
     start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
     env_min = weekly_envelope(envelope)
