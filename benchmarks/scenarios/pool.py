@@ -62,7 +62,13 @@ def build(point: Point):
             return ok, msg
         obj = pp.report.objective
         tol = 2 * max(pl.solve_options.mip_rel_gap, 1e-6) * abs(obj)
-        if obj is None or not math.isfinite(obj) or abs(obj - res.objective) > tol + 1e-6:
+        if obj is None or not math.isfinite(obj):
+            return False, f"Planner.plan_pool objective {obj}"
+        if res.status != "optimal":  # a time-limited incumbent may be worse, never better
+            if res.objective < obj - tol - 1e-6:
+                return False, f"the built model's incumbent {res.objective} beats Planner.plan_pool's optimum {obj}"
+            return True, ""
+        if abs(obj - res.objective) > tol + 1e-6:
             return False, f"Planner.plan_pool objective {obj} != the built model's {res.objective}"
         return True, ""
 

@@ -248,6 +248,11 @@ class Planner:
                               time.perf_counter() - t0)
         cached.net = net
         cached.transitions = blocks.get("transitions")
+        # objective offset per unit of demand (network.load_cost_shift), aligned with the demand rows,
+        # and the demand the model was built with (its offset holds the shift for that demand)
+        dblock = m.con_blocks["demand"]
+        cached.load_shift = nw.load_cost_shift(net).reindex(list(dblock.labels), fill_value=0.0).to_numpy()
+        cached.load_shift_built = float(cached.load_shift @ cached.arrays.row_lo[dblock.start:dblock.stop])
         self._models[key] = cached
         return cached
 
@@ -280,9 +285,11 @@ class Planner:
                 if hi is not None:
                     row_hi = row_hi.copy() if row_hi is a.row_hi else row_hi
                     row_hi[blk.start:blk.stop] = hi
-            problem = ModelArrays(a.cost, lb, ub, a.integer, a.A, row_lo, row_hi, a.offset)
+            offset = a.offset + float(cm.load_shift @ rhs) - cm.load_shift_built
+            problem = ModelArrays(a.cost, lb, ub, a.integer, a.A, row_lo, row_hi, offset)
         else:
             problem = cm.model.with_row_bounds("demand", lo=rhs)
+            problem.objective_offset = cm.model.objective_offset + float(cm.load_shift @ rhs) - cm.load_shift_built
             for name, (lo, hi) in (rows or {}).items():
                 problem = problem.with_row_bounds(name, lo=lo, hi=hi)
             if ybounds is not None:
@@ -630,7 +637,8 @@ def _running_servers(state) -> dict[str, int]:
 class _CachedModel:
     """A built model, its arrays and solution index, and what building it cost."""
 
-    __slots__ = ("model", "arrays", "na", "build_time_s", "first_piece", "net", "transitions")
+    __slots__ = ("model", "arrays", "na", "build_time_s", "first_piece", "net", "transitions", "load_shift",
+                 "load_shift_built")
 
     def __init__(self, model, arrays: ModelArrays, na: nw.NetArrays, build_time_s: float) -> None:
         self.model = model
@@ -643,6 +651,8 @@ class _CachedModel:
         self.first_piece = first
         self.net = None
         self.transitions = None
+        self.load_shift = np.zeros(0)
+        self.load_shift_built = 0.0
 
 
 def _combine(reports: list[SolveReport], backend: Backend,
