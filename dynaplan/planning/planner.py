@@ -140,13 +140,19 @@ class Planner:
     def _penalty(self) -> float | None:
         return self.options.unserved_penalty_w_per_rps if self.options.best_effort else None
 
-    def _solve(self, model_or_arrays, build_time_s: float, heuristics: bool = False):
+    def _solve(self, model_or_arrays, build_time_s: float, heuristics: bool = False, gap: float | None = None):
         """Solve with the planner's options; ``heuristics`` is HiGHS's primal heuristics for this
-        model unless ``SolveOptions.highs_heuristics`` forces them."""
+        model unless ``SolveOptions.highs_heuristics`` forces them; ``gap`` replaces the relative
+        MIP gap when given."""
         arrays = model_or_arrays if isinstance(model_or_arrays, ModelArrays) else model_or_arrays.arrays()
         opts = self.solve_options
+        update = {}
         if opts.highs_heuristics is None:
-            opts = opts.model_copy(update={"highs_heuristics": heuristics})
+            update["highs_heuristics"] = heuristics
+        if gap is not None:
+            update["mip_rel_gap"] = gap
+        if update:
+            opts = opts.model_copy(update=update)
         if self.backend is Backend.HIGHS:
             from dynaplan.solvers.highs import solve_arrays
             sol = solve_arrays(arrays, opts)
@@ -258,7 +264,7 @@ class Planner:
 
     def _solve_cached(self, cm: "_CachedModel", demand: Mapping[str, float],
                       servers: Mapping[str, int] | None = None, rows: Mapping[str, tuple] | None = None,
-                      heuristics: bool = False):
+                      heuristics: bool = False, gap: float | None = None):
         """Solve a cached model for ``demand`` (req/s by class), for pool models fixed
         ``servers``, and ``rows``: other constraint blocks' new ``(lo, hi)`` (None keeps a side)."""
         t0 = time.perf_counter()
@@ -294,7 +300,7 @@ class Planner:
                 problem = problem.with_row_bounds(name, lo=lo, hi=hi)
             if ybounds is not None:
                 problem = problem.with_col_bounds("y", lb=ybounds, ub=ybounds)
-        return self._solve(problem, time.perf_counter() - t0, heuristics)
+        return self._solve(problem, time.perf_counter() - t0, heuristics, gap)
 
     @property
     def transition_prices(self) -> nw.TransitionPrices:
@@ -471,14 +477,15 @@ class Planner:
         if not demand:
             report = _combine([], self.backend)
             return Allotment(servers={}, routing={}, forecast_rps=f, report=report)
+        gap = self.options.cluster_mip_rel_gap
         if state is None:
             cm = self._model("cluster")
-            x, report = self._solve_cached(cm, demand)
+            x, report = self._solve_cached(cm, demand, gap=gap)
         else:
             cm = self._model("cluster+transitions")
             running = _running_servers(state)
             now = np.array([float(running.get(h, 0)) for h in cm.model.con_blocks["new_servers"].labels])
-            x, report = self._solve_cached(cm, demand, rows={"new_servers": (None, now)})
+            x, report = self._solve_cached(cm, demand, rows={"new_servers": (None, now)}, gap=gap)
         if report.status is Status.INFEASIBLE:
             # whole-server recipes are coarser than the pools; fall back to the joint allotment
             mono = self.plan_monolithic(f)
