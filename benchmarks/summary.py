@@ -97,8 +97,8 @@ def targets_section(out: Path) -> list[str]:
     c = target_c(_read(out, "hier_vs_mono"))
     if c is not None:
         verdict = "MET" if c["met"] else "MISSED"
-        lines.append(f"- **(c) hierarchical energy within 1% of monolithic: {verdict}** on {c['within']} of "
-                     f"{c['cases']} corpus forecasts (median ratio {c['median_ratio']:.4f}, worst {c['max_ratio']:.4f}) "
+        lines.append(f"- **(c) hierarchical energy within 1% of monolithic: {verdict}:** within 1% on {c['within']} "
+                     f"of {c['cases']} corpus forecasts (median ratio {c['median_ratio']:.4f}, worst {c['max_ratio']:.4f}) "
                      f"by the planner's own energy accounting"
                      + (f"; re-priced class by class (mixed instances at each class's own power curve): within 1% on "
                         f"{c['within_mix']} of {c['cases']} (median {c['median_mix']:.4f}, worst {c['max_mix']:.4f})."
