@@ -112,7 +112,7 @@ def _report(h: highspy.Highs, m: ModelArrays, elapsed: float) -> Solution:
     if x is not None:
         # Trust but verify: a solution that breaks the model or whose objective is not what HiGHS
         # says is an error, never a plan.
-        scale = max(1.0, float(np.max(np.abs(m.A @ x), initial=0.0)), float(np.max(np.abs(x), initial=0.0)))
+        scale = max(1.0, float(np.max(np.abs(m.A) @ np.abs(x), initial=0.0)))
         viol = m.violation(x)
         obj_x = float(m.cost @ x + m.offset)
         if viol > VERIFY_TOL * scale or abs(obj_x - obj) > VERIFY_TOL * max(1.0, abs(obj_x)):
