@@ -14,6 +14,14 @@ import pandas as pd  # noqa: E402
 _COLORS = {"highs": "C0", "pyomo": "C1", "cpsat": "C2", "pulp": "C3", "numpy": "C4", "hierarchy": "C5"}
 
 
+
+def _finish(fig, title: str, path: Path) -> None:
+    """Title, lay out, write (110 dpi) and close a figure."""
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
 def _slope(slopes: pd.DataFrame, dim: str, backend: str, phase: str) -> float:
     s = slopes[(slopes["dimension"] == dim) & (slopes["backend"] == backend) & (slopes["phase"] == phase)]
     return float(s["slope"].iloc[0]) if len(s) else float("nan")
@@ -47,10 +55,7 @@ def plot_sweep(summary: pd.DataFrame, slopes: pd.DataFrame, name: str, path: Pat
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(dims):]:
         ax.axis("off")
-    fig.suptitle(f"{name}: build and solve time vs size (log-log; x = failed check)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, f"{name}: build and solve time vs size (log-log; x = failed check)", path)
 
 
 def plot_pareto(df: pd.DataFrame, path: Path) -> None:
@@ -83,10 +88,7 @@ def plot_pareto(df: pd.DataFrame, path: Path) -> None:
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.suptitle("Time against optimality (time limits 1 ms .. 10 s; triangles at 1 = no solution)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, "Time against optimality (time limits 1 ms .. 10 s; triangles at 1 = no solution)", path)
 
 
 def plot_hier_vs_mono(df: pd.DataFrame, path: Path) -> None:
@@ -108,10 +110,7 @@ def plot_hier_vs_mono(df: pd.DataFrame, path: Path) -> None:
     a2.set_xticks(x)
     a2.set_xticklabels(d["case"], rotation=75, fontsize=6)
     a2.set_ylabel("monolithic / hierarchical wall time")
-    fig.suptitle("Hierarchical vs monolithic on the forecast corpus")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, "Hierarchical vs monolithic on the forecast corpus", path)
 
 
 def plot_discretisation(df: pd.DataFrame, path: Path) -> None:
@@ -132,10 +131,7 @@ def plot_discretisation(df: pd.DataFrame, path: Path) -> None:
     for a in (a1, a2):
         a.grid(True, which="both", alpha=0.3)
         a.legend(fontsize=6)
-    fig.suptitle("Discretisation of the load representation")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, "Discretisation of the load representation", path)
 
 
 def plot_targets(rows: pd.DataFrame, path: Path) -> None:
@@ -152,7 +148,4 @@ def plot_targets(rows: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel("ms")
     ax.grid(True, axis="y", which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.suptitle("Planner timing targets")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, "Planner timing targets", path)

@@ -24,3 +24,23 @@ class InfeasibleError(DynaplanError):
 
 class SolverError(DynaplanError):
     """A solver backend failed in a way that left no usable plan."""
+
+
+def require_file(path, expected: str, kind: str) -> None:
+    """Raise :class:`ValidationError` unless ``path`` is an existing file: "<path>: is a
+    directory; expected <expected>" or "<path>: <kind> file not found"."""
+    if path.is_dir():
+        raise ValidationError(f"{path}: is a directory; expected {expected}")
+    if not path.is_file():
+        raise ValidationError(f"{path}: {kind} file not found")
+
+
+def read_text_file(path, expected: str, kind: str) -> str:
+    """The text of ``path`` (see :func:`require_file`); an unreadable or undecodable file raises
+    "<path>: cannot read <kind> file (<reason>)"."""
+    require_file(path, expected, kind)
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"{path}: cannot read {kind} file ({exc.__class__.__name__}: "
+                              f"{' '.join(str(exc).split())})") from None

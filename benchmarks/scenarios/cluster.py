@@ -16,13 +16,11 @@ from dynaplan.formulations import cluster as cluster_f
 
 from benchmarks import inputs
 from benchmarks.registry import Point, register_sweep
-from benchmarks.scenarios.common import MILP_BACKENDS, milp_case
+from benchmarks.scenarios.common import SHAPE_SWEEP, MILP_BACKENDS, milp_case
 
 SWEEP = {
     "servers": (10, 40, 400, 4000, 12500),
-    "classes": (9, 16, 25, 36),
-    "hardware": (1, 2, 3),
-    "clocks": (7, 10, 14),
+    **SHAPE_SWEEP,
     "n_loads": (4, 6, 12, 24, 48),
 }
 QUICK = {"servers": (40,)}

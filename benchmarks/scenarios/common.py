@@ -14,6 +14,8 @@ from benchmarks.registry import Case, Outcome
 
 MILP_BACKENDS = ("highs", "pyomo", "cpsat", "pulp")
 HIER_BACKENDS = ("highs", "pyomo", "cpsat")
+# The problem-shape dimensions every MILP sweep moves (inputs.py builds a point from each)
+SHAPE_SWEEP = {"classes": (9, 16, 25, 36), "hardware": (1, 2, 3), "clocks": (7, 10, 14)}
 
 
 def model_info(model: LinearModel, arrays) -> dict:

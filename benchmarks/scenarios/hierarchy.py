@@ -22,13 +22,11 @@ from dynaplan.planning import Planner
 
 from benchmarks import inputs
 from benchmarks.registry import Case, Outcome, Point, register_sweep
-from benchmarks.scenarios.common import HIER_BACKENDS, check_plans
+from benchmarks.scenarios.common import SHAPE_SWEEP, HIER_BACKENDS, check_plans
 
 SWEEP = {
     "servers": (10, 40, 400, 4000, 12500),
-    "classes": (9, 16, 25, 36),
-    "hardware": (1, 2, 3),
-    "clocks": (7, 10, 14),
+    **SHAPE_SWEEP,
     "n_loads": (4, 6, 12, 24, 48),
     "load_segments": (1, 2, 3, 6, 12, 22),
 }

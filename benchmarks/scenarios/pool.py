@@ -20,13 +20,11 @@ from dynaplan.formulations import pool as pool_f
 
 from benchmarks import inputs
 from benchmarks.registry import Point, register_sweep
-from benchmarks.scenarios.common import MILP_BACKENDS, biggest_pool, check_plans, milp_case, pool_plan_as_plan
+from benchmarks.scenarios.common import SHAPE_SWEEP, MILP_BACKENDS, biggest_pool, check_plans, milp_case, pool_plan_as_plan
 
 SWEEP = {
     "servers": (1, 4, 40, 400, 4000, 12500),
-    "classes": (9, 16, 25, 36),
-    "hardware": (1, 2, 3),
-    "clocks": (7, 10, 14),
+    **SHAPE_SWEEP,
     "n_loads": (4, 6, 12, 24, 48),
     "load_segments": (1, 2, 3, 4, 6, 8, 12, 22),
 }

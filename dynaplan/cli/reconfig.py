@@ -18,7 +18,7 @@ from rich.table import Table
 from dynaplan.cli.options import build_options, check_finite, check_out_dir
 from dynaplan.cli.plan import plan_tables
 from dynaplan.domain.slo import DEFAULT_SLOS
-from dynaplan.errors import ValidationError
+from dynaplan.errors import ValidationError, read_text_file
 from dynaplan.planning import Planner, PlannerOptions
 from dynaplan.planning.inputs import read_forecast
 from dynaplan.profiles.profile import Profile
@@ -87,15 +87,9 @@ def reconfig_tables(rp: ReconfigPlan) -> list[Table]:
 def _load_costs(path: Path | None, reshard: str | None) -> TransitionCosts:
     costs = TransitionCosts()
     if path is not None:
-        if path.is_dir():
-            raise ValidationError(f"{path}: is a directory; expected a transition-costs JSON file")
-        if not path.is_file():
-            raise ValidationError(f"{path}: transition-costs file not found")
         from pydantic import ValidationError as PydanticValidationError
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValidationError(f"{path}: cannot read transition-costs file ({exc.__class__.__name__})") from None
+
+        text = read_text_file(path, "a transition-costs JSON file", "transition-costs")
         try:
             costs = TransitionCosts.model_validate_json(text)
         except PydanticValidationError as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
-from dynaplan.errors import ValidationError
+from dynaplan.errors import ValidationError, require_file
 from dynaplan.workload.aggregate import aggregate_load
 from dynaplan.workload.trace import Trace
 
@@ -44,10 +44,7 @@ def read_forecast(path: str | Path, scheme: ClassScheme = DEFAULT_CLASSES) -> di
     file, the row (and line) and the field.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ValidationError(f"{path}: is a directory; expected a forecast CSV file")
-    if not path.is_file():
-        raise ValidationError(f"{path}: forecast file not found")
+    require_file(path, "a forecast CSV file", "forecast")
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:

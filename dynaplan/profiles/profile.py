@@ -18,7 +18,7 @@ import pandas as pd
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
 from dynaplan.domain.hardware import DEFAULT_HARDWARE, HardwareType
 from dynaplan.domain.slo import SLOTable
-from dynaplan.errors import ValidationError
+from dynaplan.errors import ValidationError, require_file
 from dynaplan.profiles import schema
 
 DEFAULT_PROFILE_FILE = "default_llama2_70b.csv"
@@ -94,10 +94,7 @@ class Profile:
         """Load a profile from ``.csv``, ``.csv.gz`` or ``.parquet``; errors name the file."""
         path = Path(path)
         kwargs.setdefault("source", str(path))
-        if path.is_dir():
-            raise ValidationError(f"{path}: is a directory; expected a profile file (.csv, .csv.gz, .parquet)")
-        if not path.is_file():
-            raise ValidationError(f"{path}: profile file not found")
+        require_file(path, "a profile file (.csv, .csv.gz, .parquet)", "profile")
         try:
             if path.suffix.lower() == ".parquet":
                 table = pd.read_parquet(path)

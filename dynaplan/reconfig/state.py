@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from dynaplan.domain.hardware import DEFAULT_HARDWARE, HardwareType
-from dynaplan.errors import ValidationError
+from dynaplan.errors import ValidationError, read_text_file
 
 ConfigKey = tuple[str, str, int, int]
 """(pool, hardware, tp, freq_mhz): what the planner counts."""
@@ -308,15 +308,7 @@ class ClusterState(_Frozen):
     @classmethod
     def read(cls, path: str | Path) -> "ClusterState":
         path = Path(path)
-        if path.is_dir():
-            raise ValidationError(f"{path}: is a directory; expected a cluster state JSON file")
-        if not path.is_file():
-            raise ValidationError(f"{path}: state file not found")
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValidationError(f"{path}: cannot read state file ({exc.__class__.__name__}: "
-                                  f"{' '.join(str(exc).split())})") from None
+        text = read_text_file(path, "a cluster state JSON file", "state")
         return cls.from_json(text, source=str(path))
 
     def write(self, path: str | Path) -> Path:

@@ -12,7 +12,8 @@ import pandas as pd
 from dynaplan.errors import ValidationError
 from dynaplan.planning import Planner, PlannerOptions
 from dynaplan.profiles.profile import Profile
-from dynaplan.replay.policy import Observation, ReplayContext
+from dynaplan.replay.deployment import Deployment
+from dynaplan.replay.policy import Observation, Policy, ReplayContext
 from dynaplan.workload.forecast import Forecaster, LastPeakForecaster, SeasonalForecaster
 
 
@@ -22,6 +23,25 @@ def default_hardware(ctx: ReplayContext, hardware: str | None) -> str:
     if hw not in ctx.inventory:
         raise ValidationError(f"hardware {hw!r} is not in the inventory {dict(ctx.inventory)}")
     return hw
+
+
+class StaticPolicy(Policy):
+    """A cluster sized once for the trace's peak from TP ``tp`` instances on ``hardware`` (default:
+    the inventory's first type), ``peak_scale`` times that peak, never changed afterwards.
+    Subclasses give the deployment in :meth:`initial`."""
+
+    sized_for_peak = True
+
+    def __init__(self, *, hardware: str | None = None, tp: int = 8, peak_scale: float = 1.0) -> None:
+        self.hardware, self.tp, self.peak_scale = hardware, tp, peak_scale
+
+    def decide(self, obs: Observation) -> Deployment | None:
+        if obs.current is not None:
+            return None
+        return self.initial(self.ctx, default_hardware(self.ctx, self.hardware))
+
+    def initial(self, ctx: ReplayContext, hardware: str) -> Deployment:
+        raise NotImplementedError
 
 
 def max_clock(ctx: ReplayContext, hardware: str) -> int:

@@ -14,8 +14,8 @@ import math
 import numpy as np
 
 from dynaplan.replay.deployment import Deployment, GroupSpec
-from dynaplan.replay.policies.common import capacity_rps, default_hardware, fit_counts, max_clock, max_servers
-from dynaplan.replay.policy import Observation, Policy, ReplayContext
+from dynaplan.replay.policies.common import StaticPolicy, capacity_rps, fit_counts, max_clock, max_servers
+from dynaplan.replay.policy import ReplayContext
 
 
 def peak_sized_pools(ctx: ReplayContext, hardware: str, tp: int, peak_scale: float = 1.0) -> dict[str, int]:
@@ -34,21 +34,13 @@ def peak_sized_pools(ctx: ReplayContext, hardware: str, tp: int, peak_scale: flo
     return fit_counts(counts, max_servers(ctx, hardware) * per_server)
 
 
-class MultiPool(Policy):
+class MultiPool(StaticPolicy):
     """Static per-class pools of TP ``tp`` (8) at the maximum clock, sized for each pool's peak."""
 
     name = "MultiPool"
-    sized_for_peak = True
     instance_level = False
 
-    def __init__(self, *, hardware: str | None = None, tp: int = 8, peak_scale: float = 1.0) -> None:
-        self.hardware, self.tp, self.peak_scale = hardware, tp, peak_scale
-
-    def decide(self, obs: Observation) -> Deployment | None:
-        if obs.current is not None:
-            return None
-        ctx = self.ctx
-        hw = default_hardware(ctx, self.hardware)
+    def initial(self, ctx: ReplayContext, hw: str) -> Deployment:
         f = None if self.instance_level else max_clock(ctx, hw)
         counts = peak_sized_pools(ctx, hw, self.tp, self.peak_scale)
         groups = tuple(GroupSpec(c, hw, self.tp, n, f) for c, n in counts.items())

@@ -14,24 +14,16 @@ import math
 import numpy as np
 
 from dynaplan.replay.deployment import Deployment, GroupSpec
-from dynaplan.replay.policies.common import capacity_rps, default_hardware, max_clock, max_servers
-from dynaplan.replay.policy import Observation, Policy
+from dynaplan.replay.policies.common import StaticPolicy, capacity_rps, max_clock, max_servers
+from dynaplan.replay.policy import ReplayContext
 
 
-class SinglePool(Policy):
+class SinglePool(StaticPolicy):
     """One pool, TP ``tp`` (8) at the maximum clock, sized for the trace's peak."""
 
     name = "SinglePool"
-    sized_for_peak = True
 
-    def __init__(self, *, hardware: str | None = None, tp: int = 8, peak_scale: float = 1.0) -> None:
-        self.hardware, self.tp, self.peak_scale = hardware, tp, peak_scale
-
-    def decide(self, obs: Observation) -> Deployment | None:
-        if obs.current is not None:
-            return None
-        ctx = self.ctx
-        hw = default_hardware(ctx, self.hardware)
+    def initial(self, ctx: ReplayContext, hw: str) -> Deployment:
         f = max_clock(ctx, hw)
         cap = capacity_rps(ctx, hw, self.tp, f)
         u = ctx.peak.peak_utilisation(np.ones(len(ctx.class_names)), 1.0 / cap)
