@@ -24,11 +24,17 @@ def model_info(model: LinearModel, arrays) -> dict:
 
 
 def milp_case(model: LinearModel, extra_check: Callable[[MilpResult], tuple[bool, str]] | None = None,
-              info: dict | None = None) -> Case:
-    """A built LinearModel as a :class:`Case`: ``run`` solves it with the named backend."""
+              info: dict | None = None, heuristics: bool | None = None) -> Case:
+    """A built LinearModel as a :class:`Case`: ``run`` solves it with the named backend.
+
+    ``heuristics``: HiGHS's primal heuristics for this model, as the planner sets them for its
+    kind (on for the monolithic MILP); None leaves the options as they are (off for a bare solve).
+    """
     arrays = model.arrays()
 
     def run(backend: str, opts) -> MilpResult:
+        if heuristics is not None and opts.highs_heuristics is None:
+            opts = opts.model_copy(update={"highs_heuristics": heuristics})
         return solve_model(model, backend, opts, arrays)
 
     def read(res: MilpResult) -> Outcome:
