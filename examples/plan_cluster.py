@@ -31,14 +31,14 @@ def main() -> None:
     for table in plan_tables(plan):
         console.print(table)
 
-    check = check_plan(profile, DEFAULT_SLOS, INVENTORY, plan)
+    check = check_plan(profile, INVENTORY, DEFAULT_SLOS, plan, forecast=forecast)
     assert check.ok, check.violations
     served = sum(check.served_rps.values())
     assert abs(served - sum(forecast.values())) < 1e-6 * max(1.0, served), (served, forecast)
     assert plan.servers["h100-80gb"] <= 40
 
     mono = planner.plan_monolithic(forecast)
-    assert check_plan(profile, DEFAULT_SLOS, INVENTORY, mono).ok
+    assert check_plan(profile, INVENTORY, DEFAULT_SLOS, mono, forecast=forecast).ok
     console.print(f"hierarchical {plan.power_w / 1e3:.2f} kW in {plan.wall_time_s * 1e3:.0f} ms; "
                   f"monolithic {mono.power_w / 1e3:.2f} kW in {mono.wall_time_s * 1e3:.0f} ms "
                   f"(hierarchy / monolithic = {plan.power_w / mono.power_w:.4f})")

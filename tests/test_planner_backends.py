@@ -52,7 +52,7 @@ def test_monolithic_backends_agree_and_plans_check():
         # CP-SAT solves a discretised restriction: "optimal" only if a bound of the original certifies it
         ok = (Status.OPTIMAL, Status.FEASIBLE) if b == "cpsat" else (Status.OPTIMAL,)
         assert plan.report.status in ok, b
-        assert check_plan(prof, DEFAULT_SLOS, {H100_80GB.name: 4}, plan).ok, b
+        assert check_plan(prof, {H100_80GB.name: 4}, DEFAULT_SLOS, plan).ok, b
     ref = plans["highs"].report.objective
     assert plans["pyomo"].report.objective == pytest.approx(ref, rel=1e-6)
     assert plans["cpsat"].report.objective == pytest.approx(ref, rel=CPSAT_RTOL)

@@ -45,7 +45,7 @@ def test_two_slow_instances_cover_twenty(prof):
         assert plan.power_w == pytest.approx(3000.0)
         assert plan.energy_j == pytest.approx(3000.0 * 300)
         assert plan.report.status is Status.OPTIMAL
-        assert check_plan(prof, SLOS, {"toy": 2}, plan).ok
+        assert check_plan(prof, {"toy": 2}, SLOS, plan).ok
 
 
 def test_load_above_two_slow_instances_needs_a_fast_one(prof):
@@ -54,7 +54,7 @@ def test_load_above_two_slow_instances_needs_a_fast_one(prof):
         plan = planner(prof, servers).plan_monolithic({"AA": 21.0})
         assert groups(plan) == [(8, 1000, 1), (8, 2000, 1)]
         assert plan.power_w == pytest.approx(3560.0)
-        assert check_plan(prof, SLOS, {"toy": servers}, plan).ok
+        assert check_plan(prof, {"toy": servers}, SLOS, plan).ok
 
 
 def test_infeasible_names_class_and_limit(prof):
@@ -86,7 +86,8 @@ def test_best_effort_serves_most_and_reports_rest(prof):
     plan = planner(prof, 2, best_effort=True).plan_monolithic({"AA": 40.0})
     assert groups(plan) == [(8, 2000, 2)]
     assert plan.unserved_rps == pytest.approx({"AA": 12.0})
-    assert check_plan(prof, SLOS, {"toy": 2}, plan).ok
+    assert check_plan(prof, {"toy": 2}, SLOS, plan, options=PlannerOptions(best_effort=True)).ok
+    assert any("best-effort" in m for m in check_plan(prof, {"toy": 2}, SLOS, plan).violations)
 
 
 def test_zero_load_plans_nothing(prof):
@@ -119,12 +120,12 @@ def test_check_plan_catches_tampering(prof):
     g = pool.groups[0]
     over = g.model_copy(update={"load_rps_per_instance": {"AA": 12.0}})
     bad = plan.model_copy(update={"pools": (pool.model_copy(update={"groups": (over,)}),)})
-    res = check_plan(prof, SLOS, {"toy": 2}, bad)
+    res = check_plan(prof, {"toy": 2}, SLOS, bad)
     assert not res.ok and any("utilisation" in m for m in res.violations)
-    res = check_plan(prof, SLOS, {"toy": 1}, plan)
+    res = check_plan(prof, {"toy": 1}, SLOS, plan)
     assert not res.ok and any("inventory has 1" in m for m in res.violations)
     cheap = plan.model_copy(update={"power_w": plan.power_w - 10})
-    assert any("recomputed" in m for m in check_plan(prof, SLOS, {"toy": 2}, cheap).violations)
+    assert any("recomputed" in m for m in check_plan(prof, {"toy": 2}, SLOS, cheap).violations)
 
 
 def test_instance_level_takes_least_power_clock_meeting_slo(prof):
@@ -147,7 +148,7 @@ def test_time_limit_returns_best_found_or_says_none_was_found(prof):
     else:
         assert plan.report.status in (Status.OPTIMAL, Status.FEASIBLE)
         assert plan.report.gap is not None and plan.report.bound is not None
-        assert check_plan(prof, SLOS, {"toy": 3}, plan).ok
+        assert check_plan(prof, {"toy": 3}, SLOS, plan).ok
 
 
 def test_pool_level_reuses_a_cluster_allotment(prof):
@@ -160,7 +161,7 @@ def test_pool_level_reuses_a_cluster_allotment(prof):
     assert groups(lighter) == [(8, 1000, 2)]  # 2000 + 50*18 W + 8 idle GPUs * 50 W
     assert lighter.power_w == pytest.approx(2000 + 900 + 400)
     assert lighter.cluster_report is None and lighter.servers == {"toy": 3}
-    assert check_plan(prof, SLOS, {"toy": 3}, lighter).ok
+    assert check_plan(prof, {"toy": 3}, SLOS, lighter).ok
     with pytest.raises(InfeasibleError, match="do not fit on its servers"):
         pl.plan({"AA": 45.0}, allotment=allot)  # beyond 3 x 14 req/s
 
@@ -196,7 +197,7 @@ def test_mixed_instance_power_is_share_weighted_class_curves():
         assert g.power_w_per_instance == pytest.approx(1600.0)
         assert plan.power_w == pytest.approx(1600.0)
         assert plan.report.objective == pytest.approx(1600.0, rel=1e-6)
-        check = check_plan(prof, slos, {"toy": 1}, plan)
+        check = check_plan(prof, {"toy": 1}, slos, plan)
         assert check.ok, check.violations
         assert check.power_w == pytest.approx(1600.0)
 

@@ -42,9 +42,9 @@ def test_plans_pass_checker_and_monolithic_is_never_worse(seed, fracs, spill):
         with pytest.raises(InfeasibleError):
             pl.plan(f)
         return
-    assert check_plan(prof, DEFAULT_SLOS, pl.inventory.servers, mono).ok
+    assert check_plan(prof, pl.inventory.servers, DEFAULT_SLOS, mono, forecast=f, options=pl.options).ok
     hier = pl.plan(f)
-    res = check_plan(prof, DEFAULT_SLOS, pl.inventory.servers, hier)
+    res = check_plan(prof, pl.inventory.servers, DEFAULT_SLOS, hier, forecast=f, options=pl.options)
     assert res.ok, res.violations
     # the monolithic optimum (of the linear model) is never worse than the hierarchy's plan
     assert mono.report.objective <= hier.report.objective * (1 + GAP) + 1e-6
@@ -103,7 +103,7 @@ def test_tiny_loads_keep_a_route_and_never_break_the_solver(cls, tiny, spill):
     f = forecast(pl, [0.6, 0.4, 0.3, 0.5])
     f[cls] = tiny
     for plan in (pl.plan(f), pl.plan_monolithic(f)):
-        res = check_plan(prof, DEFAULT_SLOS, pl.inventory.servers, plan)
+        res = check_plan(prof, pl.inventory.servers, DEFAULT_SLOS, plan, forecast=f, options=pl.options)
         assert res.ok, res.violations
         served = sum(pp.served_rps.get(cls, 0.0) for pp in plan.pools)
         if tiny > LOAD_EPS_RPS:

@@ -52,7 +52,7 @@ def test_saving_below_transition_cost_changes_nothing(planner):
     # at 1 req/s re-sharding saves 100 + 10 x 1 = 110 W < 120 W: keep the TP8 instance
     plan = planner.plan({"AA": 1.0}, state=state_with_one_tp8())
     assert configs(plan) == [(8, 1000, 1)]
-    assert check_plan(planner.profile, SLOS, {"toy": 1}, plan).ok
+    assert check_plan(planner.profile, {"toy": 1}, SLOS, plan).ok
 
 
 def test_saving_above_transition_cost_changes_the_configuration(planner):

@@ -63,7 +63,7 @@ def check_plans(profile, slos, inventory, plan: Plan) -> tuple[bool, str]:
         return False, f"plan status {plan.report.status.value}: {plan.report.message}"
     if plan.report.objective is None or not math.isfinite(plan.report.objective):
         return False, "plan objective not finite"
-    chk = check_plan(profile, slos, inventory, plan)
+    chk = check_plan(profile, inventory, slos, plan)
     if not chk.ok:
         return False, "check_plan: " + "; ".join(chk.violations[:3])
     return True, ""

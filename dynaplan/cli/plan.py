@@ -89,7 +89,7 @@ def plan_command(
         fc = peak_forecast(tr, window_s=window_s, target_mean_rps=target_mean_rps, scheme=prof.classes)
     planner = Planner(prof, {hardware: servers}, DEFAULT_SLOS, options=opts, solve_options=sopts)
     plan = planner.plan_monolithic(fc) if monolithic else planner.plan(fc)
-    check = check_plan(prof, DEFAULT_SLOS, {hardware: servers}, plan)
+    check = check_plan(prof, {hardware: servers}, DEFAULT_SLOS, plan, forecast=fc, options=opts)
     console = Console()
     for t in plan_tables(plan):
         console.print(t)
