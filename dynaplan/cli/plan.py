@@ -13,6 +13,7 @@ from dynaplan.cli.options import (build_options, check_out_file, check_positive,
                                   write_or_fail)
 from dynaplan.domain.slo import DEFAULT_SLOS
 from dynaplan.errors import ValidationError
+from dynaplan.limits import INVENTORY_SERVERS
 from dynaplan.planning import Plan, Planner, PlannerOptions, check_plan
 from dynaplan.planning.inputs import peak_forecast, read_forecast
 from dynaplan.profiles.profile import Profile
@@ -69,6 +70,7 @@ def plan_command(
     """Plan a cluster: servers per pool, instances by TP and clock, power and energy."""
     if servers < 0:
         raise ValidationError(f"--servers {servers}: expected >= 0")
+    INVENTORY_SERVERS.check(servers, f"--servers {servers}", "an inventory of")
     check_positive(time_limit_s, "--time-limit-s", "seconds")
     if target_mean_rps is not None:
         check_positive(target_mean_rps, "--target-mean-rps", "req/s")

@@ -19,6 +19,7 @@ from dynaplan.cli.options import build_options, check_finite, check_out_dir
 from dynaplan.cli.plan import plan_tables
 from dynaplan.domain.slo import DEFAULT_SLOS
 from dynaplan.errors import ValidationError, read_text_file
+from dynaplan.limits import STATE_SERVERS
 from dynaplan.planning import Planner, PlannerOptions
 from dynaplan.planning.inputs import read_forecast
 from dynaplan.profiles.profile import Profile
@@ -107,6 +108,7 @@ def _with_inventory(state: ClusterState, servers: int | None, hardware: str) -> 
         return state
     if servers < 0:
         raise ValidationError(f"--servers {servers}: expected >= 0")
+    STATE_SERVERS.check(servers, f"--servers {servers}", "a cluster state of")
     if hardware not in state.hardware:
         raise ValidationError(f"--hardware {hardware!r}: unknown; the state knows {sorted(state.hardware)}")
     have = state.servers_by_hardware().get(hardware, 0)

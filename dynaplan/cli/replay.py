@@ -19,6 +19,7 @@ from rich.table import Table
 from dynaplan.cli.options import build_options, check_out_dir, check_rate_source, check_window
 from dynaplan.domain.slo import DEFAULT_SLOS
 from dynaplan.errors import ValidationError
+from dynaplan.limits import INVENTORY_SERVERS
 from dynaplan.profiles.profile import Profile
 from dynaplan.replay.engine import (ReplayOptions, baseline_peak_instances, comparison_table, prepare, replay,
                                     scale_to_baseline)
@@ -49,11 +50,13 @@ def _trace(trace: str, days: float | None, seed: int, rate: str, servers: int, h
         return tr, "rate as in the trace"
     check_rate_source(tr)
     if rate == "auto":
-        tr2, factor = scale_to_baseline(tr, AUTO_FILL * servers, prepare_kwargs=pkw, seed=seed, hardware=hardware)
+        tr2, factor = scale_to_baseline(tr, AUTO_FILL * servers, prepare_kwargs=pkw, seed=seed, hardware=hardware,
+                                        label=f"--servers {servers} (with --rate auto)")
         return tr2, (f"rate x{factor:.3g} ({tr2.mean_rate_rps:.1f} req/s mean) so that SinglePool, sized for the "
                      f"peak, needs {AUTO_FILL:.0%} of the {servers} servers")
     value = _rate_value(rate)
-    return scale_trace(tr, value / tr.mean_rate_rps, seed=seed), f"rate scaled to {value:g} req/s mean"
+    return (scale_trace(tr, value / tr.mean_rate_rps, seed=seed, label=f"--rate {rate}"),
+            f"rate scaled to {value:g} req/s mean")
 
 
 def _rate_value(text: str) -> float:
@@ -135,6 +138,7 @@ def replay_command(
         raise ValidationError(f"--static-sizing {static_sizing!r}: expected peak or inventory")
     if servers < 1:
         raise ValidationError(f"--servers {servers}: expected at least 1 server")
+    INVENTORY_SERVERS.check(servers, f"--servers {servers}", "an inventory of")
     if not [n for n in policy.split(",") if n.strip()]:
         raise ValidationError(f"--policy {policy!r}: expected policy names, comma-separated, or all")
     labels = [p.label for p in make_policies(policy)]  # unknown names fail here, before any work

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import ValidationError
+from dynaplan.limits import INVENTORY_SERVERS
 from dynaplan.profiles.profile import Profile
 
 
@@ -40,6 +41,7 @@ class Inventory(BaseModel):
         for name, n in v.items():
             if n < 0:
                 raise ValueError(f"inventory: {name} has {n} servers; expected >= 0")
+            INVENTORY_SERVERS.check(n, f"inventory: {name}", "has")
         return v
 
 

@@ -24,6 +24,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from dynaplan.domain.hardware import DEFAULT_HARDWARE, HardwareType
 from dynaplan.errors import ValidationError, read_text_file
+from dynaplan.limits import STATE_INSTANCES, STATE_SERVERS, check_json_depth
 
 ConfigKey = tuple[str, str, int, int]
 """(pool, hardware, tp, freq_mhz): what the planner counts."""
@@ -177,6 +178,17 @@ class ClusterState(_Frozen):
     hardware: dict[str, HardwareType] = Field(
         default_factory=_default_hardware, description="Hardware types the servers may be, by name.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sizes(cls, data):
+        """Servers and instances within their stated limits, checked before any is built."""
+        if isinstance(data, dict):
+            for key, limit in (("servers", STATE_SERVERS), ("instances", STATE_INSTANCES)):
+                items = data.get(key)
+                if isinstance(items, (list, tuple)):
+                    limit.check(len(items), key)
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> "ClusterState":
         if not math.isfinite(self.time_s):
@@ -292,9 +304,14 @@ class ClusterState(_Frozen):
 
     @classmethod
     def from_json(cls, text: str, source: str = "state") -> "ClusterState":
-        """Parse and validate a JSON state; any problem raises a one-line ValidationError naming it."""
+        """Parse and validate a JSON state; any problem raises a one-line ValidationError naming it.
+
+        Nesting deeper than :data:`dynaplan.limits.MAX_JSON_DEPTH` is refused before parsing."""
+        check_json_depth(text, source)
         try:
             data = json.loads(text)
+        except RecursionError:  # pragma: no cover - the depth check comes first
+            raise ValidationError(f"{source}: JSON nested too deeply to parse") from None
         except ValueError as exc:
             where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
             raise ValidationError(f"{source}: not valid JSON ({getattr(exc, 'msg', exc)}{where})") from None
@@ -328,6 +345,9 @@ class ClusterState(_Frozen):
         Instances carry their group's clock and per-instance load and nothing is in flight.
         """
         hw_all = dict(hardware)
+        n_servers = sum(max(int(n), int((servers or {}).get(h, 0))) for h, n in plan.servers.items())
+        n_servers += sum(int(n) for h, n in (servers or {}).items() if h not in plan.servers)
+        STATE_SERVERS.check(n_servers, "ClusterState.from_plan", "the plan and servers= ask for")
         srv: list[Server] = []
         insts: list[Instance] = []
         used: dict[str, int] = {}

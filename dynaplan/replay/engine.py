@@ -490,10 +490,11 @@ def baseline_peak_instances(inp: ReplayInput, hardware: str | None = None, tp: i
 
 
 def scale_to_baseline(trace: Trace, servers: float, *, prepare_kwargs: Mapping | None = None, seed: int = 0,
-                      hardware: str | None = None, tp: int = 8) -> tuple[Trace, float]:
+                      hardware: str | None = None, tp: int = 8, label: str | None = None) -> tuple[Trace, float]:
     """``trace`` with its rate scaled (:func:`scale_trace`) so that SinglePool — TP ``tp`` at the
     maximum clock, sized for the trace's peak — needs ``servers`` servers (fractional: the peak
-    utilisation). Returns (trace, factor)."""
+    utilisation). Returns (trace, factor). A scaled trace beyond
+    :data:`dynaplan.limits.MAX_TRACE_REQUESTS` is refused before it is built, naming ``label``."""
     from dynaplan.replay.load import scale_trace
 
     kw = dict(prepare_kwargs or {})
@@ -503,7 +504,7 @@ def scale_to_baseline(trace: Trace, servers: float, *, prepare_kwargs: Mapping |
     target = servers * per_server
     factor = target / max(baseline_peak_instances(inp, hw, tp), 1e-9)
     for _ in range(2):  # superposition is random: correct the factor on the scaled trace
-        scaled = scale_trace(trace, factor, seed=seed)
+        scaled = scale_trace(trace, factor, seed=seed, label=label)
         got = baseline_peak_instances(prepare(scaled, **kw), hw, tp)
         factor *= target / max(got, 1e-9) * 0.999
-    return scale_trace(trace, factor, seed=seed), factor
+    return scale_trace(trace, factor, seed=seed, label=label), factor

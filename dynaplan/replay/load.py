@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dynaplan.errors import ValidationError
+from dynaplan.limits import TRACE_REQUESTS
 from dynaplan.workload.classify import Classification
 from dynaplan.workload.trace import Trace
 
@@ -116,27 +117,36 @@ def trailing_mean(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def scale_trace(trace: Trace, factor: float, *, seed: int = 0, jitter_s: float = 120.0) -> Trace:
+def scale_trace(trace: Trace, factor: float, *, seed: int = 0, jitter_s: float = 120.0,
+                label: str | None = None) -> Trace:
     """``trace`` with its request rate multiplied by ``factor``, by superposing copies.
 
     ``floor(factor)`` copies of every request plus one more with probability ``frac(factor)``
     (``factor < 1`` thins the trace); every copy after the first moves by an independent uniform
     offset in ``[-jitter_s, jitter_s]`` (reflected at the trace's ends), so copies of one burst do not
     coincide — more users, same diurnal shape. Token counts are kept. The label says so.
+
+    The result's size, about ``factor * len(trace)`` requests, is checked against
+    :data:`dynaplan.limits.MAX_TRACE_REQUESTS` before anything is allocated; the error names
+    ``label`` (the caller's flag, e.g. ``--rate 1e7``; default the factor). The copies are built
+    in one vectorised step (the same random draws, in the same order, as one copy at a time).
     """
     if not (factor > 0 and math.isfinite(factor)):
         raise ValidationError(f"rate scale factor {factor!r}; expected a positive number")
+    TRACE_REQUESTS.check(factor * len(trace), label or f"rate scale factor x{factor:.3g}",
+                         f"scales the {len(trace):,} requests of trace {trace.name!r} to")
     if abs(factor - 1.0) < 1e-12:
         return trace
     rng = np.random.default_rng(seed)
     n = len(trace)
     whole = int(math.floor(factor))
     parts_t, parts_i, parts_o = [], [], []
-    for k in range(whole):
-        t = trace.arrival_s if k == 0 else trace.arrival_s + rng.uniform(-jitter_s, jitter_s, n)
-        parts_t.append(t)
-        parts_i.append(trace.input_tokens)
-        parts_o.append(trace.output_tokens)
+    if whole > 0:
+        offsets = np.zeros(n * whole)
+        offsets[n:] = rng.uniform(-jitter_s, jitter_s, n * (whole - 1))  # copy k > 0 draws n offsets in turn
+        parts_t.append(np.tile(trace.arrival_s, whole) + offsets)
+        parts_i.append(np.tile(trace.input_tokens, whole))
+        parts_o.append(np.tile(trace.output_tokens, whole))
     frac = factor - whole
     if frac > 1e-12:
         keep = rng.random(n) < frac

@@ -29,11 +29,10 @@ import pandas as pd
 
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
 from dynaplan.errors import ValidationError
+from dynaplan.limits import MAX_WINDOWS  # most windows a trace may be cut into (a stated limit)
 from dynaplan.workload.classify import class_index as class_index_of
 from dynaplan.workload.trace import Trace
 
-MAX_WINDOWS = 10_000_000
-"""Most windows a trace may be cut into (a 1-week trace in 60 ms windows); more is a typo."""
 
 _UNITS_S = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "d": 86400.0}
 

@@ -40,6 +40,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from dynaplan.errors import ValidationError
+from dynaplan.limits import check_json_depth
 from dynaplan.workload.trace import CSV_METADATA_PREFIX, PARQUET_METADATA_KEY, Trace
 from dynaplan.workload.validation import ROLES, DuplicatePolicy, RawColumns, build_trace
 
@@ -195,7 +196,9 @@ def _peek_csv(path: Path, source: str) -> tuple[dict, list[str], str | None, int
     meta, skip = {}, 0
     if lines and lines[0].startswith(CSV_METADATA_PREFIX.strip()):
         try:
-            meta = json.loads(lines[0][len(CSV_METADATA_PREFIX.strip()):])
+            text = lines[0][len(CSV_METADATA_PREFIX.strip()):]
+            check_json_depth(text, f"{source}: line 1: dynaplan metadata")
+            meta = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValidationError(f"{source}: line 1: unreadable dynaplan metadata ({exc})") from None
         meta = _check_meta(meta, source, "line 1")
@@ -267,7 +270,9 @@ def _read_parquet(path: Path, source: str, columns: Mapping[str, str] | None) ->
     meta = {}
     if schema.metadata and PARQUET_METADATA_KEY in schema.metadata:
         try:
-            meta = json.loads(schema.metadata[PARQUET_METADATA_KEY].decode())
+            text = schema.metadata[PARQUET_METADATA_KEY].decode()
+            check_json_depth(text, f"{source}: dynaplan metadata in the parquet schema")
+            meta = json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValidationError(f"{source}: unreadable dynaplan metadata in the parquet schema ({exc})") from None
         meta = _check_meta(meta, source, "parquet schema")

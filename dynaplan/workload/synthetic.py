@@ -36,6 +36,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dynaplan.errors import ValidationError
+from dynaplan.limits import MAX_TRACE_REQUESTS
 from dynaplan.workload.aggregate import MAX_WINDOWS, check_window_count
 from dynaplan.workload.loading import load_trace
 from dynaplan.workload.trace import Trace
@@ -43,8 +44,9 @@ from dynaplan.workload.trace import Trace
 MINUTES_PER_WEEK = 7 * 24 * 60
 DEFAULT_START = pd.Timestamp("2024-05-13 00:00:00", tz="UTC")
 """A Monday 00:00 UTC in the week of the Azure 2024 week-long traces."""
-MAX_SYNTHETIC_REQUESTS = 100_000_000
-"""Most requests a synthetic trace may have (about 3.7 weeks at the conversation preset's rate)."""
+MAX_SYNTHETIC_REQUESTS = MAX_TRACE_REQUESTS
+"""Most requests a synthetic trace may have (about 3.7 weeks at the conversation preset's rate):
+the limit of every trace in memory, :data:`dynaplan.limits.MAX_TRACE_REQUESTS`."""
 
 
 class EnvelopeSpec(BaseModel):
