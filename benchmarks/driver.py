@@ -12,6 +12,13 @@ For every point of a sweep and every backend the driver
 
 A run that raises is recorded with status ``error`` and the exception as its check message; the
 sweep goes on.
+
+A time-limited solve that found no solution (status ``no_solution``) is a valid outcome, not a
+failed check: whether a solver finds an incumbent within a few seconds depends on the machine's
+speed and load, and a benchmark records that rather than failing on it. Its check verifies only
+that the status is consistent (no objective claimed without a solution); its bound still meets the
+claim check against the other backends' verified solutions. ``check_ok`` therefore means "every
+run's result is what it says it is"; ``solved`` says whether every run found a solution.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from benchmarks.backends import ALL_BACKENDS, available
 from benchmarks.inputs import solve_options
 from benchmarks.registry import Outcome, Point, SweepScenario
 
-OK_STATUSES = ("optimal", "feasible", "done")
+OK_STATUSES = ("optimal", "feasible", "done")  # a solution (or, for steps without a solver, a result)
+HONEST_STATUSES = OK_STATUSES + ("no_solution",)  # valid outcomes of a time-limited solve
 
 
 @dataclass
@@ -182,6 +190,8 @@ def run_sweep(sc: SweepScenario, ctx: Context) -> pd.DataFrame:
                     out = case.read(res)
                     if (p, b) not in checks:
                         checks[(p, b)] = _safe_check(case, res)
+                    elif out.status == "no_solution" and not check_no_solution(out)[0]:
+                        checks[(p, b)] = check_no_solution(out)
                 except Exception as exc:  # noqa: BLE001
                     solve_s = time.perf_counter() - t0
                     out, msg = _error_outcome(exc)
@@ -202,8 +212,21 @@ def run_sweep(sc: SweepScenario, ctx: Context) -> pd.DataFrame:
     return summary
 
 
+def check_no_solution(out: Outcome) -> tuple[bool, str]:
+    """The check of a run that ended without a solution: honest when it claims no objective."""
+    if out.objective is not None and not (isinstance(out.objective, float) and math.isnan(out.objective)):
+        return False, f"status no_solution but objective {out.objective!r} claimed"
+    if out.gap is not None and not (isinstance(out.gap, float) and math.isnan(out.gap)):
+        return False, f"status no_solution but gap {out.gap!r} claimed"
+    return True, "no solution within the time limit (recorded, not a failure)"
+
+
 def _safe_check(case, res) -> tuple[bool, str]:
+    """``case.check`` of a result with a solution; :func:`check_no_solution` of one without."""
     try:
+        out = case.read(res)
+        if out.status == "no_solution":
+            return check_no_solution(out)
         ok, msg = case.check(res)
         return bool(ok), str(msg)[:500]
     except Exception as exc:  # noqa: BLE001
@@ -238,7 +261,8 @@ def summarise_runs(runs: pd.DataFrame, checks: dict, infos: dict, firsts: dict, 
                "first_run_s": firsts.get((p, b), float("nan")),
                "status": worst_status(g["status"]), "objective": median(g["objective"]),
                "bound": median(g["bound"]), "gap": max((x for x in g["gap"] if pd.notna(x)), default=float("nan")),
-               "check_ok": ok and all(s in OK_STATUSES for s in g["status"]), "check_msg": msg}
+               "check_ok": ok and all(s in HONEST_STATUSES for s in g["status"]), "check_msg": msg,
+               "solved": all(s in OK_STATUSES for s in g["status"])}
         if ok and not row["check_ok"]:
             row["check_msg"] = f"statuses {sorted(set(g['status']))}"
         for c in part_cols:

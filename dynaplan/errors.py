@@ -26,6 +26,18 @@ class SolverError(DynaplanError):
     """A solver backend failed in a way that left no usable plan."""
 
 
+class NoSolutionError(SolverError):
+    """The solver stopped at its time limit before finding any solution.
+
+    An honest outcome of a time-limited solve (a longer limit may find one), not a broken solver;
+    ``report`` is the solve's :class:`~dynaplan.solvers.SolveReport` when known.
+    """
+
+    def __init__(self, message: str, report=None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 def require_file(path, expected: str, kind: str) -> None:
     """Raise :class:`ValidationError` unless ``path`` is an existing file: "<path>: is a
     directory; expected <expected>" or "<path>: <kind> file not found"."""

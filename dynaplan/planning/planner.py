@@ -18,7 +18,7 @@ import pandas as pd
 from pydantic import ValidationError as PydanticValidationError
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
-from dynaplan.errors import InfeasibleError, SolverError, ValidationError
+from dynaplan.errors import InfeasibleError, NoSolutionError, SolverError, ValidationError
 from dynaplan.formulations import cluster as cluster_f
 from dynaplan.formulations import instance as instance_f
 from dynaplan.formulations import monolithic as mono_f
@@ -224,8 +224,8 @@ class Planner:
         if report.status in (Status.OPTIMAL, Status.FEASIBLE) and x is not None:
             return
         if report.status is Status.NO_SOLUTION:
-            raise SolverError(f"{what}: no plan found within the time limit ({report.solve_time_s:.3f} s, "
-                              f"{report.backend.value}: {report.message})")
+            raise NoSolutionError(f"{what}: no plan found within the time limit ({report.solve_time_s:.3f} s, "
+                                  f"{report.backend.value}: {report.message})", report)
         raise SolverError(f"{what}: solver failed ({report.backend.value}: {report.status.value}, {report.message})")
 
     # ------------------------------------------------------------------ pool level
