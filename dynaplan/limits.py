@@ -75,10 +75,14 @@ STATE_INSTANCES = Limit(
     "MAX_STATE_INSTANCES", 16_000, "instances", "one instance per GPU of MAX_STATE_SERVERS 8-GPU servers")
 """Instances a cluster state may hold."""
 
+FRAME_ROWS = Limit(
+    "MAX_FRAME_ROWS", 50_000_000, "rows", "one row per instance and class: about 2 GB of frame at the limit")
+"""Rows of a per-instance frame (``Planner.instances_of``, the instance level's input)."""
+
 JSON_DEPTH = Limit("MAX_JSON_DEPTH", 64, "levels of nesting", "a cluster state nests 5 levels deep")
 """Nesting depth of a JSON input (deep nesting exhausts the parser's recursion)."""
 
-ALL = (TRACE_REQUESTS, WINDOWS, INVENTORY_SERVERS, STATE_SERVERS, STATE_INSTANCES, JSON_DEPTH)
+ALL = (TRACE_REQUESTS, WINDOWS, INVENTORY_SERVERS, STATE_SERVERS, STATE_INSTANCES, FRAME_ROWS, JSON_DEPTH)
 
 # the values as plain integers, under the names the errors and the README use
 MAX_TRACE_REQUESTS = TRACE_REQUESTS.value
@@ -86,6 +90,7 @@ MAX_WINDOWS = WINDOWS.value
 MAX_INVENTORY_SERVERS = INVENTORY_SERVERS.value
 MAX_STATE_SERVERS = STATE_SERVERS.value
 MAX_STATE_INSTANCES = STATE_INSTANCES.value
+MAX_FRAME_ROWS = FRAME_ROWS.value
 MAX_JSON_DEPTH = JSON_DEPTH.value
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -110,6 +115,7 @@ def check_json_depth(text: str, label: str) -> None:
     JSON_DEPTH.check(json_depth(text), label)
 
 
-__all__ = ["ALL", "INVENTORY_SERVERS", "JSON_DEPTH", "Limit", "MAX_INVENTORY_SERVERS", "MAX_JSON_DEPTH",
+__all__ = ["ALL", "FRAME_ROWS", "INVENTORY_SERVERS", "JSON_DEPTH", "Limit", "MAX_FRAME_ROWS", "MAX_INVENTORY_SERVERS",
+           "MAX_JSON_DEPTH",
            "MAX_STATE_INSTANCES", "MAX_STATE_SERVERS", "MAX_TRACE_REQUESTS", "MAX_WINDOWS", "STATE_INSTANCES",
            "STATE_SERVERS", "TRACE_REQUESTS", "WINDOWS", "check_json_depth", "json_depth"]

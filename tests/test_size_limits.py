@@ -190,3 +190,37 @@ def test_plan_of_twenty_million_instances_passes_the_cli_check(cli, files, tmp_p
 
     plan = Plan.from_json((tmp_path / "p.json").read_text())
     assert sum(g.count for pp in plan.pools for g in pp.groups) > 10**7
+
+
+# ---------------------------------------------------------------- per-instance frames
+def _instances_loop(plan):
+    """Reference: the per-instance frame built one instance at a time."""
+    import pandas as pd
+
+    rows, i = [], 0
+    for pp in plan.pools:
+        for g in pp.groups:
+            for _ in range(g.count):
+                for c, v in (g.load_rps_per_instance or {pp.pool: 0.0}).items():
+                    rows.append((i, pp.pool, g.hardware, g.tp, c, v))
+                i += 1
+    return pd.DataFrame(rows, columns=["instance", "pool", "hardware", "tp", "request_class", "load_rps"])
+
+
+def test_instances_of_is_built_per_group_and_equals_the_per_instance_loop():
+    prof = Profile.default()
+    plan = Planner(prof, {HW: 40}, DEFAULT_SLOS).plan({"SS": 60.0, "SM": 20.0, "MM": 9.0, "LL": 3.0, "ML": 1.0})
+    assert any(len(g.load_rps_per_instance) > 1 for pp in plan.pools for g in pp.groups)
+    got = Planner.instances_of(plan)
+    want = _instances_loop(plan)
+    assert len(got) == len(want) > len(plan.pools)
+    assert (got.to_numpy() == want.to_numpy()).all()
+
+
+def test_instances_of_refuses_a_frame_beyond_the_row_limit():
+    plan = Planner(Profile.default(), {HW: 4}, DEFAULT_SLOS).plan({"SS": 5.0})
+    g = plan.pools[0].groups[0].model_copy(update={"count": limits.MAX_FRAME_ROWS + 1})
+    big = plan.model_copy(update={"pools": (plan.pools[0].model_copy(update={"groups": (g,)}),)})
+    with pytest.raises(ValidationError, match=r"Planner.instances_of: the plan's instances make .* rows "
+                                              r"\(at most 50,000,000, dynaplan.limits.MAX_FRAME_ROWS\)"):
+        Planner.instances_of(big)

@@ -24,6 +24,7 @@ from dynaplan.formulations import instance as instance_f
 from dynaplan.formulations import monolithic as mono_f
 from dynaplan.formulations import network as nw
 from dynaplan.formulations import pool as pool_f
+from dynaplan.limits import FRAME_ROWS
 from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PoolPlan
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
                                        operating_points, power_segments, spill_targets)
@@ -608,17 +609,32 @@ class Planner:
 
     @staticmethod
     def instances_of(plan: Plan) -> pd.DataFrame:
-        """The plan's instances as the long frame :meth:`clocks` takes (one row per instance and class)."""
-        rows = []
-        i = 0
-        for pp in plan.pools:
-            for g in pp.groups:
-                for _ in range(g.count):
-                    loads = g.load_rps_per_instance or {pp.pool: 0.0}
-                    for c, v in loads.items():
-                        rows.append((i, pp.pool, g.hardware, g.tp, c, v))
-                    i += 1
-        return pd.DataFrame(rows, columns=["instance", "pool", "hardware", "tp", "request_class", "load_rps"])
+        """The plan's instances as the long frame :meth:`clocks` takes (one row per instance and class).
+
+        Built per instance group (``numpy.repeat`` of each group's rows ``count`` times, no loop
+        over instances); a frame beyond :data:`dynaplan.limits.MAX_FRAME_ROWS` is refused first.
+        """
+        groups = [(pp.pool, g, g.load_rps_per_instance or {pp.pool: 0.0}) for pp in plan.pools for g in pp.groups]
+        FRAME_ROWS.check(sum(g.count * len(loads) for _, g, loads in groups), "Planner.instances_of",
+                         "the plan's instances make")
+        counts = np.array([g.count for _, g, _ in groups], dtype=np.int64)
+        k = np.array([len(loads) for *_, loads in groups], dtype=np.int64)
+        first = np.cumsum(counts) - counts  # first instance id of every group
+        reps = counts * k  # rows of every group
+        # row r of group j: instance first_j + (r // k_j), class r % k_j (instance-major, as the loads dict)
+        within = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
+        inst = np.repeat(first, reps) + within // np.repeat(k, reps)
+        cls = np.array([c for *_, loads in groups for c in loads], dtype=object)
+        load = np.array([v for *_, loads in groups for v in loads.values()], dtype=float)
+        pair = np.repeat(np.cumsum(k) - k, reps) + within % np.repeat(k, reps)  # index into cls/load
+        return pd.DataFrame({
+            "instance": inst,
+            "pool": np.repeat(np.array([p for p, _, _ in groups], dtype=object), reps),
+            "hardware": np.repeat(np.array([g.hardware for _, g, _ in groups], dtype=object), reps),
+            "tp": np.repeat(np.array([g.tp for _, g, _ in groups], dtype=np.int64), reps),
+            "request_class": cls[pair],
+            "load_rps": load[pair],
+        })
 
 
 def _current_by_pool(state) -> dict[str, dict[tuple[str, int, int], int]]:
