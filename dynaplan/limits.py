@@ -57,6 +57,11 @@ TRACE_REQUESTS = Limit(
 WINDOWS = Limit("MAX_WINDOWS", 10_000_000, "windows", "use a longer window")
 """Windows a trace may be cut into (a 1-week trace in 60 ms windows); more is a typo."""
 
+REPLAY_EPOCHS = Limit(
+    "MAX_REPLAY_EPOCHS", 20_000, "pool epochs",
+    "each is a planning decision (up to a second of solves); use a longer pool epoch or a shorter trace")
+"""Pool-level epochs of a replay (a week of 30 s epochs, 69 days of 5 min ones)."""
+
 INVENTORY_SERVERS = Limit(
     "MAX_INVENTORY_SERVERS", 1_000_000_000, "servers",
     "more than any cluster; the MILPs' integrality tolerance no longer means whole servers beyond it")
@@ -82,11 +87,12 @@ FRAME_ROWS = Limit(
 JSON_DEPTH = Limit("MAX_JSON_DEPTH", 64, "levels of nesting", "a cluster state nests 5 levels deep")
 """Nesting depth of a JSON input (deep nesting exhausts the parser's recursion)."""
 
-ALL = (TRACE_REQUESTS, WINDOWS, INVENTORY_SERVERS, STATE_SERVERS, STATE_INSTANCES, FRAME_ROWS, JSON_DEPTH)
+ALL = (TRACE_REQUESTS, WINDOWS, REPLAY_EPOCHS, INVENTORY_SERVERS, STATE_SERVERS, STATE_INSTANCES, FRAME_ROWS, JSON_DEPTH)
 
 # the values as plain integers, under the names the errors and the README use
 MAX_TRACE_REQUESTS = TRACE_REQUESTS.value
 MAX_WINDOWS = WINDOWS.value
+MAX_REPLAY_EPOCHS = REPLAY_EPOCHS.value
 MAX_INVENTORY_SERVERS = INVENTORY_SERVERS.value
 MAX_STATE_SERVERS = STATE_SERVERS.value
 MAX_STATE_INSTANCES = STATE_INSTANCES.value
@@ -115,7 +121,7 @@ def check_json_depth(text: str, label: str) -> None:
     JSON_DEPTH.check(json_depth(text), label)
 
 
-__all__ = ["ALL", "FRAME_ROWS", "INVENTORY_SERVERS", "JSON_DEPTH", "Limit", "MAX_FRAME_ROWS", "MAX_INVENTORY_SERVERS",
-           "MAX_JSON_DEPTH",
-           "MAX_STATE_INSTANCES", "MAX_STATE_SERVERS", "MAX_TRACE_REQUESTS", "MAX_WINDOWS", "STATE_INSTANCES",
+__all__ = ["ALL", "FRAME_ROWS", "INVENTORY_SERVERS", "JSON_DEPTH", "Limit", "MAX_FRAME_ROWS",
+           "MAX_INVENTORY_SERVERS", "MAX_JSON_DEPTH", "MAX_REPLAY_EPOCHS", "MAX_STATE_INSTANCES",
+           "MAX_STATE_SERVERS", "MAX_TRACE_REQUESTS", "MAX_WINDOWS", "REPLAY_EPOCHS", "STATE_INSTANCES",
            "STATE_SERVERS", "TRACE_REQUESTS", "WINDOWS", "check_json_depth", "json_depth"]

@@ -224,3 +224,17 @@ def test_instances_of_refuses_a_frame_beyond_the_row_limit():
     with pytest.raises(ValidationError, match=r"Planner.instances_of: the plan's instances make .* rows "
                                               r"\(at most 50,000,000, dynaplan.limits.MAX_FRAME_ROWS\)"):
         Planner.instances_of(big)
+
+
+# ---------------------------------------------------------------- replay epochs
+def test_replay_epochs_beyond_the_limit(cli):
+    from dynaplan.replay import prepare
+    from dynaplan.replay.engine import ReplayOptions
+
+    tr = load_trace("azure-code-2023")
+    with pytest.raises(ValidationError, match=r"options.pool_epoch_s=0.1 s: cuts the .* s of trace 'azure-code-2023' "
+                                              r"into about .* pool epochs \(at most 20,000, dynaplan.limits.MAX_REPLAY_EPOCHS\)"):
+        prepare(tr, options=ReplayOptions(window_s=0.1, pool_epoch_s=0.1, cluster_epoch_s=0.1, rate_window_s=0.1))
+    refused(cli, "replay", "-t", "azure-code-2023", "--policy", "SinglePool", "--rate", "none", "--window", "100ms",
+            "--pool-epoch", "100ms", "--cluster-epoch", "100ms", "--rate-window", "100ms",
+            expect=("--pool-epoch 100ms: cuts the", "MAX_REPLAY_EPOCHS"))

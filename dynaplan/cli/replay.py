@@ -19,7 +19,7 @@ from rich.table import Table
 from dynaplan.cli.options import build_options, check_out_dir, check_rate_source, check_window
 from dynaplan.domain.slo import DEFAULT_SLOS
 from dynaplan.errors import ValidationError
-from dynaplan.limits import INVENTORY_SERVERS
+from dynaplan.limits import INVENTORY_SERVERS, REPLAY_EPOCHS
 from dynaplan.profiles.profile import Profile
 from dynaplan.replay.engine import (ReplayOptions, baseline_peak_instances, comparison_table, prepare, replay,
                                     scale_to_baseline)
@@ -154,6 +154,8 @@ def replay_command(
     pkw = dict(profile=prof, slos=DEFAULT_SLOS, inventory={hardware: servers}, options=opts, grid=grid)
     console = Console(width=140)
     tr, how = _trace(trace, synthetic_days, seed, rate, servers, hardware, pkw, window)
+    REPLAY_EPOCHS.check(tr.duration_s / opts.pool_epoch_s, f"--pool-epoch {pool_epoch}",
+                        f"cuts the {tr.duration_s:g} s of trace {tr.name!r} into")
     tag = "[bold yellow]SYNTHETIC[/]" if tr.synthetic else "[green]measured[/]"
     console.print(f"{tag} trace [bold]{tr.name}[/]: {tr.label}", highlight=False)
     console.print(f"{len(tr):,} requests over {tr.duration_s / 3600:.2f} h; {how}", highlight=False)

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import ValidationError
+from dynaplan.limits import REPLAY_EPOCHS
 from dynaplan.profiles.profile import Profile
 from dynaplan.domain.transitions import TransitionCosts, clock_cost
 from dynaplan.replay.deployment import Deployment
@@ -178,6 +179,8 @@ def prepare(trace: Trace, *, profile: Profile | None = None, slos: SLOTable = DE
     lookup tables and the per-window carbon intensity and price."""
     options = options or ReplayOptions()
     check_window_count(trace, options.window_s, f"options.window_s={options.window_s:g} s")
+    REPLAY_EPOCHS.check(trace.duration_s / options.pool_epoch_s, f"options.pool_epoch_s={options.pool_epoch_s:g} s",
+                        f"cuts the {trace.duration_s:g} s of trace {trace.name!r} into")
     profile = profile or Profile.default()
     inventory = dict(inventory or {"h100-80gb": 40})
     unknown = sorted(set(inventory) - set(profile.hardware))
