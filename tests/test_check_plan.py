@@ -276,3 +276,55 @@ def test_twenty_million_instances_are_checked_by_arithmetic(profile):
     pp = plan.pools[i]
     fewer = with_pool(plan, i, servers={HW: pp.servers[HW] - 1})
     fails(check_plan(profile, inv, DEFAULT_SLOS, fewer), f"need {pp.servers[HW]} servers, plan gives {pp.servers[HW] - 1}")
+
+
+# ---------------------------------------------------------------- any one figure, changed
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+GROUP_FIELDS = ("power_w_per_instance", "power_w", "energy_j", "utilisation", "slo_margin", "load_share")
+POOL_FIELDS = ("idle_power_w", "power_w", "energy_j")
+PLAN_FIELDS = ("power_w", "energy_j", "epoch_s", "wall_time_s")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(["group", "pool", "plan", "count", "load", "served", "servers", "idle_gpus"]),
+       field=st.integers(0, 10), pick=st.integers(0, 100),
+       delta=st.one_of(st.floats(1e-4, 10.0), st.floats(-10.0, -1e-4), st.just(math.inf), st.just(math.nan)))
+def test_any_single_corruption_is_caught(profile, plan, where, field, pick, delta):
+    """Whatever figure is changed, by whatever amount beyond the tolerance (or to inf/NaN), the
+    check fails; the same plan unchanged passes."""
+    i = pick % len(plan.pools)
+    pp = plan.pools[i]
+    j = pick % len(pp.groups)
+    g = pp.groups[j]
+
+    def bump(x: float) -> float:
+        return x + delta * max(1.0, abs(x)) if math.isfinite(delta) else delta
+
+    if where == "group":
+        name = GROUP_FIELDS[field % len(GROUP_FIELDS)]
+        bad = with_group(plan, i, j, **{name: bump(getattr(g, name))})
+    elif where == "pool":
+        name = POOL_FIELDS[field % len(POOL_FIELDS)]
+        bad = with_pool(plan, i, **{name: bump(getattr(pp, name))})
+    elif where == "plan":
+        name = PLAN_FIELDS[field % len(PLAN_FIELDS)]
+        value = bump(getattr(plan, name))
+        if name == "wall_time_s" and math.isfinite(value) and value >= 0:
+            value = -1.0  # any non-negative wall time is a possible claim
+        bad = plan.model_copy(update={name: value})
+    elif where == "count":
+        bad = with_group(plan, i, j, count=max(0, g.count + (1 if delta > 0 else -1)))
+    elif where == "load":
+        c = sorted(g.load_rps_per_instance)[field % len(g.load_rps_per_instance)]
+        bad = with_group(plan, i, j, load_rps_per_instance={**g.load_rps_per_instance,
+                                                            c: bump(g.load_rps_per_instance[c])})
+    elif where == "served":
+        c = sorted(pp.served_rps)[field % len(pp.served_rps)]
+        bad = with_pool(plan, i, served_rps={**pp.served_rps, c: bump(pp.served_rps[c])})
+    elif where == "servers":
+        bad = with_pool(plan, i, servers={HW: pp.servers[HW] + (1 if delta > 0 else -1)})
+    else:
+        bad = with_pool(plan, i, idle_gpus={HW: pp.idle_gpus[HW] + (1 if delta > 0 else -1)})
+    assert check(profile, plan, forecast=FORECAST).ok
+    assert not check(profile, bad, forecast=FORECAST).ok, (where, field, pick, delta)

@@ -21,7 +21,7 @@ What is recomputed and compared (``formulations/pool.md``, "Instance power" and 
 * per plan: servers and GPUs by hardware type within the inventory, power, energy, the forecast
   (against the caller's ``forecast`` when given), served plus unserved load covering it, the
   unserved figure itself (and unserved load only when ``options.best_effort``), and the solve
-  reports (a solution exists, bound <= objective, gap >= 0).
+  reports (a solution exists, bound <= objective, gap >= 0, times finite and >= 0).
 """
 
 from __future__ import annotations
@@ -127,10 +127,13 @@ def allowed_pools(classes: ClassScheme, spill: str) -> dict[str, frozenset[str]]
 
 
 def _far(claim, truth: float, rtol: float, atol: float) -> bool:
-    """True when ``claim`` is not within ``rtol`` (relative) + ``atol`` of ``truth`` (NaN is far)."""
+    """True when ``claim`` is not within ``rtol`` (relative) + ``atol`` of ``truth``; a claim that
+    is not a finite number is always far (inf would otherwise be "within inf of" anything)."""
     try:
         claim = float(claim)
     except (TypeError, ValueError):
+        return True
+    if not math.isfinite(claim):
         return True
     return not abs(claim - truth) <= rtol * max(abs(claim), abs(truth)) + atol
 
@@ -258,6 +261,8 @@ def check_plan(profile: Profile, inventory: Inventory | Mapping[str, int], slos:
         v.append(f"plan claims {plan.energy_j!r} J over {plan.epoch_s} s, recomputed {power * epoch_s:.6g} J")
     if not (_is_load(plan.approx_error_bound_w)):
         v.append(f"plan approx_error_bound_w {plan.approx_error_bound_w!r}; expected a finite value >= 0")
+    if not _is_load(plan.wall_time_s):
+        v.append(f"plan wall_time_s {plan.wall_time_s!r}; expected a finite value >= 0")
 
     _check_demand(plan, names, want, served, options.best_effort, rtol, v)
     _check_reports(plan, v)
@@ -435,3 +440,6 @@ def _check_reports(plan: Plan, v: list[str]) -> None:
             v.append(f"{what} report: bound {bnd:.9g} above objective {obj:.9g}")
         if r.gap is not None and not (r.gap >= 0):
             v.append(f"{what} report: gap {r.gap!r}; expected >= 0")
+        for name in ("solve_time_s", "build_time_s"):
+            if not _is_load(getattr(r, name)):
+                v.append(f"{what} report: {name} {getattr(r, name)!r}; expected a finite value >= 0")
