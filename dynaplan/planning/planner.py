@@ -211,10 +211,11 @@ class Planner:
         raise InfeasibleError("; ".join(reasons) + f" [{report.backend.value}: {report.message}]")
 
     def _explain_failure(self, demand: Mapping[str, float], report: SolveReport) -> None:
-        """A solver that fails (status error) on a model that cannot be met anyway — no servers,
-        or loads far beyond the inventory, whose coefficients the solver may reject — is
+        """A solver that fails (status error) or stops at its time limit without a solution on a
+        model that cannot be met anyway — no servers, loads far beyond the inventory, too few
+        servers for the pools the routes need (:meth:`diagnose`'s reasons are proofs) — is
         reported as :class:`InfeasibleError` with the reason, not as a solver failure."""
-        if report.status is not Status.ERROR:
+        if report.status not in (Status.ERROR, Status.NO_SOLUTION):
             return
         reasons = self.diagnose(demand)
         if reasons:
