@@ -232,8 +232,10 @@ def test_serving_less_than_the_plans_own_forecast(profile, plan):
 # ---------------------------------------------------------------- arguments
 def test_arguments_in_planner_order(profile, plan):
     # the old order (profile, slos, inventory, plan) is refused, not misread
-    with pytest.raises(ValidationError, match="inventory"):
+    with pytest.raises(ValidationError, match=r"arguments are \(profile, inventory, slos, plan\), as to Planner"):
         check_plan(profile, DEFAULT_SLOS, INV, plan)
+    with pytest.raises(ValidationError, match="inventory .*expected servers by hardware type"):
+        check_plan(profile, {HW: -1}, DEFAULT_SLOS, plan)
 
 
 def test_forecast_argument_is_validated(profile, plan):

@@ -180,7 +180,11 @@ def _inventory(inventory) -> dict[str, int]:
     try:
         return dict(Inventory(servers=dict(inventory)).servers)
     except (PydanticValidationError, TypeError, ValueError) as exc:
-        raise ValidationError(f"check_plan: inventory {inventory!r}: {exc}") from None
+        why = exc.errors()[0]["msg"] if isinstance(exc, PydanticValidationError) else str(exc)
+        shown = repr(inventory)
+        shown = shown if len(shown) <= 120 else shown[:117] + "..."
+        raise ValidationError(f"check_plan: inventory {shown}: {' '.join(why.split())}; expected servers by "
+                              f"hardware type (pass it second, as to Planner)") from None
 
 
 def _forecast(forecast, names: tuple[str, ...]) -> dict[str, float]:
@@ -213,6 +217,13 @@ def check_plan(profile: Profile, inventory: Inventory | Mapping[str, int], slos:
     Never trusts the plan's own numbers; returns a :class:`PlanCheck` listing each violation.
     Bad arguments (not a bad plan) raise :class:`~dynaplan.errors.ValidationError`.
     """
+    if isinstance(inventory, SLOTable) or not isinstance(slos, SLOTable):
+        raise ValidationError("check_plan: arguments are (profile, inventory, slos, plan), as to Planner; got "
+                              f"{type(inventory).__name__} as inventory and {type(slos).__name__} as slos")
+    try:
+        slos.covers(profile.classes)
+    except ValueError as exc:
+        raise ValidationError(f"check_plan: SLO table: {exc}") from None
     model = _resolve_model(profile, plan, model)
     options = options or PlannerOptions()
     inv = _inventory(inventory)
