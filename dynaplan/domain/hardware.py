@@ -7,10 +7,12 @@ splitwise-sim (MIT). Prices are indicative on-demand cloud list prices per 8-GPU
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 
-class HardwareType(BaseModel):
+from dynaplan.validation import InputModel
+
+class HardwareType(InputModel):
     """One kind of GPU server: what an instance of a configuration runs on."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

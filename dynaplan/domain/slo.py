@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
+from dynaplan.validation import InputModel
 
 
-class SLO(BaseModel):
+class SLO(InputModel):
     """P99 latency targets of one request class."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -16,7 +17,7 @@ class SLO(BaseModel):
     tbt_ms: float = Field(gt=0, description="P99 time between tokens (ms).")
 
 
-class SLOTable(BaseModel):
+class SLOTable(InputModel):
     """SLOs for every class of a scheme."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -40,12 +40,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from dynaplan.domain.hardware import HardwareType
 from dynaplan.domain.model import DEFAULT_MODELS, ModelSpec
 from dynaplan.errors import ValidationError
+from dynaplan.validation import InputModel
 
 ReshardMode = Literal["transfer", "reload"]
 Change = Literal["add", "remove", "reshard", "reclock"]
 
 
-class TransitionParams(BaseModel):
+class TransitionParams(InputModel):
     """Transition times and powers of one (model, hardware)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -73,7 +74,7 @@ class TransitionParams(BaseModel):
         "or drain (W); None: the hardware's idle power.")
 
 
-class TransitionCosts(BaseModel):
+class TransitionCosts(InputModel):
     """Transition parameters per (model, hardware), with a default.
 
     ``overrides`` keys are ``"model/hardware"``, ``"model"`` or ``"hardware"``, looked up in

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError as PydanticValidationError
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import InfeasibleError, SolverError, ValidationError
@@ -31,6 +30,7 @@ from dynaplan.profiles.profile import Profile
 from dynaplan.domain.transitions import TransitionCosts, amortised_cost
 from dynaplan.solvers import Backend, SolveOptions, SolveReport, Status, solve
 from dynaplan.solvers.model import ModelArrays
+from dynaplan.validation import excerpt
 
 # Loads below this are planned as zero: they are under the solvers' feasibility tolerance (1e-9),
 # so a solver could not tell serving them from not serving them. check_plan allows the same slack.
@@ -77,6 +77,21 @@ def _fewest_pools(classes: list[str], routes: Mapping[str, list[str]], limit: in
     return None
 
 
+def _check_arguments(profile, inventory, slos, options, solve_options, transition_costs) -> None:
+    """The types of :class:`Planner`'s arguments, refused with an error naming the argument."""
+    expected = [("profile", profile, Profile, "a dynaplan Profile"),
+                ("slos", slos, SLOTable, "an SLOTable"),
+                ("options", options, (PlannerOptions, type(None)), "PlannerOptions or None"),
+                ("solve_options", solve_options, (SolveOptions, type(None)), "SolveOptions or None"),
+                ("transition_costs", transition_costs, (TransitionCosts, type(None)), "TransitionCosts or None")]
+    for name, value, kind, what in expected:
+        if not isinstance(value, kind):
+            raise ValidationError(f"Planner argument {name}: {type(value).__name__} {excerpt(value)}; expected {what}")
+    if not isinstance(inventory, (Inventory, Mapping)):
+        raise ValidationError(f"Planner argument inventory: {type(inventory).__name__} {excerpt(inventory)}; expected "
+                              "a mapping of hardware name to server count, e.g. {'h100-80gb': 40}, or an Inventory")
+
+
 _STATUS_RANK = {Status.OPTIMAL: 0, Status.FEASIBLE: 1, Status.NO_SOLUTION: 2, Status.INFEASIBLE: 3, Status.ERROR: 4}
 
 
@@ -91,17 +106,19 @@ class Planner:
                  options: PlannerOptions | None = None, solve_options: SolveOptions | None = None,
                  backend: Backend | str = Backend.HIGHS, model: str | None = None,
                  transition_costs: TransitionCosts | None = None) -> None:
+        _check_arguments(profile, inventory, slos, options, solve_options, transition_costs)
         self.profile = profile
         if not isinstance(inventory, Inventory):
-            try:
-                inventory = Inventory(servers=dict(inventory))
-            except PydanticValidationError as exc:
-                raise ValidationError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+            inventory = Inventory(servers=dict(inventory))  # InputError names Inventory.servers[hardware]
         self.inventory = inventory
         self.slos = slos
         self.options = options or PlannerOptions()
         self.solve_options = solve_options or SolveOptions()
-        self.backend = Backend(backend)
+        try:
+            self.backend = Backend(backend)
+        except ValueError:
+            raise ValidationError(f"backend {excerpt(backend)}: unknown solver backend; expected one of "
+                                  f"{[b.value for b in Backend]}") from None
         self.classes = profile.classes.names
         try:
             slos.covers(profile.classes)
@@ -119,6 +136,9 @@ class Planner:
             if len(profile.models) != 1:
                 raise ValidationError(f"profile holds models {profile.models}; pass model=")
             model = profile.models[0]
+        if model not in profile.models:
+            raise ValidationError(f"model {excerpt(model)}: not in the profile {profile.source}; it holds "
+                                  f"{list(profile.models)}")
         self.model = model
         ml = profile.max_load_under_slo(slos)
         ml = ml.reset_index()  # keeps the profile's group_id as a column

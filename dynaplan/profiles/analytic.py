@@ -18,15 +18,16 @@ from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
 from dynaplan.domain.hardware import DEFAULT_HARDWARE, HardwareType
 from dynaplan.domain.model import LLAMA2_70B, ModelSpec
+from dynaplan.validation import InputModel
 
 
 # ---------------------------------------------------------------------------------- parameters
-class LatencyFit(BaseModel):
+class LatencyFit(InputModel):
     """Latency parameters of one (hardware, TP degree), at the hardware's maximum clock."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -56,7 +57,7 @@ class LatencyFit(BaseModel):
     )
 
 
-class PowerFit(BaseModel):
+class PowerFit(InputModel):
     """Power parameters of one GPU of a hardware type, at its maximum clock (M11-M13)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -82,7 +83,7 @@ class PowerFit(BaseModel):
     )
 
 
-class AnalyticParams(BaseModel):
+class AnalyticParams(InputModel):
     """All parameters of the analytic model, each with unit and source (``docs/profiles.md``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

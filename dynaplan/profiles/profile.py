@@ -85,8 +85,13 @@ class Profile:
         self._load = df_sorted["load_rps"].to_numpy()
         self._columns = {c: df_sorted[c].to_numpy(dtype=float) for c in df_sorted.columns
                          if c not in schema.STRING_COLUMNS}
-        self._span = float(self._load.max()) * 2.0 + 1.0
-        self._composite = self._gid_of_row * self._span + self._load
+        # Lookups search (group, load) pairs in one sorted integer key, group x (levels + 1) +
+        # rank of the load among the table's distinct loads: exact for any loads, where a float
+        # key group x span + load loses the load's low digits once span is large (a single 1e15
+        # req/s cell once shifted every lookup of the table).
+        self._levels = np.unique(self._load)
+        self._stride = np.int64(len(self._levels) + 1)
+        self._composite = self._gid_of_row.astype(np.int64) * self._stride + self._rank(self._load)
 
     # ------------------------------------------------------------------ construction and I/O
     @classmethod
@@ -99,8 +104,16 @@ class Profile:
             if path.suffix.lower() == ".parquet":
                 table = pd.read_parquet(path)
             else:
+                # pandas renames a repeated header field (power_w, power_w.1): refuse it first
+                header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+                repeated = sorted({h.strip() for h in header if (header.str.strip() == h.strip()).sum() > 1})
+                if repeated:
+                    raise ValidationError(f"{path}: line 1: column(s) {repeated} appear more than once in the "
+                                          "header; each column must be unique")
                 table = pd.read_csv(path)
         except (ValueError, OSError, EOFError, pd.errors.ParserError) as exc:
+            if isinstance(exc, ValidationError):
+                raise
             detail = " ".join(str(exc).split())
             raise ValidationError(
                 f"{path}: cannot read as a profile table ({exc.__class__.__name__}: {detail})") from None
@@ -187,7 +200,7 @@ class Profile:
         gid, x = np.broadcast_arrays(gid, x)
         s = self._starts[gid]
         e = self._ends[gid]
-        pos = np.searchsorted(self._composite, gid * self._span + x, side="right")
+        pos = np.searchsorted(self._composite, gid * self._stride + self._rank(x), side="right")
         hi = np.clip(pos, s + 1, e - 1)
         lo = hi - 1
         single = e - s == 1
@@ -201,6 +214,10 @@ class Profile:
         out = np.where(x <= self._load[s], vals[s], out)
         out = np.where(x > self._load[e - 1] * (1 + 1e-12), np.nan, out)
         return out
+
+    def _rank(self, load_rps: np.ndarray) -> np.ndarray:
+        """How many of the table's distinct loads are <= each load (int64; NaN ranks above all)."""
+        return np.searchsorted(self._levels, load_rps, side="right").astype(np.int64)
 
     def mixed_power_w(self, instance, group_id, max_load_rps, load_rps, own_group_id) -> np.ndarray:
         """Power of instances serving a mix of classes (W per instance, vectorised).

@@ -49,12 +49,13 @@ from dynaplan.replay.load import WindowLoad, window_load
 from dynaplan.replay.policy import Observation, PeakLoad, Policy, ReplayContext
 from dynaplan.replay.state import ReplayState
 from dynaplan.replay.tables import ProfileTables
+from dynaplan.validation import InputModel
 from dynaplan.workload.aggregate import check_window_count
 from dynaplan.workload.classify import classify_trace
 from dynaplan.workload.trace import Trace
 
 
-class ReplayOptions(BaseModel):
+class ReplayOptions(InputModel):
     """Time scales and modelling choices of a replay."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -116,6 +117,7 @@ class ReplayInput:
     price_usd_per_mwh: np.ndarray
     model: str
     grid: GridSeries
+    out_of_profile: np.ndarray | None = None  # (W, C) requests beyond the classes' token range, by true class
 
 
 class ReplaySummary(BaseModel):
@@ -135,6 +137,9 @@ class ReplaySummary(BaseModel):
     slo_attainment: float = Field(description="Share of requests served within their TTFT and TBT SLO (fraction).")
     slo_attainment_by_class: dict[str, float] = Field(description="Same, by true class (fraction; NaN if none).")
     unserved_requests: float = Field(description="Requests whose pool had no instance up (count).")
+    out_of_profile_requests: int = Field(
+        default=0, description="Requests longer than the profile's classes cover (ClassScheme.out_of_profile): "
+        "served and counted, never as within SLO (count).")
     ttft_p50_ms: float
     ttft_p99_ms: float
     tbt_p50_ms: float
@@ -177,6 +182,9 @@ def prepare(trace: Trace, *, profile: Profile | None = None, slos: SLOTable = DE
     """Classify the trace (true and predicted classes), build the per-window load, the profile's
     lookup tables and the per-window carbon intensity and price."""
     options = options or ReplayOptions()
+    if len(trace) == 0:
+        raise ValidationError(f"trace {trace.name!r} holds no requests: nothing to replay (SLO attainment and "
+                              "energy per request are undefined)")
     check_window_count(trace, options.window_s, f"options.window_s={options.window_s:g} s")
     profile = profile or Profile.default()
     inventory = dict(inventory or {"h100-80gb": 40})
@@ -195,6 +203,7 @@ def prepare(trace: Trace, *, profile: Profile | None = None, slos: SLOTable = DE
     cls = classify_trace(trace, profile.classes, accuracy=options.predictor_accuracy,
                          over_fraction=options.predictor_over_fraction, seed=options.predictor_seed)
     load = window_load(trace, cls, window_s=options.window_s, rate_window_s=options.rate_window_s)
+    oop = _out_of_profile(trace, cls.true_class, profile.classes, load.n_windows, load.window_s)
     tables = ProfileTables.build(profile, slos, hardware=tuple(inventory), model=model, idle_power=options.idle_power)
     grid = grid or GridSeries.default()
     if grid.mode != options.grid_mode:
@@ -202,7 +211,16 @@ def prepare(trace: Trace, *, profile: Profile | None = None, slos: SLOTable = DE
     carbon, price = grid.per_window(load.start, load.n_windows, load.window_s)
     return ReplayInput(load=load, profile=profile, tables=tables, slos=slos, inventory=inventory, options=options,
                        transition_costs=transition_costs or TransitionCosts(), carbon_g_per_kwh=carbon,
-                       price_usd_per_mwh=price, model=model, grid=grid)
+                       price_usd_per_mwh=price, model=model, grid=grid, out_of_profile=oop)
+
+
+def _out_of_profile(trace: Trace, true_class: np.ndarray, scheme, n_windows: int, window_s: float) -> np.ndarray:
+    """(W, C) requests longer than ``scheme`` covers, by window and true class."""
+    beyond = scheme.out_of_profile(trace.input_tokens, trace.output_tokens)
+    c = scheme.n_classes
+    w = np.minimum(np.floor_divide(trace.arrival_s[beyond], window_s).astype(np.int64), n_windows - 1)
+    key = w * c + true_class[beyond].astype(np.int64)
+    return np.bincount(key, minlength=n_windows * c).reshape(n_windows, c).astype(np.float64)
 
 
 def _groups(inp: ReplayInput, dep: Deployment,
@@ -402,6 +420,8 @@ def _gpu_states(arr: dict, held_gpus: np.ndarray, hwc: _HardwareConstants, dt: f
 def _result(inp, policy, cols, req, met, unserved, pool_servers, hist, instance_s, state, decisions, applied,
             decide_s, wall_s) -> ReplayResult:
     load, dt, tab = inp.load, inp.load.window_s, inp.tables
+    oop = inp.out_of_profile if inp.out_of_profile is not None else np.zeros_like(req)
+    met = np.minimum(met, np.maximum(req - oop, 0.0))  # beyond the profile is never within SLO
     energy_j = cols["serving_j"] + cols["idle_j"] + cols["transition_j"]
     kwh = energy_j / 3.6e6
     carbon_kg = kwh * inp.carbon_g_per_kwh / 1e3
@@ -435,7 +455,7 @@ def _result(inp, policy, cols, req, met, unserved, pool_servers, hist, instance_
         slo_attainment=float(per_met.sum() / total) if total > 0 else float("nan"),
         slo_attainment_by_class={c: (float(per_met[i] / per_req[i]) if per_req[i] > 0 else float("nan"))
                                  for i, c in enumerate(names)},
-        unserved_requests=float(unserved.sum()),
+        unserved_requests=float(unserved.sum()), out_of_profile_requests=int(round(float(oop.sum()))),
         ttft_p50_ms=hist.percentile("ttft", 50), ttft_p99_ms=hist.percentile("ttft", 99),
         tbt_p50_ms=hist.percentile("tbt", 50), tbt_p99_ms=hist.percentile("tbt", 99),
         avg_servers=float(cols["servers"].mean()), peak_servers=float(cols["servers"].max()),

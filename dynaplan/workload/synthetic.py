@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from dynaplan.errors import ValidationError
+from dynaplan.validation import InputModel
 from dynaplan.workload.aggregate import MAX_WINDOWS, check_window_count
 from dynaplan.workload.loading import load_trace
 from dynaplan.workload.trace import Trace
@@ -47,7 +48,7 @@ MAX_SYNTHETIC_REQUESTS = 100_000_000
 """Most requests a synthetic trace may have (about 3.7 weeks at the conversation preset's rate)."""
 
 
-class EnvelopeSpec(BaseModel):
+class EnvelopeSpec(InputModel):
     """Targets and shape of the weekly rate envelope (ratios of the hourly rate over a week)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -72,7 +73,7 @@ class EnvelopeSpec(BaseModel):
         return self
 
 
-class BurstSpec(BaseModel):
+class BurstSpec(InputModel):
     """Short-time burstiness: variances of the two gamma rate multipliers."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
