@@ -48,10 +48,11 @@ class InputError(ValidationError):
     :meth:`errors` keeps pydantic's structured list (``loc``, ``msg``, ``type``, ``input``) for
     callers that rename fields (the CLI names the flag instead of the field)."""
 
-    def __init__(self, message: str, errors: list[dict] | None = None, model: str = "") -> None:
+    def __init__(self, message: str, errors: list[dict] | None = None, model: str = "", input_value=None) -> None:
         super().__init__(message)
         self._errors = list(errors or [])
         self.model = model
+        self.input_value = input_value  # the refused value of the first error (for nesting models)
 
     def errors(self) -> list[dict]:
         return list(self._errors)

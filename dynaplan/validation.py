@@ -113,6 +113,12 @@ def pydantic_message(exc: PydanticValidationError, model: type | str) -> str:
     err = errs[0]
     loc = tuple(err.get("loc") or ())
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    inner = (err.get("ctx") or {}).get("error")
+    if isinstance(inner, InputError) and inner.errors():  # a nested input model, already converted
+        first = inner.errors()[0]
+        loc += tuple(first.get("loc") or ())
+        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        err = {**first, "input": inner.input_value} if "input" in first else first
     cls = model if isinstance(model, type) else None
     name = model.__name__ if isinstance(model, type) else str(model)
     where = name + ("." + _loc_text(cls, loc) if loc else "")
@@ -139,8 +145,12 @@ def _errors_for_caller(exc: PydanticValidationError) -> list[dict]:
 
 def input_error(exc: PydanticValidationError, model: type | str) -> InputError:
     """The :class:`InputError` for a pydantic error raised while building ``model``."""
+    errs = exc.errors()
+    inner = (errs[0].get("ctx") or {}).get("error")
+    if len(errs) == 1 and not errs[0].get("loc") and isinstance(inner, InputError):
+        return inner  # model_validate runs __init__, which already converted the error
     name = model.__name__ if isinstance(model, type) else str(model)
-    return InputError(pydantic_message(exc, model), _errors_for_caller(exc), name)
+    return InputError(pydantic_message(exc, model), _errors_for_caller(exc), name, errs[0].get("input"))
 
 
 # ---------------------------------------------------------------------------------- models
@@ -268,16 +278,16 @@ def number(value, what: str, *, lo: float | None = None, hi: float | None = None
     u, per = (f" {unit}", f" ({unit})") if unit else ("", "")
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         kind = "boolean" if isinstance(value, (bool, np.bool_)) else type(value).__name__
-        raise ValidationError(f"{what}: {excerpt(value)} ({kind}); expected a number{per}")
+        raise ValidationError(f"{what} {excerpt(value)} ({kind}): expected a number{per}")
     v = float(value)
     if not math.isfinite(v):
-        raise ValidationError(f"{what}: {excerpt(v)}; expected a finite number{per}")
+        raise ValidationError(f"{what} {excerpt(v)}: expected a finite number{per}")
     if integer and v != math.floor(v):
-        raise ValidationError(f"{what}: {excerpt(v)}; expected a whole number{per}")
+        raise ValidationError(f"{what} {excerpt(v)}: expected a whole number{per}")
     if lo is not None and (v < lo or (lo_open and v <= lo)):
-        raise ValidationError(f"{what}: {excerpt(value)}{u}; expected {'>' if lo_open else '>='} {lo:g}{u}")
+        raise ValidationError(f"{what} {excerpt(v)}{u}: expected {'>' if lo_open else '>='} {lo:g}{u}")
     if hi is not None and v > hi:
-        raise ValidationError(f"{what}: {excerpt(value)}{u} exceeds the limit of {hi:g}{u}")
+        raise ValidationError(f"{what} {excerpt(v)}{u}: exceeds the limit of {hi:g}{u}")
     return int(v) if integer else v
 
 
