@@ -34,9 +34,18 @@ from pydantic import ValidationError as PydanticValidationError
 from dynaplan.errors import InputError, ValidationError
 
 MAX_TIME_S = 1e12
-"""Largest magnitude of a time on a state's clock (s, about 31,700 years). Doubles resolve
-1e12 s to 0.1 ms, so every transition time (65 ms clock changes to 420 s starts) survives
-``t + duration``; at 1e16 s and beyond a 420 s start rounds away."""
+"""Largest magnitude of a time on a state's clock (s, about 31,700 years). Doubles near 1e12 s
+are 0.12 ms apart, so every transition time (65 ms clock changes to 420 s starts) survives
+``t + duration``; near 1e15 s (0.125 s apart) a clock change rounds away, near 1e19 s a 420 s
+start does, and a state at 1e308 s reported its target "reached at 0.0 s"."""
+
+MAX_DURATION_S = 1e9
+"""Longest duration or period an option may give (s, about 31.7 years): epochs, transition times.
+Energies (W x s) then stay far below float overflow, where an epoch of 1e308 s made the plan's
+energy infinite."""
+
+MAX_GPU_POWER_W = 1e5
+"""Highest power of one GPU an input may give (W; data-centre GPUs draw up to about 1 kW)."""
 
 EXCERPT_CHARS = 80
 """Longest quotation of one user value in a message (characters)."""
@@ -296,5 +305,5 @@ def check_time_s(value, what: str) -> float:
     return number(value, what, lo=-MAX_TIME_S, hi=MAX_TIME_S, unit="s")
 
 
-__all__ = ["EXCERPT_CHARS", "InputModel", "MAX_TIME_S", "check_time_s", "excerpt", "input_error", "loads_json", "number",
-           "pydantic_message"]
+__all__ = ["EXCERPT_CHARS", "InputModel", "MAX_DURATION_S", "MAX_GPU_POWER_W", "MAX_TIME_S", "check_time_s", "excerpt",
+           "input_error", "loads_json", "number", "pydantic_message"]

@@ -26,7 +26,7 @@ from dynaplan.reconfig.actions import ReconfigPlan
 from dynaplan.reconfig.diff import diff
 from dynaplan.reconfig.state import ClusterState, Server, pydantic_message
 from dynaplan.domain.transitions import TransitionCosts
-from dynaplan.validation import check_time_s
+from dynaplan.validation import check_time_s, loads_json
 
 
 def _fmt_s(t: float) -> str:
@@ -92,7 +92,7 @@ def _load_costs(path: Path | None, reshard: str | None) -> TransitionCosts:
 
         text = read_text_file(path, "a transition-costs JSON file", "transition-costs")
         try:
-            costs = TransitionCosts.model_validate_json(text)
+            costs = TransitionCosts.model_validate(loads_json(text, str(path)))  # refuses repeated keys
         except (PydanticValidationError, InputError) as exc:  # InputError keeps pydantic's errors()
             raise ValidationError(pydantic_message(exc, str(path))) from None
     if reshard is not None:

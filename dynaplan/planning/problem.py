@@ -25,7 +25,7 @@ from pydantic import ConfigDict, Field, field_validator
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import ValidationError
 from dynaplan.profiles.profile import Profile
-from dynaplan.validation import InputModel, excerpt, number
+from dynaplan.validation import MAX_DURATION_S, InputModel, excerpt, number
 
 
 class Inventory(InputModel):
@@ -49,9 +49,9 @@ class PlannerOptions(InputModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    cluster_epoch_s: float = Field(default=1800.0, gt=0, description="Cluster-level period (s).")
-    pool_epoch_s: float = Field(default=300.0, gt=0, description="Pool-level period (s).")
-    instance_epoch_s: float = Field(default=5.0, gt=0, description="Instance-level period (s).")
+    cluster_epoch_s: float = Field(default=1800.0, gt=0, le=MAX_DURATION_S, description="Cluster-level period (s).")
+    pool_epoch_s: float = Field(default=300.0, gt=0, le=MAX_DURATION_S, description="Pool-level period (s).")
+    instance_epoch_s: float = Field(default=5.0, gt=0, le=MAX_DURATION_S, description="Instance-level period (s).")
     spill: str = Field(
         default="next",
         description="Which pools may take a class's load: 'none' (own pool only), 'next' (own and "
@@ -71,7 +71,7 @@ class PlannerOptions(InputModel):
         "unserved load instead of raising InfeasibleError.",
     )
     transition_amortisation_s: float | None = Field(
-        default=None, gt=0,
+        default=None, gt=0, le=MAX_DURATION_S,
         description="Epoch over which a transition's energy is spread when planning from a state (s); "
         "None: the pool epoch. Longer means stronger hysteresis.",
     )
@@ -84,7 +84,7 @@ class PlannerOptions(InputModel):
         "energy by at most 0.026% (benchmarks/RESULTS.md, target b).",
     )
     unserved_penalty_w_per_rps: float = Field(
-        default=1e6, gt=0, description="Best-effort penalty per unserved req/s, in objective units (W)."
+        default=1e6, gt=0, le=1e12, description="Best-effort penalty per unserved req/s, in objective units (W)."
     )
 
     @field_validator("spill")

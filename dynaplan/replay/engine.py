@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import ValidationError
+from dynaplan.planning.problem import Inventory
 from dynaplan.profiles.profile import Profile
 from dynaplan.domain.transitions import TransitionCosts, clock_cost
 from dynaplan.replay.deployment import Deployment
@@ -187,7 +188,8 @@ def prepare(trace: Trace, *, profile: Profile | None = None, slos: SLOTable = DE
                               "energy per request are undefined)")
     check_window_count(trace, options.window_s, f"options.window_s={options.window_s:g} s")
     profile = profile or Profile.default()
-    inventory = dict(inventory or {"h100-80gb": 40})
+    inventory = dict(Inventory(servers=dict(inventory) if isinstance(inventory, Mapping) else inventory).servers
+                     if inventory is not None else {"h100-80gb": 40})  # whole counts, no booleans
     unknown = sorted(set(inventory) - set(profile.hardware))
     if unknown or not inventory or any(n < 0 for n in inventory.values()):
         raise ValidationError(f"inventory {inventory}: expected server counts >= 0 of known hardware "

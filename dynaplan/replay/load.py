@@ -124,7 +124,7 @@ def scale_trace(trace: Trace, factor: float, *, seed: int = 0, jitter_s: float =
     offset in ``[-jitter_s, jitter_s]`` (reflected at the trace's ends), so copies of one burst do not
     coincide — more users, same diurnal shape. Token counts are kept. The label says so.
     """
-    if not (factor > 0 and math.isfinite(factor)):
+    if isinstance(factor, (bool, np.bool_)) or not (factor > 0 and math.isfinite(factor)):
         raise ValidationError(f"rate scale factor {factor!r}; expected a positive number")
     if abs(factor - 1.0) < 1e-12:
         return trace

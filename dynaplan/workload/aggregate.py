@@ -40,6 +40,8 @@ _UNITS_S = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.
 
 def parse_duration_s(text: str | float | int) -> float:
     """Seconds in a duration such as ``5s``, ``5min``, ``30min``, ``1h``, ``2d`` or ``300``."""
+    if isinstance(text, (bool, np.bool_)):
+        raise ValidationError(f"duration {text!r}: a boolean; expected seconds or a number with a unit (e.g. 5min)")
     if isinstance(text, (int, float)):
         value = float(text)
     else:

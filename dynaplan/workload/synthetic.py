@@ -36,7 +36,7 @@ import pandas as pd
 from pydantic import ConfigDict, Field, model_validator
 
 from dynaplan.errors import ValidationError
-from dynaplan.validation import InputModel
+from dynaplan.validation import InputModel, number
 from dynaplan.workload.aggregate import MAX_WINDOWS, check_window_count
 from dynaplan.workload.loading import load_trace
 from dynaplan.workload.trace import Trace
@@ -253,7 +253,9 @@ def check_rate_source(trace: Trace, what: str = "trace") -> Trace:
 
 
 def _positive(x) -> bool:
-    """``x`` is a finite number > 0."""
+    """``x`` is a finite number > 0 (a boolean is not a number)."""
+    if isinstance(x, (bool, np.bool_)):
+        return False
     try:
         return bool(math.isfinite(x) and x > 0)
     except (TypeError, ValueError):
@@ -351,6 +353,7 @@ def generate_trace(
         raise ValidationError(f"days must be a positive number, got {days}")
     if mean_rate_rps is not None and not _positive(mean_rate_rps):
         raise ValidationError(f"mean_rate_rps must be a positive number, got {mean_rate_rps}")
+    number(seed, "seed", lo=0, integer=True)
     check_synthetic_size(source, days, mean_rate_rps)  # before loading, where the rate is known
     src = source if isinstance(source, Trace) else load_trace(source)
     preset = PRESETS.get(str(source) if not isinstance(source, Trace) else src.name)
