@@ -58,6 +58,14 @@ class InputError(ValidationError):
         return list(self._errors)
 
 
+class NotFoundError(DynaplanError, KeyError):
+    """A look-up by name or key found nothing (a profile group, an SLO class); also a ``KeyError``.
+    The message names what was looked up and, where short, what exists."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class InfeasibleError(DynaplanError):
     """No plan meets the SLOs within the inventory; the message names the class and the limit."""
 

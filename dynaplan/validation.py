@@ -20,12 +20,17 @@ error from deeper down:
 
 from __future__ import annotations
 
+import collections.abc
+import functools
+import inspect
 import json
 import math
 import numbers
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -92,6 +97,9 @@ def _loc_text(model: type | None, loc: tuple) -> str:
             tp = tp.model_fields[part].annotation
             continue
         origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if part == "[key]":  # pydantic's mark of a mapping key (not its value) at fault
+            out += " (the key)"
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
             tp = args[0] if args else None
@@ -252,6 +260,85 @@ class InputModel(BaseModel):
         return data
 
 
+# ---------------------------------------------------------------------------------- arguments
+def checked(func):
+    """Refuse, at a public entry point, an argument whose type its annotation rules out.
+
+    ``Planner(profile, 40)`` or ``replay(inp, "SinglePool")`` would otherwise fail deep inside
+    with a TypeError or AttributeError; with ``@checked`` they raise one
+    :class:`ValidationError` naming the function, the argument, what was given and what was
+    expected. Only what an annotation states plainly is checked: classes (``Profile``,
+    ``Trace``, ``Path``), ``None``, ``Mapping``, ``Callable`` and ``float``/``int``/``str``/``bool``
+    (a boolean is not a float or an int); generics other than mappings are left to the function.
+    """
+    sig = inspect.signature(func)
+    name = func.__qualname__.removesuffix(".__init__")
+    checks: dict | None = None
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        nonlocal checks
+        if checks is None:
+            try:
+                hints = typing.get_type_hints(func)
+            except Exception:  # an annotation that cannot be resolved is not checked
+                hints = {}
+            checks = {k: c for k, tp in hints.items() if k in sig.parameters and (c := _type_check(tp))}
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ValidationError(f"{name}: {exc}") from None
+        for arg, value in bound.arguments.items():
+            check = checks.get(arg)
+            if check is not None and not check[0](value):
+                raise ValidationError(f"{name}: argument {arg}: {type(value).__name__} {excerpt(value)}; "
+                                      f"expected {check[1]}")
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _type_check(tp) -> tuple | None:
+    """(predicate, description) for an annotation, or None when it is not checked plainly."""
+    if tp is typing.Any or isinstance(tp, typing.TypeVar):
+        return None
+    if tp is type(None):
+        return (lambda v: v is None), "None"
+    if tp is bool:
+        return (lambda v: isinstance(v, (bool, np.bool_))), "a boolean"
+    if tp is float:
+        return (lambda v: isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))), "a number"
+    if tp is int:
+        return (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))), "an integer"
+    if tp is str:
+        return (lambda v: isinstance(v, str)), "a string"
+    if tp is Path:
+        return (lambda v: isinstance(v, (str, os.PathLike))), "a path"
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _type_check(args[0])
+    if origin is typing.Literal:
+        return (lambda v: any(v == a and type(v) is type(a) for a in args)), " or ".join(map(repr, args))
+    if origin in (typing.Union, types.UnionType):
+        parts = [_type_check(a) for a in args]
+        if any(p is None for p in parts):
+            return None
+        return (lambda v: any(p[0](v) for p in parts)), " or ".join(p[1] for p in parts)
+    if origin is not None:
+        if isinstance(origin, type) and issubclass(origin, Mapping):
+            return (lambda v: isinstance(v, Mapping)), "a mapping"
+        if origin is collections.abc.Callable:
+            return callable, "a callable"
+        return None
+    if tp is collections.abc.Callable:
+        return callable, "a callable"
+    if isinstance(tp, type):
+        if getattr(tp, "_is_protocol", False) and not getattr(tp, "_is_runtime_protocol", False):
+            return None
+        return (lambda v: isinstance(v, tp)), tp.__name__
+    return None
+
+
 # ---------------------------------------------------------------------------------- JSON
 def loads_json(text: str, source: str):
     """Parse JSON ``text``; a syntax error, or a key repeated within one object (which
@@ -305,5 +392,5 @@ def check_time_s(value, what: str) -> float:
     return number(value, what, lo=-MAX_TIME_S, hi=MAX_TIME_S, unit="s")
 
 
-__all__ = ["EXCERPT_CHARS", "InputModel", "MAX_DURATION_S", "MAX_GPU_POWER_W", "MAX_TIME_S", "check_time_s", "excerpt",
-           "input_error", "loads_json", "number", "pydantic_message"]
+__all__ = ["EXCERPT_CHARS", "InputModel", "MAX_DURATION_S", "MAX_GPU_POWER_W", "MAX_TIME_S", "check_time_s", "checked",
+           "excerpt", "input_error", "loads_json", "number", "pydantic_message"]

@@ -239,7 +239,7 @@ def test_huge_forecasts_are_refused_before_any_arithmetic(planner):
 
 # ------------------------------------------------------------------------------ section 4
 def test_planner_arguments_are_refused_with_dynaplan_errors_naming_them(prof):
-    with pytest.raises(ValidationError, match="Planner argument inventory: int 40; expected a mapping"):
+    with pytest.raises(ValidationError, match="Planner: argument inventory: int 40; expected Inventory or a mapping"):
         Planner(prof, 40)
     with pytest.raises(ValidationError, match=r"backend 'gurobi': unknown solver backend; expected one of "
                                               r"\['highs', 'pyomo', 'cpsat'\]"):
@@ -250,14 +250,37 @@ def test_planner_arguments_are_refused_with_dynaplan_errors_naming_them(prof):
                               "fractional part (got 2.5)")
     with pytest.raises(ValidationError, match=r"model 'gpt': not in the profile .*; it holds \['llama2-70b'\]"):
         Planner(prof, {"h100-80gb": 4}, model="gpt")
-    with pytest.raises(ValidationError, match="Planner argument profile: str"):
+    with pytest.raises(ValidationError, match="Planner: argument profile: str 'profile.csv'; expected Profile"):
         Planner("profile.csv", {"h100-80gb": 4})
+    with pytest.raises(ValidationError, match=r"Inventory.servers\[1\] \(the key\): Input should be a valid string"):
+        Planner(prof, {1: 4})
+
+
+def test_public_functions_refuse_arguments_of_the_wrong_type_naming_them(prof):
+    from dynaplan.errors import NotFoundError
+    from dynaplan.replay import prepare, replay
+    from dynaplan.workload.classify import classify_trace
+    from dynaplan.workload.loading import load_trace
+
+    tr = _trace(np.full(10, 300))
+    cases = [(lambda: load_trace(None), "load_trace: argument source: NoneType None; expected a string or a path"),
+             (lambda: classify_trace(tr, accuracy=True), "classify_trace: argument accuracy: bool True; expected a number"),
+             (lambda: prepare(tr, profile="p.csv"), "prepare: argument profile: str 'p.csv'; expected Profile or None"),
+             (lambda: replay(prepare(tr, profile=prof), "SinglePool"),
+              "replay: argument policy: str 'SinglePool'; expected Policy"),
+             (lambda: plan_of("state.json", prof), "plan_of: argument state: str 'state.json'; expected ClusterState")]
+    for call, expect in cases:
+        with pytest.raises(ValidationError) as exc:
+            call()
+        assert str(exc.value) == expect
+    with pytest.raises(NotFoundError, match=r"no profile rows for \{'model': 'llama2-70b', 'hardware': 'h100', 'tp': 8,"):
+        prof.power_w("h100", 8, 1980, "SS", 1.0)  # also a KeyError, for callers that catch one
 
 
 @pytest.mark.parametrize("forecast, expect", [
     ({"SS": "abc"}, r"forecast: class SS load 'abc' \(str\): expected a number \(req/s\)"),
     ({"SS": None}, r"forecast: class SS load None \(NoneType\): expected a number \(req/s\)"),
-    ("SS", r"forecast: str 'SS'; expected a mapping of request class to load"),
+    ("SS", r"Planner.plan: argument forecast: str 'SS'; expected a mapping or Series"),
     ({"SS": float("nan")}, r"forecast: class SS load nan: expected a finite number"),
     ({"XX": 1.0}, r"forecast: unknown request class\(es\) \['XX'\]"),
 ])

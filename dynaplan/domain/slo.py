@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field, model_validator
 
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
+from dynaplan.errors import NotFoundError
 from dynaplan.validation import InputModel
 
 
@@ -28,7 +29,7 @@ class SLOTable(InputModel):
         try:
             return self.per_class[name]
         except KeyError:
-            raise KeyError(f"no SLO for request class {name!r}; known: {sorted(self.per_class)}") from None
+            raise NotFoundError(f"no SLO for request class {name!r}; known: {sorted(self.per_class)}") from None
 
     @property
     def classes(self) -> tuple[str, ...]:

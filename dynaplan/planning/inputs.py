@@ -10,11 +10,12 @@ from pathlib import Path
 
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
 from dynaplan.errors import ValidationError, require_file
-from dynaplan.validation import number
+from dynaplan.validation import checked, number
 from dynaplan.workload.aggregate import aggregate_load
 from dynaplan.workload.trace import Trace
 
 
+@checked
 def peak_forecast(trace: Trace, *, window_s: float | str = 60.0, target_mean_rps: float | None = None,
                   scheme: ClassScheme = DEFAULT_CLASSES) -> dict[str, float]:
     """Per-class peak arrival rate over ``window_s`` windows of ``trace`` (req/s).
@@ -34,6 +35,7 @@ def peak_forecast(trace: Trace, *, window_s: float | str = 60.0, target_mean_rps
     return {c: float(v) * scale for c, v in table.max(axis=0).items()}
 
 
+@checked
 def read_forecast(path: str | Path, scheme: ClassScheme = DEFAULT_CLASSES) -> dict[str, float]:
     """A forecast CSV with columns ``request_class`` and ``load_rps`` (req/s), one row per class.
 

@@ -30,7 +30,7 @@ from dynaplan.profiles.profile import Profile
 from dynaplan.domain.transitions import TransitionCosts, amortised_cost
 from dynaplan.solvers import Backend, SolveOptions, SolveReport, Status, solve
 from dynaplan.solvers.model import ModelArrays
-from dynaplan.validation import excerpt
+from dynaplan.validation import checked, excerpt
 
 # Loads below this are planned as zero: they are under the solvers' feasibility tolerance (1e-9),
 # so a solver could not tell serving them from not serving them. check_plan allows the same slack.
@@ -77,21 +77,6 @@ def _fewest_pools(classes: list[str], routes: Mapping[str, list[str]], limit: in
     return None
 
 
-def _check_arguments(profile, inventory, slos, options, solve_options, transition_costs) -> None:
-    """The types of :class:`Planner`'s arguments, refused with an error naming the argument."""
-    expected = [("profile", profile, Profile, "a dynaplan Profile"),
-                ("slos", slos, SLOTable, "an SLOTable"),
-                ("options", options, (PlannerOptions, type(None)), "PlannerOptions or None"),
-                ("solve_options", solve_options, (SolveOptions, type(None)), "SolveOptions or None"),
-                ("transition_costs", transition_costs, (TransitionCosts, type(None)), "TransitionCosts or None")]
-    for name, value, kind, what in expected:
-        if not isinstance(value, kind):
-            raise ValidationError(f"Planner argument {name}: {type(value).__name__} {excerpt(value)}; expected {what}")
-    if not isinstance(inventory, (Inventory, Mapping)):
-        raise ValidationError(f"Planner argument inventory: {type(inventory).__name__} {excerpt(inventory)}; expected "
-                              "a mapping of hardware name to server count, e.g. {'h100-80gb': 40}, or an Inventory")
-
-
 _STATUS_RANK = {Status.OPTIMAL: 0, Status.FEASIBLE: 1, Status.NO_SOLUTION: 2, Status.INFEASIBLE: 3, Status.ERROR: 4}
 
 
@@ -102,11 +87,11 @@ class Planner:
     points and each pool model's matrix are computed once and reused by every call.
     """
 
+    @checked
     def __init__(self, profile: Profile, inventory: Inventory | Mapping[str, int], slos: SLOTable = DEFAULT_SLOS,
                  options: PlannerOptions | None = None, solve_options: SolveOptions | None = None,
                  backend: Backend | str = Backend.HIGHS, model: str | None = None,
                  transition_costs: TransitionCosts | None = None) -> None:
-        _check_arguments(profile, inventory, slos, options, solve_options, transition_costs)
         self.profile = profile
         if not isinstance(inventory, Inventory):
             inventory = Inventory(servers=dict(inventory))  # InputError names Inventory.servers[hardware]
@@ -180,6 +165,7 @@ class Planner:
             sol = solve(model_or_arrays, self.backend, opts)
         return sol.x, sol.report.with_build_time(build_time_s + sol.report.build_time_s)
 
+    @checked
     def diagnose(self, forecast: Mapping[str, float]) -> list[str]:
         """Reasons why a forecast cannot be met (empty if none is found by these checks).
 
@@ -484,6 +470,7 @@ class Planner:
         return out
 
     # ------------------------------------------------------------------ cluster / hierarchy
+    @checked
     def allot(self, forecast: Mapping[str, float] | pd.Series, state=None) -> Allotment:
         """Cluster level: servers per pool and hardware, and where each class's load goes.
 
@@ -527,6 +514,7 @@ class Planner:
                 routing[c] = {p: v / total for p, v in shares.items()}
         return Allotment(servers=servers, routing=routing, forecast_rps=f, report=report, notes=tuple(notes))
 
+    @checked
     def plan(self, forecast: Mapping[str, float] | pd.Series, state=None,
              allotment: Allotment | None = None) -> Plan:
         """Hierarchical plan: the cluster level (unless an ``allotment`` is given), then every
@@ -572,6 +560,7 @@ class Planner:
         return self._assemble("hierarchical", f, pools, unserved, None if given else allotment.report, reports,
                               t0, notes)
 
+    @checked
     def plan_monolithic(self, forecast: Mapping[str, float] | pd.Series) -> Plan:
         """All pools, the inventory and spill in one MILP (the reference the hierarchy is measured against)."""
         t0 = time.perf_counter()

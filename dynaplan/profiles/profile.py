@@ -18,7 +18,8 @@ import pandas as pd
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
 from dynaplan.domain.hardware import DEFAULT_HARDWARE, HardwareType
 from dynaplan.domain.slo import SLOTable
-from dynaplan.errors import ValidationError, require_file
+from dynaplan.errors import NotFoundError, ValidationError, require_file
+from dynaplan.validation import excerpt
 from dynaplan.profiles import schema
 
 DEFAULT_PROFILE_FILE = "default_llama2_70b.csv"
@@ -30,7 +31,7 @@ def _as_array(x, n: int, name: str, dtype=None) -> np.ndarray:
     if a.ndim == 0:
         return np.full(n, a.item(), dtype=a.dtype if dtype is None else dtype)
     if a.shape != (n,):
-        raise ValueError(f"{name}: expected a scalar or an array of length {n}, got shape {a.shape}")
+        raise ValidationError(f"{name}: expected a scalar or an array of length {n}, got shape {a.shape}")
     return a
 
 
@@ -170,7 +171,7 @@ class Profile:
         """Group id of each key (scalars broadcast). Unknown keys raise ``KeyError``."""
         if model is None:
             if len(self.models) != 1:
-                raise ValueError(f"profile holds models {self.models}; pass model=")
+                raise ValidationError(f"profile holds models {self.models}; pass model=")
             model = self.models[0]
         n = max(np.size(x) for x in (hardware, tp, freq_mhz, request_class, model))
         arrays = [
@@ -184,7 +185,8 @@ class Profile:
         if np.any(gid < 0):
             k = int(np.flatnonzero(gid < 0)[0])
             key = dict(zip(schema.GROUP_COLUMNS, (a[k] for a in arrays)))
-            raise KeyError(f"{self.source}: no profile rows for {key}")
+            key = {k: v.item() if isinstance(v, np.generic) else v for k, v in key.items()}
+            raise NotFoundError(f"{self.source}: no profile rows for {key}")
         return gid
 
     def interpolate(self, column: str, group_id, load_rps) -> np.ndarray:
@@ -194,7 +196,8 @@ class Profile:
         """
         vals = self._columns.get(column)
         if vals is None:
-            raise KeyError(f"unknown or non-numeric profile column {column!r}")
+            raise NotFoundError(f"unknown or non-numeric profile column {excerpt(column)}; numeric columns: "
+                                f"{sorted(self._columns)}")
         gid = np.asarray(group_id, dtype=np.int64)
         x = np.asarray(load_rps, dtype=float)
         gid, x = np.broadcast_arrays(gid, x)
@@ -337,7 +340,7 @@ class Profile:
             n = max(np.size(x) for x in (hardware, tp, request_class, load_rps))
             if model is None:
                 if len(self.models) != 1:
-                    raise ValueError(f"profile holds models {self.models}; pass model=")
+                    raise ValidationError(f"profile holds models {self.models}; pass model=")
                 model = self.models[0]
             combos = pd.DataFrame({
                 "model": _as_array(model, n, "model", object),
@@ -351,7 +354,7 @@ class Profile:
         cand = combos.merge(freqs, on=base_cols, how="left")
         if cand["freq_mhz"].isna().any():
             r = cand.loc[cand["freq_mhz"].isna(), base_cols].iloc[0].to_dict()
-            raise KeyError(f"{self.source}: no profile rows for {r}")
+            raise NotFoundError(f"{self.source}: no profile rows for {r}")
         cand["freq_mhz"] = cand["freq_mhz"].astype(np.int64)
         gid = self.group_ids(cand["hardware"].to_numpy(), cand["tp"].to_numpy(), cand["freq_mhz"].to_numpy(),
                              cand["request_class"].to_numpy(), cand["model"].to_numpy())

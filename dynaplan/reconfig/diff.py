@@ -37,7 +37,7 @@ from dynaplan.reconfig.placement import PlacedInstance, PlacementOptions, place
 from dynaplan.reconfig.state import ClusterState, Instance
 from dynaplan.domain.transitions import (TransitionCosts, assign_cost, clock_cost, move_cost, release_cost,
                                            reshard_cost, start_cost)
-from dynaplan.validation import check_time_s
+from dynaplan.validation import check_time_s, checked
 
 _INF = float("inf")
 
@@ -554,6 +554,7 @@ def _tasks(state: ClusterState, placed: tuple[PlacedInstance, ...], released: tu
     return tasks, used, final
 
 
+@checked
 def diff(state: ClusterState, plan, costs: TransitionCosts | None, profile: Profile,
          slos: SLOTable = DEFAULT_SLOS, now_s: float = 0.0,
          placement_options: PlacementOptions | None = None) -> ReconfigPlan:
@@ -624,6 +625,7 @@ def _same_load(a: dict, b: dict) -> bool:
     return all(abs(a.get(k, 0.0) - b.get(k, 0.0)) <= 1e-9 * max(1.0, abs(b.get(k, 0.0))) for k in keys)
 
 
+@checked
 def plan_of(state: ClusterState, profile: Profile, slos: SLOTable = DEFAULT_SLOS, epoch_s: float = 300.0):
     """The state as a :class:`dynaplan.planning.Plan` (``mode='observed'``): its instances grouped by
     pool, configuration and load, in-flight ones as what they become (drained ones not at all).

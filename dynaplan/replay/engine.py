@@ -50,7 +50,7 @@ from dynaplan.replay.load import WindowLoad, window_load
 from dynaplan.replay.policy import Observation, PeakLoad, Policy, ReplayContext
 from dynaplan.replay.state import ReplayState
 from dynaplan.replay.tables import ProfileTables
-from dynaplan.validation import InputModel
+from dynaplan.validation import InputModel, checked
 from dynaplan.workload.aggregate import check_window_count
 from dynaplan.workload.classify import classify_trace
 from dynaplan.workload.trace import Trace
@@ -176,6 +176,7 @@ class ReplayResult:
         return self.summary.policy
 
 
+@checked
 def prepare(trace: Trace, *, profile: Profile | None = None, slos: SLOTable = DEFAULT_SLOS,
             inventory: Mapping[str, int] | None = None, options: ReplayOptions | None = None,
             grid: GridSeries | None = None, transition_costs: TransitionCosts | None = None,
@@ -281,6 +282,7 @@ def _groups(inp: ReplayInput, dep: Deployment,
     return grp, [(g.pool, g.hardware, g.tp) for g in dep.groups], pools
 
 
+@checked
 def replay(inp: ReplayInput, policy: Policy, *, progress: Callable[[int, int], None] | None = None) -> ReplayResult:
     """Replay ``inp`` through ``policy`` (see the module docstring)."""
     t_start = time.perf_counter()
@@ -470,6 +472,7 @@ def _result(inp, policy, cols, req, met, unserved, pool_servers, hist, instance_
     return ReplayResult(summary=summary, windows=windows, pool_servers=ps, config_hours=config_hours)
 
 
+@checked
 def compare(inp: ReplayInput, policies: Iterable[Policy], *,
             progress: Callable[[str, int, int], None] | None = None) -> list[ReplayResult]:
     """Replay the same input through several policies."""

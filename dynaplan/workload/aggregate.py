@@ -29,6 +29,7 @@ import pandas as pd
 
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
 from dynaplan.errors import ValidationError
+from dynaplan.validation import checked
 from dynaplan.workload.classify import class_index as class_index_of
 from dynaplan.workload.trace import Trace
 
@@ -146,6 +147,7 @@ def _frame(values: np.ndarray, window_s: float, names) -> pd.DataFrame:
     return pd.DataFrame(values, index=index, columns=pd.Index(list(names), name="class"))
 
 
+@checked
 def aggregate_load(
     trace: Trace,
     class_index: np.ndarray | None = None,
@@ -180,6 +182,7 @@ def aggregate_load(
     )
 
 
+@checked
 def epoch_peaks(
     trace: Trace,
     class_index: np.ndarray | None = None,

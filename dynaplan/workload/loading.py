@@ -40,6 +40,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from dynaplan.errors import ValidationError
+from dynaplan.validation import checked
 from dynaplan.workload.trace import CSV_METADATA_PREFIX, PARQUET_METADATA_KEY, Trace
 from dynaplan.workload.validation import ROLES, DuplicatePolicy, RawColumns, build_trace
 
@@ -65,6 +66,7 @@ def bundled_trace_names() -> tuple[str, ...]:
     return tuple(BUNDLED_TRACES)
 
 
+@checked
 def load_trace(
     source: str | Path,
     *,

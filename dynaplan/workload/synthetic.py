@@ -36,7 +36,7 @@ import pandas as pd
 from pydantic import ConfigDict, Field, model_validator
 
 from dynaplan.errors import ValidationError
-from dynaplan.validation import InputModel, number
+from dynaplan.validation import InputModel, checked, number
 from dynaplan.workload.aggregate import MAX_WINDOWS, check_window_count
 from dynaplan.workload.loading import load_trace
 from dynaplan.workload.trace import Trace
@@ -322,6 +322,7 @@ def _chunk_arrivals(rng, env_min, t0_s, hours, rate_rps, burst: BurstSpec, minut
     return arrivals
 
 
+@checked
 def generate_trace(
     source: str | Path | Trace = "azure-conv-2023",
     *,
