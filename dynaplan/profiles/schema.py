@@ -32,6 +32,7 @@ import pandas as pd
 from dynaplan.domain.classes import ClassScheme
 from dynaplan.domain.hardware import HardwareType
 from dynaplan.errors import ValidationError
+from dynaplan.validation import excerpt
 
 GROUP_COLUMNS: tuple[str, ...] = ("model", "hardware", "tp", "freq_mhz", "request_class")
 KEY_COLUMNS: tuple[str, ...] = GROUP_COLUMNS + ("load_rps",)
@@ -74,10 +75,8 @@ def _fail(source: str, row: int, field: str, msg: str) -> None:
 
 
 def _show(value) -> str:
-    """A value as the user wrote it: ``2.5``, ``'two'``, never ``np.float64(2.5)``."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    return f"{value:g}" if isinstance(value, float) else repr(value)
+    """A value as the user wrote it: ``2.5``, ``'two'``, never ``np.float64(2.5)``; bounded."""
+    return excerpt(value)
 
 
 def normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
