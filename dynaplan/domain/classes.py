@@ -12,8 +12,8 @@ from functools import cached_property
 import numpy as np
 from pydantic import ConfigDict, Field, model_validator
 
-
 from dynaplan.validation import InputModel
+
 
 class TokenBins(InputModel):
     """Bins of one token axis. Bin ``i`` holds counts in ``[edges[i-1], edges[i])``.

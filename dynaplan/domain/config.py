@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field
 
-
 from dynaplan.validation import InputModel
+
 
 class Configuration(InputModel):
     """Hardware type, tensor-parallel degree and SM clock of one model instance."""

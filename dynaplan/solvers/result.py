@@ -8,8 +8,8 @@ from enum import Enum
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-
 from dynaplan.validation import InputModel
+
 
 class Status(str, Enum):
     OPTIMAL = "optimal"            # proven optimal within the requested gap
