@@ -343,8 +343,7 @@ def test_library_synthetic_size_and_rate_source():
 
 
 def test_replay_options_errors_carry_the_field():
-    from pydantic import ValidationError as PydanticValidationError
-
+    from dynaplan.errors import InputError
     from dynaplan.replay.engine import ReplayOptions
 
     for kwargs, field, expect in [
@@ -353,10 +352,11 @@ def test_replay_options_errors_carry_the_field():
          "cluster_epoch_s must be a whole multiple of pool_epoch_s (300 s); got 420 s"),
         ({"rate_window_s": 1.0}, "rate_window_s", "rate_window_s must be >= window_s (5 s); got 1 s"),
     ]:
-        with pytest.raises(PydanticValidationError) as exc:
+        with pytest.raises(InputError) as exc:
             ReplayOptions(**kwargs)
         err = exc.value.errors()[0]
         assert err["loc"] == (field,) and expect in err["msg"]
+        assert str(exc.value).startswith(f"ReplayOptions.{field}: ")
         assert isinstance(exc.value, ValueError)
 
 

@@ -42,7 +42,10 @@ def test_static_baselines_are_sized_for_the_peak_and_meet_the_slo(hour):
     single = replay(hour, SinglePool())
     multi = replay(hour, MultiPool())
     for r in (single, multi):
-        assert r.summary.slo_attainment == 1.0
+        # every request in profile meets its SLO; the conversation trace's one request of 14,050
+        # input tokens (beyond the 8,192 the profile covers; copied by the rate scaling) never does
+        s = r.summary
+        assert s.slo_attainment == pytest.approx(1.0 - s.out_of_profile_requests / s.requests, abs=1e-12)
         assert r.summary.transition_kwh == 0.0
         assert r.summary.deployments_applied == 1
         assert r.windows["max_utilisation"].max() <= 1.0 + 1e-9

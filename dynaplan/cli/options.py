@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
 
-from dynaplan.errors import ValidationError
+from dynaplan.errors import InputError, ValidationError
 from dynaplan.workload.aggregate import MAX_WINDOWS, check_window_count
 from dynaplan.workload.synthetic import MAX_SYNTHETIC_REQUESTS, check_rate_source, check_synthetic_size
 from dynaplan.workload.trace import Trace
@@ -40,7 +40,7 @@ def build_options(make: Callable[[], T], flags: Mapping[str, tuple[str, object]]
     """
     try:
         return make()
-    except PydanticValidationError as exc:
+    except (PydanticValidationError, InputError) as exc:  # InputError keeps pydantic's errors()
         err = exc.errors()[0]
         loc = err.get("loc") or ()
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")

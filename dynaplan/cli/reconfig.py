@@ -15,11 +15,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dynaplan.cli.options import build_options, check_finite, check_out_dir
+from dynaplan.cli.options import build_options, check_out_dir
 from dynaplan.cli.plan import plan_tables
 from dynaplan.domain.slo import DEFAULT_SLOS
-from dynaplan.errors import ValidationError, read_text_file
 from dynaplan.limits import STATE_SERVERS
+from dynaplan.errors import InputError, ValidationError, read_text_file
 from dynaplan.planning import Planner, PlannerOptions
 from dynaplan.planning.inputs import read_forecast
 from dynaplan.profiles.profile import Profile
@@ -27,6 +27,7 @@ from dynaplan.reconfig.actions import ReconfigPlan
 from dynaplan.reconfig.diff import diff
 from dynaplan.reconfig.state import ClusterState, Server, pydantic_message
 from dynaplan.domain.transitions import TransitionCosts
+from dynaplan.validation import check_time_s, loads_json
 
 
 def _fmt_s(t: float) -> str:
@@ -92,8 +93,8 @@ def _load_costs(path: Path | None, reshard: str | None) -> TransitionCosts:
 
         text = read_text_file(path, "a transition-costs JSON file", "transition-costs")
         try:
-            costs = TransitionCosts.model_validate_json(text)
-        except PydanticValidationError as exc:
+            costs = TransitionCosts.model_validate(loads_json(text, str(path)))  # refuses repeated keys
+        except (PydanticValidationError, InputError) as exc:  # InputError keeps pydantic's errors()
             raise ValidationError(pydantic_message(exc, str(path))) from None
     if reshard is not None:
         if reshard not in ("transfer", "reload"):
@@ -155,7 +156,7 @@ def plan_reconfig_command(
     out: Annotated[Path | None, typer.Option(help="Directory to write plan.json and reconfig.json to.")] = None,
 ) -> None:
     """Plan for a forecast and schedule the reconfiguration from the current cluster state."""
-    check_finite(now_s, "--now-s", "seconds")
+    check_time_s(now_s, "--now-s")
     if out is not None:
         check_out_dir(out, "--out")
     opts = build_options(lambda: PlannerOptions(spill=spill), {"spill": ("--spill", spill)})

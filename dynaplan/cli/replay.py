@@ -175,6 +175,10 @@ def replay_command(
             results.append(replay(inp, pol, progress=lambda i, n, _t=task: bar.update(_t, completed=i, total=n)))
     df = comparison_table(results)
     console.print(results_table(df, f"replay: {tr.name}, {servers} x {hardware}"))
+    oop = results[0].summary.out_of_profile_requests if results else 0
+    if oop:
+        console.print(f"note: {oop:,} request(s) are longer than the profile's classes cover; they are served "
+                      "and counted as missing their SLO", highlight=False)
     out.mkdir(parents=True, exist_ok=True)
     csv = df.assign(trace=tr.label, synthetic=tr.synthetic)
     csv.to_csv(out / "replay.csv", float_format="%.6g")

@@ -189,6 +189,14 @@ def _plot(load: LoadTable, path: Path, title: str) -> None:
         plt.close(fig)
 
 
+def _duration_s(text: str, flag: str) -> float:
+    """Seconds of a duration flag; a bad one is refused naming the flag."""
+    try:
+        return parse_duration_s(text)
+    except ValueError as exc:
+        raise ValidationError(f"{flag} {text!r}: {exc}") from None
+
+
 def _load_table(tr: Trace, window: str, epoch: str | None, classes: ClassSource, accuracy: float, seed: int):
     idx = None
     if classes == ClassSource.predicted:
@@ -217,7 +225,9 @@ def load(trace: TraceOpt = "azure-conv-2023", synthetic_days: DaysOpt = None, se
     console = _console()
     tr = _get_trace(trace, synthetic_days, seed, repair)
     _header(console, tr)
-    check_window(tr, parse_duration_s(window), "--window", window)
+    check_window(tr, _duration_s(window, "--window"), "--window", window)
+    if epoch is not None:
+        _duration_s(epoch, "--epoch")
     lt = _load_table(tr, window, epoch, classes, accuracy, seed)
     what = f"peak {_fmt(lt.peak_window_s)} s rate per {_fmt(lt.window_s)} s epoch" if lt.peak_window_s else \
         f"mean rate per {_fmt(lt.window_s)} s window"
@@ -248,7 +258,8 @@ def forecast(trace: TraceOpt = "azure-conv-2023", synthetic_days: DaysOpt = None
     console = _console()
     tr = _get_trace(trace, synthetic_days, seed, repair)
     _header(console, tr)
-    check_window(tr, parse_duration_s(window), "--window", window)
+    check_window(tr, _duration_s(window, "--window"), "--window", window)
+    _duration_s(epoch, "--epoch")
     peaks = epoch_peaks(tr, epoch_s=epoch, inner_window_s=window).load_rps
     if len(peaks) < 2:
         raise ValidationError(f"trace {tr.name!r} has {len(peaks)} epoch(s) of {epoch}; forecasting needs 2 or more")

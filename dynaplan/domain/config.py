@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from dynaplan.validation import InputModel
 
 
-class Configuration(BaseModel):
+class Configuration(InputModel):
     """Hardware type, tensor-parallel degree and SM clock of one model instance."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

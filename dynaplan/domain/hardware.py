@@ -13,28 +13,30 @@ p5.48xlarge lists at 55.04 USD/h, not 98.32: compare fleets on prices of one dat
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from dynaplan.validation import MAX_GPU_POWER_W, InputModel
 
 
-class HardwareType(BaseModel):
+class HardwareType(InputModel):
     """One kind of GPU server: what an instance of a configuration runs on."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(description="Identifier used in profiles and inventories, e.g. 'h100-80gb'.")
-    gpus_per_server: int = Field(gt=0, description="GPUs in one server (count).")
+    gpus_per_server: int = Field(gt=0, le=1024, description="GPUs in one server (count).")
     clock_levels_mhz: tuple[int, ...] = Field(
         description="SM clock levels an instance may be set to (MHz), ascending."
     )
-    gpu_memory_gb: float = Field(gt=0, description="HBM per GPU (GB, 1e9 bytes).")
-    idle_power_w: float = Field(ge=0, description="Power of one idle GPU (W).")
-    max_power_w: float = Field(gt=0, description="Board power limit (TDP) of one GPU (W).")
-    price_usd_per_server_h: float = Field(ge=0, description="Price of one server-hour (USD).")
+    gpu_memory_gb: float = Field(gt=0, le=1e5, description="HBM per GPU (GB, 1e9 bytes).")
+    idle_power_w: float = Field(ge=0, le=MAX_GPU_POWER_W, description="Power of one idle GPU (W).")
+    max_power_w: float = Field(gt=0, le=MAX_GPU_POWER_W, description="Board power limit (TDP) of one GPU (W).")
+    price_usd_per_server_h: float = Field(ge=0, le=1e6, description="Price of one server-hour (USD).")
     interconnect_gb_s: float = Field(
-        gt=0, description="Intra-server GPU-to-GPU bandwidth per GPU (GB/s), e.g. NVLink."
+        gt=0, le=1e6, description="Intra-server GPU-to-GPU bandwidth per GPU (GB/s), e.g. NVLink."
     )
-    peak_tflops_bf16: float = Field(gt=0, description="Dense BF16 tensor throughput per GPU (TFLOP/s).")
-    hbm_bandwidth_tb_s: float = Field(gt=0, description="HBM bandwidth per GPU (TB/s).")
+    peak_tflops_bf16: float = Field(gt=0, le=1e6, description="Dense BF16 tensor throughput per GPU (TFLOP/s).")
+    hbm_bandwidth_tb_s: float = Field(gt=0, le=1e4, description="HBM bandwidth per GPU (TB/s).")
 
     @field_validator("name")
     @classmethod
@@ -50,8 +52,8 @@ class HardwareType(BaseModel):
             raise ValueError(f"hardware {self.name!r}: clock_levels_mhz must not be empty")
         if any(b <= a for a, b in zip(levels, levels[1:])):
             raise ValueError(f"hardware {self.name!r}: clock_levels_mhz must be strictly ascending")
-        if levels[0] <= 0:
-            raise ValueError(f"hardware {self.name!r}: clock levels must be positive")
+        if levels[0] <= 0 or levels[-1] > 10_000:
+            raise ValueError(f"hardware {self.name!r}: clock levels must be within 1..10000 MHz")
         if self.idle_power_w >= self.max_power_w:
             raise ValueError(f"hardware {self.name!r}: idle_power_w must be below max_power_w")
         return self

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from dynaplan.domain.hardware import HardwareType
+from dynaplan.validation import InputModel
 
 
-class ModelSpec(BaseModel):
+class ModelSpec(InputModel):
     """An LLM as far as memory and compute sizing need it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

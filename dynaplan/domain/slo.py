@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
+from dynaplan.errors import NotFoundError
+from dynaplan.validation import InputModel
 
 
-class SLO(BaseModel):
+class SLO(InputModel):
     """P99 latency targets of one request class."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -16,7 +18,7 @@ class SLO(BaseModel):
     tbt_ms: float = Field(gt=0, description="P99 time between tokens (ms).")
 
 
-class SLOTable(BaseModel):
+class SLOTable(InputModel):
     """SLOs for every class of a scheme."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -27,7 +29,7 @@ class SLOTable(BaseModel):
         try:
             return self.per_class[name]
         except KeyError:
-            raise KeyError(f"no SLO for request class {name!r}; known: {sorted(self.per_class)}") from None
+            raise NotFoundError(f"no SLO for request class {name!r}; known: {sorted(self.per_class)}") from None
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -40,40 +40,45 @@ from pydantic import BaseModel, ConfigDict, Field
 from dynaplan.domain.hardware import HardwareType
 from dynaplan.domain.model import DEFAULT_MODELS, ModelSpec
 from dynaplan.errors import ValidationError
+from dynaplan.validation import MAX_DURATION_S, MAX_GPU_POWER_W, InputModel
 
 ReshardMode = Literal["transfer", "reload"]
 Change = Literal["add", "remove", "reshard", "reclock"]
 
 
-class TransitionParams(BaseModel):
+class TransitionParams(InputModel):
     """Transition times and powers of one (model, hardware)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    start_s: float = Field(default=420.0, ge=0, description="Start a new instance: VM, weights, engine (s). "
-                           "BRIEF: 6-8 min for Llama2-70B.")
+    start_s: float = Field(default=420.0, ge=0, le=MAX_DURATION_S,
+                           description="Start a new instance: VM, weights, engine (s). BRIEF: 6-8 min for Llama2-70B.")
     start_gpu_power_w: float | None = Field(
-        default=None, ge=0, description="Power per GPU while an instance starts (W); None: the hardware's idle "
-        "power (set it higher to model weights-loading power).")
-    drain_s: float = Field(default=60.0, ge=0, description="Release: time for requests in flight to finish after "
-                           "the instance stops taking new ones (s). Our assumption (not in the BRIEF).")
+        default=None, ge=0, le=MAX_GPU_POWER_W, description="Power per GPU while an instance starts (W); None: the "
+        "hardware's idle power (set it higher to model weights-loading power).")
+    drain_s: float = Field(default=60.0, ge=0, le=MAX_DURATION_S,
+                           description="Release: time for requests in flight to finish after the instance stops "
+                           "taking new ones (s). Our assumption (not in the BRIEF).")
     reshard_mode: ReshardMode = Field(default="transfer", description="What the engine supports: 'transfer' "
                                       "(weights moved GPU-to-GPU, old instance keeps serving) or 'reload'.")
-    reshard_reload_s: float = Field(default=90.0, ge=0, description="Naive re-shard: stop and reload (s). "
-                                    "BRIEF: 1-2 min.")
-    reshard_fixed_s: float = Field(default=0.012, ge=0, description="Fixed part of a transfer re-shard: "
-                                   "engine re-initialisation and synchronisation (s).")
+    reshard_reload_s: float = Field(default=90.0, ge=0, le=MAX_DURATION_S,
+                                    description="Naive re-shard: stop and reload (s). BRIEF: 1-2 min.")
+    reshard_fixed_s: float = Field(default=0.012, ge=0, le=MAX_DURATION_S,
+                                   description="Fixed part of a transfer re-shard: engine re-initialisation and "
+                                   "synchronisation (s).")
     interconnect_efficiency: float = Field(default=0.5, gt=0, le=1, description="Usable share of the per-GPU "
                                            "interconnect bandwidth in one direction (fraction).")
-    clock_change_s: float = Field(default=0.065, ge=0, description="Change the SM clock (s). BRIEF: 50-80 ms.")
-    pool_move_s: float = Field(default=0.0, ge=0, description="Move an instance to another pool of the same "
-                               "model: re-route only, no reload (s).")
+    clock_change_s: float = Field(default=0.065, ge=0, le=MAX_DURATION_S,
+                                  description="Change the SM clock (s). BRIEF: 50-80 ms.")
+    pool_move_s: float = Field(default=0.0, ge=0, le=MAX_DURATION_S,
+                               description="Move an instance to another pool of the same model: re-route only, no "
+                               "reload (s).")
     transition_gpu_power_w: float | None = Field(
-        default=None, ge=0, description="Power per GPU that is unavailable during a re-shard, clock change, move "
-        "or drain (W); None: the hardware's idle power.")
+        default=None, ge=0, le=MAX_GPU_POWER_W, description="Power per GPU that is unavailable during a re-shard, "
+        "clock change, move or drain (W); None: the hardware's idle power.")
 
 
-class TransitionCosts(BaseModel):
+class TransitionCosts(InputModel):
     """Transition parameters per (model, hardware), with a default.
 
     ``overrides`` keys are ``"model/hardware"``, ``"model"`` or ``"hardware"``, looked up in

@@ -7,14 +7,15 @@ import gzip
 import math
 from pathlib import Path
 
-import numpy as np
 
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
 from dynaplan.errors import ValidationError, require_file
+from dynaplan.validation import checked, number
 from dynaplan.workload.aggregate import aggregate_load
 from dynaplan.workload.trace import Trace
 
 
+@checked
 def peak_forecast(trace: Trace, *, window_s: float | str = 60.0, target_mean_rps: float | None = None,
                   scheme: ClassScheme = DEFAULT_CLASSES) -> dict[str, float]:
     """Per-class peak arrival rate over ``window_s`` windows of ``trace`` (req/s).
@@ -26,8 +27,7 @@ def peak_forecast(trace: Trace, *, window_s: float | str = 60.0, target_mean_rps
     table = aggregate_load(trace, window_s=window_s, scheme=scheme).load_rps
     scale = 1.0
     if target_mean_rps is not None:
-        if not np.isfinite(target_mean_rps) or target_mean_rps <= 0:
-            raise ValidationError(f"target_mean_rps={target_mean_rps!r}; expected a positive number")
+        number(target_mean_rps, "target_mean_rps", lo=0.0, lo_open=True, unit="req/s")
         mean = float(table.sum(axis=1).mean())
         if mean <= 0:
             raise ValidationError(f"trace {trace.label}: no requests to scale")
@@ -35,6 +35,7 @@ def peak_forecast(trace: Trace, *, window_s: float | str = 60.0, target_mean_rps
     return {c: float(v) * scale for c, v in table.max(axis=0).items()}
 
 
+@checked
 def read_forecast(path: str | Path, scheme: ClassScheme = DEFAULT_CLASSES) -> dict[str, float]:
     """A forecast CSV with columns ``request_class`` and ``load_rps`` (req/s), one row per class.
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
 
 from dynaplan.solvers.result import SolveReport
+from dynaplan.validation import input_error
 
 
 class InstanceGroup(BaseModel):
@@ -97,4 +99,8 @@ class Plan(BaseModel):
 
     @classmethod
     def from_json(cls, text: str) -> "Plan":
-        return cls.model_validate_json(text)
+        """A plan written by :meth:`to_json`; a malformed one raises a one-line InputError."""
+        try:
+            return cls.model_validate_json(text)
+        except PydanticValidationError as exc:
+            raise input_error(exc, cls) from None

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError as PydanticValidationError
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import InfeasibleError, NoSolutionError, SolverError, ValidationError
@@ -32,6 +31,7 @@ from dynaplan.profiles.profile import Profile
 from dynaplan.domain.transitions import TransitionCosts, amortised_cost
 from dynaplan.solvers import Backend, SolveOptions, SolveReport, Status, solve
 from dynaplan.solvers.model import ModelArrays
+from dynaplan.validation import checked, excerpt
 
 # Loads below this are planned as zero: they are under the solvers' feasibility tolerance (1e-9),
 # so a solver could not tell serving them from not serving them. check_plan allows the same slack.
@@ -88,21 +88,23 @@ class Planner:
     points and each pool model's matrix are computed once and reused by every call.
     """
 
+    @checked
     def __init__(self, profile: Profile, inventory: Inventory | Mapping[str, int], slos: SLOTable = DEFAULT_SLOS,
                  options: PlannerOptions | None = None, solve_options: SolveOptions | None = None,
                  backend: Backend | str = Backend.HIGHS, model: str | None = None,
                  transition_costs: TransitionCosts | None = None) -> None:
         self.profile = profile
         if not isinstance(inventory, Inventory):
-            try:
-                inventory = Inventory(servers=dict(inventory))
-            except PydanticValidationError as exc:
-                raise ValidationError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+            inventory = Inventory(servers=dict(inventory))  # InputError names Inventory.servers[hardware]
         self.inventory = inventory
         self.slos = slos
         self.options = options or PlannerOptions()
         self.solve_options = solve_options or SolveOptions()
-        self.backend = Backend(backend)
+        try:
+            self.backend = Backend(backend)
+        except ValueError:
+            raise ValidationError(f"backend {excerpt(backend)}: unknown solver backend; expected one of "
+                                  f"{[b.value for b in Backend]}") from None
         self.classes = profile.classes.names
         try:
             slos.covers(profile.classes)
@@ -120,6 +122,9 @@ class Planner:
             if len(profile.models) != 1:
                 raise ValidationError(f"profile holds models {profile.models}; pass model=")
             model = profile.models[0]
+        if model not in profile.models:
+            raise ValidationError(f"model {excerpt(model)}: not in the profile {profile.source}; it holds "
+                                  f"{list(profile.models)}")
         self.model = model
         ml = profile.max_load_under_slo(slos)
         ml = ml.reset_index()  # keeps the profile's group_id as a column
@@ -161,6 +166,7 @@ class Planner:
             sol = solve(model_or_arrays, self.backend, opts)
         return sol.x, sol.report.with_build_time(build_time_s + sol.report.build_time_s)
 
+    @checked
     def diagnose(self, forecast: Mapping[str, float]) -> list[str]:
         """Reasons why a forecast cannot be met (empty if none is found by these checks).
 
@@ -466,6 +472,7 @@ class Planner:
         return out
 
     # ------------------------------------------------------------------ cluster / hierarchy
+    @checked
     def allot(self, forecast: Mapping[str, float] | pd.Series, state=None) -> Allotment:
         """Cluster level: servers per pool and hardware, and where each class's load goes.
 
@@ -509,6 +516,7 @@ class Planner:
                 routing[c] = {p: v / total for p, v in shares.items()}
         return Allotment(servers=servers, routing=routing, forecast_rps=f, report=report, notes=tuple(notes))
 
+    @checked
     def plan(self, forecast: Mapping[str, float] | pd.Series, state=None,
              allotment: Allotment | None = None) -> Plan:
         """Hierarchical plan: the cluster level (unless an ``allotment`` is given), then every
@@ -554,6 +562,7 @@ class Planner:
         return self._assemble("hierarchical", f, pools, unserved, None if given else allotment.report, reports,
                               t0, notes)
 
+    @checked
     def plan_monolithic(self, forecast: Mapping[str, float] | pd.Series) -> Plan:
         """All pools, the inventory and spill in one MILP (the reference the hierarchy is measured against)."""
         t0 = time.perf_counter()

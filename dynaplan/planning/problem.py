@@ -20,15 +20,16 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import ValidationError
 from dynaplan.limits import INVENTORY_SERVERS
 from dynaplan.profiles.profile import Profile
+from dynaplan.validation import MAX_DURATION_S, InputModel, excerpt, number
 
 
-class Inventory(BaseModel):
+class Inventory(InputModel):
     """Servers available per hardware type."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -45,14 +46,14 @@ class Inventory(BaseModel):
         return v
 
 
-class PlannerOptions(BaseModel):
+class PlannerOptions(InputModel):
     """Time scales and modelling choices of the planner."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    cluster_epoch_s: float = Field(default=1800.0, gt=0, description="Cluster-level period (s).")
-    pool_epoch_s: float = Field(default=300.0, gt=0, description="Pool-level period (s).")
-    instance_epoch_s: float = Field(default=5.0, gt=0, description="Instance-level period (s).")
+    cluster_epoch_s: float = Field(default=1800.0, gt=0, le=MAX_DURATION_S, description="Cluster-level period (s).")
+    pool_epoch_s: float = Field(default=300.0, gt=0, le=MAX_DURATION_S, description="Pool-level period (s).")
+    instance_epoch_s: float = Field(default=5.0, gt=0, le=MAX_DURATION_S, description="Instance-level period (s).")
     spill: str = Field(
         default="next",
         description="Which pools may take a class's load: 'none' (own pool only), 'next' (own and "
@@ -72,7 +73,7 @@ class PlannerOptions(BaseModel):
         "unserved load instead of raising InfeasibleError.",
     )
     transition_amortisation_s: float | None = Field(
-        default=None, gt=0,
+        default=None, gt=0, le=MAX_DURATION_S,
         description="Epoch over which a transition's energy is spread when planning from a state (s); "
         "None: the pool epoch. Longer means stronger hysteresis.",
     )
@@ -85,7 +86,7 @@ class PlannerOptions(BaseModel):
         "energy by at most 0.026% (benchmarks/RESULTS.md, target b).",
     )
     unserved_penalty_w_per_rps: float = Field(
-        default=1e6, gt=0, description="Best-effort penalty per unserved req/s, in objective units (W)."
+        default=1e6, gt=0, le=1e12, description="Best-effort penalty per unserved req/s, in objective units (W)."
     )
 
     @field_validator("spill")
@@ -239,21 +240,31 @@ def spill_targets(class_names: tuple[str, ...], n_out_bins: int, policy: str) ->
     return out
 
 
+MAX_FORECAST_RPS = 1e12
+"""Largest per-class load a forecast may ask for (req/s). Far beyond any cluster (a million H100
+servers carry well under 1e8 req/s of Llama2-70B), and small enough that instance counts, GPU
+counts and every solver coefficient derived from it stay finite and exact to a few digits."""
+
+
 def check_forecast(forecast: Mapping[str, float] | pd.Series, class_names: tuple[str, ...]) -> dict[str, float]:
-    """Per-class load forecast (req/s) as a plain dict; unknown classes or bad values raise."""
-    f = dict(forecast.items()) if isinstance(forecast, pd.Series) else dict(forecast)
-    unknown = sorted(set(f) - set(class_names))
+    """Per-class load forecast (req/s) as a plain dict; unknown classes or bad values raise.
+
+    A load is a real number in [0, :data:`MAX_FORECAST_RPS`]; booleans, strings, None and NaN
+    are refused, before anything is computed from them."""
+    if isinstance(forecast, pd.Series):
+        f = dict(forecast.items())
+    elif isinstance(forecast, Mapping):
+        f = dict(forecast)
+    else:
+        raise ValidationError(f"forecast: {type(forecast).__name__} {excerpt(forecast)}; expected a mapping of "
+                              "request class to load (req/s), e.g. {'SS': 12.5}")
+    unknown = sorted((k for k in f if k not in class_names), key=repr)
     if unknown:
-        raise ValidationError(f"forecast: unknown request class(es) {unknown}; known: {list(class_names)}")
-    out = {}
-    for c in class_names:
-        v = float(f.get(c, 0.0))
-        if not np.isfinite(v) or v < 0:
-            raise ValidationError(f"forecast: class {c} load {v!r} req/s; expected a finite value >= 0")
-        out[c] = v
-    return out
+        raise ValidationError(f"forecast: unknown request class(es) {excerpt(unknown)}; known: {list(class_names)}")
+    return {c: number(f.get(c, 0.0), f"forecast: class {c} load", lo=0.0, hi=MAX_FORECAST_RPS, unit="req/s")
+            for c in class_names}
 
 
-__all__ = ["DEFAULT_SLOS", "Inventory", "PlannerOptions", "check_forecast", "envelope_pieces", "operating_points",
+__all__ = ["DEFAULT_SLOS", "Inventory", "MAX_FORECAST_RPS", "PlannerOptions", "check_forecast", "envelope_pieces", "operating_points",
            "power_segments",
            "spill_targets"]

@@ -20,15 +20,16 @@ from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
 from dynaplan.domain.hardware import DEFAULT_HARDWARE, HardwareType
 from dynaplan.domain.model import LLAMA2_70B, ModelSpec
+from dynaplan.validation import InputModel
 
 
 # ---------------------------------------------------------------------------------- parameters
-class LatencyFit(BaseModel):
+class LatencyFit(InputModel):
     """Latency parameters of one (hardware, TP degree), at the hardware's maximum clock."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -58,7 +59,7 @@ class LatencyFit(BaseModel):
     )
 
 
-class PowerFit(BaseModel):
+class PowerFit(InputModel):
     """Power parameters of one GPU of a hardware type, at its maximum clock (M11-M13)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -84,7 +85,7 @@ class PowerFit(BaseModel):
     )
 
 
-class EngineFit(BaseModel):
+class EngineFit(InputModel):
     """Iteration timing of the engine ML.ENERGY measured (vLLM), fitted on its median ITL vs batch.
 
     ITL(b) = smax(o' + smax(t_w, (b + p) c') + b ctx t_kv, o_h' + s_h b) (M5 with the measured
@@ -108,7 +109,7 @@ class EngineFit(BaseModel):
     source: str = Field(description="Measured rows the fit used.")
 
 
-class AnalyticParams(BaseModel):
+class AnalyticParams(InputModel):
     """All parameters of the analytic model, each with unit and source (``docs/profiles.md``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

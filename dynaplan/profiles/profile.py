@@ -18,7 +18,8 @@ import pandas as pd
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
 from dynaplan.domain.hardware import DEFAULT_HARDWARE, HardwareType
 from dynaplan.domain.slo import SLOTable
-from dynaplan.errors import ValidationError, require_file
+from dynaplan.errors import NotFoundError, ValidationError, require_file
+from dynaplan.validation import excerpt
 from dynaplan.profiles import schema
 
 DEFAULT_PROFILE_FILE = "default_llama2_70b.csv"
@@ -30,7 +31,7 @@ def _as_array(x, n: int, name: str, dtype=None) -> np.ndarray:
     if a.ndim == 0:
         return np.full(n, a.item(), dtype=a.dtype if dtype is None else dtype)
     if a.shape != (n,):
-        raise ValueError(f"{name}: expected a scalar or an array of length {n}, got shape {a.shape}")
+        raise ValidationError(f"{name}: expected a scalar or an array of length {n}, got shape {a.shape}")
     return a
 
 
@@ -85,8 +86,13 @@ class Profile:
         self._load = df_sorted["load_rps"].to_numpy()
         self._columns = {c: df_sorted[c].to_numpy(dtype=float) for c in df_sorted.columns
                          if c not in schema.STRING_COLUMNS}
-        self._span = float(self._load.max()) * 2.0 + 1.0
-        self._composite = self._gid_of_row * self._span + self._load
+        # Lookups search (group, load) pairs in one sorted integer key, group x (levels + 1) +
+        # rank of the load among the table's distinct loads: exact for any loads, where a float
+        # key group x span + load loses the load's low digits once span is large (a single 1e15
+        # req/s cell once shifted every lookup of the table).
+        self._levels = np.unique(self._load)
+        self._stride = np.int64(len(self._levels) + 1)
+        self._composite = self._gid_of_row.astype(np.int64) * self._stride + self._rank(self._load)
 
     # ------------------------------------------------------------------ construction and I/O
     @classmethod
@@ -99,8 +105,16 @@ class Profile:
             if path.suffix.lower() == ".parquet":
                 table = pd.read_parquet(path)
             else:
+                # pandas renames a repeated header field (power_w, power_w.1): refuse it first
+                header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+                repeated = sorted({h.strip() for h in header if (header.str.strip() == h.strip()).sum() > 1})
+                if repeated:
+                    raise ValidationError(f"{path}: line 1: column(s) {repeated} appear more than once in the "
+                                          "header; each column must be unique")
                 table = pd.read_csv(path)
         except (ValueError, OSError, EOFError, pd.errors.ParserError) as exc:
+            if isinstance(exc, ValidationError):
+                raise
             detail = " ".join(str(exc).split())
             raise ValidationError(
                 f"{path}: cannot read as a profile table ({exc.__class__.__name__}: {detail})") from None
@@ -157,7 +171,7 @@ class Profile:
         """Group id of each key (scalars broadcast). Unknown keys raise ``KeyError``."""
         if model is None:
             if len(self.models) != 1:
-                raise ValueError(f"profile holds models {self.models}; pass model=")
+                raise ValidationError(f"profile holds models {self.models}; pass model=")
             model = self.models[0]
         n = max(np.size(x) for x in (hardware, tp, freq_mhz, request_class, model))
         arrays = [
@@ -171,7 +185,8 @@ class Profile:
         if np.any(gid < 0):
             k = int(np.flatnonzero(gid < 0)[0])
             key = dict(zip(schema.GROUP_COLUMNS, (a[k] for a in arrays)))
-            raise KeyError(f"{self.source}: no profile rows for {key}")
+            key = {k: v.item() if isinstance(v, np.generic) else v for k, v in key.items()}
+            raise NotFoundError(f"{self.source}: no profile rows for {key}")
         return gid
 
     def interpolate(self, column: str, group_id, load_rps) -> np.ndarray:
@@ -181,13 +196,14 @@ class Profile:
         """
         vals = self._columns.get(column)
         if vals is None:
-            raise KeyError(f"unknown or non-numeric profile column {column!r}")
+            raise NotFoundError(f"unknown or non-numeric profile column {excerpt(column)}; numeric columns: "
+                                f"{sorted(self._columns)}")
         gid = np.asarray(group_id, dtype=np.int64)
         x = np.asarray(load_rps, dtype=float)
         gid, x = np.broadcast_arrays(gid, x)
         s = self._starts[gid]
         e = self._ends[gid]
-        pos = np.searchsorted(self._composite, gid * self._span + x, side="right")
+        pos = np.searchsorted(self._composite, gid * self._stride + self._rank(x), side="right")
         hi = np.clip(pos, s + 1, e - 1)
         lo = hi - 1
         single = e - s == 1
@@ -201,6 +217,10 @@ class Profile:
         out = np.where(x <= self._load[s], vals[s], out)
         out = np.where(x > self._load[e - 1] * (1 + 1e-12), np.nan, out)
         return out
+
+    def _rank(self, load_rps: np.ndarray) -> np.ndarray:
+        """How many of the table's distinct loads are <= each load (int64; NaN ranks above all)."""
+        return np.searchsorted(self._levels, load_rps, side="right").astype(np.int64)
 
     def mixed_power_w(self, instance, group_id, max_load_rps, load_rps, own_group_id) -> np.ndarray:
         """Power of instances serving a mix of classes (W per instance, vectorised).
@@ -320,7 +340,7 @@ class Profile:
             n = max(np.size(x) for x in (hardware, tp, request_class, load_rps))
             if model is None:
                 if len(self.models) != 1:
-                    raise ValueError(f"profile holds models {self.models}; pass model=")
+                    raise ValidationError(f"profile holds models {self.models}; pass model=")
                 model = self.models[0]
             combos = pd.DataFrame({
                 "model": _as_array(model, n, "model", object),
@@ -334,7 +354,7 @@ class Profile:
         cand = combos.merge(freqs, on=base_cols, how="left")
         if cand["freq_mhz"].isna().any():
             r = cand.loc[cand["freq_mhz"].isna(), base_cols].iloc[0].to_dict()
-            raise KeyError(f"{self.source}: no profile rows for {r}")
+            raise NotFoundError(f"{self.source}: no profile rows for {r}")
         cand["freq_mhz"] = cand["freq_mhz"].astype(np.int64)
         gid = self.group_ids(cand["hardware"].to_numpy(), cand["tp"].to_numpy(), cand["freq_mhz"].to_numpy(),
                              cand["request_class"].to_numpy(), cand["model"].to_numpy())

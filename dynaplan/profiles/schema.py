@@ -32,6 +32,7 @@ import pandas as pd
 from dynaplan.domain.classes import ClassScheme
 from dynaplan.domain.hardware import HardwareType
 from dynaplan.errors import ValidationError
+from dynaplan.validation import excerpt
 
 GROUP_COLUMNS: tuple[str, ...] = ("model", "hardware", "tp", "freq_mhz", "request_class")
 KEY_COLUMNS: tuple[str, ...] = GROUP_COLUMNS + ("load_rps",)
@@ -40,6 +41,24 @@ OPTIONAL_VALUE_COLUMNS: tuple[str, ...] = ("ttft_p50_ms", "tbt_p50_ms", "through
 DERIVED_COLUMNS: tuple[str, ...] = ("energy_per_request_j",)
 STRING_COLUMNS: tuple[str, ...] = ("model", "hardware", "request_class")
 INT_COLUMNS: tuple[str, ...] = ("tp", "freq_mhz")
+
+VALUE_RANGES: dict[str, tuple[float, float, bool]] = {
+    # column: (lowest, highest, lowest excluded). Physically sane bounds of one instance's
+    # operating point, wide enough for any real GPU server and narrow enough that no value can
+    # overflow a solver or an interpolation (a power of 1e308 W made HiGHS fail; a load of 1e15
+    # req/s once made lookups lose precision).
+    "tp": (1, 1024, False),                     # GPUs per instance
+    "freq_mhz": (1, 10_000, False),             # MHz
+    "load_rps": (0.0, 1e6, True),               # req/s offered to one instance
+    "power_w": (0.0, 1e6, True),                # W of one instance (an 8-GPU H100 server draws ~10 kW)
+    "ttft_p99_ms": (0.0, 1e9, True),            # ms (1e9 ms is 11.6 days)
+    "tbt_p99_ms": (0.0, 1e9, True),             # ms
+    "throughput_rps": (0.0, 1e6, True),         # req/s completed by one instance
+    "ttft_p50_ms": (0.0, 1e9, False),           # ms
+    "tbt_p50_ms": (0.0, 1e9, False),            # ms
+    "throughput_tok_s": (0.0, 1e9, False),      # output tokens/s of one instance
+}
+"""Allowed range of every numeric profile column (the one table :func:`normalise` checks)."""
 
 # Relative tolerance for "latency falls as load rises": measured profiles carry noise, and a
 # latency that drops by less than this fraction between adjacent load points is accepted.
@@ -56,10 +75,8 @@ def _fail(source: str, row: int, field: str, msg: str) -> None:
 
 
 def _show(value) -> str:
-    """A value as the user wrote it: ``2.5``, ``'two'``, never ``np.float64(2.5)``."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    return f"{value:g}" if isinstance(value, float) else repr(value)
+    """A value as the user wrote it: ``2.5``, ``'two'``, never ``np.float64(2.5)``; bounded."""
+    return excerpt(value)
 
 
 def normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -72,6 +89,9 @@ def normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     if len(df) == 0:
         raise ValidationError(f"{source}: the profile has no rows")
     missing = [c for c in KEY_COLUMNS + REQUIRED_VALUE_COLUMNS if c not in df.columns]
+    repeated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+    if repeated:
+        raise ValidationError(f"{source}: column(s) {repeated} appear more than once; each column must be unique")
     if missing:
         raise ValidationError(f"{source}: missing column(s) {missing}; required {list(KEY_COLUMNS + REQUIRED_VALUE_COLUMNS)}")
     keep = [c for c in KEY_COLUMNS + REQUIRED_VALUE_COLUMNS + OPTIONAL_VALUE_COLUMNS if c in df.columns]
@@ -111,17 +131,7 @@ def normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
             out[c] = arr.astype(np.int64)
         else:
             out[c] = arr
-    positive = ("tp", "freq_mhz", "load_rps", "power_w", "ttft_p99_ms", "tbt_p99_ms", "throughput_rps")
-    for c in positive:
-        bad = out[c].to_numpy() <= 0
-        if bad.any():
-            r = int(np.flatnonzero(bad)[0])
-            _fail(source, r, c, f"{_show(out[c].iloc[r])} must be > 0")
-    for c in tuple(c for c in OPTIONAL_VALUE_COLUMNS if c in out.columns):
-        bad = out[c].to_numpy() < 0
-        if bad.any():
-            r = int(np.flatnonzero(bad)[0])
-            _fail(source, r, c, f"{_show(out[c].iloc[r])} must be >= 0")
+        check_range(out[c].to_numpy(), source, c)
     for med, p99 in (("ttft_p50_ms", "ttft_p99_ms"), ("tbt_p50_ms", "tbt_p99_ms")):
         if med in out.columns:
             above = out[med].to_numpy() > out[p99].to_numpy() * (1 + 1e-9)
@@ -134,6 +144,21 @@ def normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
         r = int(np.flatnonzero(thr_bad)[0])
         _fail(source, r, "throughput_rps", "exceeds load_rps (an instance cannot complete more than it is offered)")
     return out
+
+
+def check_range(values: np.ndarray, source: str, column: str) -> None:
+    """Every value of ``column`` within its :data:`VALUE_RANGES` entry; the first one outside
+    raises naming its row."""
+    lo, hi, lo_open = VALUE_RANGES[column]
+    low = values <= lo if lo_open else values < lo
+    if low.any():
+        r = int(np.flatnonzero(low)[0])
+        _fail(source, r, column, f"{_show(values[r])} must be {'>' if lo_open else '>='} {lo:g}")
+    high = values > hi
+    if high.any():
+        r = int(np.flatnonzero(high)[0])
+        _fail(source, r, column, f"{_show(values[r])} exceeds {hi:g}, the largest value a profile may hold "
+                                 f"(schema.VALUE_RANGES)")
 
 
 def check_keys(df: pd.DataFrame, source: str) -> None:

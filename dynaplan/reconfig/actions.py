@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
 
 from dynaplan.domain.transitions import ActionCost
+from dynaplan.validation import input_error
 
 ActionKind = Literal["start", "release", "reshard", "move_pool", "set_clock", "assign_load"]
 
@@ -104,7 +106,11 @@ class ReconfigPlan(BaseModel):
 
     @classmethod
     def from_json(cls, text: str) -> "ReconfigPlan":
-        return cls.model_validate_json(text)
+        """A schedule written by :meth:`to_json`; a malformed one raises a one-line InputError."""
+        try:
+            return cls.model_validate_json(text)
+        except PydanticValidationError as exc:
+            raise input_error(exc, cls) from None
 
 
 __all__ = ["Action", "ActionKind", "Dip", "ReconfigPlan", "ReconfigSummary"]

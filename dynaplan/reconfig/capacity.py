@@ -28,6 +28,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from dynaplan.domain.slo import SLOTable
+from dynaplan.errors import ValidationError
 from dynaplan.profiles.profile import Profile
 from dynaplan.reconfig.state import ClusterState, Instance
 from dynaplan.solvers import LinearModel, SolveOptions, solve
@@ -68,10 +69,12 @@ class CapacityModel:
 
     def power_w(self, cfg: Cfg, request_class: str, load_rps: float) -> float:
         """Profile power of one instance of ``cfg`` at ``load_rps`` of ``request_class``, the load
-        clipped to the profiled range (W; 0 if unprofiled)."""
+        clipped to the profiled range (W). A configuration the profile lacks (a state whose hardware
+        redefines the clock levels, say) raises: its power is unknown, not zero."""
         curve = self._power.get((cfg[0], cfg[1], cfg[2], request_class))
         if curve is None:
-            return 0.0
+            raise ValidationError(f"{cfg[0]} TP{cfg[1]} at {cfg[2]} MHz, class {request_class}: no profile rows for "
+                                  f"model {self.model}; its power is unknown")
         x, y = curve
         return float(np.interp(min(max(load_rps, 0.0), float(x[-1])), x, y))
 

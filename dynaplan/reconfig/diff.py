@@ -37,6 +37,7 @@ from dynaplan.reconfig.placement import PlacedInstance, PlacementOptions, place
 from dynaplan.reconfig.state import ClusterState, Instance
 from dynaplan.domain.transitions import (TransitionCosts, assign_cost, clock_cost, move_cost, release_cost,
                                            reshard_cost, start_cost)
+from dynaplan.validation import check_time_s, checked
 
 _INF = float("inf")
 
@@ -490,11 +491,12 @@ def _power_w(cap: CapacityModel, cfg: Cfg, pool: str, loads: Mapping[str, float]
     curve at the instance's utilisation (clipped to 1), weighted by the class's share of it
     (the convention of ``Profile.mixed_power_w``). A class the configuration cannot serve at its
     SLO counts at the pool class's curve, at the summed load clipped to the profiled range."""
-    parts = [(v / cap.lmax(cfg, c), c) for c, v in loads.items() if v > 0]
-    if any(not np.isfinite(u) for u, _ in parts) or any(cap.lmax(cfg, c) <= 0 for _, c in parts):
+    carried = [(v, c) for c, v in loads.items() if v > 0]
+    if any(cap.lmax(cfg, c) <= 0 for _, c in carried):  # checked before dividing by it
         lm = cap.lmax(cfg, pool)
         total = sum(loads.values())
         return cap.power_w(cfg, pool, min(total, lm) if lm > 0 else total)
+    parts = [(v / cap.lmax(cfg, c), c) for v, c in carried]
     util = sum(u for u, _ in parts)
     if util <= 0:
         return cap.power_w(cfg, pool, 0.0)
@@ -552,13 +554,14 @@ def _tasks(state: ClusterState, placed: tuple[PlacedInstance, ...], released: tu
     return tasks, used, final
 
 
+@checked
 def diff(state: ClusterState, plan, costs: TransitionCosts | None, profile: Profile,
          slos: SLOTable = DEFAULT_SLOS, now_s: float = 0.0,
          placement_options: PlacementOptions | None = None) -> ReconfigPlan:
     """The actions that take ``state`` to ``plan`` (a :class:`dynaplan.planning.Plan`), scheduled
     make-before-break from ``max(now_s, state.time_s)``; see the module docstring."""
     costs = costs or TransitionCosts()
-    t0 = max(float(now_s), state.time_s)
+    t0 = max(check_time_s(now_s, "now_s"), state.time_s)  # bounded: a 420 s start must not round away
     state = advance(state, t0)
     cap = CapacityModel(profile, slos, state.model)
     demand = {pp.pool: {c: float(v) for c, v in pp.served_rps.items() if v > 0} for pp in plan.pools}
@@ -622,6 +625,7 @@ def _same_load(a: dict, b: dict) -> bool:
     return all(abs(a.get(k, 0.0) - b.get(k, 0.0)) <= 1e-9 * max(1.0, abs(b.get(k, 0.0))) for k in keys)
 
 
+@checked
 def plan_of(state: ClusterState, profile: Profile, slos: SLOTable = DEFAULT_SLOS, epoch_s: float = 300.0):
     """The state as a :class:`dynaplan.planning.Plan` (``mode='observed'``): its instances grouped by
     pool, configuration and load, in-flight ones as what they become (drained ones not at all).

@@ -28,9 +28,10 @@ from dynaplan.errors import InfeasibleError, ValidationError
 from dynaplan.reconfig.apply import settle
 from dynaplan.reconfig.state import ClusterState, Instance
 from dynaplan.domain.transitions import TransitionCosts, transfer_bytes
+from dynaplan.validation import InputModel
 
 
-class PlacementOptions(BaseModel):
+class PlacementOptions(InputModel):
     """Solver limits and the objective's weights (integers, in objective units)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -13,7 +13,6 @@ on that clock. ``dynaplan.reconfig.apply`` moves a state forward.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ from pydantic import ValidationError as PydanticValidationError
 from dynaplan.domain.hardware import DEFAULT_HARDWARE, HardwareType
 from dynaplan.errors import ValidationError, read_text_file
 from dynaplan.limits import STATE_INSTANCES, STATE_SERVERS, check_json_depth
+from dynaplan.validation import MAX_TIME_S, InputModel, excerpt, loads_json
 
 ConfigKey = tuple[str, str, int, int]
 """(pool, hardware, tp, freq_mhz): what the planner counts."""
@@ -58,14 +58,15 @@ def pydantic_message(exc: PydanticValidationError, source: str = "", data=None) 
     return " ".join(text.split())
 
 
-class _Frozen(BaseModel):
-    """Frozen, strict-field base; construction errors become :class:`dynaplan.errors.ValidationError`."""
+class _Frozen(InputModel):
+    """Frozen, strict-field base (no booleans in numbers, :class:`dynaplan.validation.InputModel`);
+    construction errors become :class:`dynaplan.errors.ValidationError` naming the server or instance."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     def __init__(self, **data) -> None:
         try:
-            super().__init__(**data)
+            BaseModel.__init__(self, **data)  # InputModel's checks, this module's message
         except PydanticValidationError as exc:
             raise ValidationError(pydantic_message(exc, data=data)) from None
 
@@ -103,14 +104,15 @@ class InFlight(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "InFlight":
-        if not math.isfinite(self.until_s):
-            raise ValueError(f"{self.kind}: until_s must be finite")
+        if not (math.isfinite(self.until_s) and abs(self.until_s) <= MAX_TIME_S):
+            raise ValueError(f"{self.kind}: until_s {self.until_s:g} s; expected a finite time within "
+                             f"+-{MAX_TIME_S:g} s")
         if self.kind == "resharding":
             if self.target_tp is None or self.target_gpus is None:
                 raise ValueError("resharding needs target_tp and target_gpus")
             if len(self.target_gpus) != self.target_tp:
                 raise ValueError(f"resharding to TP{self.target_tp} holds {len(self.target_gpus)} target GPUs "
-                                 f"{list(self.target_gpus)}")
+                                 f"{excerpt(list(self.target_gpus))}")
         elif self.target_tp is not None or self.target_gpus is not None:
             raise ValueError(f"{self.kind}: target_tp/target_gpus only apply to resharding")
         if self.kind == "reclocking" and self.target_freq_mhz is None:
@@ -191,15 +193,16 @@ class ClusterState(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "ClusterState":
-        if not math.isfinite(self.time_s):
-            raise ValueError("time_s must be finite")
+        if not (math.isfinite(self.time_s) and abs(self.time_s) <= MAX_TIME_S):
+            raise ValueError(f"time_s {self.time_s:g} s; expected a finite time within +-{MAX_TIME_S:g} s "
+                             "(beyond it the seconds of a transition vanish in rounding)")
         servers: dict[str, HardwareType] = {}
         for s in self.servers:
             if s.id in servers:
                 raise ValueError(f"server {s.id} appears twice")
             hw = self.hardware.get(s.hardware)
             if hw is None:
-                raise ValueError(f"server {s.id}: unknown hardware {s.hardware!r}; known: {sorted(self.hardware)}")
+                raise ValueError(f"server {s.id}: unknown hardware {s.hardware!r}; known: {excerpt(sorted(self.hardware))}")
             servers[s.id] = hw
         seen_ids: set[str] = set()
         owner: dict[tuple[str, int], str] = {}
@@ -209,7 +212,7 @@ class ClusterState(_Frozen):
                 raise ValueError(f"{name} appears twice")
             seen_ids.add(inst.id)
             if len(inst.gpus) != 1:
-                raise ValueError(f"{name} spans servers {sorted(inst.gpus)}; an instance must sit on one server"
+                raise ValueError(f"{name} spans servers {excerpt(sorted(inst.gpus))}; an instance must sit on one server"
                                  if inst.gpus else f"{name} holds no GPUs")
             sid = inst.server
             hw = servers.get(sid)
@@ -217,16 +220,16 @@ class ClusterState(_Frozen):
                 raise ValueError(f"{name}: unknown server {sid!r}")
             idx = inst.gpu_indices
             if len(set(idx)) != len(idx):
-                raise ValueError(f"{name}: GPU indices {list(idx)} on server {sid} repeat")
+                raise ValueError(f"{name}: GPU indices {excerpt(list(idx))} on server {sid} repeat")
             if len(idx) != inst.tp:
-                raise ValueError(f"{name}: TP{inst.tp} but holds {len(idx)} GPU(s) {list(idx)} on server {sid}")
+                raise ValueError(f"{name}: TP{inst.tp} but holds {len(idx)} GPU(s) {excerpt(list(idx))} on server {sid}")
             if inst.tp > hw.gpus_per_server:
                 raise ValueError(f"{name}: TP{inst.tp} exceeds the {hw.gpus_per_server} GPUs of server {sid}")
             if inst.tp not in hw.tp_degrees():
-                raise ValueError(f"{name}: TP{inst.tp} is not a TP degree of {hw.name} {list(hw.tp_degrees())}")
+                raise ValueError(f"{name}: TP{inst.tp} is not a TP degree of {hw.name} {excerpt(list(hw.tp_degrees()))}")
             if inst.freq_mhz not in hw.clock_levels_mhz:
                 raise ValueError(f"{name}: clock {inst.freq_mhz} MHz is not a level of {hw.name} "
-                                 f"{list(hw.clock_levels_mhz)}")
+                                 f"{excerpt(list(hw.clock_levels_mhz))}")
             fl = inst.in_flight
             if fl is not None:
                 if fl.until_s < self.time_s:
@@ -236,9 +239,9 @@ class ClusterState(_Frozen):
                     raise ValueError(f"{name}: target clock {fl.target_freq_mhz} MHz is not a level of {hw.name}")
                 if fl.target_tp is not None and fl.target_tp not in hw.tp_degrees():
                     raise ValueError(f"{name}: target TP{fl.target_tp} is not a TP degree of {hw.name} "
-                                     f"{list(hw.tp_degrees())}")
+                                     f"{excerpt(list(hw.tp_degrees()))}")
                 if fl.target_gpus is not None and len(set(fl.target_gpus)) != len(fl.target_gpus):
-                    raise ValueError(f"{name}: target GPU indices {list(fl.target_gpus)} repeat")
+                    raise ValueError(f"{name}: target GPU indices {excerpt(list(fl.target_gpus))} repeat")
             for g in sorted(inst.held_gpus):
                 if not 0 <= g < hw.gpus_per_server:
                     raise ValueError(f"{name}: GPU index {g} out of range on server {sid} "
@@ -306,15 +309,13 @@ class ClusterState(_Frozen):
     def from_json(cls, text: str, source: str = "state") -> "ClusterState":
         """Parse and validate a JSON state; any problem raises a one-line ValidationError naming it.
 
-        Nesting deeper than :data:`dynaplan.limits.MAX_JSON_DEPTH` is refused before parsing."""
+        Nesting deeper than :data:`dynaplan.limits.MAX_JSON_DEPTH` is refused before parsing; a key
+        repeated in one object is refused."""
         check_json_depth(text, source)
         try:
-            data = json.loads(text)
+            data = loads_json(text, source)
         except RecursionError:  # pragma: no cover - the depth check comes first
             raise ValidationError(f"{source}: JSON nested too deeply to parse") from None
-        except ValueError as exc:
-            where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
-            raise ValidationError(f"{source}: not valid JSON ({getattr(exc, 'msg', exc)}{where})") from None
         if not isinstance(data, dict):
             raise ValidationError(f"{source}: expected a JSON object with 'servers' and 'instances'")
         try:

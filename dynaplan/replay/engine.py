@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import ValidationError
 from dynaplan.limits import REPLAY_EPOCHS
+from dynaplan.planning.problem import Inventory
 from dynaplan.profiles.profile import Profile
 from dynaplan.domain.transitions import TransitionCosts, clock_cost
 from dynaplan.replay.deployment import Deployment
@@ -50,12 +51,13 @@ from dynaplan.replay.load import WindowLoad, window_load
 from dynaplan.replay.policy import Observation, PeakLoad, Policy, ReplayContext
 from dynaplan.replay.state import ReplayState
 from dynaplan.replay.tables import ProfileTables
+from dynaplan.validation import InputModel, checked
 from dynaplan.workload.aggregate import check_window_count
 from dynaplan.workload.classify import classify_trace
 from dynaplan.workload.trace import Trace
 
 
-class ReplayOptions(BaseModel):
+class ReplayOptions(InputModel):
     """Time scales and modelling choices of a replay."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -117,6 +119,7 @@ class ReplayInput:
     price_usd_per_mwh: np.ndarray
     model: str
     grid: GridSeries
+    out_of_profile: np.ndarray | None = None  # (W, C) requests beyond the classes' token range, by true class
 
 
 class ReplaySummary(BaseModel):
@@ -136,6 +139,9 @@ class ReplaySummary(BaseModel):
     slo_attainment: float = Field(description="Share of requests served within their TTFT and TBT SLO (fraction).")
     slo_attainment_by_class: dict[str, float] = Field(description="Same, by true class (fraction; NaN if none).")
     unserved_requests: float = Field(description="Requests whose pool had no instance up (count).")
+    out_of_profile_requests: int = Field(
+        default=0, description="Requests longer than the profile's classes cover (ClassScheme.out_of_profile): "
+        "served and counted, never as within SLO (count).")
     ttft_p50_ms: float
     ttft_p99_ms: float
     tbt_p50_ms: float
@@ -171,6 +177,7 @@ class ReplayResult:
         return self.summary.policy
 
 
+@checked
 def prepare(trace: Trace, *, profile: Profile | None = None, slos: SLOTable = DEFAULT_SLOS,
             inventory: Mapping[str, int] | None = None, options: ReplayOptions | None = None,
             grid: GridSeries | None = None, transition_costs: TransitionCosts | None = None,
@@ -178,11 +185,15 @@ def prepare(trace: Trace, *, profile: Profile | None = None, slos: SLOTable = DE
     """Classify the trace (true and predicted classes), build the per-window load, the profile's
     lookup tables and the per-window carbon intensity and price."""
     options = options or ReplayOptions()
+    if len(trace) == 0:
+        raise ValidationError(f"trace {trace.name!r} holds no requests: nothing to replay (SLO attainment and "
+                              "energy per request are undefined)")
     check_window_count(trace, options.window_s, f"options.window_s={options.window_s:g} s")
     REPLAY_EPOCHS.check(trace.duration_s / options.pool_epoch_s, f"options.pool_epoch_s={options.pool_epoch_s:g} s",
                         f"cuts the {trace.duration_s:g} s of trace {trace.name!r} into")
     profile = profile or Profile.default()
-    inventory = dict(inventory or {"h100-80gb": 40})
+    inventory = dict(Inventory(servers=dict(inventory) if isinstance(inventory, Mapping) else inventory).servers
+                     if inventory is not None else {"h100-80gb": 40})  # whole counts, no booleans
     unknown = sorted(set(inventory) - set(profile.hardware))
     if unknown or not inventory or any(n < 0 for n in inventory.values()):
         raise ValidationError(f"inventory {inventory}: expected server counts >= 0 of known hardware "
@@ -198,6 +209,7 @@ def prepare(trace: Trace, *, profile: Profile | None = None, slos: SLOTable = DE
     cls = classify_trace(trace, profile.classes, accuracy=options.predictor_accuracy,
                          over_fraction=options.predictor_over_fraction, seed=options.predictor_seed)
     load = window_load(trace, cls, window_s=options.window_s, rate_window_s=options.rate_window_s)
+    oop = _out_of_profile(trace, cls.true_class, profile.classes, load.n_windows, load.window_s)
     tables = ProfileTables.build(profile, slos, hardware=tuple(inventory), model=model, idle_power=options.idle_power)
     grid = grid or GridSeries.default()
     if grid.mode != options.grid_mode:
@@ -205,7 +217,16 @@ def prepare(trace: Trace, *, profile: Profile | None = None, slos: SLOTable = DE
     carbon, price = grid.per_window(load.start, load.n_windows, load.window_s)
     return ReplayInput(load=load, profile=profile, tables=tables, slos=slos, inventory=inventory, options=options,
                        transition_costs=transition_costs or TransitionCosts(), carbon_g_per_kwh=carbon,
-                       price_usd_per_mwh=price, model=model, grid=grid)
+                       price_usd_per_mwh=price, model=model, grid=grid, out_of_profile=oop)
+
+
+def _out_of_profile(trace: Trace, true_class: np.ndarray, scheme, n_windows: int, window_s: float) -> np.ndarray:
+    """(W, C) requests longer than ``scheme`` covers, by window and true class."""
+    beyond = scheme.out_of_profile(trace.input_tokens, trace.output_tokens)
+    c = scheme.n_classes
+    w = np.minimum(np.floor_divide(trace.arrival_s[beyond], window_s).astype(np.int64), n_windows - 1)
+    key = w * c + true_class[beyond].astype(np.int64)
+    return np.bincount(key, minlength=n_windows * c).reshape(n_windows, c).astype(np.float64)
 
 
 def _groups(inp: ReplayInput, dep: Deployment,
@@ -264,6 +285,7 @@ def _groups(inp: ReplayInput, dep: Deployment,
     return grp, [(g.pool, g.hardware, g.tp) for g in dep.groups], pools
 
 
+@checked
 def replay(inp: ReplayInput, policy: Policy, *, progress: Callable[[int, int], None] | None = None) -> ReplayResult:
     """Replay ``inp`` through ``policy`` (see the module docstring)."""
     t_start = time.perf_counter()
@@ -405,6 +427,8 @@ def _gpu_states(arr: dict, held_gpus: np.ndarray, hwc: _HardwareConstants, dt: f
 def _result(inp, policy, cols, req, met, unserved, pool_servers, hist, instance_s, state, decisions, applied,
             decide_s, wall_s) -> ReplayResult:
     load, dt, tab = inp.load, inp.load.window_s, inp.tables
+    oop = inp.out_of_profile if inp.out_of_profile is not None else np.zeros_like(req)
+    met = np.minimum(met, np.maximum(req - oop, 0.0))  # beyond the profile is never within SLO
     energy_j = cols["serving_j"] + cols["idle_j"] + cols["transition_j"]
     kwh = energy_j / 3.6e6
     carbon_kg = kwh * inp.carbon_g_per_kwh / 1e3
@@ -438,7 +462,7 @@ def _result(inp, policy, cols, req, met, unserved, pool_servers, hist, instance_
         slo_attainment=float(per_met.sum() / total) if total > 0 else float("nan"),
         slo_attainment_by_class={c: (float(per_met[i] / per_req[i]) if per_req[i] > 0 else float("nan"))
                                  for i, c in enumerate(names)},
-        unserved_requests=float(unserved.sum()),
+        unserved_requests=float(unserved.sum()), out_of_profile_requests=int(round(float(oop.sum()))),
         ttft_p50_ms=hist.percentile("ttft", 50), ttft_p99_ms=hist.percentile("ttft", 99),
         tbt_p50_ms=hist.percentile("tbt", 50), tbt_p99_ms=hist.percentile("tbt", 99),
         avg_servers=float(cols["servers"].mean()), peak_servers=float(cols["servers"].max()),
@@ -451,6 +475,7 @@ def _result(inp, policy, cols, req, met, unserved, pool_servers, hist, instance_
     return ReplayResult(summary=summary, windows=windows, pool_servers=ps, config_hours=config_hours)
 
 
+@checked
 def compare(inp: ReplayInput, policies: Iterable[Policy], *,
             progress: Callable[[str, int, int], None] | None = None) -> list[ReplayResult]:
     """Replay the same input through several policies."""

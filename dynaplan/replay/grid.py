@@ -18,6 +18,14 @@ import numpy as np
 import pandas as pd
 
 from dynaplan.errors import ValidationError
+from dynaplan.validation import excerpt
+
+CARBON_RANGE_G_PER_KWH = (0.0, 5000.0)
+"""Carbon intensity a series may hold (gCO2/kWh): never negative (no grid removes CO2 by drawing
+power); the dirtiest grids are near 1,100 (lignite), so 5,000 is a generous ceiling."""
+PRICE_RANGE_USD_PER_MWH = (-1e5, 1e5)
+"""Electricity price a series may hold (USD/MWh). Prices may be negative (surplus renewables on
+real markets, down to a few thousand USD/MWh below zero); market caps are around 1e4 USD/MWh."""
 
 CARBON_FILE = "CISO_2022_hourly_ci.csv.gz"
 PRICE_FILE = "caiso_2023_hourly_price_usd_per_mwh.csv.gz"
@@ -43,6 +51,20 @@ class HourlySeries:
         if self.times.tz is None:
             object.__setattr__(self, "times", self.times.tz_localize("UTC"))
         object.__setattr__(self, "values", v)
+
+    def check_range(self, lo: float, hi: float, what: str) -> "HourlySeries":
+        """``self`` if every finite value is in [lo, hi]; else :class:`ValidationError` naming the
+        first value outside, its row (in file order) and its time."""
+        v = self.values
+        with np.errstate(invalid="ignore"):
+            bad = np.isfinite(v) & ((v < lo) | (v > hi))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValidationError(
+                f"series {self.name} ({self.source}): row {i + 1} ({self.times[i]:%Y-%m-%d %H:%M} UTC): "
+                f"{what} {v[i]:g} {self.unit}; expected {lo:g} to {hi:g} {self.unit} ({int(bad.sum())} value(s) "
+                "outside)")
+        return self
 
     def by_hour_of_day(self) -> np.ndarray:
         """Mean value at each UTC hour 0..23 (NaN hours skipped)."""
@@ -85,6 +107,10 @@ def read_hourly_series(path: str | Path, column: str, *, time_column: str | None
         df = pd.read_csv(path)
     except (ValueError, OSError) as exc:
         raise ValidationError(f"{path}: cannot read as CSV ({exc})") from None
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].str.strip()
+    repeated = sorted({h for h in header if (header == h).sum() > 1})
+    if repeated:  # pandas would rename the second one (avg_CI.1) and read the first
+        raise ValidationError(f"{path}: line 1: column(s) {repeated} appear more than once in the header")
     tcol = time_column or df.columns[0]
     for c in (tcol, column):
         if c not in df.columns:
@@ -93,6 +119,10 @@ def read_hourly_series(path: str | Path, column: str, *, time_column: str | None
         times = pd.DatetimeIndex(pd.to_datetime(df[tcol], utc=True))
     except (ValueError, TypeError) as exc:
         raise ValidationError(f"{path}: column {tcol!r}: cannot parse timestamps ({exc})") from None
+    is_bool = df[column].map(lambda x: isinstance(x, (bool, np.bool_))).to_numpy(dtype=bool)
+    if is_bool.any():
+        i = int(np.flatnonzero(is_bool)[0])
+        raise ValidationError(f"{path}: row {i + 1}, field {column!r}: boolean {excerpt(df[column].iloc[i])}; expected a number")
     vals = pd.to_numeric(df[column], errors="coerce")
     bad = vals.isna() & df[column].notna()
     if bad.any():
@@ -129,6 +159,8 @@ class GridSeries:
     def __post_init__(self) -> None:
         if self.mode not in MAPPING_MODES:
             raise ValidationError(f"grid mapping mode {self.mode!r}; expected one of {MAPPING_MODES}")
+        self.carbon.check_range(*CARBON_RANGE_G_PER_KWH, "carbon intensity")
+        self.price.check_range(*PRICE_RANGE_USD_PER_MWH, "electricity price")
 
     @classmethod
     def default(cls) -> "GridSeries":

@@ -131,7 +131,7 @@ def scale_trace(trace: Trace, factor: float, *, seed: int = 0, jitter_s: float =
     ``label`` (the caller's flag, e.g. ``--rate 1e7``; default the factor). The copies are built
     in one vectorised step (the same random draws, in the same order, as one copy at a time).
     """
-    if not (factor > 0 and math.isfinite(factor)):
+    if isinstance(factor, (bool, np.bool_)) or not (factor > 0 and math.isfinite(factor)):
         raise ValidationError(f"rate scale factor {factor!r}; expected a positive number")
     TRACE_REQUESTS.check(factor * len(trace), label or f"rate scale factor x{factor:.3g}",
                          f"scales the {len(trace):,} requests of trace {trace.name!r} to")

@@ -8,6 +8,8 @@ from enum import Enum
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from dynaplan.validation import InputModel
+
 
 class Status(str, Enum):
     OPTIMAL = "optimal"            # proven optimal within the requested gap
@@ -23,7 +25,7 @@ class Backend(str, Enum):
     CPSAT = "cpsat"
 
 
-class SolveOptions(BaseModel):
+class SolveOptions(InputModel):
     """Options every backend honours."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -30,6 +30,7 @@ import pandas as pd
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
 from dynaplan.errors import ValidationError
 from dynaplan.limits import MAX_WINDOWS  # most windows a trace may be cut into (a stated limit)
+from dynaplan.validation import checked
 from dynaplan.workload.classify import class_index as class_index_of
 from dynaplan.workload.trace import Trace
 
@@ -39,6 +40,8 @@ _UNITS_S = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.
 
 def parse_duration_s(text: str | float | int) -> float:
     """Seconds in a duration such as ``5s``, ``5min``, ``30min``, ``1h``, ``2d`` or ``300``."""
+    if isinstance(text, (bool, np.bool_)):
+        raise ValidationError(f"duration {text!r}: a boolean; expected seconds or a number with a unit (e.g. 5min)")
     if isinstance(text, (int, float)):
         value = float(text)
     else:
@@ -143,6 +146,7 @@ def _frame(values: np.ndarray, window_s: float, names) -> pd.DataFrame:
     return pd.DataFrame(values, index=index, columns=pd.Index(list(names), name="class"))
 
 
+@checked
 def aggregate_load(
     trace: Trace,
     class_index: np.ndarray | None = None,
@@ -177,6 +181,7 @@ def aggregate_load(
     )
 
 
+@checked
 def epoch_peaks(
     trace: Trace,
     class_index: np.ndarray | None = None,

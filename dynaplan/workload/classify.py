@@ -24,6 +24,7 @@ import pandas as pd
 
 from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
 from dynaplan.errors import ValidationError
+from dynaplan.validation import checked
 from dynaplan.workload.trace import Trace
 
 DEFAULT_PREDICTOR_ACCURACY = 0.81
@@ -145,6 +146,7 @@ def predict_classes(
     return table[true_class.astype(np.intp) * 3 + choice]
 
 
+@checked
 def classify_trace(
     trace: Trace,
     scheme: ClassScheme = DEFAULT_CLASSES,

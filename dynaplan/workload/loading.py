@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 
 from dynaplan.errors import ValidationError
 from dynaplan.limits import check_json_depth
+from dynaplan.validation import checked
 from dynaplan.workload.trace import CSV_METADATA_PREFIX, PARQUET_METADATA_KEY, Trace
 from dynaplan.workload.validation import ROLES, DuplicatePolicy, RawColumns, build_trace
 
@@ -66,6 +67,7 @@ def bundled_trace_names() -> tuple[str, ...]:
     return tuple(BUNDLED_TRACES)
 
 
+@checked
 def load_trace(
     source: str | Path,
     *,

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from dynaplan.errors import ValidationError
 from dynaplan.limits import MAX_TRACE_REQUESTS
+from dynaplan.validation import InputModel, checked, number
 from dynaplan.workload.aggregate import MAX_WINDOWS, check_window_count
 from dynaplan.workload.loading import load_trace
 from dynaplan.workload.trace import Trace
@@ -49,7 +50,7 @@ MAX_SYNTHETIC_REQUESTS = MAX_TRACE_REQUESTS
 the limit of every trace in memory, :data:`dynaplan.limits.MAX_TRACE_REQUESTS`."""
 
 
-class EnvelopeSpec(BaseModel):
+class EnvelopeSpec(InputModel):
     """Targets and shape of the weekly rate envelope (ratios of the hourly rate over a week)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -74,7 +75,7 @@ class EnvelopeSpec(BaseModel):
         return self
 
 
-class BurstSpec(BaseModel):
+class BurstSpec(InputModel):
     """Short-time burstiness: variances of the two gamma rate multipliers."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -254,7 +255,9 @@ def check_rate_source(trace: Trace, what: str = "trace") -> Trace:
 
 
 def _positive(x) -> bool:
-    """``x`` is a finite number > 0."""
+    """``x`` is a finite number > 0 (a boolean is not a number)."""
+    if isinstance(x, (bool, np.bool_)):
+        return False
     try:
         return bool(math.isfinite(x) and x > 0)
     except (TypeError, ValueError):
@@ -321,6 +324,7 @@ def _chunk_arrivals(rng, env_min, t0_s, hours, rate_rps, burst: BurstSpec, minut
     return arrivals
 
 
+@checked
 def generate_trace(
     source: str | Path | Trace = "azure-conv-2023",
     *,
@@ -352,6 +356,7 @@ def generate_trace(
         raise ValidationError(f"days must be a positive number, got {days}")
     if mean_rate_rps is not None and not _positive(mean_rate_rps):
         raise ValidationError(f"mean_rate_rps must be a positive number, got {mean_rate_rps}")
+    number(seed, "seed", lo=0, integer=True)
     check_synthetic_size(source, days, mean_rate_rps)  # before loading, where the rate is known
     src = source if isinstance(source, Trace) else load_trace(source)
     preset = PRESETS.get(str(source) if not isinstance(source, Trace) else src.name)
