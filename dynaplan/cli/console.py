@@ -62,7 +62,8 @@ def progress(unit: str = "") -> Progress:
     if unit:
         cols.append(TextColumn(unit))
     cols += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
-    return Progress(*cols, console=err_console(), transient=True)
+    console = err_console()
+    return Progress(*cols, console=console, transient=True, disable=not console.is_terminal)
 
 
 __all__ = ["PIPE_CLOSED_EXIT", "PipeClosed", "WIDE", "err_console", "out_console", "progress", "silence_stdout"]
