@@ -185,11 +185,11 @@ def plan_reconfig_command(
     profile: Annotated[Path | None, typer.Option(help="Profile file (default: the bundled one).")] = None,
     costs: Annotated[Path | None, typer.Option(help="TransitionCosts JSON (default: DynamoLLM's published "
                                                "durations; docs/reconfiguration.md lists them).")] = None,
-    reshard: Annotated[str | None, typer.Option(help="transfer | reload: how the engine re-shards. [default: "
-                                                "transfer, or the mode of --costs]", show_default=False)] = None,
+    reshard: Annotated[str | None, typer.Option(help="transfer | reload: how the engine re-shards (default: "
+                                                "transfer, or the mode of --costs).", show_default=False)] = None,
     spill: Annotated[str, typer.Option(help="none | next | larger")] = "next",
-    now_s: Annotated[float | None, typer.Option(help="Time the schedule starts (s). [default: the state's "
-                                                "time_s]", show_default=False)] = None,
+    now_s: Annotated[float | None, typer.Option(help="Time the schedule starts (s; default: the state's "
+                                                "time_s).", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(help="Directory to write plan.json, reconfig.json and the flat "
                                              "tables plan.csv (one row per instance group) and actions.csv "
                                              "(one row per action) to.")] = None,
