@@ -162,3 +162,28 @@ def test_bad_window_exits_2(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code == 2
+
+
+def test_a_bad_plot_path_is_refused_before_the_table_is_replaced(tmp_path):
+    k = tmp_path / "k.csv"
+    k.write_text("precious\n")
+    res = runner.invoke(app, ["trace", "load", "--out", str(k), "--plot", str(tmp_path / "p.xyz")])
+    assert res.exit_code != 0 and "--plot" in str(res.exception)
+    assert k.read_text() == "precious\n" and sorted(p.name for p in tmp_path.iterdir()) == ["k.csv"]
+
+
+def test_progress_is_drawn_on_a_terminal_and_never_into_a_pipe(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import dynaplan.cli.console as con
+
+    buf = io.StringIO()
+    monkeypatch.setattr(con, "err_console", lambda: Console(file=buf, force_terminal=True, width=100))
+    invoke("classify", "--trace", "azure-code-2023")
+    assert "classifying" in buf.getvalue()
+    monkeypatch.setattr(con, "err_console", lambda: Console(file=buf, force_terminal=False, width=100))
+    buf.truncate(0), buf.seek(0)
+    invoke("classify", "--trace", "azure-code-2023")
+    assert buf.getvalue() == ""

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dynaplan.cli.console import out_console
+from dynaplan.cli.console import out_console, progress
 from dynaplan.cli.frames import TABLE_SUFFIXES, plan_frame, write_frame
 from dynaplan.cli.options import build_options, check_positive, check_rate_source, check_window
 from dynaplan.cli.outputs import OutputSet
@@ -99,9 +99,12 @@ def plan_command(
             tr = check_rate_source(load_trace(trace))
             check_window(tr, window_s, "--peak-window", peak_window, must_fit=True)
             fc = peak_forecast(tr, window_s=window_s, target_mean_rps=target_mean_rps, scheme=prof.classes)
-        planner = Planner(prof, {hardware: servers}, DEFAULT_SLOS, options=opts, solve_options=sopts)
-        plan = planner.plan_monolithic(fc) if monolithic else planner.plan(fc)
-        check = check_plan(prof, DEFAULT_SLOS, {hardware: servers}, plan)
+        with progress() as bar:
+            step = bar.add_task("planning", total=None)
+            planner = Planner(prof, {hardware: servers}, DEFAULT_SLOS, options=opts, solve_options=sopts)
+            plan = planner.plan_monolithic(fc) if monolithic else planner.plan(fc)
+            bar.update(step, description="checking")
+            check = check_plan(prof, DEFAULT_SLOS, {hardware: servers}, plan)
         console = out_console()
         for t in plan_tables(plan):
             console.print(t)

@@ -16,7 +16,7 @@ import typer
 from pydantic import ValidationError as PydanticValidationError
 from rich.table import Table
 
-from dynaplan.cli.console import out_console
+from dynaplan.cli.console import out_console, progress
 from dynaplan.cli.frames import actions_frame, plan_frame, write_frame
 from dynaplan.cli.options import build_options, check_finite
 from dynaplan.cli.outputs import OutputSet
@@ -220,9 +220,12 @@ def plan_reconfig_command(
         if unknown:
             raise ValidationError(f"{state}: hardware {unknown} has no profile (the profile knows {sorted(prof.hardware)})")
         _check_classes(st, prof.classes.names, str(state))
-        planner = Planner(prof, inventory, DEFAULT_SLOS, options=opts, model=st.model)
-        target = planner.plan(fc)
-        rp = diff(st, target, tc, prof, DEFAULT_SLOS, now_s=st.time_s if now_s is None else now_s)
+        with progress() as bar:
+            step = bar.add_task("planning", total=None)
+            planner = Planner(prof, inventory, DEFAULT_SLOS, options=opts, model=st.model)
+            target = planner.plan(fc)
+            bar.update(step, description="scheduling")
+            rp = diff(st, target, tc, prof, DEFAULT_SLOS, now_s=st.time_s if now_s is None else now_s)
         console = out_console()
         for t in plan_tables(target) + reconfig_tables(rp):
             console.print(t)

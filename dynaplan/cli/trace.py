@@ -278,7 +278,7 @@ def _complete_last_window(lt: LoadTable, tr: Trace) -> tuple[LoadTable, float]:
     n = len(lt.load_rps)
     end = n * lt.window_s
     if lt.peak_window_s is not None or n == 0:
-        return lt, end
+        return lt, min(end, max(tr.duration_s, (n - 1) * lt.window_s)) if n else end
     last = (n - 1) * lt.window_s
     covered = tr.duration_s - last
     if not (0 < covered < lt.window_s - 1e-9):
@@ -295,18 +295,28 @@ def _complete_last_window(lt: LoadTable, tr: Trace) -> tuple[LoadTable, float]:
 
 
 def _load_figure(load: LoadTable, end_s: float, title: str, footnote: str):
-    from dynaplan.replay.plots import CLASS_ORDER, legend_outside, time_axis
+    from dynaplan.replay.plots import CLASS_ORDER, MAX_POINTS, legend_outside, time_axis
 
     plt = _figure()
     df = load.load_rps
-    edges_s = np.r_[df.index.to_numpy(dtype=float), end_s]
+    t_s = df.index.to_numpy(dtype=float)
+    values = df.to_numpy(dtype=float)
+    k = max(1, int(np.ceil(len(t_s) / MAX_POINTS)))
+    if k > 1:  # too many windows to draw one by one: average (mean rates) or take the max (peaks) per bin
+        n_bins = int(np.ceil(len(t_s) / k))
+        pad = n_bins * k - len(t_s)
+        v = np.vstack([values, np.full((pad, values.shape[1]), np.nan)]).reshape(n_bins, k, -1)
+        values = np.nanmax(v, axis=1) if load.peak_window_s else np.nanmean(v, axis=1)
+        t_s = t_s[::k]
+        title += f"; drawn as {'maxima' if load.peak_window_s else 'means'} over {k} windows"
+    edges_s = np.r_[t_s, end_s]
     x, label, _ = time_axis(edges_s, end_s)
     fig, ax = plt.subplots(figsize=(12, 4.8))
     cmap = plt.get_cmap("tab10")
-    bottom = np.zeros(len(df))
+    bottom = np.zeros(len(t_s))
     handles = []
     for i, c in enumerate(df.columns):
-        v = df[c].to_numpy(dtype=float)
+        v = values[:, i]
         ci = CLASS_ORDER.index(c) if c in CLASS_ORDER else i
         handles.append(ax.stairs(bottom + v, x, baseline=bottom.copy(), fill=True, color=cmap(ci % 10), alpha=0.85,
                                  label=str(c)))
@@ -314,7 +324,8 @@ def _load_figure(load: LoadTable, end_s: float, title: str, footnote: str):
     legend_outside(ax, handles[::-1], [h.get_label() for h in handles[::-1]], title="class")
     kind = "peak" if load.peak_window_s else "mean"
     ax.set_xlabel(label)
-    ax.set_ylabel(f"{kind} load, stacked by class (req/s)")
+    ax.set_ylabel("mean load, stacked by class (req/s)" if kind == "mean" else
+                  "per-class peak load, stacked (req/s)\n(classes peak at different times)")
     ax.set_xlim(x[0], x[-1])
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
