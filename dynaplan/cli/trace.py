@@ -437,8 +437,10 @@ def generate(source: Annotated[str, typer.Option("--source", "--trace", "-t", he
     """Generate a synthetic trace (seeded) and write it; prints its measured envelope."""
     from dynaplan.cli.rates import peak_rps
 
+    if out is not None and not out.name.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
+        raise ValidationError(f"--out {out}: unknown trace format; use .csv, .csv.gz or .parquet")
     with OutputSet() as outs:
-        outs.file(out, "--out", suffixes=(".csv", ".csv.gz", ".parquet", ".pq"))
+        outs.file(out, "--out")
         console = _console()
         with _busy("generating"):
             # checks the size (before loading, for a preset or --rate) and, for a file, that it has a rate
