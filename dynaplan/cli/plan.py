@@ -24,14 +24,18 @@ from dynaplan.workload.aggregate import parse_duration_s
 from dynaplan.workload.loading import load_trace
 
 
-def plan_tables(plan: Plan) -> list[Table]:
+def plan_tables(plan: Plan, inventory: dict[str, int] | None = None) -> list[Table]:
+    """The plan's head (status, forecast, servers, power, energy, time) and its instances by pool;
+    with ``inventory`` (servers by hardware) the head says how much of it the plan uses."""
     head = Table(title=f"{plan.mode} plan", show_header=False, title_justify="left")
     head.add_column("field", style="bold")
     head.add_column("value")
     r = plan.report
     head.add_row("status", f"{r.status.value} (backend {r.backend.value}, gap {r.gap if r.gap is None else f'{r.gap:.2e}'})")
     head.add_row("forecast (req/s)", ", ".join(f"{c} {v:.2f}" for c, v in plan.forecast_rps.items()))
-    head.add_row("servers / GPUs", ", ".join(f"{h}: {n} servers, {plan.gpus.get(h, 0)} GPUs in use"
+    if inventory is not None:
+        head.add_row("inventory", ", ".join(f"{n} {h} servers" for h, n in inventory.items()) or "none")
+    head.add_row("servers / GPUs", ", ".join(f"{h}: {n} servers active, {plan.gpus.get(h, 0)} GPUs in use"
                                             for h, n in plan.servers.items()) or "none")
     head.add_row("power", f"{plan.power_w / 1e3:.2f} kW  (model error bound ±{plan.approx_error_bound_w / 1e3:.2f} kW)")
     head.add_row("energy per epoch", f"{plan.energy_j / 3.6e6:.3f} kWh over {plan.epoch_s:.0f} s")
@@ -106,7 +110,7 @@ def plan_command(
             bar.update(step, description="checking")
             check = check_plan(prof, DEFAULT_SLOS, {hardware: servers}, plan)
         console = out_console()
-        for t in plan_tables(plan):
+        for t in plan_tables(plan, {hardware: servers}):
             console.print(t)
         if not check.ok:
             console.print("independent check: FAILED: " + "; ".join(check.violations))

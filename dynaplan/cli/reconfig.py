@@ -227,7 +227,7 @@ def plan_reconfig_command(
             bar.update(step, description="scheduling")
             rp = diff(st, target, tc, prof, DEFAULT_SLOS, now_s=st.time_s if now_s is None else now_s)
         console = out_console()
-        for t in plan_tables(target) + reconfig_tables(rp):
+        for t in plan_tables(target, inventory) + reconfig_tables(rp):
             console.print(t)
         if out is not None:
             outs.write_text(files["plan.json"], target.to_json(indent=2))

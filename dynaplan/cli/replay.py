@@ -140,7 +140,7 @@ def replay_command(
     hardware: Annotated[str, typer.Option(help="Hardware type of the inventory.")] = "h100-80gb",
     rate: Annotated[str, typer.Option(help="auto: scale the trace so that SinglePool, sized for its peak, needs "
                                       "half of --servers; none: as recorded (or the preset rate with "
-                                      "--synthetic-days); or R: " + RATE_HELP)] = "auto",
+                                      "--synthetic-days); or R, the m" + RATE_HELP[1:])] = "auto",
     peak_rps_: Annotated[Optional[float], typer.Option("--peak-rps", help=PEAK_HELP)] = None,
     static_sizing: Annotated[str, typer.Option(help="peak: static pools sized for the trace's peak; inventory: "
                                                "for the load at which SinglePool fills --servers.")] = "peak",
