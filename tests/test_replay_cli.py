@@ -89,3 +89,28 @@ def test_replay_command_rejects_bad_input(app, tmp_path):
     assert isinstance(res.exception, ValidationError) and "unknown policy" in str(res.exception)
     res = CliRunner().invoke(app, ["replay", "--rate", "fast", "--policy", "SinglePool", "--out", str(tmp_path)])
     assert isinstance(res.exception, ValidationError) and "--rate" in str(res.exception)
+
+
+def test_the_summary_explains_when_dynamollm_is_not_better():
+    from types import SimpleNamespace
+
+    from dynaplan.cli.replay import explain
+    from dynaplan.workload.loading import load_trace
+
+    tr = load_trace("azure-conv-2023")
+
+    def res(policy, kwh, servers, usd):
+        return SimpleNamespace(policy=policy, summary=SimpleNamespace(energy_kwh=kwh, avg_servers=servers,
+                                                                      cost_usd=usd))
+
+    lines = explain(tr, "rate as recorded", 40, "h100-80gb", 8, "peak", 1.0, 19.9,
+                    [res("SinglePool", 78.5, 20.0, 1918), res("DynamoLLM", 79.7, 40.0, 3832)])
+    text = "\n".join(lines)
+    assert "inventory: 40 servers x h100-80gb (320 GPUs)" in text and "needs 19.9 servers" in text
+    assert "why DynamoLLM saves little here (+1.5% energy)" in text and "sized for this very trace's peak" in text
+    assert "--static-sizing inventory" in text and "docs/results.md" in text
+    assert "cost: DynamoLLM keeps 40.0 servers on average against SinglePool's 20.0" in text
+    lines = explain(tr, "rate as recorded", 40, "h100-80gb", 8, "inventory", 2.0, 19.9,
+                    [res("SinglePool", 100.0, 40.0, 1000), res("DynamoLLM", 60.0, 30.0, 900)])
+    assert not any(ln.startswith(("why", "cost")) for ln in lines)  # nothing to explain when it saves
+    assert "sized for 2.00 x the trace's peak" in "\n".join(lines)

@@ -207,7 +207,8 @@ def replay_command(
         with progress("epochs") as bar:
             tr, how = _trace(trace, synthetic_days, seed, rate, peak_rps_, servers, hardware, pkw, window, bar)
             tag = "[bold yellow]SYNTHETIC[/]" if tr.synthetic else "[green]measured[/]"
-            bar.console.print(f"{tag} trace [bold]{tr.name}[/]: {tr.label}", highlight=False)
+            if bar.console.is_terminal:  # the summary under the table says it again, for files and pipes
+                bar.console.print(f"{tag} trace [bold]{tr.name}[/]: {tr.label}", highlight=False)
             step = bar.add_task("preparing", total=None)
             inp = prepare(tr, **pkw)
             bar.remove_task(step)
