@@ -66,7 +66,7 @@ class OutputSet:
         if path.exists() and not path.is_file():
             raise ValidationError(f"{flag} {path}: exists and is not a regular file")
         parent = path.parent
-        if not self._dir_will_exist(parent):
+        if not parent.is_dir():
             raise ValidationError(f"{flag} {path}: directory {parent} does not exist")
         self._check_dir_writable(parent, flag, path)
         return self._reserve(path, flag)
@@ -103,9 +103,6 @@ class OutputSet:
             raise ValidationError(f"{flag} {path}: the same file as {other}; give each output its own path")
         self._entries[key] = _Entry(path=path, flag=flag)
         return path
-
-    def _dir_will_exist(self, d: Path) -> bool:
-        return d.is_dir()
 
     @staticmethod
     def _check_dir_writable(d: Path, flag: str, path: Path) -> None:
