@@ -28,14 +28,15 @@ def test_binned_keeps_the_mean_and_at_most_max_points():
 
 
 def test_load_figure_draws_every_window_up_to_the_trace_end():
-    from dynaplan.cli.trace import _complete_last_window, _load_figure
+    from dynaplan.cli.trace import _complete_last_window
+    from dynaplan.cli.trace_figures import load_figure
     from dynaplan.workload.aggregate import aggregate_load
     from dynaplan.workload.loading import load_trace
 
     tr = load_trace("azure-code-2023")
     lt, end_s = _complete_last_window(aggregate_load(tr, window_s=300), tr)
     assert len(lt.load_rps) == 12 and end_s == pytest.approx(tr.duration_s)
-    fig = _load_figure(lt, end_s, "title", "footnote")
+    fig = load_figure(lt, end_s, "title", "footnote")
     ax = fig.axes[0]
     assert ax.get_xlim()[1] == pytest.approx(tr.duration_s / 60)  # minutes: the 12th window is drawn
     legend = ax.get_legend()
