@@ -55,7 +55,8 @@ def synthetic(source, days: float, seed: int, *, rate: float | None = None, peak
     check_rate_flags(rate, peak)
     if rate is None and peak is None:
         tr = generate_trace(source, days=days, seed=seed)
-        return tr, f"generated at the preset rate of {getattr(source, 'name', source)} ({tr.mean_rate_rps:.1f} req/s mean)"
+        return tr, (f"generated at the preset rate of {getattr(source, 'name', source)} (a weekly mean; "
+                    f"{tr.mean_rate_rps:.1f} req/s over these {days:g} day(s))")
     if rate is not None:
         check_synthetic_size(source, days, rate)
         weekly = rate
