@@ -175,9 +175,10 @@ def test_trace_values_are_reported_as_written(tmp_path):
 def test_trace_cli_checks_outputs_windows_and_sizes(cli, tmp_path):
     one = _write(tmp_path / "one.csv", TRACE_HEADER + "0,10,10\n")
     fails(cli, "trace", "stats", "-t", tmp_path / "garbage", expect=("no such file",))
-    fails(cli, "trace", "stats", "-t", "azure-code-2023", "--out", tmp_path, expect=("--out", "is a directory"))
-    fails(cli, "trace", "stats", "-t", "azure-code-2023", "--out", tmp_path / "no" / "x.csv",
-          expect=("--out", "does not exist"))
+    fails(cli, "trace", "stats", "-t", "azure-code-2023", "--out", tmp_path / "x.csv",
+          expect=("--out", "into a directory"))  # stats writes its tables into a directory
+    fails(cli, "trace", "stats", "-t", "azure-code-2023", "--out", _write(tmp_path / "f", "") / "x",
+          expect=("--out", "is not a directory"))
     fails(cli, "trace", "load", "-t", "azure-code-2023", "--window", "1e-9s",
           expect=("--window 1e-9s: cuts the", "windows (at most 10,000,000)"))
     fails(cli, "trace", "generate", "--days", "1e6", expect=("requests (at most 100,000,000)",))
@@ -220,7 +221,7 @@ def test_plan_flags_are_checked_before_work(cli, tmp_path):
         (("--time-limit-s", "0"), "--time-limit-s 0.0: expected a positive, finite number of seconds"),
         (("--time-limit-s", "inf"), "--time-limit-s inf"),
         (("--spill", "sideways"), "--spill 'sideways': spill must be 'none', 'next' or 'larger'"),
-        (("--target-mean-rps", "-1"), "--target-mean-rps -1.0: expected a positive"),
+        (("--target-mean-rps", "-1"), "--rate -1.0: expected a positive"),  # --rate is its short name
         (("--servers", "-3"), "--servers -3: expected >= 0"),
         (("--json", tmp_path), "--json"),
     ]:
@@ -273,7 +274,8 @@ def test_replay_flags_are_checked_before_work(cli, tmp_path):
     fails(cli, *base, "--servers", "0", expect=("--servers 0: expected at least 1 server",))
     fails(cli, "replay", "--policy", "", "--out", tmp_path, expect=("--policy '': expected policy names",))
     fails(cli, *base, "--carbon-column", "nope", expect=("--carbon-column 'nope': only applies with --carbon",))
-    fails(cli, *base, "--plot", "--plot-policy", "nope", expect=("--plot-policy 'nope': not among",))
+    fails(cli, *base, "--plot", tmp_path / "p.png", "--plot-policy", "nope",
+          expect=("--plot-policy 'nope': not among",))
     fails(cli, *base, "--pool-epoch", "0", expect=("--pool-epoch '0':",))
     out_file = _write(tmp_path / "file", "")
     fails(cli, "replay", "--policy", "SinglePool", "--out", out_file, expect=("exists and is not a directory",))

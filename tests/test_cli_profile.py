@@ -159,6 +159,29 @@ def test_export_bad_target_is_one_line_error(cli, csv_path, tmp_path, name, fmt)
     assert not (tmp_path / name).exists()
 
 
+def test_export_into_an_existing_directory_writes_inside_it(cli, csv_path, profile, tmp_path):
+    d = tmp_path / "profiles"
+    d.mkdir()
+    (tmp_path / "profiles.csv").write_text("precious\n")  # the file the old behaviour clobbered
+    code, out, err = cli("profile", "export", d, "--from", csv_path)
+    assert code == 0, err
+    assert (tmp_path / "profiles.csv").read_text() == "precious\n"
+    pd.testing.assert_frame_equal(Profile.read(d / "profile.csv").table, profile.table, check_exact=True)
+    code, _, err = cli("profile", "export", d, "--from", csv_path, "--format", "parquet")
+    assert code == 0, err and (d / "profile.parquet").is_file()
+
+
+def test_export_of_a_bad_profile_keeps_the_existing_file(cli, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,hardware\nx,y\n")
+    target = tmp_path / "out.csv"
+    target.write_text("precious\n")
+    code, _, err = cli("profile", "export", target, "--from", bad)
+    assert code == 2
+    one_line_error(err)
+    assert target.read_text() == "precious\n" and sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "out.csv"]
+
+
 # ---------------------------------------------------------------- the bundled default
 @needs_default
 def test_default_profile_show_validate_export(cli, tmp_path):

@@ -1,4 +1,4 @@
-"""Transition costs: the BRIEF's numbers, weight-transfer bytes and times, amortised MILP terms."""
+"""Transition costs: DynamoLLM's published numbers (arXiv 2408.00741), weight-transfer bytes and times, amortised MILP terms."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_transfer_bytes_keep_nested_shards_in_place():
 
 def test_reshard_tp4_to_tp8_on_dgx_h100_takes_about_50_ms_and_keeps_serving():
     c = reshard_cost(P, H100_80GB, LLAMA2_70B, range(4), range(8), 3.0, 5.0)
-    assert c.duration_s == pytest.approx(0.050, abs=0.002)  # BRIEF: about 50 ms
+    assert c.duration_s == pytest.approx(0.050, abs=0.002)  # DynamoLLM: about 50 ms
     assert c.gpus_unavailable == (4, 5, 6, 7)
     assert c.capacity_during_rps == 3.0 and c.capacity_after_rps == 5.0 and c.lost_capacity_rps_s == 0.0
     assert c.bytes_moved == pytest.approx(69e9)
@@ -52,7 +52,7 @@ def test_naive_reload_stops_the_instance_for_one_to_two_minutes():
 
 def test_start_release_clock_and_move():
     s = start_cost(P, H100_80GB, LLAMA2_70B, (0, 1, 2, 3), 4.0)
-    assert 360 <= s.duration_s <= 480  # BRIEF: 6-8 min for Llama2-70B
+    assert 360 <= s.duration_s <= 480  # DynamoLLM: 6-8 min for Llama2-70B
     assert s.energy_j == pytest.approx(s.duration_s * 4 * 75.0)  # idle power meanwhile
     assert (s.capacity_before_rps, s.capacity_during_rps, s.capacity_after_rps) == (0.0, 0.0, 4.0)
     hot = P.model_copy(update={"start_gpu_power_w": 150.0})
@@ -60,7 +60,7 @@ def test_start_release_clock_and_move():
     r = release_cost(P, H100_80GB, (0, 1), 2.0)
     assert r.capacity_during_rps == 0.0 and r.capacity_after_rps == 0.0 and r.gpus_unavailable == (0, 1)
     k = clock_cost(P, H100_80GB, (0, 1), 2.0, 1.5)
-    assert 0.05 <= k.duration_s <= 0.08  # BRIEF: 50-80 ms
+    assert 0.05 <= k.duration_s <= 0.08  # DynamoLLM: 50-80 ms
     assert k.capacity_during_rps == 1.5 and k.lost_capacity_rps_s == pytest.approx(2.0 * k.duration_s)
     m = move_cost(P, H100_80GB, (0, 1), 2.0, 3.0)
     assert m.duration_s == 0.0 and m.energy_j == 0.0 and m.gpus_unavailable == ()

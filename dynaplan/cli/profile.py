@@ -13,8 +13,10 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from dynaplan.cli.console import out_console
+from dynaplan.cli.outputs import OutputSet
 
 from dynaplan.domain.slo import DEFAULT_SLOS
 from dynaplan.errors import DynaplanError
@@ -139,7 +141,7 @@ def show(
     """Summarise a profile and, per (hardware, TP, class), the max load under the default SLO."""
     profile = load_profile(path)
     frame = max_load_frame(profile, hardware)
-    console = Console()
+    console = out_console()
     console.print(summary_table(profile))
     if slo_default:
         console.print(slo_table())
@@ -167,11 +169,14 @@ def validate(
 
 @app.command("export")
 def export(
-    out: Annotated[Path, typer.Argument(help="Output file; its suffix (.csv, .csv.gz, .parquet) picks the format.")],
+    out: Annotated[Path, typer.Argument(help="Output file; its suffix (.csv, .csv.gz, .parquet) picks the format. "
+                                        "An existing directory gets profile.csv (or .parquet) inside it.")],
     source: Annotated[Path | None, typer.Option("--from", help="Profile to export; default: the bundled profile.")] = None,
     fmt: Annotated[ProfileFormat | None, typer.Option("--format", help="csv or parquet; must agree with the suffix (added if OUT has none).")] = None,
 ) -> None:
     """Write a profile (the bundled default unless --from) as CSV or parquet."""
+    if out.is_dir():
+        out = out / ("profile." + (fmt.value if fmt is not None else "csv"))
     suffix = out.suffix.lower()
     if suffix == "":
         out = out.with_suffix("." + (fmt.value if fmt is not None else "csv"))
@@ -179,11 +184,9 @@ def export(
         raise DynaplanError(f"{out}: unknown suffix {out.suffix!r}; use .csv, .csv.gz or .parquet")
     elif fmt is not None and _SUFFIX_FORMAT[suffix] != fmt.value:
         raise DynaplanError(f"{out}: suffix {out.suffix!r} does not match --format {fmt.value}")
-    if not out.parent.is_dir():
-        raise DynaplanError(f"{out}: directory {out.parent} does not exist")
-    profile = load_profile(source)
-    try:
-        profile.write(out)
-    except OSError as exc:
-        raise DynaplanError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    with OutputSet() as outs:
+        outs.file(out, "OUT")
+        profile = load_profile(source)
+        outs.write(out, profile.write)
+        outs.commit()
     typer.echo(f"wrote {len(profile)} rows to {out}")

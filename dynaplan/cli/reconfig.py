@@ -8,22 +8,27 @@ and exits with code 2.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from pydantic import ValidationError as PydanticValidationError
 from rich.table import Table
 
-from dynaplan.cli.options import build_options, check_out_dir
+from dynaplan.cli.console import out_console, progress
+from dynaplan.cli.frames import actions_frame, plan_frame, write_frame
+from dynaplan.cli.options import build_options, check_finite
+from dynaplan.cli.outputs import OutputSet
 from dynaplan.cli.plan import plan_tables
 from dynaplan.domain.slo import DEFAULT_SLOS
-from dynaplan.limits import STATE_SERVERS
 from dynaplan.errors import InputError, ValidationError, read_text_file
-from dynaplan.planning import Planner, PlannerOptions
+from dynaplan.limits import STATE_SERVERS
+from dynaplan.planning import Plan, Planner, PlannerOptions
 from dynaplan.planning.inputs import read_forecast
 from dynaplan.profiles.profile import Profile
 from dynaplan.reconfig.actions import ReconfigPlan
+from dynaplan.reconfig.apply import apply
 from dynaplan.reconfig.diff import diff
 from dynaplan.reconfig.state import ClusterState, Server, pydantic_message
 from dynaplan.domain.transitions import TransitionCosts
@@ -89,8 +94,6 @@ def reconfig_tables(rp: ReconfigPlan) -> list[Table]:
 def _load_costs(path: Path | None, reshard: str | None) -> TransitionCosts:
     costs = TransitionCosts()
     if path is not None:
-        from pydantic import ValidationError as PydanticValidationError
-
         text = read_text_file(path, "a transition-costs JSON file", "transition-costs")
         try:
             costs = TransitionCosts.model_validate(loads_json(text, str(path)))  # refuses repeated keys
@@ -142,52 +145,102 @@ def _check_classes(state: ClusterState, names, source: str) -> None:
                                       f"known: {list(names)}")
 
 
+def _read_state(path: Path, servers: int | None, hardware: str, prof: Profile) -> tuple[ClusterState, bool]:
+    """The state in ``path``: a cluster state JSON, or a plan JSON (``dynaplan plan --json``)
+    placed on an inventory of ``servers`` x ``hardware``. Second value: whether it was a plan."""
+    text = read_text_file(path, "a cluster state or plan JSON file", "state")
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        doc = None
+    if not (isinstance(doc, dict) and "pools" in doc and "mode" in doc):
+        return ClusterState.from_json(text, source=str(path)), False
+    try:
+        plan = Plan.from_json(text)
+    except PydanticValidationError as exc:
+        raise ValidationError(pydantic_message(exc, str(path))) from None
+    if servers is None:
+        used = ", ".join(f"{n} {h}" for h, n in plan.servers.items()) or "none"
+        raise ValidationError(f"--state {path}: a plan, which records only the servers it uses ({used}), not the "
+                              f"inventory: add --servers N [--hardware H], or write a full state with "
+                              f"'dynaplan plan --state-out state.json'")
+    if servers < 0:
+        raise ValidationError(f"--servers {servers}: expected >= 0")
+    if hardware not in prof.hardware:
+        raise ValidationError(f"--hardware {hardware!r}: unknown; the profile knows {sorted(prof.hardware)}")
+    inventory = {h: 0 for h in plan.servers}
+    inventory[hardware] = servers
+    model = prof.models[0] if len(prof.models) == 1 else None
+    try:
+        return ClusterState.from_plan(plan, prof.hardware, servers=inventory, model=model), True
+    except ValidationError as exc:
+        raise ValidationError(f"--state {path} with --servers {servers} --hardware {hardware}: {exc}") from None
+
+
 def plan_reconfig_command(
-    state: Annotated[Path, typer.Option(help="Cluster state JSON (servers, instances, operations in flight).")],
+    state: Annotated[Path, typer.Option(help="Cluster state JSON (servers, instances, operations in flight; "
+                                        "'dynaplan plan --state-out' writes one), or a plan JSON ('dynaplan plan "
+                                        "--json') with --servers.")],
     forecast: Annotated[Path, typer.Option(help="Forecast CSV (request_class, load_rps).")],
     servers: Annotated[int | None, typer.Option(help="Servers of --hardware in the inventory (default: the "
                                                 "state's); extra ones are added empty.")] = None,
     hardware: Annotated[str, typer.Option(help="Hardware type of --servers.")] = "h100-80gb",
     profile: Annotated[Path | None, typer.Option(help="Profile file (default: the bundled one).")] = None,
-    costs: Annotated[Path | None, typer.Option(help="TransitionCosts JSON (default: the BRIEF's numbers).")] = None,
-    reshard: Annotated[str | None, typer.Option(help="transfer | reload: how the engine re-shards.")] = None,
+    costs: Annotated[Path | None, typer.Option(help="TransitionCosts JSON (default: DynamoLLM's published "
+                                               "durations; docs/reconfiguration.md lists them).")] = None,
+    reshard: Annotated[str | None, typer.Option(help="transfer | reload: how the engine re-shards (default: "
+                                                "transfer, or the mode of --costs).", show_default=False)] = None,
     spill: Annotated[str, typer.Option(help="none | next | larger")] = "next",
-    now_s: Annotated[float, typer.Option(help="Time the schedule starts (s; default: the state's time).")] = 0.0,
-    out: Annotated[Path | None, typer.Option(help="Directory to write plan.json and reconfig.json to.")] = None,
+    now_s: Annotated[float | None, typer.Option(help="Time the schedule starts (s; default: the state's "
+                                                "time_s).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(help="Directory to write plan.json, reconfig.json and the flat "
+                                             "tables plan.csv (one row per instance group) and actions.csv "
+                                             "(one row per action) to.")] = None,
+    state_out: Annotated[Path | None, typer.Option(help="Write the cluster state once the schedule is done here: "
+                                                   "the --state of the next plan-reconfig.")] = None,
 ) -> None:
     """Plan for a forecast and schedule the reconfiguration from the current cluster state."""
-    check_time_s(now_s, "--now-s")
-    if out is not None:
-        check_out_dir(out, "--out")
-    opts = build_options(lambda: PlannerOptions(spill=spill), {"spill": ("--spill", spill)})
-    st = ClusterState.read(state)
-    st = _with_inventory(st, servers, hardware)
-    prof = Profile.default() if profile is None else Profile.read(profile)
-    tc = _load_costs(costs, reshard)
-    fc = read_forecast(forecast, prof.classes)
-    if st.model not in prof.models:
-        raise ValidationError(f"{state}: model {st.model!r} has no profile (the profile holds {list(prof.models)})")
-    inventory = st.servers_by_hardware()
-    if not inventory:
-        raise ValidationError(f"{state}: the state has no servers; add empty ones with --servers N --hardware NAME")
-    unknown = sorted(set(inventory) - set(prof.hardware))
-    if unknown:
-        raise ValidationError(f"{state}: hardware {unknown} has no profile (the profile knows {sorted(prof.hardware)})")
-    _check_classes(st, prof.classes.names, str(state))
-    planner = Planner(prof, inventory, DEFAULT_SLOS, options=opts, model=st.model)
-    target = planner.plan(fc)
-    rp = diff(st, target, tc, prof, DEFAULT_SLOS, now_s=now_s)
-    console = Console()
-    for t in plan_tables(target) + reconfig_tables(rp):
-        console.print(t)
-    if out is not None:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "plan.json").write_text(target.to_json(indent=2))
-            (out / "reconfig.json").write_text(rp.to_json(indent=2))
-        except OSError as exc:
-            raise ValidationError(f"{out}: cannot write the results ({exc.strerror or exc})") from None
-        console.print(f"plan and schedule written to {out / 'plan.json'} and {out / 'reconfig.json'}")
+    if now_s is not None:
+        check_time_s(now_s, "--now-s")
+    with OutputSet() as outs:
+        if out is not None:
+            files = {name: outs.in_dir(out, name, "--out")
+                     for name in ("plan.json", "reconfig.json", "plan.csv", "actions.csv")}
+        outs.file(state_out, "--state-out")
+        opts = build_options(lambda: PlannerOptions(spill=spill), {"spill": ("--spill", spill)})
+        prof = Profile.default() if profile is None else Profile.read(profile)
+        st, from_plan = _read_state(state, servers, hardware, prof)
+        if not from_plan:
+            st = _with_inventory(st, servers, hardware)
+        tc = _load_costs(costs, reshard)
+        fc = read_forecast(forecast, prof.classes)
+        if st.model not in prof.models:
+            raise ValidationError(f"{state}: model {st.model!r} has no profile (the profile holds {list(prof.models)})")
+        inventory = st.servers_by_hardware()
+        if not inventory:
+            raise ValidationError(f"{state}: the state has no servers; add empty ones with --servers N --hardware NAME")
+        unknown = sorted(set(inventory) - set(prof.hardware))
+        if unknown:
+            raise ValidationError(f"{state}: hardware {unknown} has no profile (the profile knows {sorted(prof.hardware)})")
+        _check_classes(st, prof.classes.names, str(state))
+        with progress() as bar:
+            step = bar.add_task("planning", total=None)
+            planner = Planner(prof, inventory, DEFAULT_SLOS, options=opts, model=st.model)
+            target = planner.plan(fc)
+            bar.update(step, description="scheduling")
+            rp = diff(st, target, tc, prof, DEFAULT_SLOS, now_s=st.time_s if now_s is None else now_s)
+        console = out_console()
+        for t in plan_tables(target, inventory) + reconfig_tables(rp):
+            console.print(t)
+        if out is not None:
+            outs.write_text(files["plan.json"], target.to_json(indent=2))
+            outs.write_text(files["reconfig.json"], rp.to_json(indent=2))
+            outs.write(files["plan.csv"], lambda tmp: write_frame(plan_frame(target), tmp))
+            outs.write(files["actions.csv"], lambda tmp: write_frame(actions_frame(rp), tmp))
+        if state_out is not None:
+            outs.write_text(state_out, apply(st, rp.actions).to_json(indent=2))
+        for path in outs.commit():
+            console.print(f"wrote {path}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,13 +4,17 @@ Every command takes ``--trace NAME_OR_PATH`` (bundled ``azure-conv-2023``, ``azu
 or a CSV/parquet file); ``--synthetic-days N --seed S`` replaces it by a synthetic trace of N
 days whose tokens come from it. The trace's label (``SYNTHETIC: ...`` or ``measured: ...``) is
 printed first and written into every output: as ``trace`` and ``synthetic`` columns in table
-CSVs, and as the ``# dynaplan-trace {json}`` first line of per-request CSVs. User errors raise
+CSVs, and, for ``classify``'s per-request table, in a sidecar ``<name>.meta.json`` (CSV; the CSV
+itself is plain, for ``pd.read_csv``) or the parquet schema metadata. ``--plot FILE`` writes a
+figure (.png, .svg or .pdf) wherever a command has one; every output is reserved before any work
+and written only when the command succeeds (:mod:`dynaplan.cli.outputs`). User errors raise
 :class:`dynaplan.errors.ValidationError`; :func:`dynaplan.cli.main` prints them on one line and
 exits with code 2.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from enum import Enum
 from pathlib import Path
@@ -22,7 +26,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dynaplan.cli.options import check_out_file, check_window, write_or_fail
+from dynaplan.cli.console import out_console, progress
+from dynaplan.cli.options import check_window
+from dynaplan.cli.outputs import OutputSet
+from dynaplan.cli.rates import PEAK_HELP, RATE_HELP, synthetic
+from dynaplan.cli.trace_figures import load_figure, save, stats_figure
+from dynaplan.replay.plots import PLOT_SUFFIXES
 from dynaplan.errors import ValidationError
 from dynaplan.workload.aggregate import LoadTable, aggregate_load, epoch_peaks, parse_duration_s
 from dynaplan.workload.classify import DEFAULT_PREDICTOR_ACCURACY, classify_trace
@@ -36,7 +45,7 @@ from dynaplan.workload.forecast import (
 from dynaplan.workload.loading import load_trace
 from dynaplan.workload.stats import trace_stats
 from dynaplan.workload.synthetic import envelope_ratios, generate_trace
-from dynaplan.workload.trace import CSV_METADATA_PREFIX, Trace, save_trace
+from dynaplan.workload.trace import PARQUET_METADATA_KEY, Trace, save_trace
 
 app = typer.Typer(
     help="Load, generate, classify and aggregate request traces.", no_args_is_help=True, add_completion=False
@@ -51,6 +60,7 @@ DaysOpt = Annotated[
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed of the generator and of the predictor.")]
 RepairOpt = Annotated[bool, typer.Option("--repair", help="Drop invalid rows and sort instead of failing.")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the table to this CSV file.")]
+PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help="Write a figure here (.png, .svg or .pdf).")]
 
 
 class ClassSource(str, Enum):
@@ -59,14 +69,24 @@ class ClassSource(str, Enum):
 
 
 def _console() -> Console:
-    return Console(width=140)
+    return out_console()
 
 
 def _get_trace(trace: str, days: float | None, seed: int, repair: bool) -> Trace:
-    tr = load_trace(trace, repair=repair)
-    if days is not None:
-        tr = generate_trace(tr, days=days, seed=seed)  # bundled names keep their preset; size checked first
+    with progress() as bar:
+        step = bar.add_task("loading", total=None)
+        tr = load_trace(trace, repair=repair)
+        if days is not None:
+            bar.update(step, description="generating")
+            tr = generate_trace(tr, days=days, seed=seed)  # bundled names keep their preset; size checked first
     return tr
+
+
+def _busy(what: str):
+    """A spinner on stderr while a step runs (only on a terminal)."""
+    bar = progress()
+    bar.add_task(what, total=None)
+    return bar
 
 
 def _header(console: Console, tr: Trace) -> None:
@@ -95,38 +115,63 @@ def _table(df: pd.DataFrame, title: str) -> Table:
     return t
 
 
-def _write_table(df: pd.DataFrame, out: Path, tr: Trace) -> None:
-    """CSV of a (small) table with the provenance columns ``trace`` and ``synthetic``."""
+def _labelled(df: pd.DataFrame, tr: Trace) -> pd.DataFrame:
+    """A (small) table with the provenance columns ``trace`` and ``synthetic``."""
     frame = df.reset_index()
     frame["trace"] = tr.label
     frame["synthetic"] = tr.synthetic
-    write_or_fail(lambda: frame.to_csv(out, index=False), out, "--out")
+    return frame
+
+
+def _write_table(outs: OutputSet, df: pd.DataFrame, out: Path, tr: Trace) -> None:
+    frame = _labelled(df, tr)
+    outs.write(out, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+STATS_FILES = ("summary.csv", "class_mix.csv", "token_percentiles.csv")
 
 
 @app.command("stats")
 def stats(trace: TraceOpt = "azure-conv-2023", synthetic_days: DaysOpt = None, seed: SeedOpt = 0,
-          repair: RepairOpt = False, out: OutOpt = None) -> None:
+          repair: RepairOpt = False,
+          out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Directory to write every table to: "
+                                                      + ", ".join(STATS_FILES) + ".")] = None,
+          plot: PlotOpt = None) -> None:
     """Size, rate, class mix and token percentiles of a trace."""
-    check_out_file(out, "--out")
-    console = _console()
-    tr = _get_trace(trace, synthetic_days, seed, repair)
-    _header(console, tr)
-    st = trace_stats(tr)
-    summary = Table(show_header=False, title="Summary", title_justify="left")
-    summary.add_column("field", style="bold")
-    summary.add_column("value")
-    summary.add_row("requests", f"{st.n_requests:,}")
-    summary.add_row("start (UTC)", "-" if st.start is None else str(st.start))
-    summary.add_row("duration (s)", f"{st.duration_s:,.1f}")
-    summary.add_row("mean rate (req/s)", f"{st.mean_rate_rps:.4g}")
-    summary.add_row("rows sharing a timestamp", f"{st.n_tied_timestamps:,}")
-    summary.add_row("synthetic", str(st.synthetic))
-    console.print(summary)
-    console.print(_table(st.class_mix, "Class mix"))
-    console.print(_table(st.token_percentiles, "Token percentiles"))
-    if out is not None:
-        _write_table(st.class_mix, out, tr)
-        console.print(f"wrote {out}")
+    if out is not None and out.name.lower().endswith((".csv", ".parquet", ".json", ".gz")):
+        raise ValidationError(f"--out {out}: stats writes {len(STATS_FILES)} tables ({', '.join(STATS_FILES)}) into a "
+                              "directory; give a directory name")
+    with OutputSet() as outs:
+        files = {n: outs.in_dir(out, n, "--out") for n in STATS_FILES} if out is not None else {}
+        outs.file(plot, "--plot", suffixes=PLOT_SUFFIXES)
+        console = _console()
+        tr = _get_trace(trace, synthetic_days, seed, repair)
+        _header(console, tr)
+        st = trace_stats(tr)
+        rows = {"requests": st.n_requests, "start_utc": "-" if st.start is None else str(st.start),
+                "duration_s": st.duration_s, "mean_rate_rps": st.mean_rate_rps,
+                "rows_sharing_a_timestamp": st.n_tied_timestamps, "synthetic": st.synthetic}
+        summary = Table(show_header=False, title="Summary", title_justify="left")
+        summary.add_column("field", style="bold")
+        summary.add_column("value")
+        summary.add_row("requests", f"{st.n_requests:,}")
+        summary.add_row("start (UTC)", rows["start_utc"])
+        summary.add_row("duration (s)", f"{st.duration_s:,.1f}")
+        summary.add_row("mean rate (req/s)", f"{st.mean_rate_rps:.4g}")
+        summary.add_row("rows sharing a timestamp", f"{st.n_tied_timestamps:,}")
+        summary.add_row("synthetic", str(st.synthetic))
+        console.print(summary)
+        console.print(_table(st.class_mix, "Class mix"))
+        console.print(_table(st.token_percentiles, "Token percentiles"))
+        if files:
+            frame = pd.DataFrame([{**rows, "trace": tr.label}])
+            outs.write(files["summary.csv"], lambda tmp: frame.to_csv(tmp, index=False))
+            _write_table(outs, st.class_mix, files["class_mix.csv"], tr)
+            _write_table(outs, st.token_percentiles, files["token_percentiles.csv"], tr)
+        if plot is not None:
+            save(outs, stats_figure(tr, st), plot)
+        for path in outs.commit():
+            console.print(f"wrote {path}", highlight=False)
 
 
 @app.command("classify")
@@ -134,59 +179,73 @@ def classify(trace: TraceOpt = "azure-conv-2023", synthetic_days: DaysOpt = None
              repair: RepairOpt = False,
              accuracy: Annotated[float, typer.Option(help="Predictor accuracy (output bin).")] = DEFAULT_PREDICTOR_ACCURACY,
              over_fraction: Annotated[float, typer.Option(help="Share of misses predicted too long.")] = 0.5,
-             out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Per-request CSV with true and predicted class.")] = None,
+             out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Per-request table with true and "
+                                                         "predicted class: .csv (plain; provenance in "
+                                                         "<name>.meta.json beside it) or .parquet (provenance in "
+                                                         "its metadata).")] = None,
              ) -> None:
     """True vs predicted class of every request (confusion matrix)."""
-    check_out_file(out, "--out")
-    console = _console()
-    tr = _get_trace(trace, synthetic_days, seed, repair)
-    _header(console, tr)
-    c = classify_trace(tr, accuracy=accuracy, over_fraction=over_fraction, seed=seed)
-    conf = c.confusion()
-    console.print(_table(conf, f"Requests by true (rows) and predicted (columns) class; "
-                               f"accuracy {c.measured_accuracy:.3f} (target {accuracy:g}, seed {seed})"))
-    if out is not None:
-        names = np.asarray(c.names)
-        frame = pd.DataFrame({
-            "arrival_s": tr.arrival_s, "input_tokens": tr.input_tokens, "output_tokens": tr.output_tokens,
-            "true_class": pd.Categorical.from_codes(c.true_class, names),
-            "predicted_class": pd.Categorical.from_codes(c.predicted_class, names),
-        })
-        meta = {**tr.provenance(), "predictor_accuracy": accuracy, "predictor_seed": seed}
-        def write() -> None:
-            with open(out, "w", newline="") as fh:
-                fh.write(CSV_METADATA_PREFIX + json.dumps(meta, sort_keys=True, default=str) + "\n")
-                frame.to_csv(fh, index=False)
+    with OutputSet() as outs:
+        outs.file(out, "--out", suffixes=(".csv", ".parquet"))
+        is_csv = out is not None and out.name.lower().endswith(".csv")
+        meta_path = outs.file(out.with_name(out.name[:-4] + ".meta.json"), "--out (metadata)") if is_csv else None
+        console = _console()
+        tr = _get_trace(trace, synthetic_days, seed, repair)
+        _header(console, tr)
+        with _busy("classifying"):
+            c = classify_trace(tr, accuracy=accuracy, over_fraction=over_fraction, seed=seed)
+        conf = c.confusion()
+        console.print(_table(conf, f"Requests by true (rows) and predicted (columns) class; "
+                                   f"accuracy {c.measured_accuracy:.3f} (target {accuracy:g}, seed {seed})"))
+        if out is not None:
+            names = np.asarray(c.names)
+            frame = pd.DataFrame({
+                "arrival_s": tr.arrival_s, "input_tokens": tr.input_tokens, "output_tokens": tr.output_tokens,
+                "true_class": pd.Categorical.from_codes(c.true_class, names),
+                "predicted_class": pd.Categorical.from_codes(c.predicted_class, names),
+            })
+            meta = {**tr.provenance(), "predictor_accuracy": accuracy, "predictor_seed": seed,
+                    "measured_accuracy": c.measured_accuracy}
+            text = json.dumps(meta, sort_keys=True, default=str)
+            if is_csv:
+                outs.write(out, lambda tmp: frame.to_csv(tmp, index=False))
+                outs.write_text(meta_path, text + "\n")
+            else:
+                outs.write(out, lambda tmp: _parquet_with_meta(frame, tmp, text))
+        for path in outs.commit():
+            console.print(f"wrote {path}", highlight=False)
 
-        write_or_fail(write, out, "--out")
-        console.print(f"wrote {out}")
+
+def _parquet_with_meta(frame: pd.DataFrame, path: Path, meta: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    md = dict(table.schema.metadata or {})
+    md[PARQUET_METADATA_KEY] = meta.encode()
+    pq.write_table(table.replace_schema_metadata(md), path)
 
 
-def _plot(load: LoadTable, path: Path, title: str) -> None:
-    import matplotlib
+def _complete_last_window(lt: LoadTable, tr: Trace) -> tuple[LoadTable, float]:
+    """Mean rates with the last, partial window divided by the time it covers (not the full width);
+    and the end of that window (s)."""
+    n = len(lt.load_rps)
+    end = n * lt.window_s
+    if lt.peak_window_s is not None or n == 0:
+        return lt, min(end, max(tr.duration_s, (n - 1) * lt.window_s)) if n else end
+    last = (n - 1) * lt.window_s
+    covered = tr.duration_s - last
+    if not (0 < covered < lt.window_s - 1e-9):
+        return lt, end
+    f = lt.window_s / covered
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    def fix(df: pd.DataFrame) -> pd.DataFrame:
+        df = df.copy()
+        df.iloc[-1] = df.iloc[-1] * f
+        return df
 
-    df = load.load_rps
-    hours = df.index.to_numpy() / 3600.0
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    ax.stackplot(hours, df.to_numpy().T, labels=list(df.columns), step="post")
-    kind = "peak" if load.peak_window_s else "mean"
-    ax.set_xlabel("hours since trace start")
-    ax.set_ylabel(f"{kind} load per class (req/s)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(ncol=len(df.columns), fontsize=7, loc="upper left")
-    if load.synthetic:
-        ax.text(0.99, 0.97, "SYNTHETIC", transform=ax.transAxes, ha="right", va="top", color="tab:red",
-                fontsize=14, alpha=0.6, weight="bold")
-    fig.tight_layout()
-    try:
-        write_or_fail(lambda: fig.savefig(path, dpi=110), path, "--plot")
-    except ValueError as exc:  # matplotlib: unknown format
-        raise ValidationError(f"--plot {path}: {exc}") from None
-    finally:
-        plt.close(fig)
+    return dataclasses.replace(lt, load_rps=fix(lt.load_rps), input_tokens_per_s=fix(lt.input_tokens_per_s),
+                               output_tokens_per_s=fix(lt.output_tokens_per_s)), last + covered
 
 
 def _duration_s(text: str, flag: str) -> float:
@@ -217,33 +276,41 @@ def load(trace: TraceOpt = "azure-conv-2023", synthetic_days: DaysOpt = None, se
          classes: ClassesOpt = ClassSource.true,
          accuracy: Annotated[float, typer.Option(help="Predictor accuracy for --classes predicted.")] = DEFAULT_PREDICTOR_ACCURACY,
          out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Long CSV: window_start_s, class, rates.")] = None,
-         plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG of per-class load over time.")] = None,
+         plot: Annotated[Optional[Path], typer.Option("--plot", help="Figure of per-class load over time (.png, "
+                                                      ".svg or .pdf).")] = None,
          ) -> None:
-    """Per-class request and token rates per window (or per-epoch peaks with --epoch)."""
-    check_out_file(out, "--out")
-    check_out_file(plot, "--plot")
-    console = _console()
-    tr = _get_trace(trace, synthetic_days, seed, repair)
-    _header(console, tr)
-    check_window(tr, _duration_s(window, "--window"), "--window", window)
-    if epoch is not None:
-        _duration_s(epoch, "--epoch")
-    lt = _load_table(tr, window, epoch, classes, accuracy, seed)
-    what = f"peak {_fmt(lt.peak_window_s)} s rate per {_fmt(lt.window_s)} s epoch" if lt.peak_window_s else \
-        f"mean rate per {_fmt(lt.window_s)} s window"
-    rps = lt.load_rps
-    summary = pd.DataFrame(
-        {"mean_rps": rps.mean(), "p50_rps": rps.median(), "max_rps": rps.max(),
-         "mean_input_tok_s": lt.input_tokens_per_s.mean(), "mean_output_tok_s": lt.output_tokens_per_s.mean()}
-    )
-    summary.index.name = "class"
-    console.print(_table(summary, f"{classes.value} classes, {what}, {len(rps)} windows"))
-    if out is not None:
-        _write_table(lt.long(), out, tr)
-        console.print(f"wrote {out}")
-    if plot is not None:
-        _plot(lt, plot, f"{tr.label}\n{classes.value} classes, {what}")
-        console.print(f"wrote {plot}")
+    """Per-class request and token rates per window (or per-epoch peaks with --epoch).
+
+    A last window the trace covers only in part is divided by the time it covers."""
+    with OutputSet() as outs:
+        outs.file(out, "--out", suffixes=(".csv",))
+        outs.file(plot, "--plot", suffixes=PLOT_SUFFIXES)
+        console = _console()
+        tr = _get_trace(trace, synthetic_days, seed, repair)
+        _header(console, tr)
+        check_window(tr, _duration_s(window, "--window"), "--window", window)
+        if epoch is not None:
+            _duration_s(epoch, "--epoch")
+        with _busy("aggregating"):
+            lt = _load_table(tr, window, epoch, classes, accuracy, seed)
+        lt, end_s = _complete_last_window(lt, tr)
+        what = f"peak {_fmt(lt.peak_window_s)} s rate per {_fmt(lt.window_s)} s epoch" if lt.peak_window_s else \
+            f"mean rate per {_fmt(lt.window_s)} s window"
+        rps = lt.load_rps
+        summary = pd.DataFrame(
+            {"mean_rps": rps.mean(), "p50_rps": rps.median(), "max_rps": rps.max(),
+             "mean_input_tok_s": lt.input_tokens_per_s.mean(), "mean_output_tok_s": lt.output_tokens_per_s.mean()}
+        )
+        summary.index.name = "class"
+        console.print(_table(summary, f"{classes.value} classes, {what}, {len(rps)} windows"))
+        if out is not None:
+            _write_table(outs, lt.long(), out, tr)
+        if plot is not None:
+            kind = "SYNTHETIC trace" if tr.synthetic else "measured trace"
+            title = f"Load by {classes.value} class: {what} ({len(rps)} windows), {kind} {tr.name}"
+            save(outs, load_figure(lt, end_s, title, tr.label), plot)
+        for path in outs.commit():
+            console.print(f"wrote {path}", highlight=False)
 
 
 @app.command("forecast")
@@ -254,7 +321,8 @@ def forecast(trace: TraceOpt = "azure-conv-2023", synthetic_days: DaysOpt = None
              headroom: Annotated[float, typer.Option(help="Headroom of the practical forecasters.")] = 0.1,
              out: OutOpt = None) -> None:
     """Forecast error of the last-peak, EWMA, seasonal and oracle forecasters on a trace."""
-    check_out_file(out, "--out")
+    outs = OutputSet()
+    outs.file(out, "--out", suffixes=(".csv",))
     console = _console()
     tr = _get_trace(trace, synthetic_days, seed, repair)
     _header(console, tr)
@@ -274,36 +342,48 @@ def forecast(trace: TraceOpt = "azure-conv-2023", synthetic_days: DaysOpt = None
     overall = table.groupby(level="forecaster", sort=False)[
         ["mean_over_forecast", "mean_under_forecast", "under_fraction", "mape"]].mean()
     console.print(_table(overall, f"Mean over classes of per-class forecast error (req/s), {len(peaks)} epochs"))
-    if out is not None:
-        _write_table(table, out, tr)
-        console.print(f"wrote {out}")
+    with outs:
+        if out is not None:
+            _write_table(outs, table, out, tr)
+        for path in outs.commit():
+            console.print(f"wrote {path}", highlight=False)
 
 
 @app.command("generate")
 def generate(source: Annotated[str, typer.Option("--source", "--trace", "-t", help="Token source and preset.")] = "azure-conv-2023",
              days: Annotated[float, typer.Option("--days", "--synthetic-days", help="Days to generate.")] = 7.0,
              seed: SeedOpt = 0,
-             rate: Annotated[Optional[float], typer.Option("--rate", help="Mean rate over a week (req/s).")] = None,
+             rate: Annotated[Optional[float], typer.Option("--rate", help=RATE_HELP + " Default: the preset's "
+                                                           "rate (a week's mean of the Azure 2024 trace).")] = None,
+             peak: Annotated[Optional[float], typer.Option("--peak-rps", help=PEAK_HELP)] = None,
              out: Annotated[Optional[Path], typer.Option("--out", "-o", help=".csv, .csv.gz or .parquet.")] = None,
              ) -> None:
     """Generate a synthetic trace (seeded) and write it; prints its measured envelope."""
-    check_out_file(out, "--out")
+    from dynaplan.cli.rates import peak_rps
+
     if out is not None and not out.name.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
         raise ValidationError(f"--out {out}: unknown trace format; use .csv, .csv.gz or .parquet")
-    console = _console()
-    # checks the size (before loading, for a preset or --rate) and, for a file, that it has a rate
-    tr = generate_trace(source, days=days, seed=seed, mean_rate_rps=rate)
-    _header(console, tr)
-    t = Table(show_header=False, title="Synthetic trace", title_justify="left")
-    t.add_column("field", style="bold")
-    t.add_column("value")
-    t.add_row("requests", f"{len(tr):,}")
-    t.add_row("mean rate (req/s)", f"{tr.mean_rate_rps:.4g}")
-    if tr.duration_s >= 2 * 3600:
-        p2m, p2v = envelope_ratios(tr)
-        t.add_row("hourly peak/mean", f"{p2m:.3f}")
-        t.add_row("hourly peak/valley", f"{p2v:.3f}")
-    console.print(t)
-    if out is not None:
-        write_or_fail(lambda: save_trace(tr, out), out, "--out")
-        console.print(f"wrote {out}")
+    with OutputSet() as outs:
+        outs.file(out, "--out")
+        console = _console()
+        with _busy("generating"):
+            # checks the size (before loading, for a preset or --rate) and, for a file, that it has a rate
+            tr, how = synthetic(source, days, seed, rate=rate, peak=peak)
+        _header(console, tr)
+        t = Table(show_header=False, title="Synthetic trace", title_justify="left")
+        t.add_column("field", style="bold")
+        t.add_column("value")
+        t.add_row("requests", f"{len(tr):,}")
+        t.add_row("mean rate (req/s)", f"{tr.mean_rate_rps:.4g}")
+        t.add_row("1-min peak rate (req/s)", f"{peak_rps(tr):.4g}")
+        t.add_row("rate", how)
+        if tr.duration_s >= 2 * 3600:
+            p2m, p2v = envelope_ratios(tr)
+            t.add_row("hourly peak/mean", f"{p2m:.3f}")
+            t.add_row("hourly peak/valley", f"{p2v:.3f}")
+        console.print(t)
+        if out is not None:
+            with _busy("writing"):
+                outs.write(out, lambda tmp: save_trace(tr, tmp))
+        for path in outs.commit():
+            console.print(f"wrote {path}", highlight=False)

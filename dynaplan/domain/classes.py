@@ -117,6 +117,6 @@ DEFAULT_CLASSES = ClassScheme(input_bins=DEFAULT_INPUT_BINS, output_bins=DEFAULT
 
 # Representative token counts of each default bin, used by the analytic profile model: a
 # typical request of the bin (close to the bin's mean in the Azure 2023 traces), with the
-# long bins capped at the BRIEF's 8192-token input limit.
+# long bins capped at the 8192-token input limit of DynamoLLM's classes (arXiv 2408.00741).
 DEFAULT_REPRESENTATIVE_INPUT_TOKENS = {"S": 128, "M": 512, "L": 2048}
 DEFAULT_REPRESENTATIVE_OUTPUT_TOKENS = {"S": 40, "M": 200, "L": 500}

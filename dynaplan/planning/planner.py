@@ -57,6 +57,12 @@ def _plannable(forecast: Mapping[str, float]) -> tuple[dict[str, float], list[st
     return demand, notes
 
 
+def _gpus_text(gpus: Mapping[str, int], servers: Mapping[str, int]) -> str:
+    """``"32 GPUs (4 h100-80gb servers)"``: GPUs in all, and the servers by hardware that hold them."""
+    held = ", ".join(f"{servers[h]} {h} servers" for h in gpus if h in servers)
+    return f"{sum(gpus.values())} GPUs ({held})"
+
+
 def _count(x: float) -> str:
     """An instance or GPU count for a message: exact up to 1e12, then 3 significant digits."""
     return f"{int(x)}" if x < 1e12 else f"{x:.3g}"
@@ -182,16 +188,15 @@ class Planner:
         servers = sum(self.inventory.servers.values())
         if loaded and servers == 0:
             return [f"the inventory has no servers ({dict(self.inventory.servers)}) for {sum(f.values()):g} req/s"]
+        no_config: dict[str, list[str]] = {}  # why no configuration meets the SLO -> classes
         for c in loaded:
             load = max(f[c], LOAD_FLOOR_RPS)
             meets = self.max_load[(self.max_load["request_class"] == c) & (self.max_load["max_load_rps"] > 0)]
             own = meets[meets["hardware"].isin(list(self.hardware))]
             if own.empty:
-                slo = self.slos[c]
-                where = (f"only on {sorted(set(meets['hardware']))}, not in the inventory" if not meets.empty
-                         else "at any profiled load")
-                out.append(f"class {c}: no configuration meets its SLO (P99 TTFT {slo.ttft_ms:g} ms, "
-                           f"TBT {slo.tbt_ms:g} ms) {where}")
+                where = (f"on the inventory's hardware {sorted(self.hardware)}; the profile has such configurations "
+                         f"only on {sorted(set(meets['hardware']))}" if not meets.empty else "at any profiled load")
+                no_config.setdefault(where, []).append(c)
                 continue
             inst = np.ceil(load / own["max_load_rps"].to_numpy() - 1e-9)
             gpus = inst * own["tp"].to_numpy()
@@ -200,7 +205,14 @@ class Planner:
             if gpus[best] > sum(total_gpus.values()):
                 out.append(f"class {c}: {load:g} req/s needs at least {_count(inst[best])} TP{row['tp']} instances "
                            f"({_count(gpus[best])} GPUs, {row['hardware']} at {row['freq_mhz']} MHz) at its SLO; "
-                           f"the inventory has {total_gpus} GPUs")
+                           f"the inventory has {_gpus_text(total_gpus, self.inventory.servers)}")
+        for where, cs in no_config.items():  # one clause per reason, however many classes share it
+            if len(cs) == 1:
+                slo = self.slos[cs[0]]
+                out.insert(0, f"class {cs[0]}: no configuration meets its SLO (P99 TTFT {slo.ttft_ms:g} ms, "
+                              f"TBT {slo.tbt_ms:g} ms) {where}")
+            else:
+                out.insert(0, f"classes {', '.join(cs)}: no configuration meets their SLOs {where}")
         pools = _fewest_pools(loaded, self.routes, limit=servers)
         if pools is not None and pools > servers:
             out.append(f"classes {loaded} need at least {pools} pools of one whole server each "
@@ -212,7 +224,8 @@ class Planner:
         if not reasons:
             need = sum(forecast.values())
             gpus = {h: n * self.hardware[h].gpus_per_server for h, n in self.inventory.servers.items()}
-            reasons = [f"all classes together ({need:g} req/s) do not fit in the inventory {gpus} GPUs "
+            reasons = [f"all classes together ({need:g} req/s) do not fit in the inventory's "
+                       f"{_gpus_text(gpus, self.inventory.servers)} "
                        f"at their SLOs (each class fits alone)"]
         raise InfeasibleError("; ".join(reasons) + f" [{report.backend.value}: {report.message}]")
 

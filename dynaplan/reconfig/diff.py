@@ -280,7 +280,9 @@ class _Scheduler:
             return f"not in the target plan (pool {task.pool_from} {task.hardware}/TP{task.tp_from}@{task.freq_from})"
         if k == "reshard":
             mode = self.costs.params(self.state.model, task.hardware).reshard_mode
-            return (f"TP{task.tp_from}->TP{task.tp_to} in place by {mode}, saves {task.saving_w:.0f} W"
+            power = (f"saves {task.saving_w:.0f} W" if task.saving_w >= 0 else
+                     f"draws {-task.saving_w:.0f} W more")
+            return (f"TP{task.tp_from}->TP{task.tp_to} in place by {mode}, {power}"
                     + (f", pool {task.pool_from}->{task.pool_to}" if task.pool_from != task.pool_to else "")
                     + (f", {task.freq_from}->{task.freq_to} MHz" if task.freq_from != task.freq_to else ""))
         if k == "move_pool":

@@ -336,15 +336,31 @@ class ClusterState(_Frozen):
 
     # ------------------------------------------------------------------ from a plan
     @classmethod
-    def from_plan(cls, plan, hardware: Mapping[str, HardwareType], servers: Mapping[str, int] | None = None,
-                  model: str = "llama2-70b", time_s: float = 0.0) -> "ClusterState":
-        """Place ``plan`` (a :class:`dynaplan.planning.Plan`) onto fresh servers.
+    def from_plan(cls, plan, hardware, servers: Mapping[str, int] | None = None,
+                  model: str | None = None, time_s: float = 0.0) -> "ClusterState":
+        """The cluster running ``plan`` (a :class:`dynaplan.planning.Plan`) on its whole inventory.
 
-        Each pool's instances are packed first-fit decreasing into aligned GPU blocks of servers
-        of their own (as the plan counts servers per pool). ``servers`` (by hardware type) adds
-        empty servers up to that count; by default the state holds the plan's servers only.
-        Instances carry their group's clock and per-instance load and nothing is in flight.
+        ``ClusterState.from_plan(plan, planner)`` takes the hardware, the inventory and the model
+        from the :class:`~dynaplan.planning.Planner` that made the plan;
+        ``ClusterState.from_plan(plan, profile.hardware, servers={"h100-80gb": 40})`` names them.
+        ``servers`` (by hardware type; a planner's ``Inventory`` works too) is the inventory the
+        plan was made for: a plan records only the servers it uses, so every other server is added
+        empty, and the next :func:`~dynaplan.reconfig.diff` can grow onto it. Each pool's
+        instances are packed first-fit decreasing into aligned GPU blocks of servers of their own
+        (as the plan counts servers per pool); instances carry their group's clock and
+        per-instance load, and nothing is in flight.
         """
+        if hasattr(hardware, "inventory") and hasattr(hardware, "profile"):  # a Planner
+            planner = hardware
+            hardware = planner.profile.hardware
+            servers = planner.inventory.servers if servers is None else servers
+            model = planner.model if model is None else model
+        if servers is None:
+            raise ValidationError("from_plan: pass servers=, the inventory the plan was made for (e.g. "
+                                  "{'h100-80gb': 40}), or the planner: from_plan(plan, planner); a plan records "
+                                  "only the servers it uses")
+        servers = dict(getattr(servers, "servers", servers))
+        model = "llama2-70b" if model is None else model
         hw_all = dict(hardware)
         n_servers = sum(max(int(n), int((servers or {}).get(h, 0))) for h, n in plan.servers.items())
         n_servers += sum(int(n) for h, n in (servers or {}).items() if h not in plan.servers)
@@ -388,7 +404,11 @@ class ClusterState(_Frozen):
                 free[pos][b:b + tp] = [False] * tp
                 insts.append(Instance(id=f"{pp.pool}-{n}", pool=pp.pool, tp=tp,
                                       gpus={srv[pos].id: tuple(range(b, b + tp))}, freq_mhz=f, load_rps=load))
-        for h, n in (servers or {}).items():
+        for h, k in used.items():
+            if k > servers.get(h, 0):
+                raise ValidationError(f"servers: the plan uses {k} {h} servers, more than the "
+                                      f"{servers.get(h, 0)} of the inventory given")
+        for h, n in servers.items():
             if h not in hw_all:
                 raise ValidationError(f"servers: unknown hardware {h!r}")
             while used.get(h, 0) < n:
