@@ -153,11 +153,7 @@ class Planner:
             update["mip_rel_gap"] = gap
         if update:
             opts = opts.model_copy(update=update)
-        if self.backend is Backend.HIGHS:
-            from dynaplan.solvers.highs import solve_arrays
-            sol = solve_arrays(arrays, opts)
-        else:
-            sol = solve(model_or_arrays, self.backend, opts)
+        sol = solve(arrays, self.backend, opts)
         return sol.x, sol.report.with_build_time(build_time_s + sol.report.build_time_s)
 
     def diagnose(self, forecast: Mapping[str, float]) -> list[str]:
@@ -274,32 +270,10 @@ class Planner:
         if servers is not None:
             yb = cm.model.var_blocks["y"]
             ybounds = np.array([float(servers.get(h, 0)) for _, h in yb.labels])
-        if self.backend is Backend.HIGHS:
-            a = cm.arrays
-            row_lo = a.row_lo.copy()
-            row_lo[dblock.start:dblock.stop] = rhs
-            lb, ub = a.lb, a.ub
-            if ybounds is not None:
-                lb, ub = lb.copy(), ub.copy()
-                lb[yb.start:yb.stop] = ybounds
-                ub[yb.start:yb.stop] = ybounds
-            row_hi = a.row_hi
-            for name, (lo, hi) in (rows or {}).items():
-                blk = cm.model.con_blocks[name]
-                if lo is not None:
-                    row_lo[blk.start:blk.stop] = lo
-                if hi is not None:
-                    row_hi = row_hi.copy() if row_hi is a.row_hi else row_hi
-                    row_hi[blk.start:blk.stop] = hi
-            offset = a.offset + float(cm.load_shift @ rhs) - cm.load_shift_built
-            problem = ModelArrays(a.cost, lb, ub, a.integer, a.A, row_lo, row_hi, offset)
-        else:
-            problem = cm.model.with_row_bounds("demand", lo=rhs)
-            problem.objective_offset = cm.model.objective_offset + float(cm.load_shift @ rhs) - cm.load_shift_built
-            for name, (lo, hi) in (rows or {}).items():
-                problem = problem.with_row_bounds(name, lo=lo, hi=hi)
-            if ybounds is not None:
-                problem = problem.with_col_bounds("y", lb=ybounds, ub=ybounds)
+        offset = cm.arrays.offset + float(cm.load_shift @ rhs) - cm.load_shift_built
+        problem = cm.arrays.with_block_bounds(rows={"demand": (rhs, None), **(rows or {})},
+                                              cols={"y": (ybounds, ybounds)} if ybounds is not None else None,
+                                              offset=offset)
         return self._solve(problem, time.perf_counter() - t0, heuristics, gap)
 
     @property
