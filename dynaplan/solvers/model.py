@@ -121,6 +121,16 @@ class LinearModel:
         self.n_rows += n
         return block
 
+    def set_cost(self, block: str, cost) -> None:
+        """Replace the objective coefficients of one variable block (scalars broadcast); how an
+        objective is defined apart from the blocks' construction."""
+        i = list(self.var_blocks).index(block)
+        n = len(self.var_blocks[block].labels)
+        arr = np.broadcast_to(np.asarray(cost, dtype=float), (n,)).copy()
+        if np.isnan(arr).any():
+            raise ValueError(f"variable block {block!r}: NaN in cost")
+        self._cost[i] = arr
+
     def copy(self) -> "LinearModel":
         """An independent copy: blocks added to it, or bounds changed on it, never reach ``self``.
 
