@@ -15,7 +15,7 @@ from dynaplan.solvers.cpsat import FEAS_TOL, build_cpsat
 from dynaplan.solvers.model import INF
 from dynaplan.solvers.pyomo_backend import build_pyomo, column_vars
 
-BACKENDS = [Backend.HIGHS, Backend.PYOMO, Backend.CPSAT]
+BACKENDS = list(Backend)
 OPTS = SolveOptions(time_limit_s=10.0, threads=1)
 
 

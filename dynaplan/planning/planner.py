@@ -29,7 +29,8 @@ from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast
                                        operating_points, power_segments, spill_targets)
 from dynaplan.profiles.profile import Profile
 from dynaplan.domain.transitions import TransitionCosts, amortised_cost
-from dynaplan.solvers import Backend, SolveOptions, SolveReport, Status, solve
+from dynaplan.solvers import (Backend, SolveOptions, SolveReport, Status, open_session, relative_gap, solve,
+                              worst_status)
 from dynaplan.solvers.model import ModelArrays
 
 # Loads below this are planned as zero: they are under the solvers' feasibility tolerance (1e-9),
@@ -75,9 +76,6 @@ def _fewest_pools(classes: list[str], routes: Mapping[str, list[str]], limit: in
         if any(set().union(*(covers[p] for p in combo)) >= need for combo in itertools.combinations(pools, k)):
             return None if k <= limit else k
     return None
-
-
-_STATUS_RANK = {Status.OPTIMAL: 0, Status.FEASIBLE: 1, Status.NO_SOLUTION: 2, Status.INFEASIBLE: 3, Status.ERROR: 4}
 
 
 class Planner:
@@ -140,10 +138,12 @@ class Planner:
     def _penalty(self) -> float | None:
         return self.options.unserved_penalty_w_per_rps if self.options.best_effort else None
 
-    def _solve(self, model_or_arrays, build_time_s: float, heuristics: bool = False, gap: float | None = None):
+    def _solve(self, model_or_arrays, build_time_s: float, heuristics: bool = False, gap: float | None = None,
+               session=None):
         """Solve with the planner's options; ``heuristics`` is HiGHS's primal heuristics for this
         model unless ``SolveOptions.highs_heuristics`` forces them; ``gap`` replaces the relative
-        MIP gap when given."""
+        MIP gap when given; ``session`` (:func:`dynaplan.solvers.open_session`) re-solves a
+        cached model in place where the backend can."""
         arrays = model_or_arrays if isinstance(model_or_arrays, ModelArrays) else model_or_arrays.arrays()
         opts = self.solve_options
         update = {}
@@ -153,7 +153,7 @@ class Planner:
             update["mip_rel_gap"] = gap
         if update:
             opts = opts.model_copy(update=update)
-        sol = solve(arrays, self.backend, opts)
+        sol = session.update_bounds_and_resolve(arrays, opts) if session else solve(arrays, self.backend, opts)
         return sol.x, sol.report.with_build_time(build_time_s + sol.report.build_time_s)
 
     def diagnose(self, forecast: Mapping[str, float]) -> list[str]:
@@ -217,7 +217,7 @@ class Planner:
 
     @staticmethod
     def _check_solution(x, report: SolveReport, what: str) -> None:
-        if report.status in (Status.OPTIMAL, Status.FEASIBLE) and x is not None:
+        if report.has_solution and x is not None:
             return
         if report.status is Status.NO_SOLUTION:
             raise SolverError(f"{what}: no plan found within the time limit ({report.solve_time_s:.3f} s, "
@@ -274,7 +274,9 @@ class Planner:
         problem = cm.arrays.with_block_bounds(rows={"demand": (rhs, None), **(rows or {})},
                                               cols={"y": (ybounds, ybounds)} if ybounds is not None else None,
                                               offset=offset)
-        return self._solve(problem, time.perf_counter() - t0, heuristics, gap)
+        if cm.session is None:
+            cm.session = open_session(cm.arrays, self.backend, self.solve_options)
+        return self._solve(problem, time.perf_counter() - t0, heuristics, gap, cm.session)
 
     @property
     def transition_prices(self) -> nw.TransitionPrices:
@@ -619,7 +621,7 @@ class _CachedModel:
     """A built model, its arrays and solution index, and what building it cost."""
 
     __slots__ = ("model", "arrays", "na", "build_time_s", "first_piece", "net", "transitions", "load_shift",
-                 "load_shift_built")
+                 "load_shift_built", "session")
 
     def __init__(self, model, arrays: ModelArrays, na: nw.NetArrays, build_time_s: float) -> None:
         self.model = model
@@ -634,6 +636,7 @@ class _CachedModel:
         self.transitions = None
         self.load_shift = np.zeros(0)
         self.load_shift_built = 0.0
+        self.session = None  # dynaplan.solvers.open_session, opened on the first solve
 
 
 def _combine(reports: list[SolveReport], backend: Backend,
@@ -643,14 +646,14 @@ def _combine(reports: list[SolveReport], backend: Backend,
     if not reports:
         return SolveReport(status=Status.OPTIMAL, backend=backend, objective=0.0, bound=0.0, gap=0.0,
                            solve_time_s=0.0, message="nothing to plan")
-    worst = max(reports, key=lambda r: _STATUS_RANK[r.status])
+    worst = worst_status(r.status for r in reports)
     objective_reports = reports if objective_reports is None else objective_reports
     objs = [r.objective for r in objective_reports]
     bounds = [r.bound for r in objective_reports]
     obj = float(sum(objs)) if all(o is not None for o in objs) else None
     bnd = float(sum(bounds)) if all(b is not None for b in bounds) else None
-    gap = max(0.0, obj - bnd) / max(abs(obj), 1e-9) if obj is not None and bnd is not None and math.isfinite(bnd) else None
-    return SolveReport(status=worst.status, backend=reports[0].backend, objective=obj, bound=bnd, gap=gap,
+    gap = relative_gap(obj, bnd)
+    return SolveReport(status=worst, backend=reports[0].backend, objective=obj, bound=bnd, gap=gap,
                        solve_time_s=sum(r.solve_time_s for r in reports),
                        build_time_s=sum(r.build_time_s for r in reports),
                        n_vars=sum(r.n_vars for r in reports), n_cons=sum(r.n_cons for r in reports),
