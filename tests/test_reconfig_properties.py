@@ -155,7 +155,7 @@ def test_actions_reach_the_plan_and_dips_are_exact(seed, spill, a, b, extra, mod
     # the planner's inventory (5 servers), plus spare ones; with none spare, dips may be forced
     state = ClusterState.from_plan(pa, prof.hardware, servers={HW: 5 + extra})
     costs = TransitionCosts().with_reshard_mode(mode)
-    rp = diff(state, pb, costs, prof, DEFAULT_SLOS)
+    rp = diff(prof, state, DEFAULT_SLOS, pb, costs)
     check_schedule(state, pb, rp, lmax)
     # JSON round trips
     assert ReconfigPlan.from_json(rp.to_json()) == rp
@@ -171,7 +171,7 @@ def test_falling_load_with_spare_servers_never_dips(seed, a, shrink):
     pa = plan_for(pl, a)
     pb = plan_for(pl, [x * s for x, s in zip(a, shrink)])
     state = ClusterState.from_plan(pa, prof.hardware, servers={HW: sum(pa.servers.values()) + 5})
-    rp = diff(state, pb, TransitionCosts(), prof, DEFAULT_SLOS)
+    rp = diff(prof, state, DEFAULT_SLOS, pb, TransitionCosts())
     assert rp.dips == ()
     check_schedule(state, pb, rp, lmax)
 
@@ -182,8 +182,8 @@ def test_diff_to_itself_is_empty(seed, spill, a):
     prof, pl, _ = setup(seed, spill, 5)
     pa = plan_for(pl, a)
     state = ClusterState.from_plan(pa, prof.hardware, servers={HW: 5})
-    assert diff(state, pa, None, prof, DEFAULT_SLOS).actions == ()
-    assert diff(state, plan_of(state, prof), None, prof, DEFAULT_SLOS).actions == ()
+    assert diff(prof, state, DEFAULT_SLOS, pa, None).actions == ()
+    assert diff(prof, state, DEFAULT_SLOS, plan_of(prof, state), None).actions == ()
 
 
 @SETTINGS
@@ -193,7 +193,7 @@ def test_replanning_from_any_intermediate_state_reaches_the_plan(seed, a, b, cut
     pa, pb = plan_for(pl, a), plan_for(pl, b)
     state = ClusterState.from_plan(pa, prof.hardware, servers={HW: 5})
     costs = TransitionCosts().with_reshard_mode(mode)
-    rp = diff(state, pb, costs, prof, DEFAULT_SLOS)
+    rp = diff(prof, state, DEFAULT_SLOS, pb, costs)
     assume(rp.actions)
     # stop after a prefix of the actions, with whatever they left in flight
     k = int(cut * len(rp.actions))
@@ -203,6 +203,6 @@ def test_replanning_from_any_intermediate_state_reaches_the_plan(seed, a, b, cut
             break
         mid = after
     assert ClusterState.from_json(mid.to_json()) == mid
-    again = diff(mid, pb, costs, prof, DEFAULT_SLOS)
+    again = diff(prof, mid, DEFAULT_SLOS, pb, costs)
     assert again.now_s == mid.time_s
     check_schedule(mid, pb, again, lmax)

@@ -173,7 +173,7 @@ def plan_reconfig_command(
     _check_classes(st, prof.classes.names, str(state))
     planner = Planner(prof, inventory, DEFAULT_SLOS, options=opts, model=st.model)
     target = planner.plan(fc)
-    rp = diff(st, target, tc, prof, DEFAULT_SLOS, now_s=now_s)
+    rp = diff(prof, st, DEFAULT_SLOS, target, tc, now_s=now_s)
     console = Console()
     for t in plan_tables(target) + reconfig_tables(rp):
         console.print(t)

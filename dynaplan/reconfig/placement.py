@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynaplan.errors import InfeasibleError, ValidationError
+from dynaplan.planning.plan import Plan
 from dynaplan.reconfig.apply import settle
 from dynaplan.reconfig.state import ClusterState, Instance
 from dynaplan.domain.transitions import TransitionCosts, transfer_bytes
@@ -111,7 +112,7 @@ class _Cand:
     moves_gpus: bool
 
 
-def _groups(plan) -> list[_Group]:
+def _groups(plan: Plan) -> list[_Group]:
     out: dict[tuple, int] = {}
     for pp in plan.pools:
         for g in pp.groups:
@@ -397,7 +398,7 @@ def _cpsat(pb: _Problem, hint: dict | None):
     return out, name, r.objective, r.bound, r
 
 
-def place(state: ClusterState, plan, costs: TransitionCosts | None = None,
+def place(state: ClusterState, plan: Plan, costs: TransitionCosts | None = None,
           options: PlacementOptions | None = None) -> Placement:
     """Place ``plan``'s instances on ``state``'s servers (see the module docstring).
 

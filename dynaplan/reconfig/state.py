@@ -24,6 +24,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from dynaplan.domain.hardware import DEFAULT_HARDWARE, HardwareType
 from dynaplan.errors import ValidationError, read_text_file
+from dynaplan.planning.plan import Plan
 
 ConfigKey = tuple[str, str, int, int]
 """(pool, hardware, tp, freq_mhz): what the planner counts."""
@@ -250,9 +251,6 @@ class ClusterState(_Frozen):
                 return i
         raise KeyError(f"state has no instance {iid!r}")
 
-    def hardware_of(self, sid: str) -> HardwareType:
-        return self.hardware[self.server(sid).hardware]
-
     def servers_by_hardware(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for s in self.servers:
@@ -318,7 +316,7 @@ class ClusterState(_Frozen):
 
     # ------------------------------------------------------------------ from a plan
     @classmethod
-    def from_plan(cls, plan, hardware: Mapping[str, HardwareType], servers: Mapping[str, int] | None = None,
+    def from_plan(cls, plan: Plan, hardware: Mapping[str, HardwareType], servers: Mapping[str, int] | None = None,
                   model: str = "llama2-70b", time_s: float = 0.0) -> "ClusterState":
         """Place ``plan`` (a :class:`dynaplan.planning.Plan`) onto fresh servers.
 
