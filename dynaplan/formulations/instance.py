@@ -4,10 +4,11 @@ Equations: ``formulations/instance.md``. For instance i on (hardware h, TP t) wi
 l_{i,c} per class, clock f is eligible when its per-class utilisation
 ``U_i(f) = sum_c l_{i,c} / lmax_{h,t,f,c} <= 1`` (instance.eligible). Among eligible clocks take
 the one of least power ``sum_c (u_{i,c}(f) / U_i(f)) P_{h,t,f,c}(U_i(f) lmax_{h,t,f,c})``
-(instance.obj; each served class's curve at the instance's utilisation, weighted by its share
-``u_{i,c} = l_{i,c} / lmax_{h,t,f,c}``; for an instance serving one class, the profile's power at
-its load).
-If no clock is eligible, the maximum clock is chosen and the instance is flagged.
+(instance.obj): each served class's curve at the instance's utilisation, weighted by its share
+``u_{i,c} = l_{i,c} / lmax_{h,t,f,c}`` — the mixed-instance rule of ``Profile.mixed_power_w``,
+which computes it here; for an instance serving one class, the profile's power at its load.
+If no clock is eligible, the maximum clock is chosen and the instance is flagged
+(instance.fallback).
 
 There is no solver here: the choice is an argmin over at most a dozen clocks, done for all
 instances of the cluster in one vectorised pass.

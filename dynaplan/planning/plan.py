@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol, runtime_checkable
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from dynaplan.errors import ValidationError
 from dynaplan.solvers.result import SolveReport
 
 
@@ -171,3 +172,23 @@ def plan_totals(pools: Iterable[PoolPlan]) -> tuple[dict[str, int], dict[str, in
             gpus[h] = gpus.get(h, 0) + n
         power += pp.power_w
     return servers, gpus, float(power)
+
+
+# ------------------------------------------------------------------------------------ states
+@runtime_checkable
+class PlanningState(Protocol):
+    """What the planner reads from a cluster state (:class:`dynaplan.reconfig.ClusterState`
+    meets it): its servers, its instances and their counts by (pool, hardware, tp, freq_mhz)."""
+
+    servers: tuple
+    instances: tuple
+
+    def config_counts(self) -> Mapping[tuple[str, str, int, int], int]: ...
+
+
+def check_state(state: object) -> PlanningState:
+    """``state`` if it is a cluster state, else a one-line :class:`ValidationError`."""
+    if not isinstance(state, PlanningState):
+        raise ValidationError(f"state: expected a dynaplan.reconfig.ClusterState (servers, instances, "
+                              f"config_counts()), got {type(state).__name__}")
+    return state

@@ -24,7 +24,7 @@ from dynaplan.formulations import instance as instance_f
 from dynaplan.formulations import monolithic as mono_f
 from dynaplan.formulations import network as nw
 from dynaplan.formulations import pool as pool_f
-from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PoolPlan
+from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PlanningState, PoolPlan, check_state
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
                                        operating_points, power_segments, spill_targets)
 from dynaplan.profiles.profile import Profile
@@ -440,7 +440,7 @@ class Planner:
         return out
 
     # ------------------------------------------------------------------ cluster / hierarchy
-    def allot(self, forecast: Mapping[str, float] | pd.Series, state=None) -> Allotment:
+    def allot(self, forecast: Mapping[str, float] | pd.Series, state: PlanningState | None = None) -> Allotment:
         """Cluster level: servers per pool and hardware, and where each class's load goes.
 
         Solved for the forecast peak of the cluster epoch; :meth:`plan` then re-plans the pools
@@ -448,6 +448,8 @@ class Planner:
         servers and instances now) servers beyond those running now pay their start cost
         (cluster.md, new_servers).
         """
+        if state is not None:
+            check_state(state)
         f = check_forecast(forecast, self.classes)
         demand, notes = _plannable(f)
         if not demand:
@@ -483,7 +485,7 @@ class Planner:
                 routing[c] = {p: v / total for p, v in shares.items()}
         return Allotment(servers=servers, routing=routing, forecast_rps=f, report=report, notes=tuple(notes))
 
-    def plan(self, forecast: Mapping[str, float] | pd.Series, state=None,
+    def plan(self, forecast: Mapping[str, float] | pd.Series, state: PlanningState | None = None,
              allotment: Allotment | None = None) -> Plan:
         """Hierarchical plan: the cluster level (unless an ``allotment`` is given), then every
         pool's MILP inside its servers.
@@ -496,6 +498,8 @@ class Planner:
         re-sharded and re-clocked instances at the pool level (formulations/pool.md 6-10).
         """
         t0 = time.perf_counter()
+        if state is not None:
+            check_state(state)
         f = check_forecast(forecast, self.classes)
         demand, _ = _plannable(f)
         if not demand:
