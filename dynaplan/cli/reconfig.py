@@ -146,7 +146,7 @@ def plan_reconfig_command(
                                                 "state's); extra ones are added empty.")] = None,
     hardware: Annotated[str, typer.Option(help="Hardware type of --servers.")] = "h100-80gb",
     profile: Annotated[Path | None, typer.Option(help="Profile file (default: the bundled one).")] = None,
-    costs: Annotated[Path | None, typer.Option(help="TransitionCosts JSON (default: the BRIEF's numbers).")] = None,
+    costs: Annotated[Path | None, typer.Option(help="TransitionCosts JSON (default: DynamoLLM's published figures).")] = None,
     reshard: Annotated[str | None, typer.Option(help="transfer | reload: how the engine re-shards.")] = None,
     spill: Annotated[str, typer.Option(help="none | next | larger")] = "next",
     now_s: Annotated[float, typer.Option(help="Time the schedule starts (s; default: the state's time).")] = 0.0,

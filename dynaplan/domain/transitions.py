@@ -1,7 +1,7 @@
 """What every reconfiguration action costs: duration, energy, GPUs made unavailable, capacity.
 
 Defaults (``docs/reconfiguration.md`` gives the sources): a new instance of Llama2-70B takes
-6-8 min (VM, weights, engine; BRIEF "Transition costs") — 420 s here — while its GPUs draw idle
+6-8 min (VM, weights, engine; DynamoLLM, HPCA 2025) — 420 s here — while its GPUs draw idle
 (or weights-loading) power; a naive re-shard (stop, reload) takes 1-2 min — 90 s; a re-shard by
 weight transfer keeps weights in place where it can and moves the rest GPU-to-GPU over the
 server's interconnect while the old instance keeps serving — its time is bytes over bandwidth,
@@ -20,7 +20,7 @@ matched), the others keep nothing, so
     send_g = W/a - [g in B] min(W/a, W/b)          (g in A)
     time   = fixed + max_g(recv_g, send_g) / (eta * interconnect_gb_s * 1e9)
 
-where ``eta`` is the usable share of the per-GPU interconnect bandwidth (0.5: the BRIEF's 900
+where ``eta`` is the usable share of the per-GPU interconnect bandwidth (0.5: the H100 SXM specification's 900
 GB/s NVLink figure counts both directions). TP4 -> TP8 of Llama2-70B: 17.25 GB per GPU,
 38 ms + 12 ms fixed = 50 ms.
 
@@ -51,21 +51,21 @@ class TransitionParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     start_s: float = Field(default=420.0, ge=0, description="Start a new instance: VM, weights, engine (s). "
-                           "BRIEF: 6-8 min for Llama2-70B.")
+                           "DynamoLLM (HPCA 2025): 6-8 min for Llama2-70B.")
     start_gpu_power_w: float | None = Field(
         default=None, ge=0, description="Power per GPU while an instance starts (W); None: the hardware's idle "
         "power (set it higher to model weights-loading power).")
     drain_s: float = Field(default=60.0, ge=0, description="Release: time for requests in flight to finish after "
-                           "the instance stops taking new ones (s). Our assumption (not in the BRIEF).")
+                           "the instance stops taking new ones (s). Our assumption (not a published figure).")
     reshard_mode: ReshardMode = Field(default="transfer", description="What the engine supports: 'transfer' "
                                       "(weights moved GPU-to-GPU, old instance keeps serving) or 'reload'.")
     reshard_reload_s: float = Field(default=90.0, ge=0, description="Naive re-shard: stop and reload (s). "
-                                    "BRIEF: 1-2 min.")
+                                    "DynamoLLM (HPCA 2025): 1-2 min.")
     reshard_fixed_s: float = Field(default=0.012, ge=0, description="Fixed part of a transfer re-shard: "
                                    "engine re-initialisation and synchronisation (s).")
     interconnect_efficiency: float = Field(default=0.5, gt=0, le=1, description="Usable share of the per-GPU "
                                            "interconnect bandwidth in one direction (fraction).")
-    clock_change_s: float = Field(default=0.065, ge=0, description="Change the SM clock (s). BRIEF: 50-80 ms.")
+    clock_change_s: float = Field(default=0.065, ge=0, description="Change the SM clock (s). DynamoLLM (HPCA 2025): 50-80 ms.")
     pool_move_s: float = Field(default=0.0, ge=0, description="Move an instance to another pool of the same "
                                "model: re-route only, no reload (s).")
     transition_gpu_power_w: float | None = Field(
