@@ -15,7 +15,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError as PydanticValidationError
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import InfeasibleError, SolverError, ValidationError
@@ -24,6 +23,7 @@ from dynaplan.formulations import instance as instance_f
 from dynaplan.formulations import monolithic as mono_f
 from dynaplan.formulations import network as nw
 from dynaplan.formulations import pool as pool_f
+from dynaplan.planning.validate import check_inputs
 from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PlanningState, PoolPlan, check_state
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
                                        operating_points, power_segments, spill_targets)
@@ -90,33 +90,18 @@ class Planner:
                  backend: Backend | str = Backend.HIGHS, model: str | None = None,
                  transition_costs: TransitionCosts | None = None) -> None:
         self.profile = profile
-        if not isinstance(inventory, Inventory):
-            try:
-                inventory = Inventory(servers=dict(inventory))
-            except PydanticValidationError as exc:
-                raise ValidationError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        inventory, model = check_inputs(profile, inventory, slos, model)
         self.inventory = inventory
         self.slos = slos
         self.options = options or PlannerOptions()
         self.solve_options = solve_options or SolveOptions()
         self.backend = Backend(backend)
         self.classes = profile.classes.names
-        try:
-            slos.covers(profile.classes)
-        except ValueError as exc:
-            raise ValidationError(f"SLO table: {exc}") from None
-        unknown = sorted(set(self.inventory.servers) - set(profile.hardware))
-        if unknown:
-            raise ValidationError(f"inventory: unknown hardware {unknown}; the profile knows {sorted(profile.hardware)}")
         self.hardware = {h: profile.hardware[h] for h in self.inventory.servers}
         for h in self.hardware.values():
             bad = [t for t in h.tp_degrees() if h.gpus_per_server % t]
             if bad:
                 raise ValidationError(f"hardware {h.name}: TP degrees {bad} do not divide {h.gpus_per_server} GPUs")
-        if model is None:
-            if len(profile.models) != 1:
-                raise ValidationError(f"profile holds models {profile.models}; pass model=")
-            model = profile.models[0]
         self.model = model
         ml = profile.max_load_under_slo(slos)
         ml = ml.reset_index()  # keeps the profile's group_id as a column

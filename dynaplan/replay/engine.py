@@ -39,8 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import ValidationError
+from dynaplan.planning.validate import check_inputs
 from dynaplan.profiles.profile import Profile
-from dynaplan.domain.transitions import TransitionCosts, clock_cost
+from dynaplan.domain.transitions import TransitionCosts, clock_cost, start_power_w, transition_power_w
 from dynaplan.replay.deployment import Deployment
 from dynaplan.replay.evaluate import Groups, evaluate
 from dynaplan.replay.grid import GridSeries
@@ -180,18 +181,11 @@ def prepare(trace: Trace, *, profile: Profile | None = None, slos: SLOTable = DE
     check_window_count(trace, options.window_s, f"options.window_s={options.window_s:g} s")
     profile = profile or Profile.default()
     inventory = dict(inventory or {"h100-80gb": 40})
-    unknown = sorted(set(inventory) - set(profile.hardware))
-    if unknown or not inventory or any(n < 0 for n in inventory.values()):
+    if not inventory:
         raise ValidationError(f"inventory {inventory}: expected server counts >= 0 of known hardware "
                               f"{sorted(profile.hardware)}")
-    if model is None:
-        if len(profile.models) != 1:
-            raise ValidationError(f"profile holds models {profile.models}; pass model=")
-        model = profile.models[0]
-    try:
-        slos.covers(profile.classes)
-    except ValueError as exc:
-        raise ValidationError(f"SLO table: {exc}") from None
+    inventory, model = check_inputs(profile, inventory, slos, model)  # the Planner's checks
+    inventory = dict(inventory.servers)
     cls = classify_trace(trace, profile.classes, accuracy=options.predictor_accuracy,
                          over_fraction=options.predictor_over_fraction, seed=options.predictor_seed)
     load = window_load(trace, cls, window_s=options.window_s, rate_window_s=options.rate_window_s)
@@ -379,9 +373,8 @@ class _HardwareConstants:
         names = tuple(hardware)
         params = [inp.transition_costs.params(inp.model, h) for h in names]
         idle = np.array([hardware[h].idle_power_w for h in names])
-        start = np.array([i if p.start_gpu_power_w is None else p.start_gpu_power_w for i, p in zip(idle, params)])
-        trans = np.array([i if p.transition_gpu_power_w is None else p.transition_gpu_power_w
-                          for i, p in zip(idle, params)])
+        start = np.array([start_power_w(p, hardware[h]) for h, p in zip(names, params)])
+        trans = np.array([transition_power_w(p, hardware[h]) for h, p in zip(names, params)])
         price = np.array([hardware[h].price_usd_per_server_h for h in names])
         return cls(names, idle, start, trans, price)
 
