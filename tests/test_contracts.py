@@ -139,3 +139,39 @@ def test_reconfig_argument_order_matches_the_planner(planner):
     # no solver ran: the report does not claim an optimum from a backend
     assert observed.report.status is Status.NOT_SOLVED and observed.report.backend is None
     assert observed.power_w == pytest.approx(plan.power_w, rel=1e-9)
+
+
+# ------------------------------------------------------------------------------------ one power rule
+def test_replay_mixed_power_is_the_profile_rule():
+    """The replay's dense mixed-instance power (evaluate.mixed_power, on resampled curves) is the
+    rule of Profile.mixed_power_w — the planner's, the instance level's and reconfig's — on the
+    profile's own curves ("hold" below the lightest point), up to the resampling grid."""
+    import numpy as np
+
+    from dynaplan.replay.evaluate import mixed_power
+    from dynaplan.replay.tables import ProfileTables
+
+    prof = Profile.default()
+    tab = ProfileTables.build(prof, DEFAULT_SLOS, hardware=("h100-80gb",), grid_points=20000, idle_power="hold")
+    rng = np.random.default_rng(0)
+    classes = list(tab.class_names)
+    checked = 0
+    for key, (h, tp) in enumerate(tab.keys):
+        for col in range(int(tab.n_clocks[key])):
+            f = int(tab.clocks_mhz[key, col])
+            ok = np.flatnonzero(tab.feasible[key, col] & (tab.lmax[key, col] > 0))
+            if ok.size < 2:
+                continue
+            serve = rng.choice(ok, size=min(3, ok.size), replace=False)
+            u = rng.dirichlet(np.ones(serve.size)) * rng.uniform(0.05, 1.0)  # utilisation shares, U <= 1
+            lmax = tab.lmax[key, col, serve]
+            u_t = np.zeros(len(classes))
+            u_t[serve] = u
+            cells = tab.cell(key, col, np.arange(len(classes)))
+            replay = float(mixed_power(tab, cells, u_t, np.full(len(classes), 1.0 / len(classes))))
+            gid = prof.group_ids([h] * serve.size, [tp] * serve.size, [f] * serve.size, [classes[c] for c in serve])
+            own = prof.group_ids(h, tp, f, classes[serve[0]])
+            planner = float(prof.mixed_power_w(np.zeros(serve.size, dtype=np.int64), gid, lmax, u * lmax, own)[0])
+            assert replay == pytest.approx(planner, rel=1e-3), (h, tp, f, [classes[c] for c in serve])
+            checked += 1
+    assert checked >= 10
