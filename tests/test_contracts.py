@@ -175,3 +175,17 @@ def test_replay_mixed_power_is_the_profile_rule():
             assert replay == pytest.approx(planner, rel=1e-3), (h, tp, f, [classes[c] for c in serve])
             checked += 1
     assert checked >= 10
+
+
+def test_literal_option_types_match_their_value_lists():
+    from typing import get_args
+
+    from dynaplan.planning.plan import PlanMode
+    from dynaplan.reconfig.placement import PlacementMethod
+    from dynaplan.replay.engine import GridMode, IdlePowerMode
+    from dynaplan.replay.grid import MAPPING_MODES
+    from dynaplan.replay.tables import IDLE_POWER_MODES
+
+    assert set(get_args(IdlePowerMode)) == set(IDLE_POWER_MODES)
+    assert set(get_args(GridMode)) == set(MAPPING_MODES)
+    assert "observed" in get_args(PlanMode) and "cpsat-optimal" in get_args(PlacementMethod)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Literal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -50,6 +51,9 @@ from dynaplan.replay.load import WindowLoad, window_load
 from dynaplan.replay.policy import Observation, PeakLoad, Policy, ReplayContext
 from dynaplan.replay.state import ReplayState
 from dynaplan.replay.tables import ProfileTables
+
+IdlePowerMode = Literal["busy-fraction", "linear", "hold"]  # replay.tables.IDLE_POWER_MODES
+GridMode = Literal["hour_of_day", "calendar"]               # replay.grid.MAPPING_MODES
 from dynaplan.workload.aggregate import check_window_count
 from dynaplan.workload.classify import classify_trace
 from dynaplan.workload.trace import Trace
@@ -73,10 +77,10 @@ class ReplayOptions(BaseModel):
     predictor_over_fraction: float = Field(0.5, ge=0, le=1, description="Share of mis-predictions to the larger "
                                            "output bin (fraction).")
     predictor_seed: int = Field(0, description="Seed of the simulated predictor.")
-    idle_power: str = Field("busy-fraction", description="Power below the lightest profiled load: busy-fraction, "
-                            "linear or hold (dynaplan.replay.tables).")
-    grid_mode: str = Field("hour_of_day", description="Mapping of trace time onto the grid series: hour_of_day "
-                           "or calendar.")
+    idle_power: IdlePowerMode = Field("busy-fraction", description="Power below the lightest profiled load: "
+                                      "busy-fraction, linear or hold (dynaplan.replay.tables).")
+    grid_mode: GridMode = Field("hour_of_day", description="Mapping of trace time onto the grid series: "
+                                "hour_of_day or calendar.")
 
     # Per-field checks, so that an error carries the field's location (``loc``) and its message
     # starts with the field's name. Each compares with an earlier field, skipped if that one failed.
