@@ -27,31 +27,38 @@ non-negative columns (a capacity term ``-F cap n`` becomes ``-floor(F cap) n``),
 over the column box, and the integer row sides are tightened by it:
 ``ceil(F lo - min sum e y) <= sum round(F q) y <= floor(F hi - max sum e y)``.
 Hence every solution of the integer model satisfies the original model (up to floating
-point; :func:`solve` re-checks with :meth:`ModelArrays.violation` against
-``FEAS_TOL * max(1, max_i sum_j |a_ij x_j|)``, ``FEAS_TOL = 1e-6``, and reports
-``Status.ERROR`` if that fails). The converse does not hold: the integer model may be
-infeasible, or have a worse optimum, when the original optimum needs loads off the grid or
-inexact rows were tightened.
+point; :func:`dynaplan.solvers.solve` re-checks every backend's answer, :mod:`.verify`). The
+converse does not hold: the integer model may be infeasible, or have a worse optimum, when the
+original optimum needs loads off the grid or inexact rows were tightened — typically a plan
+that runs an instance at exactly its capacity when that capacity is not a multiple of ``u``.
+
+**Full-load plans: the outer model and an LP completion.** When the discretisation is not
+exact, :func:`solve` also solves the *outer* discretisation (``build_cpsat(relax=True,
+relax_objective=True)``: grid bounds rounded outwards, coefficients rounded the other way and
+rows widened by the grid error ``sum_j |F_i a_ij u| / 2``), into which every feasible ``x``
+maps. Its integer decisions, and those of the restricted solution, are completed by an LP over
+the continuous columns with the integer columns fixed (HiGHS): the completion is a solution of
+the original model whenever the integer decisions admit one, at loads off the grid; the best
+completion (or the restricted solution) is returned. The rounding direction therefore never
+loses a plan whose integer decisions the outer model finds; what no step can return is only
+a plan whose integers neither CP-SAT model chooses.
 
 **Infeasibility.** Since the integer model is a restriction, its infeasibility proves nothing
-unless it is exact (no continuous column, every row exact). Otherwise :func:`solve` solves the
-*outer* discretisation (``build_cpsat(relax=True)``: grid bounds rounded outwards, rows
-widened by the grid error ``sum_j |F_i a_ij u| / 2``), which every feasible ``x`` maps into;
-``Status.INFEASIBLE`` only if that is infeasible too, else ``Status.NO_SOLUTION`` with a
-message suggesting a smaller ``cpsat_load_unit_rps``.
+unless it is exact (no continuous column, every row exact). ``Status.INFEASIBLE`` only if the
+outer discretisation is infeasible too; with no solution and no feasible completion,
+``Status.NO_SOLUTION`` with a message suggesting a smaller ``cpsat_load_unit_rps``.
 
 **Objective.** Coefficients become ``w_j = round(c_j s_j / v)`` with
 ``v = opts.cpsat_objective_unit``. The residual ``r_j = c_j s_j - v w_j`` (``|r_j| <= v/2``) is
 what CP-SAT does not see: the reported ``objective`` is recomputed exactly from the original
-costs, ``c @ x + offset``; the reported ``bound`` is ``v * B + offset + min_box(r @ y)``
-where ``B`` is CP-SAT's bound, i.e. widened by the largest objective rounding error over the
-column box (``CpsatScaling.objective_error``; zero when all ``c_j s_j`` are multiples of ``v``).
-It bounds the optimum of the *discretised* model only, and the original model's optimum can be
-lower (the grid and the tightened rows cut it off: 15% on a one-server pool model), so it is the
-reported bound only when the discretisation is exact. Otherwise the reported bound is the
-original model's LP relaxation (solved by HiGHS), and the status is ``OPTIMAL`` only when the
-objective is within ``opts.mip_rel_gap`` of that bound; a CP-SAT optimum of the discretised
-model is reported as ``FEASIBLE`` with the message "OPTIMAL on the load grid". CP-SAT's own gap
+costs, ``c @ x + offset``. With an exact discretisation the reported ``bound`` is
+``v * B + offset + min_box(r @ y)`` where ``B`` is CP-SAT's bound, i.e. widened by the largest
+objective rounding error over the column box (``CpsatScaling.objective_error``; zero when all
+``c_j s_j`` are multiples of ``v``). Otherwise CP-SAT's bound on the restricted model says
+nothing about the original (the grid and the tightened rows cut its optimum off), and the
+reported bound is the better of the outer discretisation's bound widened by the grid error
+(:func:`_outer_bound`) and the original model's LP relaxation (HiGHS); the status is
+``OPTIMAL`` only when the objective is within ``opts.mip_rel_gap`` of that bound. CP-SAT's own gap
 (``relative_gap_limit = opts.mip_rel_gap``) is measured on the integer objective ``w @ y``.
 """
 
@@ -78,6 +85,7 @@ MAX_POW10 = 12            # largest row scale 10**k tried
 MIN_INEXACT_COEF = 1e6    # inexact rows: scale until every |coefficient| reaches this
 _REL_INT_TOL = 2e-15      # a coefficient is an integer to this relative tolerance (~9 ulps)
 _INT_TOL = 1e-9           # a row side or bound: ceil/floor forgive this much (or 2e-15 relative)
+MAX_OUTER_ROUNDS = 8      # outer solves whose integer decisions are tried for an LP completion
 
 
 @dataclass
@@ -500,23 +508,45 @@ def solve(model: LinearModel | ModelArrays, opts: SolveOptions | None = None,
             bounds.append(_outer_bound(m, sc_o, solver_o.best_objective_bound))
     except Exception as exc:  # noqa: BLE001 - the LP bound and the restricted solution stand alone then
         outer_note = f"; the outer discretisation failed: {exc}"
+    code_first = code_o
     if code_o == cp_model.INFEASIBLE:
         why = "; ".join(sc.infeasible) or "no solution on the load grid with the rounded rows"
         return report(Status.INFEASIBLE, StopReason.INFEASIBLE, solve_time=solve_time + time.perf_counter() - t1,
                       build_time=build_time, msg=f"INFEASIBLE (proven on the outer discretisation; {why})")
-    candidates = [] if x is None else [x]
-    for xs in ([x] if x is not None else []) + ([sc_o.to_x(solver_o.response_proto.solution)]
-                                                if code_o in _HAS_SOLUTION else []):
-        done = _complete(m, xs, opts)
-        if done is not None:
-            candidates.append(done)
     lp = highs_solve_arrays(m, opts, relax=True).report
     if lp.status == Status.OPTIMAL and lp.bound is not None:
         bounds.append(lp.bound)
+    candidates = [] if x is None else [x]
+    done = None if x is None else _complete(m, x, opts)
+    if done is not None:
+        candidates.append(done)
+    # The outer model's integer decisions, completed by the LP. When a completion is infeasible
+    # (the outer model borrowed up to a grid unit of capacity), that assignment is forbidden and
+    # the outer model re-solved, a few times while time is left and the gap is open (the bounds
+    # above come from the first outer solve only: the forbidden assignments are cuts of it).
+    ints = np.flatnonzero(m.integer)
+    for _ in range(MAX_OUTER_ROUNDS):
+        if code_o not in _HAS_SOLUTION or (time.perf_counter() - t1) + solve_time > float(opts.time_limit_s):
+            break
+        x_o = sc_o.to_x(solver_o.response_proto.solution)
+        done = _complete(m, x_o, opts)
+        if done is not None:
+            candidates.append(done)
+            break
+        if not ints.size:
+            break
+        cp_o.add_forbidden_assignments([sc_o.variables[j] for j in ints],
+                                       [tuple(int(v) for v in np.rint(x_o[ints]))])
+        left = max(0.05, float(opts.time_limit_s) - solve_time - (time.perf_counter() - t1))
+        code_o, solver_o, _ = _run(cp_o, opts, left)
+        if candidates and code_o in _HAS_SOLUTION and bounds:
+            best = min(float(m.cost @ c + m.offset) for c in candidates)
+            if (relative_gap(best, max(bounds)) or 0.0) <= opts.mip_rel_gap:
+                break
     solve_time += time.perf_counter() - t1
     if not candidates:
         why = "; ".join(sc.infeasible) or f"{name} on the load grid"
-        found = "is feasible" if code_o in _HAS_SOLUTION else "was not decided"
+        found = "is feasible" if code_first in _HAS_SOLUTION else "was not decided"
         return report(Status.NO_SOLUTION, stop, bound=max(bounds) if bounds else None, solve_time=solve_time,
                       build_time=build_time,
                       msg=f"no solution: the discretised model gave none ({why}) and its relaxation {found}, "
