@@ -26,7 +26,7 @@ def plan_tables(plan: Plan) -> list[Table]:
     head.add_column("field", style="bold")
     head.add_column("value")
     r = plan.report
-    head.add_row("status", f"{r.status.value} (backend {r.backend.value}, gap {r.gap if r.gap is None else f'{r.gap:.2e}'})")
+    head.add_row("status", f"{r.status.value} (backend {r.backend.value if r.backend else 'none'}, gap {r.gap if r.gap is None else f'{r.gap:.2e}'})")
     head.add_row("forecast (req/s)", ", ".join(f"{c} {v:.2f}" for c, v in plan.forecast_rps.items()))
     head.add_row("servers / GPUs", ", ".join(f"{h}: {n} servers, {plan.gpus.get(h, 0)} GPUs in use"
                                             for h, n in plan.servers.items()) or "none")
