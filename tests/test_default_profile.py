@@ -59,10 +59,13 @@ def _unsaturated(g: pd.DataFrame) -> pd.DataFrame:
 def test_shape_size_and_grid(prof, table):
     csv = PKG_DATA / "default_llama2_70b.csv"
     assert csv.stat().st_size < 2_000_000
-    assert 3_000 <= len(prof) <= 15_000
+    assert 3_000 <= len(prof) <= 20_000
     assert prof.missing_grid_points().empty
     n = table.groupby(["hardware", "tp", "freq_mhz", "request_class"]).size()
-    assert len(n) == 3 * 9 * (7 + 4) and n.min() >= 16 and n.max() <= 24
+    # H100, A100, H200 at TP 2/4/8; B200 also at TP1 (weights fit on one 180 GB GPU)
+    assert len(n) == 9 * (3 * (7 + 4 + 7) + 4 * 7) and n.min() >= 16 and n.max() <= 24
+    tps = table.groupby("hardware").tp.unique().map(sorted).to_dict()
+    assert tps == {H100: [2, 4, 8], A100: [2, 4, 8], "h200-141gb": [2, 4, 8], "b200-180gb": [1, 2, 4, 8]}
     # every group runs from light load into saturation (points past the SLO limit included)
     sat = table.groupby(["hardware", "tp", "freq_mhz", "request_class"]).apply(
         lambda g: bool((g.throughput_rps < g.load_rps * (1 - SAT)).any()), include_groups=False)

@@ -99,10 +99,9 @@ def test_splitwise_accepts_dataframe_and_checks_columns():
 
 # ---------------------------------------------------------------------------------- ML.ENERGY
 def test_mlenergy_v3_rows_map_to_schema():
-    df = import_mlenergy(MLE_V3, input_tokens=500, unknown_hardware="drop")
+    df = import_mlenergy(MLE_V3, input_tokens=500)
     assert list(df.columns) == PROFILE_COLUMNS
-    assert set(df["hardware"]) == {"h100-80gb"} and len(df) == 12  # B200 rows dropped and noted
-    assert any("B200" in n for n in df.attrs["notes"])
+    assert df["hardware"].value_counts().to_dict() == {"h100-80gb": 12, "b200-180gb": 10}
     raw = pd.read_csv(MLE_V3)
     src = raw[(raw.gpu_model == "H100") & (raw.max_num_seqs == 512)].iloc[0]
     lam = src["output_throughput_tokens_per_sec"] / src["avg_output_len"]
@@ -118,11 +117,32 @@ def test_mlenergy_v3_rows_map_to_schema():
     assert lam * t_req_s == pytest.approx(src["avg_batch_size"], rel=0.35)
 
 
+def test_mlenergy_v3_b200_rows_import_and_validate():
+    """ML.ENERGY v3's B200 (TP2) runs become b200-180gb rows at its max clock; their measured
+    P99 ITL rises with load, so the partial profile validates once a TTFT is assumed."""
+    df = import_mlenergy(MLE_V3, input_tokens=500, ttft_ms=300.0, request_class="ML")
+    b200 = df[df["hardware"] == "b200-180gb"]
+    assert len(b200) == 10 and set(b200["tp"]) == {2} and set(b200["freq_mhz"]) == {1965}
+    raw = pd.read_csv(MLE_V3)
+    src = raw[(raw.gpu_model == "B200") & (raw.max_num_seqs == 512)].iloc[0]
+    r = _row(b200, tbt_p50_ms=src["median_itl_ms"])
+    assert r["power_w"] == pytest.approx(src["avg_power_watts"])  # total of the 2 GPUs
+    assert r["load_rps"] == pytest.approx(src["output_throughput_tokens_per_sec"] / src["avg_output_len"])
+    assert r["tbt_p99_ms"] == pytest.approx(src["p99_itl_ms"])
+    prof = Profile(b200, complete=False)
+    assert len(prof) == 10 and list(prof.groups["hardware"]) == ["b200-180gb"]
+    # a B200 that the caller's hardware table does not know is still reported, not guessed
+    with pytest.raises(ValidationError, match=r"unknown hardware \['B200'\]"):
+        import_mlenergy(MLE_V3, input_tokens=500, hardware_names={"H100": "h100-80gb"})
+
+
 def test_mlenergy_v3_without_ttft_is_rejected_then_measured_tail_is_judged():
     df = import_mlenergy(MLE_V3, input_tokens=500, unknown_hardware="drop", request_class="ML")
+    df = df[df["hardware"] == "h100-80gb"]
     with pytest.raises(ValidationError, match=r"field 'ttft_p99_ms': NaN"):
         Profile(df, complete=False)
     filled = import_mlenergy(MLE_V3, input_tokens=500, unknown_hardware="drop", request_class="ML", ttft_ms=300.0)
+    filled = filled[filled["hardware"] == "h100-80gb"]
     assert any("ASSUMED constant 300" in n for n in filled.attrs["notes"])
     # ML.ENERGY's measured P99 ITL is not monotone in load (436 ms at max batch 384, 299 ms at
     # 512): validation refuses the table and names the offending point.
@@ -149,8 +169,10 @@ def test_mlenergy_v2_layout_and_p99_option():
 
 
 def test_mlenergy_errors_are_clear():
-    with pytest.raises(ValidationError, match=r"unknown hardware \['B200'\]"):
-        import_mlenergy(MLE_V3, input_tokens=500)
+    other = pd.read_csv(MLE_V3).replace({"gpu_model": {"B200": "MI300X"}})
+    with pytest.raises(ValidationError, match=r"unknown hardware \['MI300X'\]"):
+        import_mlenergy(other, input_tokens=500)
+    assert set(import_mlenergy(other, input_tokens=500, unknown_hardware="drop")["hardware"]) == {"h100-80gb"}
     with pytest.raises(ValidationError, match="no entry for task"):
         import_mlenergy(MLE_V3, input_tokens={"gpqa": 300}, unknown_hardware="drop")
     with pytest.raises(ValidationError, match="neither an ML.ENERGY v3"):

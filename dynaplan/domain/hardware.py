@@ -1,8 +1,14 @@
 """GPU server types.
 
-Numbers for the defaults are public specifications (see ``docs/profiles.md``): NVIDIA H100-80GB
-SXM and A100-80GB SXM data sheets, and the DGX server power and GPU idle power used by
-splitwise-sim (MIT). Prices are indicative on-demand cloud list prices per 8-GPU server-hour.
+Numbers for the defaults are public specifications (see ``docs/profiles.md``, "Hardware types"):
+NVIDIA H100-80GB SXM and A100-80GB SXM data sheets and the GPU idle power used by splitwise-sim
+(MIT); NVIDIA H200 SXM and HGX/DGX B200 specifications for the two newer types.
+
+Prices are indicative on-demand cloud list prices per 8-GPU server-hour (AWS EC2, Linux,
+us-east-1), NOT a quote: providers differ and prices change often, so set your own. H100 and A100
+are the 2023 list prices of p5.48xlarge and p4de.24xlarge; H200 (p5en.48xlarge) and B200
+(p6-b200.48xlarge) are the list prices after AWS's June 2025 GPU price reduction, under which
+p5.48xlarge lists at 55.04 USD/h, not 98.32: compare fleets on prices of one date.
 """
 
 from __future__ import annotations
@@ -90,4 +96,33 @@ A100_80GB = HardwareType(
     hbm_bandwidth_tb_s=2.0,
 )
 
-DEFAULT_HARDWARE: dict[str, HardwareType] = {h.name: h for h in (H100_80GB, A100_80GB)}
+H200_141GB = HardwareType(
+    name="h200-141gb",
+    gpus_per_server=8,
+    # Same GH100 chip as the H100 SXM (max 1,980 MHz): DynamoLLM's H100 clock levels.
+    clock_levels_mhz=(800, 1000, 1200, 1400, 1600, 1800, 1980),
+    gpu_memory_gb=141.0,  # H200 SXM data sheet: 141 GB HBM3e
+    idle_power_w=75.0,  # assumption: the H100's (same chip); no published idle figure
+    max_power_w=700.0,  # H200 SXM data sheet: configurable up to 700 W
+    price_usd_per_server_h=63.296,  # AWS p5en.48xlarge (8x H200) on-demand, us-east-1, list after 2025-06
+    interconnect_gb_s=900.0,  # NVLink 4, as H100
+    peak_tflops_bf16=989.0,  # dense; H100's compute
+    hbm_bandwidth_tb_s=4.8,  # H200 SXM data sheet
+)
+
+B200_180GB = HardwareType(
+    name="b200-180gb",
+    gpus_per_server=8,
+    # Max SM clock 1,965 MHz (as nvidia-smi reports on HGX B200); lower levels in DynamoLLM's
+    # ~200 MHz steps from 800 MHz, as for H100.
+    clock_levels_mhz=(800, 1000, 1200, 1400, 1600, 1800, 1965),
+    gpu_memory_gb=180.0,  # DGX B200 user guide: 1,440 GB total GPU memory over 8 GPUs
+    idle_power_w=140.0,  # assumption: public nvidia-smi idle readings of ~140 W; no data sheet value
+    max_power_w=1000.0,  # HGX B200: 1,000 W per GPU
+    price_usd_per_server_h=113.9328,  # AWS p6-b200.48xlarge (8x B200) on-demand, us-east-1, 2025 list
+    interconnect_gb_s=1800.0,  # NVLink 5: 1.8 TB/s per GPU (DGX B200: 14.4 TB/s aggregate)
+    peak_tflops_bf16=2250.0,  # HGX B200 at 1,000 W: 4.5 PFLOP/s sparse BF16 per GPU, dense is half
+    hbm_bandwidth_tb_s=8.0,  # DGX B200: 64 TB/s over 8 GPUs
+)
+
+DEFAULT_HARDWARE: dict[str, HardwareType] = {h.name: h for h in (H100_80GB, A100_80GB, H200_141GB, B200_180GB)}

@@ -3,8 +3,10 @@
 No public per-clock power/latency data exists for LLM inference, so the bundled profile is
 *modelled*: latency from a continuous-batching mean-field model calibrated on splitwise-sim's
 measured prefill/decode times (Llama2-70B, A100/H100, TP 2/4/8), power from a duty-cycle model
-calibrated on ML.ENERGY's measured power vs batch (H100) and splitwise-sim's A100 power
-fractions, and clock scaling from first principles. ``docs/profiles.md`` writes the equations
+calibrated on ML.ENERGY's measured power vs batch (H100, B200) and splitwise-sim's A100 power
+fractions, and clock scaling from first principles. B200 latency is the H100's scaled by the
+data sheets (compute, HBM bandwidth) with host costs from ML.ENERGY's B200 runs; H200 is modelled
+from its data sheet only. ``docs/profiles.md`` writes the equations
 out (numbered M1..M14 there; the docstrings below cite them) and lists every parameter's source.
 
 Every function is a pure, vectorised numpy function of per-row arrays; nothing here reads data
@@ -82,6 +84,30 @@ class PowerFit(BaseModel):
     )
 
 
+class EngineFit(BaseModel):
+    """Iteration timing of the engine ML.ENERGY measured (vLLM), fitted on its median ITL vs batch.
+
+    ITL(b) = smax(o' + smax(t_w, (b + p) c') + b ctx t_kv, o_h' + s_h b) (M5 with the measured
+    engine's constants, p = b n_in / n_out chunked-prefill tokens per iteration). Kept as the
+    record of the calibration of ``LatencyFit.host_ms_per_seq`` (and, for hardware without
+    splitwise-sim data, of the host overhead ratio); the profile rows never use it directly.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hardware: str = Field(description="Hardware type name.")
+    tp: int = Field(gt=0, description="Tensor-parallel degree of the measured runs (GPUs).")
+    gpu_overhead_ms: float = Field(ge=0, description="o': fixed GPU time per iteration (ms). Fitted.")
+    gemm_ms_per_token: float = Field(
+        gt=0, description="c': GEMM time per token (ms/token). Fitted (H100) or from the H100 fit scaled "
+        "by the data-sheet BF16 ratio (B200; the B200 runs are host-bound and do not identify it).",
+    )
+    host_overhead_ms: float = Field(ge=0, description="o_h': host time per iteration (ms). Fitted.")
+    host_ms_per_seq: float = Field(ge=0, description="s_h: host time per running sequence (ms/request). Fitted.")
+    input_tokens: float = Field(gt=0, description="Assumed prompt length of the runs (tokens; not in the source).")
+    source: str = Field(description="Measured rows the fit used.")
+
+
 class AnalyticParams(BaseModel):
     """All parameters of the analytic model, each with unit and source (``docs/profiles.md``)."""
 
@@ -153,12 +179,22 @@ class AnalyticParams(BaseModel):
         default={"S": 42.0, "M": 148.0, "L": 428.0},
         description="Mean output tokens per output bin (tokens). Same traces.",
     )
+    reference_engines: tuple[EngineFit, ...] = Field(
+        default=(), description="Timing fits of the engine ML.ENERGY measured (calibration record, "
+        "not used to compute rows).",
+    )
 
     def latency_fit(self, hardware: str, tp: int) -> LatencyFit:
         for f in self.latency:
             if f.hardware == hardware and f.tp == tp:
                 return f
         raise KeyError(f"no latency fit for {hardware} TP{tp}")
+
+    def reference_engine(self, hardware: str) -> EngineFit:
+        for f in self.reference_engines:
+            if f.hardware == hardware:
+                return f
+        raise KeyError(f"no reference engine fit for {hardware}")
 
     def power_fit(self, hardware: str) -> PowerFit:
         for f in self.power:

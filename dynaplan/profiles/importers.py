@@ -15,7 +15,7 @@ can judge. The rules (see ``docs/profiles.md``):
   ``W`` seconds, carries ``load_rps = B / W``; the runs were closed-loop, so
   ``throughput_rps = load_rps``.
 * Request classes come from the :class:`ClassScheme` applied to the run's token counts.
-* Hardware names are mapped to dynaplan's (``h100-80gb``, ``a100-80gb``); unknown ones are
+* Hardware names are mapped to dynaplan's (``h100-80gb``, ``a100-80gb``, ``b200-180gb``); unknown ones are
   reported (error by default, or dropped with a note when ``unknown_hardware="drop"``).
 * Nothing is invented silently. A quantity the source lacks stays NaN, so validation rejects it
   and says which field is missing; an explicit option fills it and the frame's
@@ -49,9 +49,11 @@ __all__ = [
 #: cap) has no dynaplan hardware type and is reported as unknown.
 SPLITWISE_HARDWARE_NAMES: dict[str, str] = {"a100-80gb": "a100-80gb", "h100-80gb": "h100-80gb"}
 
-#: ML.ENERGY GPU names (v3 ``gpu_model``, v2 ``gpu``) -> dynaplan names. A100-SXM4-40GB and B200
-#: are not dynaplan hardware types (40 GB is not the 80 GB part) and are reported as unknown.
-MLENERGY_HARDWARE_NAMES: dict[str, str] = {"H100": "h100-80gb", "NVIDIA H100 80GB HBM3": "h100-80gb"}
+#: ML.ENERGY GPU names (v3 ``gpu_model``, v2 ``gpu``) -> dynaplan names. v3's B200 maps to the 8-GPU
+#: HGX/DGX part, ``b200-180gb`` (the table does not state the memory size). A100-SXM4-40GB is not a dynaplan hardware type (40 GB is not the 80 GB
+#: part) and is reported as unknown.
+MLENERGY_HARDWARE_NAMES: dict[str, str] = {"H100": "h100-80gb", "NVIDIA H100 80GB HBM3": "h100-80gb",
+                                           "B200": "b200-180gb"}
 
 #: splitwise-sim's constant power model, per GPU (W): configs/power_model/constant.yaml.
 SPLITWISE_CONSTANT_POWER_W: dict[str, dict[str, float]] = {

@@ -118,7 +118,7 @@ class Profile:
 
     @classmethod
     def default(cls) -> "Profile":
-        """The bundled Llama2-70B profile on H100-80GB and A100-80GB (modelled; see docs)."""
+        """The bundled Llama2-70B profile on A100-80GB, H100-80GB, H200-141GB and B200-180GB (modelled; see docs/profiles.md)."""
         ref = resources.files("dynaplan.profiles") / "data" / DEFAULT_PROFILE_FILE
         with resources.as_file(ref) as p:
             return cls.read(p, source=f"bundled:{DEFAULT_PROFILE_FILE}")
