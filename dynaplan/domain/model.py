@@ -35,6 +35,10 @@ class ModelSpec(BaseModel):
         """True if weights plus a KV cache of ``min_kv_tokens`` tokens fit on ``tp`` GPUs."""
         return self.kv_cache_bytes(hw, tp) >= min_kv_tokens * self.kv_bytes_per_token
 
+    def feasible_tp_degrees(self, hw: HardwareType, min_kv_tokens: int = 8192) -> tuple[int, ...]:
+        """TP degrees inside one server of ``hw`` on which the model fits."""
+        return tuple(k for k in hw.tp_degrees() if self.fits(hw, k, min_kv_tokens))
+
 
 LLAMA2_70B = ModelSpec(
     name="llama2-70b",
