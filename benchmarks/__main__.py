@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, entry in registry.items():
             first = entry.description.splitlines()[0] if entry.description else ""
             console.print(f"[bold]{name}[/bold] ({entry.kind}): {first}")
+        from benchmarks.registry import OUTSIDE
+
+        for path, why in OUTSIDE.items():
+            console.print(f"[dim]{path}[/dim] (outside the registry): {why}")
         return 0
     names = args.scenario or list(registry)
     unknown = [n for n in names if n not in registry]

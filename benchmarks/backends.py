@@ -22,12 +22,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from dynaplan.solvers import LinearModel, SolveOptions, solve
-from dynaplan.solvers.highs import solve_arrays
+from dynaplan.solvers import Backend, LinearModel, SolveOptions, solve
 from dynaplan.solvers.model import ModelArrays
 
-ALL_BACKENDS = ("highs", "pyomo", "cpsat", "pulp")
-PLANNER_BACKENDS = ("highs", "pyomo", "cpsat")  # what dynaplan.Planner itself can use
+PLANNER_BACKENDS = tuple(b.value for b in Backend)  # what dynaplan.Planner itself can use
+EXTERNAL_BACKENDS = ("pulp",)                       # compared by the benchmarks only
+ALL_BACKENDS = PLANNER_BACKENDS + EXTERNAL_BACKENDS
+REFERENCE_BACKEND = Backend.HIGHS.value             # the one others are compared against
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,14 @@ def solve_model(model: LinearModel, backend: str, opts: SolveOptions, arrays: Mo
                 ) -> MilpResult:
     """Solve ``model`` with ``backend`` under ``opts`` (time limit, gap, threads, seed).
 
-    ``arrays`` (``model.arrays()``, made once at build time) feed the HiGHS fast path and PuLP
-    directly, as the planner does; Pyomo and CP-SAT translate the model themselves.
+    ``arrays`` (``model.arrays()``, made once at build time) are what every dynaplan backend
+    solves, as the planner does (each translates them into its own model, timed as its build);
+    PuLP is rebuilt from them here.
     """
     arrays = model.arrays() if arrays is None else arrays
-    if backend == "pulp":
+    if backend in EXTERNAL_BACKENDS:
         return _solve_pulp(model, arrays, opts)
-    if backend == "highs":
-        sol = solve_arrays(arrays, opts)
-    else:
-        sol = solve(model, backend, opts)
+    sol = solve(arrays, backend, opts)
     r = sol.report
     return MilpResult(x=sol.x, status=r.status.value, objective=r.objective, bound=r.bound, gap=r.gap,
                       translate_s=r.build_time_s, solver_s=r.solve_time_s, message=r.message,

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.backends import ALL_BACKENDS, available
+from benchmarks.backends import ALL_BACKENDS, REFERENCE_BACKEND, available
 from benchmarks.inputs import solve_options
 from benchmarks.registry import Outcome, Point, SweepScenario
 
@@ -274,7 +274,7 @@ def summarise_runs(runs: pd.DataFrame, checks: dict, infos: dict, firsts: dict, 
         rows.append(row)
     df = pd.DataFrame(rows)
     # the same point on the HiGHS fast path: time ratio and objective difference
-    ref = df[df["backend"] == "highs"].set_index(["dimension", "value"])
+    ref = df[df["backend"] == REFERENCE_BACKEND].set_index(["dimension", "value"])
     ratio, diff = [], []
     for _, r in df.iterrows():
         key = (r["dimension"], r["value"])

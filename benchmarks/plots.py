@@ -11,7 +11,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-_COLORS = {"highs": "C0", "pyomo": "C1", "cpsat": "C2", "pulp": "C3", "numpy": "C4", "hierarchy": "C5"}
+from benchmarks.backends import ALL_BACKENDS  # noqa: E402
+
+# one colour per solver backend (from dynaplan.solvers.Backend, then the external ones), then the
+# steps that are not solvers
+_COLORS = {b: f"C{i}" for i, b in enumerate(ALL_BACKENDS + ("numpy", "hierarchy"))}
 
 
 

@@ -127,3 +127,19 @@ def register_study(name: str):
         return run
 
     return deco
+
+
+# Measurements kept outside the registry, and why: each needs what a registered scenario cannot
+# give it (a fresh process per run for its own peak memory, minutes per run, or tables for the
+# documentation rather than timings). `python -m benchmarks` lists them; each runs on its own.
+OUTSIDE: dict[str, str] = {
+    "benchmarks/replay_speed.py": "replay speed and peak memory: the week run needs a fresh subprocess per "
+                                  "repeat (its peak RSS must be its own) and takes minutes; the hour run times "
+                                  "whole replays, not a build(size) apart from a solve",
+    "benchmarks/trace_aggregation.py": "trace aggregation over ~27M requests: peak RSS, tracemalloc peaks and a "
+                                       "1.1 GB CSV load in a subprocess, which a sweep's repeated in-process "
+                                       "timing cannot measure",
+    "dynaplan/replay/experiments.py": "not a timing benchmark: the energy/SLO experiments whose tables "
+                                      "docs/results.md reports (published-system comparison), run as "
+                                      "python -m dynaplan.replay.experiments",
+}

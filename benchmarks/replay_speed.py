@@ -10,6 +10,7 @@ Targets (issue 6; benchmarks measure, tests verify — nothing here asserts a ti
   subprocess so its peak RSS is its own; generation, ``prepare`` and the replay are timed apart.
 
 Run: ``python benchmarks/replay_speed.py [--repeats 3] [--week-repeats 1] [--days 7] [--skip-week] [--json OUT]``.
+Not in the registry of ``python -m benchmarks`` (see ``benchmarks.registry.OUTSIDE`` for why).
 """
 
 from __future__ import annotations

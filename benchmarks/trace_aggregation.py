@@ -8,6 +8,7 @@ a temporary directory) and times :func:`dynaplan.workload.load_trace` on it in a
 subprocess, reporting that subprocess's peak RSS.
 
 Run: ``python benchmarks/trace_aggregation.py [--days 7] [--repeats 3] [--load-csv]``.
+Not in the registry of ``python -m benchmarks`` (see ``benchmarks.registry.OUTSIDE`` for why).
 Benchmarks measure, tests verify: nothing here asserts a time.
 """
 

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from dynaplan.cli import main
-from dynaplan.domain import H100_80GB
+from dynaplan.domain import DEFAULT_SLOS, H100_80GB
 from dynaplan.errors import DynaplanError, InputError, ValidationError
 from dynaplan.planning import Planner, PlannerOptions
 from dynaplan.profiles import Profile
@@ -201,14 +201,14 @@ def test_valid_states_never_end_in_zero_division(prof):
     ll = ClusterState(servers=(Server(id="s0", hardware="h100-80gb"),),
                       instances=(Instance(id="a", pool="LL", tp=2, gpus={"s0": (0, 1)}, freq_mhz=800,
                                           load_rps={"LL": 1.0}),))
-    group = plan_of(ll, prof).pools[0].groups[0]
+    group = plan_of(prof, ll).pools[0].groups[0]
     assert group.power_w_per_instance > 0 and group.slo_margin < 0  # cannot meet LL's SLO: said so
     hw = H100_80GB.model_copy(update={"clock_levels_mhz": (777, 1500)})
     odd = ClusterState(servers=(Server(id="s0", hardware="h100-80gb"),), hardware={"h100-80gb": hw},
                        instances=(Instance(id="a", pool="SS", tp=2, gpus={"s0": (0, 1)}, freq_mhz=777,
                                            load_rps={"SS": 1.0}),))
     with pytest.raises(ValidationError, match="h100-80gb TP2 at 777 MHz, class SS: no profile rows"):
-        plan_of(odd, prof)  # its power is unknown, not 0 W
+        plan_of(prof, odd)  # its power is unknown, not 0 W
 
 
 def test_times_are_bounded_so_transitions_cannot_round_away(prof, planner, cli, tmp_path):
@@ -219,7 +219,7 @@ def test_times_are_bounded_so_transitions_cannot_round_away(prof, planner, cli, 
     assert MAX_TIME_S + 420.0 > MAX_TIME_S  # a start still moves the clock at the limit
     st = ClusterState.from_json(json.dumps(_state()), "state.json")
     with pytest.raises(ValidationError, match=r"now_s 1e\+300 s: exceeds the limit of 1e\+12 s"):
-        diff(st, planner.plan({"SS": 1.0}), None, prof, now_s=1e300)
+        diff(prof, st, DEFAULT_SLOS, planner.plan({"SS": 1.0}), None, now_s=1e300)
     path = tmp_path / "state.json"
     path.write_text(json.dumps(_state()))
     fc = tmp_path / "fc.csv"
@@ -267,8 +267,9 @@ def test_public_functions_refuse_arguments_of_the_wrong_type_naming_them(prof):
              (lambda: classify_trace(tr, accuracy=True), "classify_trace: argument accuracy: bool True; expected a number"),
              (lambda: prepare(tr, profile="p.csv"), "prepare: argument profile: str 'p.csv'; expected Profile or None"),
              (lambda: replay(prepare(tr, profile=prof), "SinglePool"),
-              "replay: argument policy: str 'SinglePool'; expected Policy"),
-             (lambda: plan_of("state.json", prof), "plan_of: argument state: str 'state.json'; expected ClusterState")]
+              "replay: argument policy: str 'SinglePool'; expected Policy")]
+    with pytest.raises(ValidationError, match="state must be a ClusterState, got str"):
+        plan_of(prof, "state.json")
     for call, expect in cases:
         with pytest.raises(ValidationError) as exc:
             call()

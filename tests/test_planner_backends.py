@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from dynaplan.domain import DEFAULT_SLOS, H100_80GB, ClassScheme, TokenBins
 from dynaplan.errors import InfeasibleError
 from dynaplan.planning import Planner, check_plan
-from dynaplan.solvers import SolveOptions, Status
+from dynaplan.solvers import Backend, SolveOptions, Status
 from dynaplan.testing import synthetic_profile
 
 SCHEME = ClassScheme(input_bins=TokenBins(names=("S", "M"), edges_tokens=(256,)),
@@ -23,7 +23,7 @@ def planners(seed: int, servers: int):
     prof = synthetic_profile(seed=seed, classes=SCHEME, tps=(4, 8), n_loads=5, clocks=(1200, 1980))
     opts = SolveOptions(time_limit_s=20)
     return prof, {b: Planner(prof, {H100_80GB.name: servers}, DEFAULT_SLOS, solve_options=opts, backend=b)
-                  for b in ("highs", "pyomo", "cpsat")}
+                  for b in (x.value for x in Backend)}
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -65,13 +65,13 @@ def test_highs_heuristics_per_model_unless_forced(monkeypatch, forced):
     import dynaplan.solvers.highs as highs_mod
 
     seen: list[bool | None] = []
-    real = highs_mod.solve_arrays
+    real = highs_mod._run  # every HiGHS run, fresh or in a bound-update session, goes through it
 
-    def spy(arrays, opts=None, relax=False):
+    def spy(h, arrays, opts):
         seen.append(opts.highs_heuristics)
-        return real(arrays, opts, relax)
+        return real(h, arrays, opts)
 
-    monkeypatch.setattr(highs_mod, "solve_arrays", spy)
+    monkeypatch.setattr(highs_mod, "_run", spy)
     prof = synthetic_profile(seed=3, classes=SCHEME, tps=(4, 8), n_loads=5, clocks=(1200, 1980))
     pl = Planner(prof, {H100_80GB.name: 3}, DEFAULT_SLOS, solve_options=SolveOptions(highs_heuristics=forced))
     f = {"SS": 1.0, "MS": 0.5}

@@ -116,12 +116,12 @@ def test_the_scheduler_loop_from_the_api_keeps_the_whole_inventory(files):
     assert state.servers_by_hardware() == {HW: 16} and sum(plan.servers.values()) < 8  # idle servers kept
     big = planner.plan({c: 4 * v for c, v in small.items()})
     assert sum(big.servers.values()) > sum(plan.servers.values())
-    rp = diff(state, big, TransitionCosts(), prof, DEFAULT_SLOS)
+    rp = diff(prof, state, DEFAULT_SLOS, big, TransitionCosts())
     assert not [d for d in rp.dips if d.end_s is None]  # reachable on the inventory
     assert any(a.kind == "start" and a.server not in {i.server for i in state.instances} for a in rp.actions)
     state2 = apply(state, rp.actions)
     assert state2.servers_by_hardware() == {HW: 16} and state2.time_s == rp.summary.target_reached_s
-    rp2 = diff(state2, planner.plan(small), TransitionCosts(), prof, DEFAULT_SLOS)
+    rp2 = diff(prof, state2, DEFAULT_SLOS, planner.plan(small), TransitionCosts())
     assert rp2.now_s == state2.time_s and rp2.actions
     with pytest.raises(Exception, match="pass servers="):
         ClusterState.from_plan(plan, prof.hardware)  # a plan alone does not know the inventory

@@ -40,7 +40,7 @@ def kinds(rp):
 def test_scale_out_starts_at_once_and_reports_the_gap_until_the_new_instance_is_up():
     c = lmax(4, 1980)
     st = cluster(2, ("a", "SS", 4, "s0", (0, 1, 2, 3), 1980, 0.9 * c))
-    rp = diff(st, make_plan({"SS": [(4, 1980, 2, 0.75 * c)]}), TransitionCosts(), PROF)
+    rp = diff(PROF, st, DEFAULT_SLOS, make_plan({"SS": [(4, 1980, 2, 0.75 * c)]}), TransitionCosts())
     start = next(a for a in rp.actions if a.kind == "start")
     assert (start.start_s, start.end_s, start.server, start.gpus_to) == (0.0, 420.0, "s0", (4, 5, 6, 7))
     (dip,) = rp.dips
@@ -56,7 +56,7 @@ def test_make_before_break_waits_for_the_new_instance_before_shrinking():
     load = 0.8 * c8
     assert lmax(2, 1980) * 2 < load < lmax(4, 1980) * 2  # two TP4 carry it, the re-shard alone cannot
     st = cluster(2, ("a", "SS", 8, "s0", tuple(range(8)), 1980, load))
-    rp = diff(st, make_plan({"SS": [(4, 1980, 2, load / 2)]}), TransitionCosts(), PROF)
+    rp = diff(PROF, st, DEFAULT_SLOS, make_plan({"SS": [(4, 1980, 2, load / 2)]}), TransitionCosts())
     assert rp.dips == ()
     start = next(a for a in rp.actions if a.kind == "start")
     reshard = next(a for a in rp.actions if a.kind == "reshard")
@@ -71,7 +71,7 @@ def test_too_small_an_inventory_forces_a_dip_and_says_where_when_and_how_much():
     load = 1.5 * c4
     assert load <= lmax(8, 1980)
     st = cluster(1, ("a", "SS", 8, "s0", tuple(range(8)), 1980, load))
-    rp = diff(st, make_plan({"SS": [(4, 1400, 2, load / 2)]}), TransitionCosts(), PROF)
+    rp = diff(PROF, st, DEFAULT_SLOS, make_plan({"SS": [(4, 1400, 2, load / 2)]}), TransitionCosts())
     reshard, start = (next(a for a in rp.actions if a.kind == k) for k in ("reshard", "start"))
     assert reshard.reason.startswith("FORCED")
     assert start.start_s == reshard.end_s  # the GPUs the re-shard frees
@@ -90,7 +90,7 @@ def test_reshards_are_staggered_largest_saving_first():
                  ("b", "SS", 8, "s1", tuple(range(8)), 1980, 0.6 * c8))
     load = 0.8 * c8
     assert 2 * lmax(4, 1980) >= load
-    rp = diff(st, make_plan({"SS": [(4, 1980, 2, load / 2)]}), TransitionCosts(), PROF)
+    rp = diff(PROF, st, DEFAULT_SLOS, make_plan({"SS": [(4, 1980, 2, load / 2)]}), TransitionCosts())
     rs = [a for a in rp.actions if a.kind == "reshard"]
     assert [a.instance for a in rs] == ["b", "a"]  # b draws more power now: the larger saving
     assert rs[1].start_s >= rs[0].end_s
@@ -102,7 +102,7 @@ def test_naive_reload_takes_the_instance_out_so_it_waits_for_spare_capacity():
     st = cluster(2, ("a", "SS", 4, "s0", (0, 1, 2, 3), 1400, 0.5 * c4),
                  ("b", "SS", 4, "s1", (0, 1, 2, 3), 1980, 0.5 * c4))
     plan = make_plan({"SS": [(8, 1980, 1, 0.5 * c4), (4, 1980, 1, 0.5 * c4)]})
-    rp = diff(st, plan, TransitionCosts().with_reshard_mode("reload"), PROF)
+    rp = diff(PROF, st, DEFAULT_SLOS, plan, TransitionCosts().with_reshard_mode("reload"))
     (rs,) = [a for a in rp.actions if a.kind == "reshard"]
     assert not rs.serves_during and rs.duration_s == pytest.approx(90.0 + 0.065)
     assert rs.cost.capacity_during_rps == 0.0
@@ -115,9 +115,9 @@ def test_in_flight_operations_finish_before_anything_else_touches_the_instance()
     st = cluster(2, ("a", "SS", 4, "s0", (0, 1, 2, 3), 1980, 0.0, InFlight(kind="booting", until_s=300.0)),
                  ("b", "SS", 4, "s0", (4, 5, 6, 7), 1980, 0.5 * c4, InFlight(kind="draining", until_s=50.0)),
                  ("c", "SS", 4, "s1", (0, 1, 2, 3), 1980, 0.9 * c4), time_s=10.0)
-    assert diff(st, plan_of(st, PROF), None, PROF).actions == ()
+    assert diff(PROF, st, DEFAULT_SLOS, plan_of(PROF, st), None).actions == ()
     assert lmax(4, 1400) >= 0.55 * c4
-    rp = diff(st, make_plan({"SS": [(4, 1400, 2, 0.55 * c4)]}), None, PROF)
+    rp = diff(PROF, st, DEFAULT_SLOS, make_plan({"SS": [(4, 1400, 2, 0.55 * c4)]}), None)
     assert rp.now_s == 10.0
     clk = {a.instance: a for a in rp.actions if a.kind == "set_clock"}
     assert clk["a"].start_s >= 300.0

@@ -12,12 +12,11 @@ from collections import Counter
 from functools import lru_cache
 
 import numpy as np
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from dynaplan.domain import DEFAULT_SLOS, H100_80GB, ClassScheme, TokenBins
-from dynaplan.errors import InfeasibleError
 from dynaplan.planning import Plan, Planner, PlannerOptions
 from dynaplan.reconfig import (ClusterState, ReconfigPlan, TransitionCosts, apply, diff, plan_of, state_at,
                                steps)
@@ -26,8 +25,8 @@ from dynaplan.testing import synthetic_profile
 SCHEME = ClassScheme(input_bins=TokenBins(names=("S", "M"), edges_tokens=(256,)),
                      output_bins=TokenBins(names=("S", "L"), edges_tokens=(350,)))
 HW = H100_80GB.name
-SETTINGS = settings(max_examples=25, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SERVERS = 5
 TOL = 1e-6
 
 
@@ -42,11 +41,10 @@ def setup(seed: int, spill: str, servers: int):
 
 
 def plan_for(pl: Planner, fracs) -> Plan:
+    """The plan of loads ``fracs`` x each class's largest single-instance capacity; :data:`fracs`
+    only draws plannable ones, so an :class:`InfeasibleError` here fails the test."""
     cap = pl.ops.groupby("request_class")["max_load_rps"].max()
-    try:
-        return pl.plan({c: f * float(cap.get(c, 0.0)) for c, f in zip(SCHEME.names, fracs)})
-    except InfeasibleError:
-        assume(False)
+    return pl.plan({c: f * float(cap.get(c, 0.0)) for c, f in zip(SCHEME.names, fracs)})
 
 
 def plan_counts(plan: Plan) -> Counter:
@@ -141,21 +139,34 @@ def check_schedule(state: ClusterState, target: Plan, rp: ReconfigPlan, lmax) ->
         assert all(b[0] >= a[1] - 1e-12 for a, b in zip(rs, rs[1:]))
 
 
-# loads on a grid of 1/8 of each class's largest single-instance capacity (the planner is not
-# under test here; it has trouble with loads of ~1e-9 req/s)
-fracs = st.lists(st.integers(0, 12).map(lambda k: k / 8), min_size=4, max_size=4)
+@st.composite
+def plannable_fracs(draw, servers: int = SERVERS, n: int = 4):
+    """Loads on a grid of 1/8 of each class's largest single-instance capacity, up to 1.5 of it,
+    that fit by construction: a load of ``f`` takes at most ``ceil(f)`` instances of that
+    configuration, each inside one whole server of its pool, so ``sum ceil(f_c) <= servers``
+    always leaves room (generated valid, not filtered: nothing is discarded). The planner is not
+    under test here; it has trouble with loads of ~1e-9 req/s, hence the grid."""
+    out, left = [], servers
+    for i in draw(st.permutations(range(n))):
+        k = draw(st.integers(0, 12 if left >= 2 else (8 if left == 1 else 0)))
+        left -= -(-k // 8)
+        out.append((i, k / 8))
+    return [f for _, f in sorted(out)]
+
+
+fracs = plannable_fracs()
 
 
 @SETTINGS
 @given(seed=st.integers(0, 3), spill=st.sampled_from(["none", "next"]), a=fracs, b=fracs,
        extra=st.integers(0, 2), mode=st.sampled_from(["transfer", "reload"]))
 def test_actions_reach_the_plan_and_dips_are_exact(seed, spill, a, b, extra, mode):
-    prof, pl, lmax = setup(seed, spill, 5)
+    prof, pl, lmax = setup(seed, spill, SERVERS)
     pa, pb = plan_for(pl, a), plan_for(pl, b)
     # the planner's inventory (5 servers), plus spare ones; with none spare, dips may be forced
-    state = ClusterState.from_plan(pa, prof.hardware, servers={HW: 5 + extra})
+    state = ClusterState.from_plan(pa, prof.hardware, servers={HW: SERVERS + extra})
     costs = TransitionCosts().with_reshard_mode(mode)
-    rp = diff(state, pb, costs, prof, DEFAULT_SLOS)
+    rp = diff(prof, state, DEFAULT_SLOS, pb, costs)
     check_schedule(state, pb, rp, lmax)
     # JSON round trips
     assert ReconfigPlan.from_json(rp.to_json()) == rp
@@ -167,11 +178,11 @@ def test_actions_reach_the_plan_and_dips_are_exact(seed, spill, a, b, extra, mod
 @given(seed=st.integers(0, 3), a=fracs, shrink=st.lists(st.integers(0, 8).map(lambda k: k / 8), min_size=4, max_size=4))
 def test_falling_load_with_spare_servers_never_dips(seed, a, shrink):
     """Own-class pools, load only falls, GPUs to spare: make-before-break needs no dip."""
-    prof, pl, lmax = setup(seed, "none", 5)
+    prof, pl, lmax = setup(seed, "none", SERVERS)
     pa = plan_for(pl, a)
     pb = plan_for(pl, [x * s for x, s in zip(a, shrink)])
     state = ClusterState.from_plan(pa, prof.hardware, servers={HW: sum(pa.servers.values()) + 5})
-    rp = diff(state, pb, TransitionCosts(), prof, DEFAULT_SLOS)
+    rp = diff(prof, state, DEFAULT_SLOS, pb, TransitionCosts())
     assert rp.dips == ()
     check_schedule(state, pb, rp, lmax)
 
@@ -179,22 +190,24 @@ def test_falling_load_with_spare_servers_never_dips(seed, a, shrink):
 @SETTINGS
 @given(seed=st.integers(0, 3), spill=st.sampled_from(["none", "next"]), a=fracs)
 def test_diff_to_itself_is_empty(seed, spill, a):
-    prof, pl, _ = setup(seed, spill, 5)
+    prof, pl, _ = setup(seed, spill, SERVERS)
     pa = plan_for(pl, a)
     state = ClusterState.from_plan(pa, prof.hardware, servers={HW: 5})
-    assert diff(state, pa, None, prof, DEFAULT_SLOS).actions == ()
-    assert diff(state, plan_of(state, prof), None, prof, DEFAULT_SLOS).actions == ()
+    assert diff(prof, state, DEFAULT_SLOS, pa, None).actions == ()
+    assert diff(prof, state, DEFAULT_SLOS, plan_of(prof, state), None).actions == ()
 
 
 @SETTINGS
 @given(seed=st.integers(0, 3), a=fracs, b=fracs, cut=st.floats(0.0, 0.99), mode=st.sampled_from(["transfer", "reload"]))
 def test_replanning_from_any_intermediate_state_reaches_the_plan(seed, a, b, cut, mode):
-    prof, pl, lmax = setup(seed, "next", 5)
+    prof, pl, lmax = setup(seed, "next", SERVERS)
     pa, pb = plan_for(pl, a), plan_for(pl, b)
     state = ClusterState.from_plan(pa, prof.hardware, servers={HW: 5})
     costs = TransitionCosts().with_reshard_mode(mode)
-    rp = diff(state, pb, costs, prof, DEFAULT_SLOS)
-    assume(rp.actions)
+    rp = diff(prof, state, DEFAULT_SLOS, pb, costs)
+    if not rp.actions:  # the target is the state already: nothing to interrupt
+        assert Counter(state.config_counts(serving_only=True)) == plan_counts(pb)
+        return
     # stop after a prefix of the actions, with whatever they left in flight
     k = int(cut * len(rp.actions))
     mid = state
@@ -203,6 +216,6 @@ def test_replanning_from_any_intermediate_state_reaches_the_plan(seed, a, b, cut
             break
         mid = after
     assert ClusterState.from_json(mid.to_json()) == mid
-    again = diff(mid, pb, costs, prof, DEFAULT_SLOS)
+    again = diff(prof, mid, DEFAULT_SLOS, pb, costs)
     assert again.now_s == mid.time_s
     check_schedule(mid, pb, again, lmax)

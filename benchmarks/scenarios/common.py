@@ -9,11 +9,11 @@ from dynaplan.planning import check_plan
 from dynaplan.planning.plan import Plan, PoolPlan
 from dynaplan.solvers import LinearModel
 
-from benchmarks.backends import MilpResult, check_milp, solve_model
+from benchmarks.backends import ALL_BACKENDS, PLANNER_BACKENDS, MilpResult, check_milp, solve_model
 from benchmarks.registry import Case, Outcome
 
-MILP_BACKENDS = ("highs", "pyomo", "cpsat", "pulp")
-HIER_BACKENDS = ("highs", "pyomo", "cpsat")
+MILP_BACKENDS = ALL_BACKENDS
+HIER_BACKENDS = PLANNER_BACKENDS
 # The problem-shape dimensions every MILP sweep moves (inputs.py builds a point from each)
 SHAPE_SWEEP = {"classes": (9, 16, 25, 36), "hardware": (1, 2, 3), "clocks": (7, 10, 14)}
 

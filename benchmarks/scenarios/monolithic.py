@@ -1,7 +1,7 @@
 """Monolithic reference: every pool, the inventory and spill in one MILP (formulations/monolithic.md).
 
 Build: ``monolithic.build(ops, segments, routes, demand, inventory, hardware, pools)`` and
-``model.arrays()``. Solve: the backend call under a 10 s time limit (2 s with ``--quick``):
+``model.arrays()``. Solve: the backend call under a 10 s time limit (5 s with ``--quick``):
 monolithic solves take seconds on 9 classes and hit the limit on larger ones, so status, bound
 and gap are recorded rather than waited for. One timed run per point (no warm-up): at seconds
 per solve, import and cache effects are noise. Every backend runs on the ``servers`` sweep;
@@ -34,6 +34,6 @@ def build(point: Point):
     demand = {c: v for c, v in st.forecast.items() if v > 0}
     model, _, _ = mono_f.build(pl.ops, pl.segments, pl.routes, demand, st.inventory, pl.hardware, pl.classes)
     # heuristics on, as Planner.plan_monolithic runs it: without them HiGHS can find no solution at
-    # all within the quick run's 2 s on 12,500 servers
+    # all within the quick run's 5 s on 12,500 servers
     return milp_case(model, info={"servers": st.servers, "classes": len(pl.classes), "load_rps": sum(demand.values())},
                      heuristics=True)

@@ -34,7 +34,7 @@ import pandas as pd
 
 from dynaplan.formulations import pool as pool_f
 from dynaplan.planning import Planner
-from dynaplan.solvers.highs import solve_arrays
+from dynaplan.solvers import Backend, solve
 
 from benchmarks import inputs
 from benchmarks.driver import median, p95
@@ -74,7 +74,7 @@ def _pool_level(ctx, rounds: int, task) -> tuple[list[dict], list[dict], list[st
                                        planners["highs"].hardware)
             arrays = model.arrays()
             t1 = time.perf_counter()
-            sol = solve_arrays(arrays, opts)
+            sol = solve(arrays, Backend.HIGHS, opts)
             t2 = time.perf_counter()
             calls.append({"target": "a", "backend": "highs-raw", "pool": pool, "round": r, "wall_s": t2 - t0,
                           "solve_s": t2 - t1, "build_s": t1 - t0, "objective": sol.report.objective,

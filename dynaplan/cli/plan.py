@@ -32,7 +32,7 @@ def plan_tables(plan: Plan, inventory: dict[str, int] | None = None) -> list[Tab
     head.add_column("field", style="bold")
     head.add_column("value")
     r = plan.report
-    head.add_row("status", f"{r.status.value} (backend {r.backend.value}, gap {r.gap if r.gap is None else f'{r.gap:.2e}'})")
+    head.add_row("status", f"{r.status.value} (backend {r.backend.value if r.backend else 'none'}, gap {r.gap if r.gap is None else f'{r.gap:.2e}'})")
     head.add_row("forecast (req/s)", ", ".join(f"{c} {v:.2f}" for c, v in plan.forecast_rps.items()))
     if inventory is not None:
         head.add_row("inventory", ", ".join(f"{n} {h} servers" for h, n in inventory.items()) or "none")

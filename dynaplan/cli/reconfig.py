@@ -228,7 +228,7 @@ def plan_reconfig_command(
             planner = Planner(prof, inventory, DEFAULT_SLOS, options=opts, model=st.model)
             target = planner.plan(fc)
             bar.update(step, description="scheduling")
-            rp = diff(st, target, tc, prof, DEFAULT_SLOS, now_s=st.time_s if now_s is None else now_s)
+            rp = diff(prof, st, DEFAULT_SLOS, target, tc, now_s=st.time_s if now_s is None else now_s)
         console = out_console()
         for t in plan_tables(target, inventory) + reconfig_tables(rp):
             console.print(t)

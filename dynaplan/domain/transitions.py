@@ -142,6 +142,16 @@ def _gpu_power(p_override: float | None, hw: HardwareType) -> float:
     return hw.idle_power_w if p_override is None else p_override
 
 
+def start_power_w(p: TransitionParams, hw: HardwareType) -> float:
+    """Power per GPU while an instance (or a whole server) starts (W)."""
+    return _gpu_power(p.start_gpu_power_w, hw)
+
+
+def transition_power_w(p: TransitionParams, hw: HardwareType) -> float:
+    """Power per GPU made unavailable by a re-shard, clock change, move or drain (W)."""
+    return _gpu_power(p.transition_gpu_power_w, hw)
+
+
 def _cost(duration: float, gpus: Iterable[int], power_w: float, before: float, during: float, after: float,
           lost: float, bytes_moved: float = 0.0) -> ActionCost:
     gpus = tuple(sorted(set(gpus))) if duration > 0 else ()
@@ -154,13 +164,15 @@ def _cost(duration: float, gpus: Iterable[int], power_w: float, before: float, d
 # ---------------------------------------------------------------------------- the actions
 def start_cost(p: TransitionParams, hw: HardwareType, model: ModelSpec, gpus: Iterable[int],
                capacity_rps: float) -> ActionCost:
-    """Start an instance on ``gpus``: nothing served for ``start_s``, then ``capacity_rps``."""
+    """Start an instance on ``gpus``: nothing served for ``start_s``, then ``capacity_rps``.
+    The replay boots whole servers by the same rule (:mod:`dynaplan.replay.state`)."""
     return _cost(p.start_s, gpus, _gpu_power(p.start_gpu_power_w, hw), 0.0, 0.0, capacity_rps, 0.0,
                  model.weight_bytes)
 
 
 def release_cost(p: TransitionParams, hw: HardwareType, gpus: Iterable[int], capacity_rps: float) -> ActionCost:
-    """Release an instance: it takes no new requests at once, its GPUs are free after ``drain_s``."""
+    """Release an instance: it takes no new requests at once, its GPUs are free after ``drain_s``.
+    The replay drains whole servers by the same rule (:mod:`dynaplan.replay.state`)."""
     return _cost(p.drain_s, gpus, _gpu_power(p.transition_gpu_power_w, hw), capacity_rps, 0.0, 0.0,
                  capacity_rps * p.drain_s)
 

@@ -4,10 +4,11 @@ Equations: ``formulations/instance.md``. For instance i on (hardware h, TP t) wi
 l_{i,c} per class, clock f is eligible when its per-class utilisation
 ``U_i(f) = sum_c l_{i,c} / lmax_{h,t,f,c} <= 1`` (instance.eligible). Among eligible clocks take
 the one of least power ``sum_c (u_{i,c}(f) / U_i(f)) P_{h,t,f,c}(U_i(f) lmax_{h,t,f,c})``
-(instance.obj; each served class's curve at the instance's utilisation, weighted by its share
-``u_{i,c} = l_{i,c} / lmax_{h,t,f,c}``; for an instance serving one class, the profile's power at
-its load).
-If no clock is eligible, the maximum clock is chosen and the instance is flagged.
+(instance.obj): each served class's curve at the instance's utilisation, weighted by its share
+``u_{i,c} = l_{i,c} / lmax_{h,t,f,c}`` — the mixed-instance rule of ``Profile.mixed_power_w``,
+which computes it here; for an instance serving one class, the profile's power at its load.
+If no clock is eligible, the maximum clock is chosen and the instance is flagged
+(instance.fallback).
 
 There is no solver here: the choice is an argmin over at most a dozen clocks, done for all
 instances of the cluster in one vectorised pass.
@@ -80,18 +81,17 @@ class ClockChooser:
         eligible = (util <= 1 + 1e-9) & (own_lmax > 0) & (gid >= 0)
         power = np.full(util.shape, np.inf)
         if eligible.any():
-            # each served class's curve at the instance's utilisation, weighted by its share
-            # (Profile.mixed_power_w, here for every clock at once)
-            u_rows = util[inst_codes]
+            # the mixed-instance power rule (Profile.mixed_power_w), for every eligible
+            # (instance, clock) cell at once: cell = instance * width + clock column
+            width = self.lmax.shape[1]
             r, col = np.nonzero(eligible[inst_codes] & (part > 0))
-            lm = self.lmax[row_key[r], col]
-            p_pair = self.profile.interpolate("power_w", self.gid[row_key[r], col], np.minimum(u_rows[r, col], 1.0) * lm)
-            mixed = np.zeros(util.shape)
-            np.add.at(mixed, (inst_codes[r], col), part[r, col] / u_rows[r, col] * p_pair)
-            idle = eligible & (util <= 0)
-            power[eligible] = mixed[eligible]
-            if idle.any():
-                power[idle] = self.profile.interpolate("power_w", gid[idle], np.zeros(int(idle.sum())))
+            cells = np.flatnonzero(eligible.ravel())
+            pos = np.full(util.size, -1, dtype=np.int64)
+            pos[cells] = np.arange(cells.size)
+            flat = power.reshape(-1)  # a view: writes land in power
+            flat[cells] = self.profile.mixed_power_w(
+                pos[inst_codes[r] * width + col], self.gid[row_key[r], col], self.lmax[row_key[r], col],
+                load[r], gid.ravel()[cells])
         # least power; ties to the higher clock (search the columns from the top down)
         rev = power[:, ::-1]
         best = self.lmax.shape[1] - 1 - np.argmin(rev, axis=1)
@@ -109,16 +109,3 @@ class ClockChooser:
             "meets_slo": ok,
         })
 
-
-def choose_clocks(profile: Profile, max_load: pd.DataFrame, loads: pd.DataFrame) -> pd.DataFrame:
-    """Pick the clock of every instance (see the module docstring).
-
-    ``max_load``: :meth:`Profile.max_load_under_slo` output (all clocks, feasible or not).
-    ``loads``: long frame with ``instance``, ``pool``, ``hardware``, ``tp``, ``request_class``,
-    ``load_rps`` (one row per instance and class it serves; an idle instance has one row with
-    its pool class and load 0).
-
-    Returns one row per instance: ``instance``, ``pool``, ``hardware``, ``tp``, ``freq_mhz``,
-    ``utilisation``, ``power_w``, ``meets_slo``.
-    """
-    return ClockChooser(profile, max_load).choose(loads)

@@ -25,11 +25,14 @@ from dynaplan.formulations import network as nw
 from dynaplan.formulations import pool as pool_f
 from dynaplan.limits import FRAME_ROWS
 from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PoolPlan
+from dynaplan.planning.validate import check_inputs
+from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PlanningState, PoolPlan, check_state
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
                                        operating_points, power_segments, spill_targets)
 from dynaplan.profiles.profile import Profile
 from dynaplan.domain.transitions import TransitionCosts, amortised_cost
-from dynaplan.solvers import Backend, SolveOptions, SolveReport, Status, solve
+from dynaplan.solvers import (Backend, SolveOptions, SolveReport, Status, open_session, relative_gap, solve,
+                              worst_status)
 from dynaplan.solvers.model import ModelArrays
 from dynaplan.validation import checked, excerpt
 
@@ -84,9 +87,6 @@ def _fewest_pools(classes: list[str], routes: Mapping[str, list[str]], limit: in
     return None
 
 
-_STATUS_RANK = {Status.OPTIMAL: 0, Status.FEASIBLE: 1, Status.NO_SOLUTION: 2, Status.INFEASIBLE: 3, Status.ERROR: 4}
-
-
 class Planner:
     """Plans a cluster for per-class load forecasts.
 
@@ -100,8 +100,7 @@ class Planner:
                  backend: Backend | str = Backend.HIGHS, model: str | None = None,
                  transition_costs: TransitionCosts | None = None) -> None:
         self.profile = profile
-        if not isinstance(inventory, Inventory):
-            inventory = Inventory(servers=dict(inventory))  # InputError names Inventory.servers[hardware]
+        inventory, model = check_inputs(profile, inventory, slos, model)
         self.inventory = inventory
         self.slos = slos
         self.options = options or PlannerOptions()
@@ -112,25 +111,11 @@ class Planner:
             raise ValidationError(f"backend {excerpt(backend)}: unknown solver backend; expected one of "
                                   f"{[b.value for b in Backend]}") from None
         self.classes = profile.classes.names
-        try:
-            slos.covers(profile.classes)
-        except ValueError as exc:
-            raise ValidationError(f"SLO table: {exc}") from None
-        unknown = sorted(set(self.inventory.servers) - set(profile.hardware))
-        if unknown:
-            raise ValidationError(f"inventory: unknown hardware {unknown}; the profile knows {sorted(profile.hardware)}")
         self.hardware = {h: profile.hardware[h] for h in self.inventory.servers}
         for h in self.hardware.values():
             bad = [t for t in h.tp_degrees() if h.gpus_per_server % t]
             if bad:
                 raise ValidationError(f"hardware {h.name}: TP degrees {bad} do not divide {h.gpus_per_server} GPUs")
-        if model is None:
-            if len(profile.models) != 1:
-                raise ValidationError(f"profile holds models {profile.models}; pass model=")
-            model = profile.models[0]
-        if model not in profile.models:
-            raise ValidationError(f"model {excerpt(model)}: not in the profile {profile.source}; it holds "
-                                  f"{list(profile.models)}")
         self.model = model
         ml = profile.max_load_under_slo(slos)
         ml = ml.reset_index()  # keeps the profile's group_id as a column
@@ -152,10 +137,12 @@ class Planner:
     def _penalty(self) -> float | None:
         return self.options.unserved_penalty_w_per_rps if self.options.best_effort else None
 
-    def _solve(self, model_or_arrays, build_time_s: float, heuristics: bool = False, gap: float | None = None):
+    def _solve(self, model_or_arrays, build_time_s: float, heuristics: bool = False, gap: float | None = None,
+               session=None):
         """Solve with the planner's options; ``heuristics`` is HiGHS's primal heuristics for this
         model unless ``SolveOptions.highs_heuristics`` forces them; ``gap`` replaces the relative
-        MIP gap when given."""
+        MIP gap when given; ``session`` (:func:`dynaplan.solvers.open_session`) re-solves a
+        cached model in place where the backend can."""
         arrays = model_or_arrays if isinstance(model_or_arrays, ModelArrays) else model_or_arrays.arrays()
         opts = self.solve_options
         update = {}
@@ -165,11 +152,7 @@ class Planner:
             update["mip_rel_gap"] = gap
         if update:
             opts = opts.model_copy(update=update)
-        if self.backend is Backend.HIGHS:
-            from dynaplan.solvers.highs import solve_arrays
-            sol = solve_arrays(arrays, opts)
-        else:
-            sol = solve(model_or_arrays, self.backend, opts)
+        sol = session.update_bounds_and_resolve(arrays, opts) if session else solve(arrays, self.backend, opts)
         return sol.x, sol.report.with_build_time(build_time_s + sol.report.build_time_s)
 
     @checked
@@ -242,7 +225,7 @@ class Planner:
 
     @staticmethod
     def _check_solution(x, report: SolveReport, what: str) -> None:
-        if report.status in (Status.OPTIMAL, Status.FEASIBLE) and x is not None:
+        if report.has_solution and x is not None:
             return
         if report.status is Status.NO_SOLUTION:
             raise NoSolutionError(f"{what}: no plan found within the time limit ({report.solve_time_s:.3f} s, "
@@ -295,33 +278,13 @@ class Planner:
         if servers is not None:
             yb = cm.model.var_blocks["y"]
             ybounds = np.array([float(servers.get(h, 0)) for _, h in yb.labels])
-        if self.backend is Backend.HIGHS:
-            a = cm.arrays
-            row_lo = a.row_lo.copy()
-            row_lo[dblock.start:dblock.stop] = rhs
-            lb, ub = a.lb, a.ub
-            if ybounds is not None:
-                lb, ub = lb.copy(), ub.copy()
-                lb[yb.start:yb.stop] = ybounds
-                ub[yb.start:yb.stop] = ybounds
-            row_hi = a.row_hi
-            for name, (lo, hi) in (rows or {}).items():
-                blk = cm.model.con_blocks[name]
-                if lo is not None:
-                    row_lo[blk.start:blk.stop] = lo
-                if hi is not None:
-                    row_hi = row_hi.copy() if row_hi is a.row_hi else row_hi
-                    row_hi[blk.start:blk.stop] = hi
-            offset = a.offset + float(cm.load_shift @ rhs) - cm.load_shift_built
-            problem = ModelArrays(a.cost, lb, ub, a.integer, a.A, row_lo, row_hi, offset)
-        else:
-            problem = cm.model.with_row_bounds("demand", lo=rhs)
-            problem.objective_offset = cm.model.objective_offset + float(cm.load_shift @ rhs) - cm.load_shift_built
-            for name, (lo, hi) in (rows or {}).items():
-                problem = problem.with_row_bounds(name, lo=lo, hi=hi)
-            if ybounds is not None:
-                problem = problem.with_col_bounds("y", lb=ybounds, ub=ybounds)
-        return self._solve(problem, time.perf_counter() - t0, heuristics, gap)
+        offset = cm.arrays.offset + float(cm.load_shift @ rhs) - cm.load_shift_built
+        problem = cm.arrays.with_block_bounds(rows={"demand": (rhs, None), **(rows or {})},
+                                              cols={"y": (ybounds, ybounds)} if ybounds is not None else None,
+                                              offset=offset)
+        if cm.session is None:
+            cm.session = open_session(cm.arrays, self.backend, self.solve_options)
+        return self._solve(problem, time.perf_counter() - t0, heuristics, gap, cm.session)
 
     @property
     def transition_prices(self) -> nw.TransitionPrices:
@@ -485,8 +448,7 @@ class Planner:
         return out
 
     # ------------------------------------------------------------------ cluster / hierarchy
-    @checked
-    def allot(self, forecast: Mapping[str, float] | pd.Series, state=None) -> Allotment:
+    def allot(self, forecast: Mapping[str, float] | pd.Series, state: PlanningState | None = None) -> Allotment:
         """Cluster level: servers per pool and hardware, and where each class's load goes.
 
         Solved for the forecast peak of the cluster epoch; :meth:`plan` then re-plans the pools
@@ -494,6 +456,8 @@ class Planner:
         servers and instances now) servers beyond those running now pay their start cost
         (cluster.md, new_servers).
         """
+        if state is not None:
+            check_state(state)
         f = check_forecast(forecast, self.classes)
         demand, notes = _plannable(f)
         if not demand:
@@ -529,8 +493,7 @@ class Planner:
                 routing[c] = {p: v / total for p, v in shares.items()}
         return Allotment(servers=servers, routing=routing, forecast_rps=f, report=report, notes=tuple(notes))
 
-    @checked
-    def plan(self, forecast: Mapping[str, float] | pd.Series, state=None,
+    def plan(self, forecast: Mapping[str, float] | pd.Series, state: PlanningState | None = None,
              allotment: Allotment | None = None) -> Plan:
         """Hierarchical plan: the cluster level (unless an ``allotment`` is given), then every
         pool's MILP inside its servers.
@@ -543,6 +506,8 @@ class Planner:
         re-sharded and re-clocked instances at the pool level (formulations/pool.md 6-10).
         """
         t0 = time.perf_counter()
+        if state is not None:
+            check_state(state)
         f = check_forecast(forecast, self.classes)
         demand, _ = _plannable(f)
         if not demand:
@@ -684,7 +649,7 @@ class _CachedModel:
     """A built model, its arrays and solution index, and what building it cost."""
 
     __slots__ = ("model", "arrays", "na", "build_time_s", "first_piece", "net", "transitions", "load_shift",
-                 "load_shift_built")
+                 "load_shift_built", "session")
 
     def __init__(self, model, arrays: ModelArrays, na: nw.NetArrays, build_time_s: float) -> None:
         self.model = model
@@ -699,6 +664,7 @@ class _CachedModel:
         self.transitions = None
         self.load_shift = np.zeros(0)
         self.load_shift_built = 0.0
+        self.session = None  # dynaplan.solvers.open_session, opened on the first solve
 
 
 def _combine(reports: list[SolveReport], backend: Backend,
@@ -708,14 +674,14 @@ def _combine(reports: list[SolveReport], backend: Backend,
     if not reports:
         return SolveReport(status=Status.OPTIMAL, backend=backend, objective=0.0, bound=0.0, gap=0.0,
                            solve_time_s=0.0, message="nothing to plan")
-    worst = max(reports, key=lambda r: _STATUS_RANK[r.status])
+    worst = worst_status(r.status for r in reports)
     objective_reports = reports if objective_reports is None else objective_reports
     objs = [r.objective for r in objective_reports]
     bounds = [r.bound for r in objective_reports]
     obj = float(sum(objs)) if all(o is not None for o in objs) else None
     bnd = float(sum(bounds)) if all(b is not None for b in bounds) else None
-    gap = max(0.0, obj - bnd) / max(abs(obj), 1e-9) if obj is not None and bnd is not None and math.isfinite(bnd) else None
-    return SolveReport(status=worst.status, backend=reports[0].backend, objective=obj, bound=bnd, gap=gap,
+    gap = relative_gap(obj, bnd)
+    return SolveReport(status=worst, backend=reports[0].backend, objective=obj, bound=bnd, gap=gap,
                        solve_time_s=sum(r.solve_time_s for r in reports),
                        build_time_s=sum(r.build_time_s for r in reports),
                        n_vars=sum(r.n_vars for r in reports), n_cons=sum(r.n_cons for r in reports),

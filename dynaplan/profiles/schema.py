@@ -24,7 +24,7 @@ derived on load and never read from the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -258,14 +258,3 @@ def check_monotone(df_sorted: pd.DataFrame, source: str, order: np.ndarray, star
                 f"latency falls as load rises ({prev[k]:.6g} ms at load {df_sorted['load_rps'].iloc[k - 1]:.6g} "
                 f"-> {v[k]:.6g} ms at load {df_sorted['load_rps'].iloc[k]:.6g} req/s)",
             )
-
-
-def iter_problems(checks: Iterable) -> list[str]:
-    """Run validation callables and collect their messages instead of stopping at the first."""
-    out = []
-    for check in checks:
-        try:
-            check()
-        except ValidationError as exc:
-            out.append(str(exc))
-    return out

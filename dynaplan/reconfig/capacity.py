@@ -144,18 +144,10 @@ def pool_counts(state: ClusterState, cap: CapacityModel) -> dict[str, Counter]:
     return out
 
 
-def state_capacity(state: ClusterState, cap: CapacityModel,
-                   demand_by_pool: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """Capacity under SLO of every pool of the state or of ``demand_by_pool`` (req/s)."""
-    counts = pool_counts(state, cap)
-    pools = set(counts) | set(demand_by_pool)
-    return {p: cap.pool_capacity(p, counts.get(p, {}), demand_by_pool.get(p, {})) for p in sorted(pools)}
-
-
 def short_of(capacity_rps: float, demand_rps: float) -> float:
     """How far capacity falls below demand (req/s), 0 within the relative tolerance."""
     gap = demand_rps - capacity_rps
     return gap if gap > RTOL * max(1.0, demand_rps) else 0.0
 
 
-__all__ = ["CapacityModel", "Cfg", "RTOL", "contribution", "pool_counts", "short_of", "state_capacity"]
+__all__ = ["CapacityModel", "Cfg", "RTOL", "contribution", "pool_counts", "short_of"]

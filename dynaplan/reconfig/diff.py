@@ -29,12 +29,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
+from dynaplan.errors import ValidationError
+from dynaplan.planning.plan import InstanceGroup, Plan, PoolPlan, plan_totals, pool_totals
 from dynaplan.profiles.profile import Profile
 from dynaplan.reconfig.actions import Action, Dip, ReconfigPlan, ReconfigSummary
 from dynaplan.reconfig.apply import advance
 from dynaplan.reconfig.capacity import RTOL, CapacityModel, Cfg, contribution, short_of
 from dynaplan.reconfig.placement import PlacedInstance, PlacementOptions, place
 from dynaplan.reconfig.state import ClusterState, Instance
+from dynaplan.solvers import SolveReport
 from dynaplan.domain.transitions import (TransitionCosts, assign_cost, clock_cost, move_cost, release_cost,
                                            reshard_cost, start_cost)
 from dynaplan.validation import check_time_s, checked
@@ -488,21 +491,23 @@ def _new_id(pool: str, used: set[str]) -> str:
     return nid
 
 
-def _power_w(cap: CapacityModel, cfg: Cfg, pool: str, loads: Mapping[str, float]) -> float:
-    """Profile power of one instance of ``cfg`` serving ``loads`` (req/s by class): each class's
-    curve at the instance's utilisation (clipped to 1), weighted by the class's share of it
-    (the convention of ``Profile.mixed_power_w``). A class the configuration cannot serve at its
-    SLO counts at the pool class's curve, at the summed load clipped to the profiled range."""
-    carried = [(v, c) for c, v in loads.items() if v > 0]
-    if any(cap.lmax(cfg, c) <= 0 for _, c in carried):  # checked before dividing by it
+def _power_w(profile: Profile, cap: CapacityModel, cfg: Cfg, pool: str, loads: Mapping[str, float]) -> float:
+    """Profile power of one instance of ``cfg`` serving ``loads`` (req/s by class): the
+    mixed-instance rule of :meth:`Profile.mixed_power_w`. A class the configuration cannot serve
+    at its SLO counts at the pool class's curve, at the summed load clipped to the profiled range."""
+    parts = [(c, float(v)) for c, v in loads.items() if v > 0]
+    if any(cap.lmax(cfg, c) <= 0 for c, _ in parts):
         lm = cap.lmax(cfg, pool)
         total = sum(loads.values())
         return cap.power_w(cfg, pool, min(total, lm) if lm > 0 else total)
-    parts = [(v / cap.lmax(cfg, c), c) for v, c in carried]
-    util = sum(u for u, _ in parts)
-    if util <= 0:
-        return cap.power_w(cfg, pool, 0.0)
-    return sum(u / util * cap.power_w(cfg, c, min(util, 1.0) * cap.lmax(cfg, c)) for u, c in parts)
+    h, tp, f = cfg
+    own = profile.group_ids(h, tp, f, pool, cap.model)
+    if not parts:
+        return float(profile.mixed_power_w([], [], [], [], own)[0])
+    classes = [c for c, _ in parts]
+    gid = profile.group_ids([h] * len(parts), [tp] * len(parts), [f] * len(parts), classes, cap.model)
+    return float(profile.mixed_power_w(np.zeros(len(parts), dtype=np.int64), gid,
+                                       [cap.lmax(cfg, c) for c in classes], [v for _, v in parts], own)[0])
 
 
 def _tasks(state: ClusterState, placed: tuple[PlacedInstance, ...], released: tuple[str, ...], profile: Profile,
@@ -527,8 +532,8 @@ def _tasks(state: ClusterState, placed: tuple[PlacedInstance, ...], released: tu
             continue
         cfg_from = (hw_of[inst.server], inst.tp, inst.freq_mhz)
         cfg_to = (pi.hardware, pi.tp, pi.freq_mhz)
-        saving = (_power_w(cap, cfg_from, inst.pool, inst.load_rps)
-                  - _power_w(cap, cfg_to, pi.pool, pi.load_rps))
+        saving = (_power_w(profile, cap, cfg_from, inst.pool, inst.load_rps)
+                  - _power_w(profile, cap, cfg_to, pi.pool, pi.load_rps))
         task = _Task("reconf", inst.pool, pi.pool, inst.server, pi.hardware, inst.id, tp_from=inst.tp,
                      tp_to=pi.tp, gpus_from=tuple(sorted(inst.gpu_indices)), gpus_to=tuple(pi.gpus),
                      freq_from=inst.freq_mhz, freq_to=pi.freq_mhz, saving_w=saving, placed=pi)
@@ -556,12 +561,25 @@ def _tasks(state: ClusterState, placed: tuple[PlacedInstance, ...], released: tu
     return tasks, used, final
 
 
-@checked
-def diff(state: ClusterState, plan, costs: TransitionCosts | None, profile: Profile,
-         slos: SLOTable = DEFAULT_SLOS, now_s: float = 0.0,
-         placement_options: PlacementOptions | None = None) -> ReconfigPlan:
-    """The actions that take ``state`` to ``plan`` (a :class:`dynaplan.planning.Plan`), scheduled
-    make-before-break from ``max(now_s, state.time_s)``; see the module docstring."""
+def _check_args(profile, state, slos, plan=None) -> None:
+    """The arguments' types, so a call in the old order ``(state, plan, costs, profile)`` fails
+    with a clear message rather than deep inside."""
+    want = {"profile": (profile, Profile), "state": (state, ClusterState), "slos": (slos, SLOTable)}
+    if plan is not None:
+        want["plan"] = (plan, Plan)
+    for name, (v, t) in want.items():
+        if not isinstance(v, t):
+            raise ValidationError(f"reconfig: {name} must be a {t.__name__}, got {type(v).__name__} (the order is "
+                                  "diff(profile, state, slos, plan, costs) / plan_of(profile, state, slos), as "
+                                  "Planner(profile, inventory, slos) and check_plan(profile, inventory, slos, plan))")
+
+
+def diff(profile: Profile, state: ClusterState, slos: SLOTable, plan: Plan, costs: TransitionCosts | None = None,
+         *, now_s: float = 0.0, placement_options: PlacementOptions | None = None) -> ReconfigPlan:
+    """The actions that take ``state`` to ``plan``, scheduled make-before-break from
+    ``max(now_s, state.time_s)``; see the module docstring. Arguments in the order of
+    ``Planner(profile, inventory, slos)`` and ``check_plan(profile, inventory, slos, plan)``."""
+    _check_args(profile, state, slos, plan)
     costs = costs or TransitionCosts()
     t0 = max(check_time_s(now_s, "now_s"), state.time_s)  # bounded: a 420 s start must not round away
     state = advance(state, t0)
@@ -627,17 +645,15 @@ def _same_load(a: dict, b: dict) -> bool:
     return all(abs(a.get(k, 0.0) - b.get(k, 0.0)) <= 1e-9 * max(1.0, abs(b.get(k, 0.0))) for k in keys)
 
 
-@checked
-def plan_of(state: ClusterState, profile: Profile, slos: SLOTable = DEFAULT_SLOS, epoch_s: float = 300.0):
+def plan_of(profile: Profile, state: ClusterState, slos: SLOTable = DEFAULT_SLOS, epoch_s: float = 300.0) -> Plan:
     """The state as a :class:`dynaplan.planning.Plan` (``mode='observed'``): its instances grouped by
     pool, configuration and load, in-flight ones as what they become (drained ones not at all).
 
-    ``diff(state, plan_of(state, ...))`` is empty. Power is the profile's at each instance's
-    load; servers per pool are those hosting the pool's instances.
+    ``diff(profile, state, slos, plan_of(profile, state, slos))`` is empty. Power is the
+    profile's at each instance's load; servers per pool are those hosting the pool's instances.
+    No solver ran: the report says so (``Status.NOT_SOLVED``, no backend).
     """
-    from dynaplan.planning.plan import InstanceGroup, Plan, PoolPlan
-    from dynaplan.solvers import Backend, SolveReport, Status
-
+    _check_args(profile, state, slos)
     cap = CapacityModel(profile, slos, state.model)
     settled = advance(state, state.settle_time_s)
     hw_of = {s.id: s.hardware for s in settled.servers}
@@ -650,13 +666,15 @@ def plan_of(state: ClusterState, profile: Profile, slos: SLOTable = DEFAULT_SLOS
         servers.setdefault(i.pool, {}).setdefault(hw_of[i.server], set()).add(i.server)
     pools = []
     forecast: dict[str, float] = {}
+    gps = {h: hw.gpus_per_server for h, hw in settled.hardware.items()}
+    idle_w = {h: hw.idle_power_w for h, hw in settled.hardware.items()}
     for pool in sorted(groups):
         gl, served = [], {}
         pool_load = sum(n * sum(v for _, v in key[3]) for key, n in groups[pool].items())
         for (h, tp, f, load), n in sorted(groups[pool].items()):
             cfg = (h, tp, f)
             util = sum(v / cap.lmax(cfg, c) if cap.lmax(cfg, c) > 0 else _INF for c, v in load)
-            pw = _power_w(cap, cfg, pool, dict(load))
+            pw = _power_w(profile, cap, cfg, pool, dict(load))
             for c, v in load:
                 served[c] = served.get(c, 0.0) + n * v
             gl.append(InstanceGroup(hardware=h, tp=tp, freq_mhz=f, count=n, load_rps_per_instance=dict(load),
@@ -665,27 +683,13 @@ def plan_of(state: ClusterState, profile: Profile, slos: SLOTable = DEFAULT_SLOS
                                     power_w_per_instance=pw, power_w=pw * n, energy_j=pw * n * epoch_s,
                                     slo_margin=1.0 - float(util) if np.isfinite(util) else -1e9))
         srv = {h: len(ids) for h, ids in servers[pool].items()}
-        used = {}
-        for g in gl:
-            used[g.hardware] = used.get(g.hardware, 0) + g.gpus
-        idle = {h: max(0, n * settled.hardware[h].gpus_per_server - used.get(h, 0)) for h, n in srv.items()}
-        idle_w = float(sum(n * settled.hardware[h].idle_power_w for h, n in idle.items()))
-        power = float(sum(g.power_w for g in gl)) + idle_w
+        idle, idle_pw, power = pool_totals(gl, srv, gps, idle_w)
         for c, v in served.items():
             forecast[c] = forecast.get(c, 0.0) + v
         pools.append(PoolPlan(pool=pool, servers=srv, groups=tuple(gl), served_rps=served, idle_gpus=idle,
-                              idle_power_w=idle_w, power_w=power, energy_j=power * epoch_s))
-    total = float(sum(p.power_w for p in pools))
-    srv_all: dict[str, int] = {}
-    for p in pools:
-        for h, n in p.servers.items():
-            srv_all[h] = srv_all.get(h, 0) + n
-    gpus: dict[str, int] = {}
-    for p in pools:
-        for h, n in p.gpus.items():
-            gpus[h] = gpus.get(h, 0) + n
-    report = SolveReport(status=Status.OPTIMAL, backend=Backend.HIGHS, objective=total, bound=None, gap=None,
-                         solve_time_s=0.0, message="observed from a cluster state")
+                              idle_power_w=idle_pw, power_w=power, energy_j=power * epoch_s))
+    srv_all, gpus, total = plan_totals(pools)
+    report = SolveReport.not_solved("observed from a cluster state", objective=total)
     return Plan(mode="observed", epoch_s=epoch_s, forecast_rps=forecast, pools=tuple(pools), power_w=total,
                 energy_j=total * epoch_s, servers=srv_all, gpus=gpus, approx_error_bound_w=0.0, report=report,
                 wall_time_s=0.0, notes=("observed from a cluster state",))

@@ -13,7 +13,10 @@ A greedy placement (keep what matches, then first-fit decreasing) is the solver'
 fallback when CP-SAT finds nothing within its time limit; if even that cannot pack, every
 instance is placed afresh.
 
-This module and ``dynaplan.solvers`` are the only ones importing OR-Tools.
+The model is a :class:`~dynaplan.solvers.LinearModel` with one constraint block per label of
+``placement.md``, solved by
+the CP-SAT backend of :mod:`dynaplan.solvers` like any other model (its integer rows are exact,
+so the discretisation is the model).
 """
 
 from __future__ import annotations
@@ -21,14 +24,19 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynaplan.errors import InfeasibleError, ValidationError
+from dynaplan.planning.plan import Plan
 from dynaplan.reconfig.apply import settle
 from dynaplan.reconfig.state import ClusterState, Instance
 from dynaplan.domain.transitions import TransitionCosts, transfer_bytes
 from dynaplan.validation import InputModel
+from dynaplan.solvers import Backend, LinearModel, SolveOptions, SolveReport, Status, solve
+from dynaplan.solvers.model import INF
 
 
 class PlacementOptions(InputModel):
@@ -67,16 +75,21 @@ class PlacedInstance(BaseModel):
     load_rps: dict[str, float] = Field(default_factory=dict, description="The plan's load per instance (req/s).")
 
 
+PlacementMethod = Literal["cpsat-optimal", "cpsat-feasible", "greedy", "fresh"]
+
+
 class Placement(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     placed: tuple[PlacedInstance, ...]
     released: tuple[str, ...] = Field(description="Current instances not reused.")
-    method: str = Field(description="'cpsat-optimal', 'cpsat-feasible', 'greedy' or 'fresh'.")
-    objective: float | None = None
-    bound: float | None = None
-    wall_time_s: float = 0.0
+    method: PlacementMethod = Field(description="How the placement was found: the CP-SAT model solved to "
+                                    "optimality or not, the greedy placement, or every instance afresh.")
+    objective: float | None = Field(default=None, description="placement.obj of the placement (objective units).")
+    bound: float | None = Field(default=None, description="Proven lower bound on placement.obj (objective units).")
+    wall_time_s: float = Field(default=0.0, description="Wall time of the placement (s).")
     message: str = ""
+    report: SolveReport | None = Field(default=None, description="The CP-SAT solve's report (None: not solved).")
 
 
 @dataclass(frozen=True)
@@ -100,7 +113,7 @@ class _Cand:
     moves_gpus: bool
 
 
-def _groups(plan) -> list[_Group]:
+def _groups(plan: Plan) -> list[_Group]:
     out: dict[tuple, int] = {}
     for pp in plan.pools:
         for g in pp.groups:
@@ -236,104 +249,157 @@ def _greedy(pb: _Problem, reuse: bool = True) -> dict[tuple[int, int, int], int 
 
 
 # ---------------------------------------------------------------------------- CP-SAT
-def _cpsat(pb: _Problem, hint: dict | None):
-    from ortools.sat.python import cp_model  # only here (and in dynaplan.solvers)
+class _Rows:
+    """Rows of one constraint block, collected as (columns, coefficients) and added at once."""
 
+    def __init__(self) -> None:
+        self.labels: list = []
+        self.rows: list[int] = []
+        self.cols: list[int] = []
+        self.vals: list[float] = []
+
+    def add(self, label, cols, vals) -> None:
+        i = len(self.labels)
+        self.labels.append(label)
+        self.rows += [i] * len(cols)
+        self.cols += list(cols)
+        self.vals += list(vals)
+
+    def into(self, m: LinearModel, name: str, *, lo=-INF, hi=INF) -> None:
+        if self.labels:
+            m.add_constraints(name, self.labels, self.rows, self.cols, self.vals, lo=lo, hi=hi)
+
+
+def _model(pb: _Problem) -> tuple[LinearModel, dict, dict]:
+    """The placement MILP (placement.count .. placement.obj): binaries ``y`` per (group, server,
+    block), ``x`` per candidate reuse, ``touch`` and ``active`` per server. Returns the model and
+    the columns of ``y`` and ``x``."""
     opt = pb.opt
-    m = cp_model.CpModel()
-    y: dict[tuple[int, int, int], object] = {}
-    for (gi, s), blocks in pb.blocks.items():
-        for j in blocks:
-            y[(gi, s, j)] = m.NewBoolVar(f"y[{gi},{s},{j}]")
-    x = {c: m.NewBoolVar(f"x[{c.i},{c.g},{c.j}]") for c in pb.cands}
-    touch = [m.NewBoolVar(f"touch[{s}]") for s in range(len(pb.servers))]
-    act = [m.NewBoolVar(f"active[{s}]") for s in range(len(pb.servers))]
+    m = LinearModel("placement")
+    y_keys = [(gi, s, j) for (gi, s), blocks in pb.blocks.items() for j in blocks]
+    n_srv = len(pb.servers)
+    yb = m.add_vars("y", y_keys, lb=0, ub=1, integer=True)
+    xb = m.add_vars("x", [(c.i, c.g, c.j) for c in pb.cands], lb=0, ub=1, integer=True)
+    tb = m.add_vars("touch", range(n_srv), lb=0, ub=1, cost=opt.w_touch, integer=True)
+    ab = m.add_vars("active", range(n_srv), lb=0, ub=1, cost=opt.w_active, integer=True)
+    ycol = {key: yb.start + k for k, key in enumerate(y_keys)}
+    xcol = {c: xb.start + k for k, c in enumerate(pb.cands)}
     # (placement.count) every planned instance is placed
-    for gi, g in enumerate(pb.groups):
-        m.Add(sum(v for (g2, _, _), v in y.items() if g2 == gi) == g.count)
+    count = _Rows()
+    by_group: dict[int, list[int]] = {}
+    for key, j in ycol.items():
+        by_group.setdefault(key[0], []).append(j)
+    for gi in range(len(pb.groups)):
+        count.add(gi, by_group.get(gi, []), [1.0] * len(by_group.get(gi, [])))
+    count.into(m, "placement.count", lo=[g.count for g in pb.groups], hi=[g.count for g in pb.groups])
     # (placement.gpu) no GPU holds two planned instances
-    cover: dict[tuple[int, int], list] = {}
-    for (gi, s, j), v in y.items():
-        for q in j:
-            cover.setdefault((s, q), []).append(v)
-    for vs in cover.values():
-        if len(vs) > 1:
-            m.Add(sum(vs) <= 1)
+    cover: dict[tuple[int, int], list[int]] = {}
+    for (gi, s, blk), j in ycol.items():
+        for q in blk:
+            cover.setdefault((s, q), []).append(j)
+    gpu = _Rows()
+    for sq, js in cover.items():
+        if len(js) > 1:
+            gpu.add(sq, js, [1.0] * len(js))
+    gpu.into(m, "placement.gpu", hi=1.0)
     # (placement.reuse_once) a current instance is reused at most once; (placement.reuse_slot) only
     # where a planned instance is placed
-    by_i: dict[int, list] = {}
-    by_slot: dict[tuple[int, int, int], list] = {}
-    for c, v in x.items():
-        s = pb.sidx[pb.insts[c.i].server]
-        by_i.setdefault(c.i, []).append(v)
-        by_slot.setdefault((c.g, s, c.j), []).append(v)
-    for vs in by_i.values():
-        m.Add(sum(vs) <= 1)
-    new_start = {}
-    for key, v in y.items():
+    by_i: dict[int, list[int]] = {}
+    by_slot: dict[tuple[int, int, tuple], list[int]] = {}
+    for c, j in xcol.items():
+        by_i.setdefault(c.i, []).append(j)
+        by_slot.setdefault((c.g, pb.sidx[pb.insts[c.i].server], c.j), []).append(j)
+    once, slot = _Rows(), _Rows()
+    for i, js in by_i.items():
+        once.add(i, js, [1.0] * len(js))
+    for key, js in by_slot.items():
+        slot.add(key, js + [ycol[key]], [1.0] * len(js) + [-1.0])
+    once.into(m, "placement.reuse_once", hi=1.0)
+    slot.into(m, "placement.reuse_slot", hi=0.0)
+    # (placement.touch) a start, a release or a re-shard on the server:
+    # touch_s - y + sum reused >= 0;  touch_s + sum_x(i) >= 1;  touch_s - x >= 0 (x moves GPUs)
+    touch, touch_lo = _Rows(), []
+    for key, j in ycol.items():
         reused = by_slot.get(key, [])
-        if reused:
-            m.Add(sum(reused) <= v)
-        new_start[key] = v - sum(reused) if reused else v
-    # (placement.touch) a start, a release or a re-shard on the server
-    for key, expr in new_start.items():
-        m.Add(touch[key[1]] >= expr)
+        touch.add(("start",) + key, [tb.start + key[1], j] + reused, [1.0, -1.0] + [1.0] * len(reused))
+        touch_lo.append(0.0)
     for i, inst in enumerate(pb.insts):
-        s = pb.sidx[inst.server]
-        m.Add(touch[s] >= 1 - sum(by_i.get(i, [])))
-    for c, v in x.items():
+        js = by_i.get(i, [])
+        touch.add(("release", inst.id), [tb.start + pb.sidx[inst.server]] + js, [1.0] * (1 + len(js)))
+        touch_lo.append(1.0)
+    for c, j in xcol.items():
         if c.moves_gpus:
-            m.Add(touch[pb.sidx[pb.insts[c.i].server]] >= v)
+            touch.add(("reshard", c.i, c.g, c.j), [tb.start + pb.sidx[pb.insts[c.i].server], j], [1.0, -1.0])
+            touch_lo.append(0.0)
+    touch.into(m, "placement.touch", lo=touch_lo)
     # (placement.active)
-    for (gi, s, j), v in y.items():
-        m.AddImplication(v, act[s])
+    active = _Rows()
+    for key, j in ycol.items():
+        active.add(key, [ab.start + key[1], j], [1.0, -1.0])
+    active.into(m, "placement.active", lo=0.0)
     # (placement.symmetry) identical servers empty now are used in order
     empty_by_hw: dict[str, list[int]] = {}
     occupied = {s for (s, _) in pb.now} | {pb.sidx[i.server] for i in pb.insts}
     for s, srv in enumerate(pb.servers):
         if s not in occupied:
             empty_by_hw.setdefault(srv.hardware, []).append(s)
+    sym = _Rows()
     for lst in empty_by_hw.values():
         for a, b in zip(lst, lst[1:]):
-            m.Add(act[b] <= act[a])
-            m.Add(touch[b] <= touch[a])
-    # objective (placement.obj)
-    terms = []
-    for key, expr in new_start.items():
-        gi, s, j = key
-        w = opt.w_start + (opt.w_busy if pb.busy(s, j) else 0)
-        terms.append(w * expr)
-    terms += [c.cost * v for c, v in x.items() if c.cost]
-    terms += [opt.w_touch * t for t in touch] + [opt.w_active * a for a in act]
-    m.Minimize(sum(terms))
+            sym.add(("active", a, b), [ab.start + b, ab.start + a], [1.0, -1.0])
+            sym.add(("touch", a, b), [tb.start + b, tb.start + a], [1.0, -1.0])
+    sym.into(m, "placement.symmetry", hi=0.0)
+    # objective (placement.obj): a new start on y costs w_start (+ w_busy onto held GPUs), which a
+    # reuse of the slot takes back; a reuse pays its own cost
+    cost = np.zeros(m.n_cols)
+    for (gi, s, blk), j in ycol.items():
+        w = opt.w_start + (opt.w_busy if pb.busy(s, blk) else 0)
+        cost[j] += w
+        for jx in by_slot.get((gi, s, blk), []):
+            cost[jx] -= w
+    for c, j in xcol.items():
+        cost[j] += c.cost
+    m.set_cost("y", cost[yb.start:yb.stop])
+    m.set_cost("x", cost[xb.start:xb.stop])
+    return m, ycol, xcol
+
+
+def _cpsat(pb: _Problem, hint: dict | None):
+    """Solve the placement MILP with CP-SAT through :mod:`dynaplan.solvers` (hinted by the greedy
+    placement); returns (placement or None, method, objective, bound, report)."""
+    opt = pb.opt
+    m, ycol, xcol = _model(pb)
+    x0 = None
     if hint is not None:
-        for key, v in y.items():
-            m.AddHint(v, key in hint)
+        x0 = np.full(m.n_cols, np.nan)  # the greedy's y and x; touch and active left to CP-SAT
+        x0[m.var_blocks["y"].cols] = 0.0
+        x0[m.var_blocks["x"].cols] = 0.0
+        for key in hint:
+            x0[ycol[key]] = 1.0
         chosen = {(src, key[0], key[2]) for key, src in hint.items() if src is not None}
-        for c, v in x.items():
-            m.AddHint(v, (c.i, c.g, c.j) in chosen)
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = float(opt.time_limit_s)
-    solver.parameters.num_workers = int(opt.workers)
-    solver.parameters.random_seed = int(opt.seed)
+        for c, j in xcol.items():
+            x0[j] = float((c.i, c.g, c.j) in chosen)
     # the LP relaxation of the reuse/count rows is tight: with full linearization one worker
     # proves optimality on 40-server clusters in a fraction of a second (without it, not in 5 s)
-    solver.parameters.linearization_level = 2
-    status = solver.Solve(m)
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return None, solver.StatusName(status), None, None
-    out: dict[tuple[int, int, int], int | None] = {}
-    for key, v in y.items():
-        if solver.Value(v):
+    so = SolveOptions(time_limit_s=float(opt.time_limit_s), threads=int(opt.workers), seed=int(opt.seed),
+                      mip_rel_gap=0.0, cpsat_objective_unit=1.0, cpsat_linearization_level=2)
+    sol = solve(m, Backend.CPSAT, so, hint=x0)
+    r = sol.report
+    if sol.x is None:
+        return None, r.message.removeprefix("cpsat: "), None, None, r
+    v = np.rint(sol.x)
+    out: dict[tuple[int, int, tuple], int | None] = {}
+    for key, j in ycol.items():
+        if v[j]:
             out[key] = None
-    for c, v in x.items():
-        if solver.Value(v):
+    for c, j in xcol.items():
+        if v[j]:
             out[(c.g, pb.sidx[pb.insts[c.i].server], c.j)] = c.i
-    name = "cpsat-optimal" if status == cp_model.OPTIMAL else "cpsat-feasible"
-    return out, name, float(solver.ObjectiveValue()), float(solver.BestObjectiveBound())
+    name = "cpsat-optimal" if r.status is Status.OPTIMAL else "cpsat-feasible"
+    return out, name, r.objective, r.bound, r
 
 
-def place(state: ClusterState, plan, costs: TransitionCosts | None = None,
+def place(state: ClusterState, plan: Plan, costs: TransitionCosts | None = None,
           options: PlacementOptions | None = None) -> Placement:
     """Place ``plan``'s instances on ``state``'s servers (see the module docstring).
 
@@ -347,9 +413,9 @@ def place(state: ClusterState, plan, costs: TransitionCosts | None = None,
     opt = options or PlacementOptions()
     pb = _Problem(state, plan, costs, opt)
     hint = _greedy(pb)
-    sol, method, obj, bound, msg = None, "", None, None, ""
+    sol, method, obj, bound, msg, report = None, "", None, None, "", None
     if opt.use_solver and pb.groups:
-        sol, method, obj, bound = _cpsat(pb, hint)
+        sol, method, obj, bound, report = _cpsat(pb, hint)
         if sol is None:
             msg = f"CP-SAT found no placement ({method}) within {opt.time_limit_s:g} s; greedy used"
     if sol is None:
@@ -372,7 +438,7 @@ def place(state: ClusterState, plan, costs: TransitionCosts | None = None,
     if obj is not None and not math.isfinite(obj):
         obj = None
     return Placement(placed=tuple(placed), released=released, method=method, objective=obj, bound=bound,
-                     wall_time_s=time.perf_counter() - t0, message=msg)
+                     wall_time_s=time.perf_counter() - t0, message=msg, report=report)
 
 
 __all__ = ["PlacedInstance", "Placement", "PlacementOptions", "place"]

@@ -25,6 +25,7 @@ from dynaplan.domain.hardware import DEFAULT_HARDWARE, HardwareType
 from dynaplan.errors import ValidationError, read_text_file
 from dynaplan.limits import STATE_INSTANCES, STATE_SERVERS, check_json_depth
 from dynaplan.validation import MAX_TIME_S, InputModel, excerpt, loads_json
+from dynaplan.planning.plan import Plan
 
 ConfigKey = tuple[str, str, int, int]
 """(pool, hardware, tp, freq_mhz): what the planner counts."""
@@ -264,9 +265,6 @@ class ClusterState(_Frozen):
             if i.id == iid:
                 return i
         raise KeyError(f"state has no instance {iid!r}")
-
-    def hardware_of(self, sid: str) -> HardwareType:
-        return self.hardware[self.server(sid).hardware]
 
     def servers_by_hardware(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Literal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -41,8 +42,9 @@ from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import ValidationError
 from dynaplan.limits import REPLAY_EPOCHS
 from dynaplan.planning.problem import Inventory
+from dynaplan.planning.validate import check_inputs
 from dynaplan.profiles.profile import Profile
-from dynaplan.domain.transitions import TransitionCosts, clock_cost
+from dynaplan.domain.transitions import TransitionCosts, clock_cost, start_power_w, transition_power_w
 from dynaplan.replay.deployment import Deployment
 from dynaplan.replay.evaluate import Groups, evaluate
 from dynaplan.replay.grid import GridSeries
@@ -52,6 +54,9 @@ from dynaplan.replay.policy import Observation, PeakLoad, Policy, ReplayContext
 from dynaplan.replay.state import ReplayState
 from dynaplan.replay.tables import ProfileTables
 from dynaplan.validation import InputModel, checked
+
+IdlePowerMode = Literal["busy-fraction", "linear", "hold"]  # replay.tables.IDLE_POWER_MODES
+GridMode = Literal["hour_of_day", "calendar"]               # replay.grid.MAPPING_MODES
 from dynaplan.workload.aggregate import check_window_count
 from dynaplan.workload.classify import classify_trace
 from dynaplan.workload.trace import Trace
@@ -75,10 +80,10 @@ class ReplayOptions(InputModel):
     predictor_over_fraction: float = Field(0.5, ge=0, le=1, description="Share of mis-predictions to the larger "
                                            "output bin (fraction).")
     predictor_seed: int = Field(0, description="Seed of the simulated predictor.")
-    idle_power: str = Field("busy-fraction", description="Power below the lightest profiled load: busy-fraction, "
-                            "linear or hold (dynaplan.replay.tables).")
-    grid_mode: str = Field("hour_of_day", description="Mapping of trace time onto the grid series: hour_of_day "
-                           "or calendar.")
+    idle_power: IdlePowerMode = Field("busy-fraction", description="Power below the lightest profiled load: "
+                                      "busy-fraction, linear or hold (dynaplan.replay.tables).")
+    grid_mode: GridMode = Field("hour_of_day", description="Mapping of trace time onto the grid series: "
+                                "hour_of_day or calendar.")
 
     # Per-field checks, so that an error carries the field's location (``loc``) and its message
     # starts with the field's name. Each compares with an earlier field, skipped if that one failed.
@@ -192,20 +197,12 @@ def prepare(trace: Trace, *, profile: Profile | None = None, slos: SLOTable = DE
     REPLAY_EPOCHS.check(trace.duration_s / options.pool_epoch_s, f"options.pool_epoch_s={options.pool_epoch_s:g} s",
                         f"cuts the {trace.duration_s:g} s of trace {trace.name!r} into")
     profile = profile or Profile.default()
-    inventory = dict(Inventory(servers=dict(inventory) if isinstance(inventory, Mapping) else inventory).servers
-                     if inventory is not None else {"h100-80gb": 40})  # whole counts, no booleans
-    unknown = sorted(set(inventory) - set(profile.hardware))
-    if unknown or not inventory or any(n < 0 for n in inventory.values()):
+    inventory = dict(inventory or {"h100-80gb": 40})
+    if not inventory:
         raise ValidationError(f"inventory {inventory}: expected server counts >= 0 of known hardware "
                               f"{sorted(profile.hardware)}")
-    if model is None:
-        if len(profile.models) != 1:
-            raise ValidationError(f"profile holds models {profile.models}; pass model=")
-        model = profile.models[0]
-    try:
-        slos.covers(profile.classes)
-    except ValueError as exc:
-        raise ValidationError(f"SLO table: {exc}") from None
+    inventory, model = check_inputs(profile, inventory, slos, model)  # the Planner's checks
+    inventory = dict(inventory.servers)
     cls = classify_trace(trace, profile.classes, accuracy=options.predictor_accuracy,
                          over_fraction=options.predictor_over_fraction, seed=options.predictor_seed)
     load = window_load(trace, cls, window_s=options.window_s, rate_window_s=options.rate_window_s)
@@ -404,9 +401,8 @@ class _HardwareConstants:
         names = tuple(hardware)
         params = [inp.transition_costs.params(inp.model, h) for h in names]
         idle = np.array([hardware[h].idle_power_w for h in names])
-        start = np.array([i if p.start_gpu_power_w is None else p.start_gpu_power_w for i, p in zip(idle, params)])
-        trans = np.array([i if p.transition_gpu_power_w is None else p.transition_gpu_power_w
-                          for i, p in zip(idle, params)])
+        start = np.array([start_power_w(p, hardware[h]) for h, p in zip(names, params)])
+        trans = np.array([transition_power_w(p, hardware[h]) for h, p in zip(names, params)])
         price = np.array([hardware[h].price_usd_per_server_h for h in names])
         return cls(names, idle, start, trans, price)
 

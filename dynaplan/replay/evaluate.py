@@ -74,7 +74,13 @@ def route(grp: Groups, n_eff: np.ndarray) -> np.ndarray:
 
 def mixed_power(tab: ProfileTables, cells: np.ndarray, u_t: np.ndarray, idle_weight: np.ndarray) -> np.ndarray:
     """Instance power ``sum_t (u_t / U) P_t(U ref_t)`` (step 4); ``cells`` and ``u_t`` end in the class
-    axis; an idle instance (U = 0) weights its classes by ``idle_weight``."""
+    axis; an idle instance (U = 0) weights its classes by ``idle_weight``.
+
+    The mixed-instance rule of :meth:`Profile.mixed_power_w` in the replay's dense layout
+    (windows x groups x classes) on its resampled curves, which differ from the profile's only
+    below the lightest profiled load (``ProfileTables`` ``idle_power``) and for classes that
+    cannot meet their SLO (``ref`` = saturation throughput); tests/test_contracts.py checks the
+    two agree elsewhere."""
     big_u = u_t.sum(axis=-1)
     ref = tab.ref.reshape(-1)[cells]
     pc = tab.lookup("power_w", cells, big_u[..., None] * ref)

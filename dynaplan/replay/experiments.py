@@ -2,7 +2,8 @@
 
     python -m dynaplan.replay.experiments [hour hour-fixed hour-shuffled load-levels day week-conv week-code spread]
 
-Each experiment prints a markdown table. Inventory: 40 H100 servers. Unless said otherwise the
+Each experiment prints a markdown table. These are experiments, not timing benchmarks, so
+they are not in ``python -m benchmarks``'s registry (``benchmarks.registry.OUTSIDE``). Inventory: 40 H100 servers. Unless said otherwise the
 static baselines (SinglePool, MultiPool; ScaleShard's and ScaleFreq's servers) are sized for the
 trace's own peak (the smoothed rate instances see), the dynamic ones forecast from history.
 

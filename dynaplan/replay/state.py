@@ -17,6 +17,9 @@ hardware type, with the parameters of :class:`dynaplan.reconfig.TransitionParams
    freed TP of the pool, by weight transfer: the old instance serves until the swap; by reload:
    the new instance stalls ``reshard_reload_s``), or, when nothing was freed in the pool, copy the
    weights onto free GPUs of a running server (:func:`reshard_cost` onto a disjoint GPU set).
+   Boots and drains are the actions of :mod:`dynaplan.domain.transitions` (``start_cost``,
+   ``release_cost``) on every GPU of the servers, as re-clocks and re-shards are (``clock_cost``,
+   ``reshard_cost``): the replay and ``reconfig.diff`` share one model of what a transition does.
 3. **Serving.** A pool's instances are up in proportion to its GPUs on running servers: with
    ``ready`` of its servers up and instances needing ``G`` GPUs, a fraction
    ``min(1, gpus_per_server x ready / G)`` of every group serves (time-averaged within a window
@@ -35,7 +38,7 @@ import numpy as np
 
 from dynaplan.domain.hardware import HardwareType
 from dynaplan.domain.model import ModelSpec
-from dynaplan.domain.transitions import TransitionCosts, clock_cost, reshard_cost
+from dynaplan.domain.transitions import TransitionCosts, clock_cost, release_cost, reshard_cost, start_cost
 from dynaplan.replay.deployment import Deployment
 
 
@@ -168,14 +171,16 @@ class ReplayState:
                     freed_boot.pop(0)
             if need > 0:
                 self.counts.servers_started += need
-                if not self.free and p.start_s > 0:
-                    self.booting.append(_Boot(q, h, need, t, t + p.start_s))
+                boot = start_cost(p, self.hardware[h], self.model_spec, range(need * g_per), 0.0)
+                if not self.free and boot.duration_s > 0:
+                    self.booting.append(_Boot(q, h, need, t, t + boot.duration_s))
                     boot_gpus[(q, h)] = boot_gpus.get((q, h), 0) + need * g_per
         self.counts.boots_abandoned += sum(b.n for b in freed_boot)
         if freed_ready > 0:
             self.counts.servers_released += freed_ready
-            if not self.free and p.drain_s > 0:
-                self.draining.append(_Drain(h, freed_ready, t, t + p.drain_s))
+            drain = release_cost(p, self.hardware[h], range(freed_ready * g_per), 0.0)
+            if not self.free and drain.duration_s > 0:
+                self.draining.append(_Drain(h, freed_ready, t, t + drain.duration_s))
         return boot_gpus
 
     def _change_instances(self, old: Deployment | None, new: Deployment, boot_gpus: Mapping, t: float) -> None:

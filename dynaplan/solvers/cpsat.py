@@ -27,31 +27,38 @@ non-negative columns (a capacity term ``-F cap n`` becomes ``-floor(F cap) n``),
 over the column box, and the integer row sides are tightened by it:
 ``ceil(F lo - min sum e y) <= sum round(F q) y <= floor(F hi - max sum e y)``.
 Hence every solution of the integer model satisfies the original model (up to floating
-point; :func:`solve` re-checks with :meth:`ModelArrays.violation` against
-``FEAS_TOL * max(1, max_i sum_j |a_ij x_j|)``, ``FEAS_TOL = 1e-6``, and reports
-``Status.ERROR`` if that fails). The converse does not hold: the integer model may be
-infeasible, or have a worse optimum, when the original optimum needs loads off the grid or
-inexact rows were tightened.
+point; :func:`dynaplan.solvers.solve` re-checks every backend's answer, :mod:`.verify`). The
+converse does not hold: the integer model may be infeasible, or have a worse optimum, when the
+original optimum needs loads off the grid or inexact rows were tightened — typically a plan
+that runs an instance at exactly its capacity when that capacity is not a multiple of ``u``.
+
+**Full-load plans: the outer model and an LP completion.** When the discretisation is not
+exact, :func:`solve` also solves the *outer* discretisation (``build_cpsat(relax=True,
+relax_objective=True)``: grid bounds rounded outwards, coefficients rounded the other way and
+rows widened by the grid error ``sum_j |F_i a_ij u| / 2``), into which every feasible ``x``
+maps. Its integer decisions, and those of the restricted solution, are completed by an LP over
+the continuous columns with the integer columns fixed (HiGHS): the completion is a solution of
+the original model whenever the integer decisions admit one, at loads off the grid; the best
+completion (or the restricted solution) is returned. The rounding direction therefore never
+loses a plan whose integer decisions the outer model finds; what no step can return is only
+a plan whose integers neither CP-SAT model chooses.
 
 **Infeasibility.** Since the integer model is a restriction, its infeasibility proves nothing
-unless it is exact (no continuous column, every row exact). Otherwise :func:`solve` solves the
-*outer* discretisation (``build_cpsat(relax=True)``: grid bounds rounded outwards, rows
-widened by the grid error ``sum_j |F_i a_ij u| / 2``), which every feasible ``x`` maps into;
-``Status.INFEASIBLE`` only if that is infeasible too, else ``Status.NO_SOLUTION`` with a
-message suggesting a smaller ``cpsat_load_unit_rps``.
+unless it is exact (no continuous column, every row exact). ``Status.INFEASIBLE`` only if the
+outer discretisation is infeasible too; with no solution and no feasible completion,
+``Status.NO_SOLUTION`` with a message suggesting a smaller ``cpsat_load_unit_rps``.
 
 **Objective.** Coefficients become ``w_j = round(c_j s_j / v)`` with
 ``v = opts.cpsat_objective_unit``. The residual ``r_j = c_j s_j - v w_j`` (``|r_j| <= v/2``) is
 what CP-SAT does not see: the reported ``objective`` is recomputed exactly from the original
-costs, ``c @ x + offset``; the reported ``bound`` is ``v * B + offset + min_box(r @ y)``
-where ``B`` is CP-SAT's bound, i.e. widened by the largest objective rounding error over the
-column box (``CpsatScaling.objective_error``; zero when all ``c_j s_j`` are multiples of ``v``).
-It bounds the optimum of the *discretised* model only, and the original model's optimum can be
-lower (the grid and the tightened rows cut it off: 15% on a one-server pool model), so it is the
-reported bound only when the discretisation is exact. Otherwise the reported bound is the
-original model's LP relaxation (solved by HiGHS), and the status is ``OPTIMAL`` only when the
-objective is within ``opts.mip_rel_gap`` of that bound; a CP-SAT optimum of the discretised
-model is reported as ``FEASIBLE`` with the message "OPTIMAL on the load grid". CP-SAT's own gap
+costs, ``c @ x + offset``. With an exact discretisation the reported ``bound`` is
+``v * B + offset + min_box(r @ y)`` where ``B`` is CP-SAT's bound, i.e. widened by the largest
+objective rounding error over the column box (``CpsatScaling.objective_error``; zero when all
+``c_j s_j`` are multiples of ``v``). Otherwise CP-SAT's bound on the restricted model says
+nothing about the original (the grid and the tightened rows cut its optimum off), and the
+reported bound is the better of the outer discretisation's bound widened by the grid error
+(:func:`_outer_bound`) and the original model's LP relaxation (HiGHS); the status is
+``OPTIMAL`` only when the objective is within ``opts.mip_rel_gap`` of that bound. CP-SAT's own gap
 (``relative_gap_limit = opts.mip_rel_gap``) is measured on the integer objective ``w @ y``.
 """
 
@@ -65,11 +72,12 @@ import numpy as np
 import scipy.sparse as sp
 from ortools.sat.python import cp_model
 
+from dynaplan.solvers.backend import Feature
 from dynaplan.solvers.highs import solve_arrays as highs_solve_arrays
 from dynaplan.solvers.model import LinearModel, ModelArrays
-from dynaplan.solvers.result import Backend, SolveOptions, SolveReport, Solution, Status, relative_gap
+from dynaplan.solvers.result import Backend, SolveOptions, SolveReport, Solution, Status, StopReason, relative_gap
 
-__all__ = ["CpsatScaling", "FEAS_TOL", "build_cpsat", "derive_bounds", "solve"]
+__all__ = ["CpsatBackend", "CpsatScaling", "FEAS_TOL", "build_cpsat", "derive_bounds", "solve"]
 
 FEAS_TOL = 1e-6           # relative (to activity magnitude, at least 1) tolerance of the re-check
 ACTIVITY_MAX = 2.0 ** 53  # largest |coefficient| * |value| sum of a row or the objective
@@ -77,6 +85,7 @@ MAX_POW10 = 12            # largest row scale 10**k tried
 MIN_INEXACT_COEF = 1e6    # inexact rows: scale until every |coefficient| reaches this
 _REL_INT_TOL = 2e-15      # a coefficient is an integer to this relative tolerance (~9 ulps)
 _INT_TOL = 1e-9           # a row side or bound: ceil/floor forgive this much (or 2e-15 relative)
+MAX_OUTER_ROUNDS = 8      # outer solves whose integer decisions are tried for an LP completion
 
 
 @dataclass
@@ -163,7 +172,7 @@ def _floor(v: float) -> float:
     return math.floor(v + max(_INT_TOL, _REL_INT_TOL * abs(v)))
 
 
-def build_cpsat(model: LinearModel, opts: SolveOptions | None = None, *,
+def build_cpsat(model: LinearModel | ModelArrays, opts: SolveOptions | None = None, *,
                 default_bound: float | None = None,
                 relax: bool = False, relax_objective: bool = False) -> tuple[cp_model.CpModel, CpsatScaling]:
     """The discretised CP-SAT model and its :class:`CpsatScaling` (see the module docstring).
@@ -180,7 +189,7 @@ def build_cpsat(model: LinearModel, opts: SolveOptions | None = None, *,
     CP-SAT's integer range at these units.
     """
     opts = opts or SolveOptions()
-    m = model.arrays()
+    m = model.arrays() if isinstance(model, LinearModel) else model
     names = None
     u = float(opts.cpsat_load_unit_rps)
     v_obj = float(opts.cpsat_objective_unit)
@@ -190,7 +199,7 @@ def build_cpsat(model: LinearModel, opts: SolveOptions | None = None, *,
     free = np.isinf(lb) | np.isinf(ub)
     if free.any():
         if default_bound is None:
-            names = model.column_names()
+            names = m.column_names()
             bad = [names[j] for j in np.flatnonzero(free)[:5]]
             more = f" and {int(free.sum()) - len(bad)} more" if free.sum() > len(bad) else ""
             raise ValueError(
@@ -211,20 +220,20 @@ def build_cpsat(model: LinearModel, opts: SolveOptions | None = None, *,
     ymag = np.maximum(np.abs(y_lb), np.abs(y_ub))
     too_big = ymag > ACTIVITY_MAX
     if too_big.any():
-        names = names or model.column_names()
+        names = names or m.column_names()
         j = int(np.flatnonzero(too_big)[0])
         raise ValueError(f"CP-SAT: the domain of {names[j]} ({lb[j]:g}..{ub[j]:g}) exceeds 2**53 grid "
                          f"units; raise cpsat_load_unit_rps (now {u:g}) or tighten its bounds")
     infeasible: list[str] = []
     empty = y_lb > y_ub
     if empty.any():
-        names = names or model.column_names()
+        names = names or m.column_names()
         j = int(np.flatnonzero(empty)[0])
         infeasible.append(f"{names[j]} has no value on the grid within [{m.lb[j]:g}, {m.ub[j]:g}]")
         y_ub = np.where(empty, y_lb, y_ub)  # keep the domains valid; the model is made infeasible
 
     cp = cp_model.CpModel()
-    names = names or model.column_names()
+    names = names or m.column_names()
     xs = [cp.new_int_var(int(lo), int(hi), nm) for lo, hi, nm in zip(y_lb, y_ub, names)]
 
     A = sp.csr_matrix(m.A)
@@ -235,15 +244,37 @@ def build_cpsat(model: LinearModel, opts: SolveOptions | None = None, *,
     row_exact = np.ones(n_rows, dtype=bool)
     row_tight = np.zeros(n_rows)
     row_names = None
+    # Fast path, vectorised: rows over integer columns whose coefficients are integers (scale 1,
+    # exact, no rounding error): their activity range is all the loop below would compute.
+    nz_row = np.repeat(np.arange(n_rows), np.diff(A.indptr))
+    q_all = A.data * s[A.indices]
+    odd = ~_is_int(q_all) | cont[A.indices]
+    plain = (np.bincount(nz_row, odd, n_rows) == 0) & (np.diff(A.indptr) > 0)
+    plain &= np.bincount(nz_row, np.abs(q_all) * ymag[A.indices], n_rows) <= ACTIVITY_MAX / 4
+    qa, qb = q_all * y_lb[A.indices], q_all * y_ub[A.indices]
+    plain_min = np.bincount(nz_row, np.minimum(qa, qb), n_rows)
+    plain_max = np.bincount(nz_row, np.maximum(qa, qb), n_rows)
     for i in range(n_rows):
         lo, hi = float(m.row_lo[i]), float(m.row_hi[i])
         if math.isinf(lo) and math.isinf(hi):
             continue
         sl = slice(A.indptr[i], A.indptr[i + 1])
         js = A.indices[sl]
+        if plain[i]:
+            lo_i = plain_min[i] if math.isinf(lo) else max(_ceil(lo), plain_min[i])
+            hi_i = plain_max[i] if math.isinf(hi) else min(_floor(hi), plain_max[i])
+            row_scale[i] = 1.0
+            if lo_i > hi_i:
+                row_names = row_names or m.row_names()
+                infeasible.append(f"row {row_names[i]} cannot be met by integers")
+                continue
+            coef = np.rint(q_all[sl])
+            cp.add_linear_constraint(cp_model.LinearExpr.weighted_sum([xs[j] for j in js], [int(c) for c in coef]),
+                                     int(lo_i), int(hi_i))
+            continue
         if js.size == 0:
             if not (lo - 1e-9 <= 0.0 <= hi + 1e-9):
-                row_names = row_names or model.row_names()
+                row_names = row_names or m.row_names()
                 infeasible.append(f"row {row_names[i]} has no terms and excludes 0")
             continue
         q = A.data[sl] * s[js]
@@ -261,7 +292,7 @@ def build_cpsat(model: LinearModel, opts: SolveOptions | None = None, *,
             if k_big is None and np.abs(vk).min() >= MIN_INEXACT_COEF:
                 k_big = k
         if k_ok is None:
-            row_names = row_names or model.row_names()
+            row_names = row_names or m.row_names()
             raise ValueError(f"CP-SAT: row {row_names[i]} overflows 2**53 at these units; raise "
                              f"cpsat_load_unit_rps (now {u:g}) or tighten the bounds of its columns")
         k = k_ok if exact or k_big is None else k_big
@@ -295,7 +326,7 @@ def build_cpsat(model: LinearModel, opts: SolveOptions | None = None, *,
         hi_i = min(hi_i, act_max)
         row_scale[i], row_exact[i] = F, exact
         if lo_i > hi_i:
-            row_names = row_names or model.row_names()
+            row_names = row_names or m.row_names()
             infeasible.append(f"row {row_names[i]} cannot be met on the grid once its coefficients "
                               "are rounded")
             continue
@@ -343,6 +374,14 @@ _STATUS = {
     cp_model.MODEL_INVALID: Status.ERROR,
     cp_model.UNKNOWN: Status.NO_SOLUTION,
 }
+_STOP = {
+    cp_model.OPTIMAL: StopReason.CONVERGED,
+    cp_model.FEASIBLE: StopReason.TIME_LIMIT,   # CP-SAT stops short of a proof only at its limits
+    cp_model.INFEASIBLE: StopReason.INFEASIBLE,
+    cp_model.MODEL_INVALID: StopReason.BACKEND_ERROR,
+    cp_model.UNKNOWN: StopReason.TIME_LIMIT,
+}
+_HAS_SOLUTION = (cp_model.OPTIMAL, cp_model.FEASIBLE)
 
 
 def _run(cp: cp_model.CpModel, opts: SolveOptions, time_limit: float):
@@ -353,113 +392,188 @@ def _run(cp: cp_model.CpModel, opts: SolveOptions, time_limit: float):
     p.random_seed = int(opts.seed)
     p.relative_gap_limit = float(opts.mip_rel_gap)
     p.log_search_progress = False
+    if opts.cpsat_linearization_level is not None:
+        p.linearization_level = int(opts.cpsat_linearization_level)
     t = time.perf_counter()
     code = solver.solve(cp)
     return code, solver, time.perf_counter() - t
 
 
-def solve(model: LinearModel, opts: SolveOptions | None = None) -> Solution:
+def _complete(m: ModelArrays, x: np.ndarray, opts: SolveOptions) -> np.ndarray | None:
+    """The best continuous columns for the integer columns of ``x``: an LP (HiGHS) with the
+    integer columns fixed at their values. None when no continuous completion is feasible.
+
+    This is how a plan off CP-SAT's load grid is found: the grid may miss it (a load exactly at
+    an instance's capacity that is not a multiple of the grid unit), the LP does not."""
+    if m.integer.all():
+        return None
+    xi = np.rint(x[m.integer])
+    lb, ub = m.lb.copy(), m.ub.copy()
+    lb[m.integer] = xi
+    ub[m.integer] = xi
+    lp = highs_solve_arrays(m.with_bounds(lb=lb, ub=ub).relaxed(), opts)
+    if lp.report.status is not Status.OPTIMAL or lp.x is None:
+        return None
+    out = lp.x.copy()
+    out[m.integer] = xi
+    return out
+
+
+def solve(model: LinearModel | ModelArrays, opts: SolveOptions | None = None,
+          hint: np.ndarray | None = None) -> Solution:
     """Solve the discretised model with CP-SAT; x, objective and bound in original units.
 
-    ``INFEASIBLE`` is reported only when proven for the original model: directly when the
-    discretisation is exact, else by a second solve of the outer discretisation
-    (``build_cpsat(relax=True)``, in the time left); otherwise ``NO_SOLUTION`` says why.
+    Unverified: :func:`dynaplan.solvers.solve` runs the shared check (:mod:`.verify`).
+
+    Exact discretisations (pure-integer models with integer-representable rows) are CP-SAT's
+    answer as it is. Otherwise the integer model is a restriction of the original, and three
+    more steps keep the answer useful and its claims honest:
+
+    1. the *outer* discretisation (``build_cpsat(relax=True, relax_objective=True)``) is solved
+       in the time left: its infeasibility proves the original infeasible, its bound widened by
+       the grid error (:func:`_outer_bound`) is a bound of the original;
+    2. the integer decisions of both CP-SAT solutions are completed by an LP over the
+       continuous columns (:func:`_complete`): the outer solution's integers typically hold the
+       plans the grid loses (an instance at exactly its capacity), and the LP also takes the
+       grid's slack off the restricted solution's loads; the best feasible completion is returned;
+    3. the bound is the better of (1) and the original's LP relaxation (HiGHS), and the status
+       is ``OPTIMAL`` only when the objective is within ``opts.mip_rel_gap`` of it.
+
+    ``INFEASIBLE`` is reported only when proven for the original model; when no step finds a
+    solution of a feasible-looking model the status is ``NO_SOLUTION`` and the message says why.
     """
     opts = opts or SolveOptions()
-    m = model.arrays()
-    n_vars, n_cons = m.n_cols, len(m.row_lo)
+    m = model.arrays() if isinstance(model, LinearModel) else model
+    n_vars, n_cons = m.n_cols, m.n_rows
 
-    def report(status, *, x=None, obj=None, bound=None, solve_time=0.0, build_time=0.0, msg=""):
+    def report(status, stop, *, x=None, obj=None, bound=None, solve_time=0.0, build_time=0.0, msg=""):
         return Solution(x=x, report=SolveReport(
             status=status, backend=Backend.CPSAT, objective=obj, bound=bound, gap=relative_gap(obj, bound),
             solve_time_s=solve_time, build_time_s=build_time, n_vars=n_vars, n_cons=n_cons,
-            message=f"cpsat: {msg}"))
+            message=f"cpsat: {msg}", stop_reason=stop))
 
     t0 = time.perf_counter()
     try:
-        cp, sc = build_cpsat(model, opts)
+        cp, sc = build_cpsat(m, opts)
     except Exception as exc:
-        return report(Status.ERROR, build_time=time.perf_counter() - t0,
+        return report(Status.ERROR, StopReason.BACKEND_ERROR, build_time=time.perf_counter() - t0,
                       msg=f"building the CP-SAT model failed: {exc}")
+    if hint is not None:  # NaN: no hint for that column
+        hint = np.asarray(hint, dtype=float)
+        y_hint = np.clip(np.rint(np.where(np.isnan(hint), 0.0, hint) / sc.col_unit), sc.y_lb, sc.y_ub)
+        for j in np.flatnonzero(~np.isnan(hint)):
+            cp.add_hint(sc.variables[j], int(y_hint[j]))
     build_time = time.perf_counter() - t0
 
     try:
         code, solver, solve_time = _run(cp, opts, float(opts.time_limit_s))
     except Exception as exc:
-        return report(Status.ERROR, build_time=build_time, msg=f"CP-SAT failed: {type(exc).__name__}: {exc}")
-    status = _STATUS.get(code, Status.ERROR)
+        return report(Status.ERROR, StopReason.BACKEND_ERROR, build_time=build_time,
+                      msg=f"CP-SAT failed: {type(exc).__name__}: {exc}")
+    status, stop = _STATUS.get(code, Status.ERROR), _STOP.get(code, StopReason.BACKEND_ERROR)
     name = solver.status_name(code)
     if status == Status.ERROR:
-        return report(status, solve_time=solve_time, build_time=build_time,
+        return report(status, stop, solve_time=solve_time, build_time=build_time,
                       msg=f"{name}: {cp.validate() or 'CP-SAT reported an error'}")
-    if status == Status.INFEASIBLE:
-        why = "; ".join(sc.infeasible) or "no solution on the load grid with the rounded rows"
-        if sc.exact:  # the integer model is the original model
-            return report(status, solve_time=solve_time, build_time=build_time, msg=f"INFEASIBLE ({why})")
-        # the discretised model is a restriction: only an infeasible relaxation proves infeasibility
-        try:
-            t2 = time.perf_counter()
-            cp_r, sc_r = build_cpsat(model, opts, relax=True)
-            build_time += time.perf_counter() - t2
-            left = max(0.05, float(opts.time_limit_s) - solve_time)
-            code_r, solver_r, t_r = _run(cp_r, opts, left)
-            solve_time += t_r
-        except Exception as exc:
-            code_r, solver_r = None, None
-            why += f"; the relaxation failed: {exc}"
-        if code_r == cp_model.INFEASIBLE:
-            return report(Status.INFEASIBLE, solve_time=solve_time, build_time=build_time,
-                          msg=f"INFEASIBLE (proven on the outer discretisation; {why})")
-        found = "is feasible" if code_r in (cp_model.OPTIMAL, cp_model.FEASIBLE) else "was not decided"
-        return report(Status.NO_SOLUTION, solve_time=solve_time, build_time=build_time,
-                      msg=f"the discretised model is infeasible ({why}) but its relaxation {found}: the "
-                          f"original model may be feasible; try a smaller cpsat_load_unit_rps "
-                          f"(now {sc.load_unit:g})")
-    # CP-SAT's bound on w @ y; without an objective, w @ y = 0 is proven once a solution is found
-    if np.any(sc.obj_coef):
-        b_int = solver.best_objective_bound
-    else:
-        b_int = 0.0 if status == Status.OPTIMAL else math.nan
-    bound = sc.obj_unit * b_int + m.offset + sc.obj_residual_min if math.isfinite(b_int) else None
-    if status == Status.NO_SOLUTION:
-        return report(status, bound=bound, solve_time=solve_time, build_time=build_time,
-                      msg=f"{name}: no solution within {opts.time_limit_s:g} s")
-    y = np.array(solver.response_proto.solution, dtype=float)
-    x = sc.to_x(y)
-    obj = float(m.cost @ x + m.offset)
-    if bound is not None:
-        bound = min(bound, obj)  # float noise only: the widened bound never exceeds obj in exact terms
-    scale = float(np.max(np.abs(m.A) @ np.abs(x), initial=0.0)) if n_cons else 0.0
-    viol = m.violation(x)
-    if viol > FEAS_TOL * max(1.0, scale):
-        return report(Status.ERROR, solve_time=solve_time, build_time=build_time,
-                      msg=f"{name} but the solution violates the original model by {viol:.3g}")
     detail = (f"load unit {sc.load_unit:g} req/s, objective unit {sc.obj_unit:g}, "
               f"objective rounding error <= {sc.objective_error:.3g}")
-    if not sc.exact:
-        # The discretised model is a restriction: its optimum and bound say nothing certain about
-        # the original model's optimum. Valid bounds for the original: the outer discretisation's
-        # CP-SAT bound, widened by the grid and rounding errors, and the original's LP relaxation
-        # (HiGHS). "optimal" only when the objective meets the better of the two.
-        t3 = time.perf_counter()
-        bounds = []
-        lp = highs_solve_arrays(m, opts, relax=True).report
-        if lp.status == Status.OPTIMAL and lp.bound is not None:
-            bounds.append(lp.bound)
-        try:
-            cp_o, sc_o = build_cpsat(model, opts, relax=True, relax_objective=True)
-            left = max(0.05, float(opts.time_limit_s) - solve_time - (time.perf_counter() - t3))
-            code_o, solver_o, _ = _run(cp_o, opts, left)
-            if code_o in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-                bounds.append(_outer_bound(m, sc_o, solver_o.best_objective_bound))
-        except Exception:  # noqa: BLE001 - the LP bound stands alone then
-            pass
-        solve_time += time.perf_counter() - t3
-        bound = min(max(bounds), obj) if bounds else None
-        closed = bound is not None and (relative_gap(obj, bound) or 0.0) <= opts.mip_rel_gap
-        if status == Status.OPTIMAL and not closed:
-            status = Status.FEASIBLE
-            name = "OPTIMAL on the load grid"
-        detail += "; bound: the original model's (outer discretisation and LP relaxation)"
-    return report(status, x=x, obj=obj, bound=bound, solve_time=solve_time, build_time=build_time,
+    x = sc.to_x(solver.response_proto.solution) if code in _HAS_SOLUTION else None
+
+    if sc.exact:  # the integer model is the original model: CP-SAT's answer and bound stand
+        if np.any(sc.obj_coef):
+            b_int = solver.best_objective_bound
+        else:  # without an objective, w @ y = 0 is proven once a solution is found
+            b_int = 0.0 if status == Status.OPTIMAL else math.nan
+        bound = sc.obj_unit * b_int + m.offset + sc.obj_residual_min if math.isfinite(b_int) else None
+        if status == Status.INFEASIBLE:
+            why = "; ".join(sc.infeasible) or "CP-SAT proved it"
+            return report(status, stop, solve_time=solve_time, build_time=build_time, msg=f"INFEASIBLE ({why})")
+        if x is None:
+            return report(status, stop, bound=bound, solve_time=solve_time, build_time=build_time,
+                          msg=f"{name}: no solution within {opts.time_limit_s:g} s")
+        obj = float(m.cost @ x + m.offset)
+        bound = None if bound is None else min(bound, obj)  # float noise: never above obj in exact terms
+        return report(status, stop, x=x, obj=obj, bound=bound, solve_time=solve_time, build_time=build_time,
+                      msg=f"{name} ({detail})")
+
+    # ---- a restriction: outer discretisation, LP completions, the original's bounds
+    t1 = time.perf_counter()
+    bounds: list[float] = []
+    code_o, outer_note = None, ""
+    try:
+        cp_o, sc_o = build_cpsat(m, opts, relax=True, relax_objective=True)
+        left = max(0.05, float(opts.time_limit_s) - solve_time - (time.perf_counter() - t1))
+        code_o, solver_o, _ = _run(cp_o, opts, left)
+        if code_o in _HAS_SOLUTION and math.isfinite(solver_o.best_objective_bound):
+            bounds.append(_outer_bound(m, sc_o, solver_o.best_objective_bound))
+    except Exception as exc:  # noqa: BLE001 - the LP bound and the restricted solution stand alone then
+        outer_note = f"; the outer discretisation failed: {exc}"
+    code_first = code_o
+    if code_o == cp_model.INFEASIBLE:
+        why = "; ".join(sc.infeasible) or "no solution on the load grid with the rounded rows"
+        return report(Status.INFEASIBLE, StopReason.INFEASIBLE, solve_time=solve_time + time.perf_counter() - t1,
+                      build_time=build_time, msg=f"INFEASIBLE (proven on the outer discretisation; {why})")
+    lp = highs_solve_arrays(m, opts, relax=True).report
+    if lp.status == Status.OPTIMAL and lp.bound is not None:
+        bounds.append(lp.bound)
+    candidates = [] if x is None else [x]
+    done = None if x is None else _complete(m, x, opts)
+    if done is not None:
+        candidates.append(done)
+    # The outer model's integer decisions, completed by the LP. When a completion is infeasible
+    # (the outer model borrowed up to a grid unit of capacity), that assignment is forbidden and
+    # the outer model re-solved, a few times while time is left and the gap is open (the bounds
+    # above come from the first outer solve only: the forbidden assignments are cuts of it).
+    ints = np.flatnonzero(m.integer)
+    for _ in range(MAX_OUTER_ROUNDS):
+        if code_o not in _HAS_SOLUTION or (time.perf_counter() - t1) + solve_time > float(opts.time_limit_s):
+            break
+        x_o = sc_o.to_x(solver_o.response_proto.solution)
+        done = _complete(m, x_o, opts)
+        if done is not None:
+            candidates.append(done)
+            break
+        if not ints.size:
+            break
+        cp_o.add_forbidden_assignments([sc_o.variables[j] for j in ints],
+                                       [tuple(int(v) for v in np.rint(x_o[ints]))])
+        left = max(0.05, float(opts.time_limit_s) - solve_time - (time.perf_counter() - t1))
+        code_o, solver_o, _ = _run(cp_o, opts, left)
+        if candidates and code_o in _HAS_SOLUTION and bounds:
+            best = min(float(m.cost @ c + m.offset) for c in candidates)
+            if (relative_gap(best, max(bounds)) or 0.0) <= opts.mip_rel_gap:
+                break
+    solve_time += time.perf_counter() - t1
+    if not candidates:
+        why = "; ".join(sc.infeasible) or f"{name} on the load grid"
+        found = "is feasible" if code_first in _HAS_SOLUTION else "was not decided"
+        return report(Status.NO_SOLUTION, stop, bound=max(bounds) if bounds else None, solve_time=solve_time,
+                      build_time=build_time,
+                      msg=f"no solution: the discretised model gave none ({why}) and its relaxation {found}, "
+                          f"with no feasible LP completion; the original model may be feasible; try a "
+                          f"smaller cpsat_load_unit_rps (now {sc.load_unit:g}){outer_note}")
+    objs = [float(m.cost @ c + m.offset) for c in candidates]
+    # the best candidate satisfying the original model (the completions are HiGHS LP optima)
+    feasible = [i for i, c in enumerate(candidates) if m.violation(c) <= FEAS_TOL * m.activity_scale(c)]
+    best = min(feasible or range(len(candidates)), key=objs.__getitem__)
+    x, obj = candidates[best], objs[best]
+    bound = min(max(bounds), obj) if bounds else None
+    closed = bound is not None and (relative_gap(obj, bound) or 0.0) <= opts.mip_rel_gap
+    how = "CP-SAT on the load grid" if best == 0 and x is candidates[0] and code in _HAS_SOLUTION else (
+        "CP-SAT's integer decisions, loads completed by an LP")
+    status = Status.OPTIMAL if closed else Status.FEASIBLE
+    stop = StopReason.CONVERGED if closed else (StopReason.TIME_LIMIT if code != cp_model.OPTIMAL
+                                                else StopReason.UNKNOWN)
+    detail += f"; {how}; bound: the original model's (outer discretisation and LP relaxation){outer_note}"
+    return report(status, stop, x=x, obj=obj, bound=bound, solve_time=solve_time, build_time=build_time,
                   msg=f"{name} ({detail})")
+
+
+class CpsatBackend:
+    """OR-Tools CP-SAT on the discretised model (see the module docstring)."""
+
+    name = Backend.CPSAT
+    features = frozenset({Feature.HINTS})
+
+    def solve(self, arrays: ModelArrays, opts: SolveOptions, hint: np.ndarray | None = None) -> Solution:
+        return solve(arrays, opts, hint)

@@ -1,4 +1,4 @@
-"""The fast path: a :class:`LinearModel` passed to HiGHS as arrays through highspy."""
+"""The fast path: a model's arrays passed to HiGHS through highspy (:class:`HighsBackend`)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import time
 import highspy
 import numpy as np
 
-from dynaplan.solvers.model import LinearModel, ModelArrays
-from dynaplan.solvers.result import Backend, SolveOptions, SolveReport, Solution, Status, relative_gap
+from dynaplan.solvers.model import ModelArrays
+from dynaplan.solvers.backend import Feature
+from dynaplan.solvers.result import (Backend, SolveOptions, SolveReport, Solution, Status, StopReason,
+                                     relative_gap)
 
 _MS = highspy.HighsModelStatus
-VERIFY_TOL = 1e-6  # relative tolerance of the post-solve check of feasibility and objective
 
 
 # highspy.Highs wraps the C++ solver with Python callback plumbing and prints a banner when
@@ -60,29 +61,55 @@ def _pass(h: highspy.Highs, m: ModelArrays) -> None:
     h.passModel(lp)
 
 
+def reset_thread_pool() -> None:
+    """HiGHS fixes its thread pool at the first solve of a process; a later solve asking for
+    another thread count fails (model status "not set" / "solve error") until the pool is reset.
+    The one place this workaround lives: this backend and the Pyomo backend's HiGHS solvers
+    (:mod:`.pyomo_backend`) call it and retry once."""
+    highspy.Highs.resetThreadScheduler(True)
+
+
+def _run(h, m: ModelArrays, opts: SolveOptions):
+    """Run ``h``; on the thread-pool failure, reset the pool and run a fresh solver once.
+    Returns the solver that ran last."""
+    if h.run() != highspy.HighsStatus.kOk and h.getModelStatus() in (_MS.kNotset, _MS.kSolveError):
+        reset_thread_pool()
+        h = _make_highs(opts)
+        _pass(h, m)
+        h.run()
+    return h
+
+
 def solve_arrays(m: ModelArrays, opts: SolveOptions | None = None, relax: bool = False) -> Solution:
-    """Solve a model given as arrays. ``relax=True`` drops integrality (LP relaxation)."""
+    """Solve a model given as arrays, unverified (:func:`dynaplan.solvers.solve` verifies);
+    ``relax=True`` drops integrality (LP relaxation)."""
     opts = opts or SolveOptions()
-    if relax and m.integer.any():
-        m = ModelArrays(m.cost, m.lb, m.ub, np.zeros_like(m.integer), m.A, m.row_lo, m.row_hi, m.offset)
+    if relax:
+        m = m.relaxed()
     t0 = time.perf_counter()
     try:
         h = _make_highs(opts)
         _pass(h, m)
-        if h.run() != highspy.HighsStatus.kOk and h.getModelStatus() in (_MS.kNotset, _MS.kSolveError):
-            # HiGHS fixes its thread pool at the first solve of a process; a later solve asking for
-            # another thread count fails until the scheduler is reset.
-            highspy.Highs.resetThreadScheduler(True)
-            h = _make_highs(opts)
-            _pass(h, m)
-            h.run()
+        h = _run(h, m, opts)
     except Exception as exc:  # highspy raises plain exceptions on malformed input
-        return Solution(x=None, report=SolveReport(
-            status=Status.ERROR, backend=Backend.HIGHS, objective=None, bound=None, gap=None,
-            solve_time_s=time.perf_counter() - t0, n_vars=m.n_cols, n_cons=len(m.row_lo),
-            message=f"HiGHS failed: {exc}"))
-    elapsed = time.perf_counter() - t0
-    return _report(h, m, elapsed)
+        return _failure(m, time.perf_counter() - t0, exc)
+    return _report(h, m, time.perf_counter() - t0)
+
+
+def _failure(m: ModelArrays, elapsed: float, exc: Exception) -> Solution:
+    return Solution(x=None, report=SolveReport(
+        status=Status.ERROR, backend=Backend.HIGHS, objective=None, bound=None, gap=None,
+        solve_time_s=elapsed, n_vars=m.n_cols, n_cons=m.n_rows, message=f"HiGHS failed: {exc}",
+        stop_reason=StopReason.BACKEND_ERROR))
+
+
+_STOP = {
+    _MS.kOptimal: StopReason.CONVERGED, _MS.kInfeasible: StopReason.INFEASIBLE,
+    _MS.kUnbounded: StopReason.UNBOUNDED, _MS.kUnboundedOrInfeasible: StopReason.UNBOUNDED_OR_INFEASIBLE,
+    _MS.kTimeLimit: StopReason.TIME_LIMIT, _MS.kIterationLimit: StopReason.OTHER_LIMIT,
+    _MS.kSolutionLimit: StopReason.OTHER_LIMIT, _MS.kInterrupt: StopReason.OTHER_LIMIT,
+    _MS.kObjectiveBound: StopReason.OTHER_LIMIT, _MS.kObjectiveTarget: StopReason.OTHER_LIMIT,
+}
 
 
 def _report(h: highspy.Highs, m: ModelArrays, elapsed: float) -> Solution:
@@ -95,37 +122,81 @@ def _report(h: highspy.Highs, m: ModelArrays, elapsed: float) -> Solution:
     bound = float(info.mip_dual_bound) if is_mip else (obj if ms == _MS.kOptimal else None)
     if bound is not None and not np.isfinite(bound):
         bound = None
+    stop = _STOP.get(ms, StopReason.BACKEND_ERROR)
     if ms == _MS.kOptimal:
         status = Status.OPTIMAL
     elif ms in (_MS.kInfeasible,):
         status = Status.INFEASIBLE
     elif ms == _MS.kUnboundedOrInfeasible:
+        # dynaplan's models are bounded below (non-negative costs on bounded columns), so HiGHS's
+        # "unbounded or infeasible" without a solution means infeasible; the stop reason keeps
+        # what HiGHS said
         status = Status.INFEASIBLE if not has_sol else Status.FEASIBLE
     elif has_sol:
         status = Status.FEASIBLE
-    elif ms in (_MS.kTimeLimit, _MS.kIterationLimit, _MS.kSolutionLimit, _MS.kInterrupt):
+    elif stop in (StopReason.TIME_LIMIT, StopReason.OTHER_LIMIT):
         status = Status.NO_SOLUTION
     else:
         status = Status.ERROR
     if status == Status.OPTIMAL and is_mip and obj is not None and bound is None:
         bound = obj
-    if x is not None:
-        # Trust but verify: a solution that breaks the model or whose objective is not what HiGHS
-        # says is an error, never a plan.
-        scale = max(1.0, float(np.max(np.abs(m.A) @ np.abs(x), initial=0.0)))
-        viol = m.violation(x)
-        obj_x = float(m.cost @ x + m.offset)
-        if viol > VERIFY_TOL * scale or abs(obj_x - obj) > VERIFY_TOL * max(1.0, abs(obj_x)):
-            return Solution(x=None, report=SolveReport(
-                status=Status.ERROR, backend=Backend.HIGHS, objective=None, bound=None, gap=None,
-                solve_time_s=elapsed, n_vars=m.n_cols, n_cons=len(m.row_lo),
-                message=f"HiGHS reported {h.modelStatusToString(ms)} with a solution that violates the model "
-                        f"by {viol:.3g} or whose objective {obj_x:.9g} differs from the reported {obj:.9g}"))
     return Solution(x=x, report=SolveReport(
         status=status, backend=Backend.HIGHS, objective=obj, bound=bound, gap=relative_gap(obj, bound),
-        solve_time_s=elapsed, n_vars=m.n_cols, n_cons=len(m.row_lo),
-        message=h.modelStatusToString(ms)))
+        solve_time_s=elapsed, n_vars=m.n_cols, n_cons=m.n_rows,
+        message=h.modelStatusToString(ms), stop_reason=stop))
 
 
-def solve(model: LinearModel, opts: SolveOptions | None = None) -> Solution:
-    return solve_arrays(model.arrays(), opts)
+class HighsSession:
+    """A model kept inside HiGHS: later solves change column bounds, row sides and the objective
+    offset in place (``changeColsBounds``/``changeRowsBounds``) instead of passing the model again.
+    HiGHS restarts its search from scratch after such a change, so the answer is the one a fresh
+    solve gives; what is saved is copying the model into the solver."""
+
+    def __init__(self, arrays: ModelArrays, opts: SolveOptions) -> None:
+        self._arrays = arrays
+        self._h = None
+        self._opts = opts
+
+    def update_bounds_and_resolve(self, arrays: ModelArrays, opts: SolveOptions) -> Solution:
+        base = self._arrays
+        if arrays.A is not base.A or arrays.cost is not base.cost or arrays.integer is not base.integer:
+            if not (arrays.A.shape == base.A.shape and (arrays.A != base.A).nnz == 0
+                    and np.array_equal(arrays.cost, base.cost) and np.array_equal(arrays.integer, base.integer)):
+                raise ValueError("HighsSession: the arrays differ from the session's model beyond bounds and offset")
+        t0 = time.perf_counter()
+        try:
+            if self._h is None or opts != self._opts:
+                self._h = _make_highs(opts)
+                _pass(self._h, arrays)
+                self._opts = opts
+            else:
+                h, inf = self._h, highspy.kHighsInf
+                self._h.clearSolver()
+                for lo_new, hi_new, lo_old, hi_old, change in (
+                        (arrays.lb, arrays.ub, base.lb, base.ub, h.changeColsBounds),
+                        (arrays.row_lo, arrays.row_hi, base.row_lo, base.row_hi, h.changeRowsBounds)):
+                    idx = np.flatnonzero((lo_new != lo_old) | (hi_new != hi_old)).astype(np.int32)
+                    if idx.size:
+                        change(int(idx.size), idx, np.where(np.isinf(lo_new[idx]), -inf, lo_new[idx]),
+                               np.where(np.isinf(hi_new[idx]), inf, hi_new[idx]))
+                if arrays.offset != base.offset:
+                    h.changeObjectiveOffset(float(arrays.offset))
+            self._arrays = arrays
+            self._h = _run(self._h, arrays, opts)
+        except Exception as exc:  # highspy raises plain exceptions on malformed input
+            self._h = None
+            return _failure(arrays, time.perf_counter() - t0, exc)
+        return _report(self._h, arrays, time.perf_counter() - t0)
+
+
+class HighsBackend:
+    """HiGHS through highspy, the model passed as arrays (the planner's default)."""
+
+    name = Backend.HIGHS
+    features = frozenset({Feature.BOUND_UPDATES})
+
+    def solve(self, arrays: ModelArrays, opts: SolveOptions, hint: np.ndarray | None = None) -> Solution:
+        return solve_arrays(arrays, opts)
+
+    def open(self, arrays: ModelArrays, opts: SolveOptions) -> HighsSession:
+        return HighsSession(arrays, opts)

@@ -11,7 +11,9 @@ Sense is always minimisation; constraints are ranges ``row_lo <= A x <= row_hi``
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 import numpy as np
 import scipy.sparse as sp
@@ -119,18 +121,38 @@ class LinearModel:
         self.n_rows += n
         return block
 
+    def set_cost(self, block: str, cost) -> None:
+        """Replace the objective coefficients of one variable block (scalars broadcast); how an
+        objective is defined apart from the blocks' construction."""
+        i = list(self.var_blocks).index(block)
+        n = len(self.var_blocks[block].labels)
+        arr = np.broadcast_to(np.asarray(cost, dtype=float), (n,)).copy()
+        if np.isnan(arr).any():
+            raise ValueError(f"variable block {block!r}: NaN in cost")
+        self._cost[i] = arr
+
+    def copy(self) -> "LinearModel":
+        """An independent copy: blocks added to it, or bounds changed on it, never reach ``self``.
+
+        The coefficient arrays are shared (no method changes one in place); every list and dict
+        that building appends to is the copy's own.
+        """
+        out = copy.copy(self)
+        out.var_blocks = dict(self.var_blocks)
+        out.con_blocks = dict(self.con_blocks)
+        for name in ("_cost", "_lb", "_ub", "_int", "_rows", "_cols", "_vals", "_row_lo", "_row_hi"):
+            setattr(out, name, list(getattr(self, name)))
+        return out
+
     def with_row_bounds(self, block: str, lo=None, hi=None) -> "LinearModel":
-        """A copy sharing structure with ``self`` but new bounds on one constraint block.
+        """A copy (:meth:`copy`) with new bounds on one constraint block.
 
         Repeated solves that only move a right-hand side (the planner's demand) reuse everything
         else.
         """
-        names = list(self.con_blocks)
-        i = names.index(block)
+        i = list(self.con_blocks).index(block)
         n = len(self.con_blocks[block].labels)
-        out = copy.copy(self)
-        out._row_lo = list(self._row_lo)
-        out._row_hi = list(self._row_hi)
+        out = self.copy()
         if lo is not None:
             out._row_lo[i] = np.broadcast_to(np.asarray(lo, dtype=float), (n,)).copy()
         if hi is not None:
@@ -138,12 +160,10 @@ class LinearModel:
         return out
 
     def with_col_bounds(self, block: str, lb=None, ub=None) -> "LinearModel":
-        """A copy sharing structure with ``self`` but new bounds on one variable block."""
+        """A copy (:meth:`copy`) with new bounds on one variable block."""
         i = list(self.var_blocks).index(block)
         n = len(self.var_blocks[block].labels)
-        out = copy.copy(self)
-        out._lb = list(self._lb)
-        out._ub = list(self._ub)
+        out = self.copy()
         if lb is not None:
             out._lb[i] = np.broadcast_to(np.asarray(lb, dtype=float), (n,)).copy()
         if ub is not None:
@@ -151,6 +171,11 @@ class LinearModel:
         return out
 
     # ---------------------------------------------------------------- reading
+    def index(self) -> "ModelIndex":
+        """The names of the model's blocks, as a read-only value the arrays carry along."""
+        return ModelIndex(self.name, MappingProxyType(dict(self.var_blocks)),
+                          MappingProxyType(dict(self.con_blocks)), self.n_cols, self.n_rows)
+
     def arrays(self) -> "ModelArrays":
         """Dense vectors and a CSC matrix, as every backend consumes them."""
         cat = lambda lst, dt=float: np.concatenate(lst).astype(dt) if lst else np.zeros(0, dt)  # noqa: E731
@@ -162,13 +187,14 @@ class LinearModel:
         return ModelArrays(
             cost=cat(self._cost), lb=cat(self._lb), ub=cat(self._ub), integer=cat(self._int, bool),
             A=A, row_lo=cat(self._row_lo), row_hi=cat(self._row_hi), offset=self.objective_offset,
+            index=self.index(),
         )
 
     def column_names(self) -> list[str]:
-        return [f"{b.name}[{_fmt(lab)}]" for b in self.var_blocks.values() for lab in b.labels]
+        return self.index().column_names()
 
     def row_names(self) -> list[str]:
-        return [f"{b.name}[{_fmt(lab)}]" for b in self.con_blocks.values() for lab in b.labels]
+        return self.index().row_names()
 
 
 def _fmt(label) -> str:
@@ -176,7 +202,33 @@ def _fmt(label) -> str:
 
 
 @dataclass(frozen=True)
+class ModelIndex:
+    """The named blocks of a :class:`LinearModel`: what a backend needs besides the arrays to
+    name columns and rows (messages, Pyomo components)."""
+
+    name: str
+    var_blocks: Mapping[str, VarBlock]
+    con_blocks: Mapping[str, ConBlock]
+    n_cols: int
+    n_rows: int
+
+    def column_names(self) -> list[str]:
+        return [f"{b.name}[{_fmt(lab)}]" for b in self.var_blocks.values() for lab in b.labels]
+
+    def row_names(self) -> list[str]:
+        return [f"{b.name}[{_fmt(lab)}]" for b in self.con_blocks.values() for lab in b.labels]
+
+    @staticmethod
+    def anonymous(n_cols: int, n_rows: int, name: str = "model") -> "ModelIndex":
+        """One block ``x`` of all columns and one block ``row`` of all rows."""
+        return ModelIndex(name, MappingProxyType({"x": VarBlock("x", 0, tuple(range(n_cols)), False)}),
+                          MappingProxyType({"row": ConBlock("row", 0, tuple(range(n_rows)))}), n_cols, n_rows)
+
+
+@dataclass(frozen=True)
 class ModelArrays:
+    """A :class:`LinearModel` as arrays: what every backend solves (see the module docstring)."""
+
     cost: np.ndarray
     lb: np.ndarray
     ub: np.ndarray
@@ -185,12 +237,75 @@ class ModelArrays:
     row_lo: np.ndarray
     row_hi: np.ndarray
     offset: float
+    index: ModelIndex | None = None
 
     @property
     def n_cols(self) -> int:
         return len(self.cost)
 
-    def violation(self, x: np.ndarray, int_tol: float = 1e-6) -> float:
+    @property
+    def n_rows(self) -> int:
+        return len(self.row_lo)
+
+    def names(self) -> ModelIndex:
+        """The model's block index, or an anonymous one (``x[j]``, ``row[i]``) for bare arrays."""
+        if self.index is not None and self.index.n_cols == self.n_cols and self.index.n_rows == self.n_rows:
+            return self.index
+        return ModelIndex.anonymous(self.n_cols, self.n_rows)
+
+    def column_names(self) -> list[str]:
+        return self.names().column_names()
+
+    def row_names(self) -> list[str]:
+        return self.names().row_names()
+
+    def relaxed(self) -> "ModelArrays":
+        """The LP relaxation: the same arrays with no integer column."""
+        return replace(self, integer=np.zeros_like(self.integer)) if self.integer.any() else self
+
+    def with_bounds(self, *, lb=None, ub=None, row_lo=None, row_hi=None, offset: float | None = None
+                    ) -> "ModelArrays":
+        """The same model with new column bounds, row sides or objective offset (full vectors)."""
+        return replace(
+            self,
+            lb=self.lb if lb is None else np.asarray(lb, dtype=float),
+            ub=self.ub if ub is None else np.asarray(ub, dtype=float),
+            row_lo=self.row_lo if row_lo is None else np.asarray(row_lo, dtype=float),
+            row_hi=self.row_hi if row_hi is None else np.asarray(row_hi, dtype=float),
+            offset=self.offset if offset is None else float(offset))
+
+    def with_block_bounds(self, rows: Mapping[str, tuple] | None = None, cols: Mapping[str, tuple] | None = None,
+                          offset: float | None = None) -> "ModelArrays":
+        """New ``(lo, hi)`` sides of named constraint blocks and ``(lb, ub)`` bounds of named
+        variable blocks (``None`` keeps a side; scalars broadcast), new arrays sharing the rest.
+
+        This is how repeated solves of one built model move a right-hand side (the planner's
+        demand) or fix a block (the pool's servers) without rebuilding it.
+        """
+        idx = self.names()
+        vecs = {}
+        for spec, blocks, names in ((rows or {}, idx.con_blocks, ("row_lo", "row_hi")),
+                                    (cols or {}, idx.var_blocks, ("lb", "ub"))):
+            for name, sides in spec.items():
+                if name not in blocks:
+                    raise KeyError(f"model {idx.name!r} has no block {name!r}")
+                blk = blocks[name]
+                for attr, v in zip(names, sides):
+                    if v is None:
+                        continue
+                    if attr not in vecs:
+                        vecs[attr] = getattr(self, attr).copy()
+                    vecs[attr][blk.start:blk.stop] = np.broadcast_to(np.asarray(v, dtype=float),
+                                                                     (blk.stop - blk.start,))
+        return self.with_bounds(**vecs, offset=offset)
+
+    def activity_scale(self, x: np.ndarray) -> float:
+        """``max(1, max_i sum_j |a_ij x_j|)``: the magnitude feasibility tolerances scale with."""
+        if not self.n_rows:
+            return 1.0
+        return max(1.0, float(np.max(abs(self.A) @ np.abs(x), initial=0.0)))
+
+    def violation(self, x: np.ndarray) -> float:
         """Largest violation of bounds, rows or integrality by ``x`` (0 when feasible)."""
         ax = self.A @ x
         parts = [

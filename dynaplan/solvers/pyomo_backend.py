@@ -19,7 +19,7 @@ A missing or failing solver gives a :class:`Status.ERROR` report; nothing raises
 
 HiGHS keeps one thread pool per process, sized by the first solve: a later solve asking for a
 different ``threads`` fails inside HiGHS. When a HiGHS solve ends in an error with no solution,
-the pool is reset (``Highs.resetThreadScheduler``) and the solve is retried once.
+the pool is reset (:func:`dynaplan.solvers.highs.reset_thread_pool`) and the solve is retried once.
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
+from dynaplan.solvers.backend import Feature
 from dynaplan.solvers.model import LinearModel, ModelArrays
-from dynaplan.solvers.result import Backend, SolveOptions, SolveReport, Solution, Status, relative_gap
+from dynaplan.solvers.result import Backend, SolveOptions, SolveReport, Solution, Status, StopReason, relative_gap
 
-__all__ = ["build_pyomo", "column_vars", "solve"]
+__all__ = ["PyomoBackend", "build_pyomo", "column_vars", "solve"]
 
 _COLS_ATTR = "_dynaplan_columns"
 
@@ -56,8 +57,9 @@ _LEGACY_OPTION_NAMES: dict[str, tuple[str | None, str | None, str | None, str | 
 
 
 # ------------------------------------------------------------------------------------ building
-def build_pyomo(model: LinearModel) -> pyo.ConcreteModel:
-    """The :class:`LinearModel` as a readable Pyomo ``ConcreteModel``.
+def build_pyomo(model: LinearModel | ModelArrays) -> pyo.ConcreteModel:
+    """The :class:`LinearModel` (or its arrays, named by their index) as a readable Pyomo
+    ``ConcreteModel``.
 
     Component names are the block names, suffixed with ``_`` if they clash with a Pyomo
     attribute or another component (a block ``load`` becomes ``pm.load_``: Pyomo reserves
@@ -67,11 +69,12 @@ def build_pyomo(model: LinearModel) -> pyo.ConcreteModel:
     ``Constraint.Infeasible`` otherwise. ``column_vars(pm)`` lists the variables in the
     model's column order.
     """
-    m = model.arrays()
-    pm = pyo.ConcreteModel(name=model.name)
+    m = model.arrays() if isinstance(model, LinearModel) else model
+    names = m.names()
+    pm = pyo.ConcreteModel(name=names.name)
     columns: list[Any] = [None] * m.n_cols
 
-    for block in model.var_blocks.values():
+    for block in names.var_blocks.values():
         keys, dimen = _index_keys(block.labels)
         cols = block.cols
         lb, ub = m.lb[cols], m.ub[cols]
@@ -94,7 +97,7 @@ def build_pyomo(model: LinearModel) -> pyo.ConcreteModel:
     csr = m.A.tocsr()
     csr.sort_indices()
     indptr, indices, data = csr.indptr, csr.indices, csr.data
-    for block in model.con_blocks.values():
+    for block in names.con_blocks.values():
         keys, dimen = _index_keys(block.labels)
         name = _free_name(pm, block.name)
         index = pyo.Set(initialize=keys, dimen=dimen, ordered=True)
@@ -184,22 +187,33 @@ def _quiet_pyomo():
             lg.setLevel(lvl)
 
 
-def solve(model: LinearModel, opts: SolveOptions | None = None) -> Solution:
-    """Build :func:`build_pyomo` and solve it with ``opts.pyomo_solver``."""
+class PyomoBackend:
+    """The model as a readable Pyomo model (:func:`build_pyomo`), solved by ``opts.pyomo_solver``."""
+
+    name = Backend.PYOMO
+    features: frozenset[Feature] = frozenset()
+
+    def solve(self, arrays: ModelArrays, opts: SolveOptions, hint: np.ndarray | None = None) -> Solution:
+        return solve(arrays, opts)
+
+
+def solve(model: LinearModel | ModelArrays, opts: SolveOptions | None = None) -> Solution:
+    """Build :func:`build_pyomo` and solve it with ``opts.pyomo_solver`` (unverified:
+    :func:`dynaplan.solvers.solve` verifies)."""
     opts = opts or SolveOptions()
-    arrays = model.arrays()
-    n_vars, n_cons = arrays.n_cols, len(arrays.row_lo)
+    arrays = model.arrays() if isinstance(model, LinearModel) else model
+    n_vars, n_cons = arrays.n_cols, arrays.n_rows
 
     def fail(msg: str, solve_time: float = 0.0, build_time: float = 0.0) -> Solution:
         return Solution(x=None, report=SolveReport(
             status=Status.ERROR, backend=Backend.PYOMO, objective=None, bound=None, gap=None,
             solve_time_s=solve_time, build_time_s=build_time, n_vars=n_vars, n_cons=n_cons,
-            message=f"pyomo/{opts.pyomo_solver}: {msg}"))
+            message=f"pyomo/{opts.pyomo_solver}: {msg}", stop_reason=StopReason.BACKEND_ERROR))
 
     t0 = time.perf_counter()
     try:
         with _quiet_pyomo():
-            pm = build_pyomo(model)
+            pm = build_pyomo(arrays)
     except Exception as exc:
         return fail(f"building the Pyomo model failed: {type(exc).__name__}: {exc}",
                     build_time=time.perf_counter() - t0)
@@ -212,9 +226,10 @@ def solve(model: LinearModel, opts: SolveOptions | None = None) -> Solution:
             runner = _runner_for(name)
             outcome = runner(pm, opts)
             if outcome.kind == "error" and not outcome.has_solution and _uses_highs(name):
-                import highspy  # the HiGHS thread pool may be sized for another thread count
-                highspy.Highs.resetThreadScheduler(True)
-                pm = build_pyomo(model)  # a fresh model: the failed solver may hold the old one
+                from dynaplan.solvers.highs import reset_thread_pool
+
+                reset_thread_pool()
+                pm = build_pyomo(arrays)  # a fresh model: the failed solver may hold the old one
                 outcome = runner(pm, opts)
     except _Unavailable as exc:
         return fail(str(exc), time.perf_counter() - t1, build_time)
@@ -232,7 +247,7 @@ class _Outcome:
     """What a solver interface reported, in the backend's vocabulary."""
 
     def __init__(self, kind: str, has_solution: bool, bound: float | None, message: str):
-        self.kind = kind  # optimal | infeasible | inf_or_unbd | unbounded | limit | error
+        self.kind = kind  # optimal | infeasible | inf_or_unbd | unbounded | time_limit | limit | error
         self.has_solution = has_solution
         self.bound = bound
         self.message = message
@@ -280,7 +295,7 @@ def _solve_appsi(name: str, pm, opts: SolveOptions) -> _Outcome:
     if has_sol:
         res.solution_loader.load_vars()
     kind = {TC.optimal: "optimal", TC.infeasible: "infeasible", TC.infeasibleOrUnbounded: "inf_or_unbd",
-            TC.unbounded: "unbounded", TC.maxTimeLimit: "limit", TC.maxIterations: "limit",
+            TC.unbounded: "unbounded", TC.maxTimeLimit: "time_limit", TC.maxIterations: "limit",
             TC.objectiveLimit: "limit", TC.interrupted: "limit", TC.minStepLength: "limit"}.get(tc, "error")
     return _Outcome(kind, has_sol, _finite(res.best_objective_bound), str(tc).split(".")[-1])
 
@@ -307,7 +322,7 @@ def _solve_v2(name: str, pm, opts: SolveOptions) -> _Outcome:
     tc = res.termination_condition
     kind = {TC.convergenceCriteriaSatisfied: "optimal", TC.provenInfeasible: "infeasible",
             TC.infeasibleOrUnbounded: "inf_or_unbd", TC.unbounded: "unbounded",
-            TC.maxTimeLimit: "limit", TC.iterationLimit: "limit", TC.objectiveLimit: "limit",
+            TC.maxTimeLimit: "time_limit", TC.iterationLimit: "limit", TC.objectiveLimit: "limit",
             TC.minStepLength: "limit", TC.interrupted: "limit", TC.locallyInfeasible: "limit"}.get(tc, "error")
     if kind == "optimal" and not has_sol:
         kind = "error"
@@ -335,7 +350,7 @@ def _solve_legacy(name: str, pm, opts: SolveOptions) -> _Outcome:
         has_sol = True
     kind = {TC.optimal: "optimal", TC.globallyOptimal: "optimal", TC.locallyOptimal: "optimal",
             TC.feasible: "limit", TC.infeasible: "infeasible", TC.infeasibleOrUnbounded: "inf_or_unbd",
-            TC.unbounded: "unbounded", TC.maxTimeLimit: "limit", TC.maxIterations: "limit",
+            TC.unbounded: "unbounded", TC.maxTimeLimit: "time_limit", TC.maxIterations: "limit",
             TC.maxEvaluations: "limit", TC.minStepLength: "limit", TC.minFunctionValue: "limit",
             TC.userInterrupt: "limit", TC.resourceInterrupt: "limit"}.get(tc, "error")
     bound = None
@@ -372,7 +387,7 @@ def _to_solution(pm, m: ModelArrays, out: _Outcome, opts: SolveOptions, solve_ti
         status = Status.FEASIBLE if has_sol else Status.INFEASIBLE
     elif has_sol:
         status = Status.FEASIBLE
-    elif out.kind == "limit":
+    elif out.kind in ("limit", "time_limit"):
         status = Status.NO_SOLUTION
     else:
         status = Status.ERROR
@@ -380,8 +395,13 @@ def _to_solution(pm, m: ModelArrays, out: _Outcome, opts: SolveOptions, solve_ti
         bound = bound if status == Status.NO_SOLUTION else None
     return Solution(x=x, report=SolveReport(
         status=status, backend=Backend.PYOMO, objective=obj, bound=bound, gap=relative_gap(obj, bound),
-        solve_time_s=solve_time, build_time_s=build_time, n_vars=m.n_cols, n_cons=len(m.row_lo),
-        message=f"pyomo/{opts.pyomo_solver}: {out.message}"))
+        solve_time_s=solve_time, build_time_s=build_time, n_vars=m.n_cols, n_cons=m.n_rows,
+        message=f"pyomo/{opts.pyomo_solver}: {out.message}", stop_reason=_STOP[out.kind]))
+
+
+_STOP = {"optimal": StopReason.CONVERGED, "infeasible": StopReason.INFEASIBLE,
+         "inf_or_unbd": StopReason.UNBOUNDED_OR_INFEASIBLE, "unbounded": StopReason.UNBOUNDED,
+         "time_limit": StopReason.TIME_LIMIT, "limit": StopReason.OTHER_LIMIT, "error": StopReason.BACKEND_ERROR}
 
 
 def _rest(lb: float, ub: float) -> float:

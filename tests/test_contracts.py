@@ -1,0 +1,191 @@
+"""Contracts the code keeps with its documents and its public types.
+
+* Every constraint label of ``formulations/*.md`` is the name of a constraint block of the model
+  built from that document, and every constraint block is a label of it (written generically:
+  labels are parsed from the documents, models are built as the planner builds them, so the
+  test keeps working when labels or blocks change together).
+* Plans are deeply read-only and round-trip through JSON; a state of the wrong type, a call of
+  ``diff`` in the old argument order and an observed plan all say what they are.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from dynaplan.domain import DEFAULT_SLOS
+from dynaplan.errors import ValidationError
+from dynaplan.planning import Planner
+from dynaplan.planning.plan import Plan
+from dynaplan.profiles import Profile
+from dynaplan.solvers import Status
+
+FORMULATIONS = Path(__file__).resolve().parents[1] / "formulations"
+_LABEL = re.compile(r"\*\*\(([A-Za-z0-9_.]+)\)\*\*")
+_NUMBERED = re.compile(r"^\s*\d+\.\s+\*\*\(")
+_BULLET = re.compile(r"^\s*[*-]\s+\*\*\(")
+
+
+def constraint_labels(doc: str) -> tuple[set[str], set[str]]:
+    """(row labels, bound labels) of a formulation document.
+
+    A constraint is a ``**(label)**`` opening a numbered list item (or, in a document without
+    numbered items, a bulleted one), together with the labels listed right after it on that line
+    (``**(a)**, **(b)** and **(c)**``). An item that says "(variable bounds)" is a bound, not a row.
+    """
+    lines = doc.splitlines()
+    opener = _NUMBERED if any(_NUMBERED.match(ln) for ln in lines) else _BULLET
+    rows, bounds = set(), set()
+    for ln in lines:
+        if not opener.match(ln):
+            continue
+        head = ln.split("`", 1)[0]  # labels before the first formula
+        labels = set(_LABEL.findall(head))
+        (bounds if "(variable bounds)" in ln else rows).update(labels)
+    return rows, bounds
+
+
+@pytest.fixture(scope="module")
+def planner():
+    return Planner(Profile.default(), {"h100-80gb": 4}, DEFAULT_SLOS)
+
+
+def _pool_blocks(pl) -> set[str]:
+    return set(pl._model("pool", "SS").model.con_blocks) | set(pl._model("pool+transitions", "SS").model.con_blocks)
+
+
+def _cluster_blocks(pl) -> set[str]:
+    return set(pl._model("cluster").model.con_blocks) | set(pl._model("cluster+transitions").model.con_blocks)
+
+
+def _monolithic_blocks(pl) -> set[str]:
+    return set(pl._model("monolithic").model.con_blocks)
+
+
+def _placement_blocks(pl) -> set[str]:
+    from dynaplan.reconfig import ClusterState, PlacementOptions, TransitionCosts
+    from dynaplan.reconfig.placement import _model, _Problem
+
+    prof = pl.profile
+    now = pl.plan({"SS": 20.0, "MS": 10.0, "LL": 1.0})
+    target = pl.plan({"SS": 8.0, "MS": 25.0, "SL": 2.0})
+    state = ClusterState.from_plan(now, prof.hardware, servers={"h100-80gb": 8})  # empty servers: symmetry
+    m, _, _ = _model(_Problem(state, target, TransitionCosts(), PlacementOptions()))
+    return set(m.con_blocks)
+
+
+BUILT = {"pool.md": _pool_blocks, "cluster.md": _cluster_blocks, "monolithic.md": _monolithic_blocks,
+         "placement.md": _placement_blocks}
+NO_MODEL = {"instance.md": "rules of an argmin over clocks (no solver): formulations/instance.py cites them"}
+
+
+def test_every_formulation_document_is_covered():
+    docs = {p.name for p in FORMULATIONS.glob("*.md")}
+    assert docs == set(BUILT) | set(NO_MODEL), docs ^ (set(BUILT) | set(NO_MODEL))
+
+
+@pytest.mark.parametrize("doc", sorted(BUILT))
+def test_constraint_labels_are_the_model_blocks(planner, doc):
+    rows, bounds = constraint_labels((FORMULATIONS / doc).read_text())
+    assert rows, f"{doc}: no constraint labels parsed"
+    blocks = BUILT[doc](planner)
+    assert rows - blocks == set(), f"{doc}: labels with no constraint block in the model"
+    assert blocks - rows == set(), f"{doc}: constraint blocks the document does not label"
+    assert not bounds & blocks, f"{doc}: bound labels {bounds & blocks} are rows in the model"
+
+
+def test_rule_labels_without_a_model_are_cited_by_their_code():
+    src = (Path(__file__).resolve().parents[1] / "dynaplan/formulations/instance.py").read_text()
+    text = (FORMULATIONS / "instance.md").read_text()
+    for label in _LABEL.findall(text):
+        assert f"({label})" in src, f"instance.md label {label!r} is not cited in formulations/instance.py"
+
+
+# ------------------------------------------------------------------------------------ typed API
+def test_plans_are_read_only_all_the_way_down_and_round_trip(planner):
+    plan = planner.plan({"SS": 3.0, "MS": 1.5})
+    with pytest.raises(TypeError):
+        plan.pools[0].served_rps["SS"] = 999.0
+    with pytest.raises(TypeError):
+        plan.servers["h100-80gb"] = 0
+    with pytest.raises(TypeError):
+        plan.pools[0].groups[0].load_rps_per_instance.clear()
+    again = Plan.from_json(plan.to_json())
+    assert again == plan and again.pools[0].served_rps == dict(plan.pools[0].served_rps)
+    import pickle
+
+    assert pickle.loads(pickle.dumps(plan)) == plan
+
+
+def test_a_state_of_the_wrong_type_is_a_clear_error(planner):
+    with pytest.raises(ValidationError, match="state: expected a dynaplan.reconfig.ClusterState"):
+        planner.plan({"SS": 1.0}, state={"servers": [], "instances": []})
+    with pytest.raises(ValidationError, match="state: expected"):
+        planner.allot({"SS": 1.0}, state=[1, 2])
+
+
+def test_reconfig_argument_order_matches_the_planner(planner):
+    from dynaplan.reconfig import ClusterState, TransitionCosts, diff, plan_of
+
+    plan = planner.plan({"SS": 3.0})
+    state = ClusterState.from_plan(plan, planner.profile.hardware)
+    assert diff(planner.profile, state, DEFAULT_SLOS, plan).actions == ()
+    with pytest.raises(ValidationError, match=r"diff\(profile, state, slos, plan, costs\)"):
+        diff(state, plan, TransitionCosts(), planner.profile)
+    observed = plan_of(planner.profile, state, DEFAULT_SLOS)
+    assert observed.mode == "observed"
+    # no solver ran: the report does not claim an optimum from a backend
+    assert observed.report.status is Status.NOT_SOLVED and observed.report.backend is None
+    assert observed.power_w == pytest.approx(plan.power_w, rel=1e-9)
+
+
+# ------------------------------------------------------------------------------------ one power rule
+def test_replay_mixed_power_is_the_profile_rule():
+    """The replay's dense mixed-instance power (evaluate.mixed_power, on resampled curves) is the
+    rule of Profile.mixed_power_w — the planner's, the instance level's and reconfig's — on the
+    profile's own curves ("hold" below the lightest point), up to the resampling grid."""
+    import numpy as np
+
+    from dynaplan.replay.evaluate import mixed_power
+    from dynaplan.replay.tables import ProfileTables
+
+    prof = Profile.default()
+    tab = ProfileTables.build(prof, DEFAULT_SLOS, hardware=("h100-80gb",), grid_points=20000, idle_power="hold")
+    rng = np.random.default_rng(0)
+    classes = list(tab.class_names)
+    checked = 0
+    for key, (h, tp) in enumerate(tab.keys):
+        for col in range(int(tab.n_clocks[key])):
+            f = int(tab.clocks_mhz[key, col])
+            ok = np.flatnonzero(tab.feasible[key, col] & (tab.lmax[key, col] > 0))
+            if ok.size < 2:
+                continue
+            serve = rng.choice(ok, size=min(3, ok.size), replace=False)
+            u = rng.dirichlet(np.ones(serve.size)) * rng.uniform(0.05, 1.0)  # utilisation shares, U <= 1
+            lmax = tab.lmax[key, col, serve]
+            u_t = np.zeros(len(classes))
+            u_t[serve] = u
+            cells = tab.cell(key, col, np.arange(len(classes)))
+            replay = float(mixed_power(tab, cells, u_t, np.full(len(classes), 1.0 / len(classes))))
+            gid = prof.group_ids([h] * serve.size, [tp] * serve.size, [f] * serve.size, [classes[c] for c in serve])
+            own = prof.group_ids(h, tp, f, classes[serve[0]])
+            planner = float(prof.mixed_power_w(np.zeros(serve.size, dtype=np.int64), gid, lmax, u * lmax, own)[0])
+            assert replay == pytest.approx(planner, rel=1e-3), (h, tp, f, [classes[c] for c in serve])
+            checked += 1
+    assert checked >= 10
+
+
+def test_literal_option_types_match_their_value_lists():
+    from typing import get_args
+
+    from dynaplan.planning.plan import PlanMode
+    from dynaplan.reconfig.placement import PlacementMethod
+    from dynaplan.replay.engine import GridMode, IdlePowerMode
+    from dynaplan.replay.grid import MAPPING_MODES
+    from dynaplan.replay.tables import IDLE_POWER_MODES
+
+    assert set(get_args(IdlePowerMode)) == set(IDLE_POWER_MODES)
+    assert set(get_args(GridMode)) == set(MAPPING_MODES)
+    assert "observed" in get_args(PlanMode) and "cpsat-optimal" in get_args(PlacementMethod)

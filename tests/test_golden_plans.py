@@ -1,0 +1,50 @@
+"""Golden plans on the bundled profile: stored optima and decisions of fixed forecasts.
+
+``tests/data/golden/plans.json`` holds, per case, the plan's power (the optimum at
+``mip_rel_gap=0``), its status and every pool's servers, instance groups and served loads. A
+change that moves any of them fails here; when the change is meant (a formulation made exact, a
+new bundled profile), regenerate with ``scripts/regenerate_golden.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = json.loads((ROOT / "tests" / "data" / "golden" / "plans.json").read_text())
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location("regenerate_golden", ROOT / "scripts" / "regenerate_golden.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+REGEN = _runner()
+
+
+def test_the_stored_cases_are_the_script_cases():
+    assert [c["name"] for c in REGEN.CASES] == list(GOLDEN["cases"])
+    for c in REGEN.CASES:
+        assert GOLDEN["cases"][c["name"]]["case"] == c
+
+
+@pytest.mark.parametrize("name", list(GOLDEN["cases"]))
+def test_golden_plan(name):
+    stored = GOLDEN["cases"][name]
+    got = REGEN.run_case(stored["case"])
+    want = stored["expected"]
+    assert got["status"] == want["status"] == "optimal"
+    assert got["power_w"] == pytest.approx(want["power_w"], rel=1e-6)
+    assert got["objective"] == pytest.approx(want["objective"], rel=1e-6)
+    assert set(got["pools"]) == set(want["pools"])
+    for pool, w in want["pools"].items():
+        g = got["pools"][pool]
+        assert g["servers"] == w["servers"], pool
+        assert g["groups"] == w["groups"], pool
+        assert g["served_rps"] == pytest.approx(w["served_rps"], rel=1e-6, abs=1e-9), pool
