@@ -126,7 +126,7 @@ def test_scale_trace_copies_are_vectorised_with_the_same_draws_as_one_copy_at_a_
 def test_replay_rate_and_servers_are_refused_by_the_trace_limit(cli):
     for rate in ("1e7", "1e12"):
         refused(cli, "replay", "-t", "azure-code-2023", "--policy", "SinglePool", "--rate", rate,
-                expect=(f"--rate {rate}: scales the 8,819 requests", "MAX_TRACE_REQUESTS"))
+                expect=(f"--rate {float(rate):g}: scales the 8,819 requests", "MAX_TRACE_REQUESTS"))
     refused(cli, "replay", "-t", "azure-code-2023", "--policy", "SinglePool", "--servers", "1000000000",
             expect=("--servers 1000000000 (with --rate auto): scales the 8,819 requests", "MAX_TRACE_REQUESTS"))
 
