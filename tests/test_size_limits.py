@@ -161,7 +161,7 @@ def test_state_too_large_from_the_library():
         ClusterState(servers=(), instances=[{}] * (limits.MAX_STATE_INSTANCES + 1))
     plan = Planner(Profile.default(), {HW: 10**9}, DEFAULT_SLOS).plan({"SS": 1e9})
     with pytest.raises(ValidationError, match="ClusterState.from_plan: the plan and servers= ask for .*MAX_STATE_SERVERS"):
-        ClusterState.from_plan(plan, Profile.default().hardware)
+        ClusterState.from_plan(plan, Profile.default().hardware, servers={HW: 10**9})
 
 
 def test_deeply_nested_state_file(cli, files):

@@ -448,6 +448,7 @@ class Planner:
         return out
 
     # ------------------------------------------------------------------ cluster / hierarchy
+    @checked
     def allot(self, forecast: Mapping[str, float] | pd.Series, state: PlanningState | None = None) -> Allotment:
         """Cluster level: servers per pool and hardware, and where each class's load goes.
 
@@ -493,6 +494,7 @@ class Planner:
                 routing[c] = {p: v / total for p, v in shares.items()}
         return Allotment(servers=servers, routing=routing, forecast_rps=f, report=report, notes=tuple(notes))
 
+    @checked
     def plan(self, forecast: Mapping[str, float] | pd.Series, state: PlanningState | None = None,
              allotment: Allotment | None = None) -> Plan:
         """Hierarchical plan: the cluster level (unless an ``allotment`` is given), then every

@@ -43,5 +43,5 @@ def check_inputs(profile: Profile, inventory: Inventory | Mapping[str, int], slo
             raise ValidationError(f"profile holds models {profile.models}; pass model=")
         model = profile.models[0]
     elif model not in profile.models:
-        raise ValidationError(f"model {excerpt(model)}: not in the profile; it holds {list(profile.models)}")
+        raise ValidationError(f"model {excerpt(model)}: not in the profile {profile.source}; it holds {list(profile.models)}")
     return inventory, model
