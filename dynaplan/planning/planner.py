@@ -68,9 +68,10 @@ class Planner:
         ml = profile.max_load_under_slo(slos)
         ml = ml.reset_index()  # keeps the profile's group_id as a column
         self.max_load = ml[ml["model"] == model].reset_index(drop=True)
-        ops = operating_points(profile, slos, self.options.prune_dominated)
-        ops = ops[(ops["model"] == model) & ops["hardware"].isin(list(self.hardware))]
-        self.ops = ops.reset_index(drop=True)
+        # only the inventory's hardware and the planned model: the dominance pruning is the build's
+        # costliest step and compares points of one hardware type and model only
+        self.ops = operating_points(profile, slos, self.options.prune_dominated, hardware=list(self.hardware),
+                                    model=model)
         self.segments = power_segments(profile, self.ops, self.options.load_segments)
         if self.options.prune_dominated:
             self.segments = envelope_pieces(self.ops, self.segments)
