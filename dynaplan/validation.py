@@ -387,10 +387,45 @@ def number(value, what: str, *, lo: float | None = None, hi: float | None = None
     return int(v) if integer else v
 
 
+def number_array(value, what: str, *, lo: float | None = None, hi: float | None = None, unit: str = "",
+                 integer: bool = False) -> np.ndarray:
+    """``value`` (a number or an array-like of numbers) as a float array (int64 with
+    ``integer``), each element checked as :func:`number` checks one; the error names ``what``
+    and the first bad element. Vectorised for numeric arrays."""
+    a = np.asarray(value) if not isinstance(value, (bool, np.bool_)) else None
+    # numpy makes [3, True] an integer array: look for booleans in a caller's list or tuple
+    hidden_bool = isinstance(value, (list, tuple)) and any(
+        isinstance(v, (bool, np.bool_)) for v in np.asarray(value, dtype=object).ravel())
+    if a is None or hidden_bool or a.dtype == bool or a.dtype.kind not in "iuf":
+        if a is None or a.ndim == 0:
+            number(value, what, lo=lo, hi=hi, unit=unit, integer=integer)  # raises for a bad scalar
+            a = np.asarray(float(value))
+        else:
+            flat = np.asarray(value, dtype=object).ravel()  # the caller's elements, not numpy's strings of them
+            for i, v in enumerate(flat):
+                if isinstance(v, np.generic) and not isinstance(v, (np.bool_, np.str_, np.bytes_)):
+                    v = v.item()
+                number(v, f"{what}[{i}]", lo=lo, hi=hi, unit=unit, integer=integer)
+            a = flat.astype(float).reshape(a.shape)
+    a = a.astype(float, copy=False)
+    bad = ~np.isfinite(a)
+    if lo is not None:
+        bad |= a < lo
+    if hi is not None:
+        bad |= a > hi
+    if integer:
+        bad |= a != np.floor(a)
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        v = a.ravel()[i].item()
+        number(v, what if a.ndim == 0 else f"{what}[{i}]", lo=lo, hi=hi, unit=unit, integer=integer)
+    return a.astype(np.int64) if integer else a
+
+
 def check_time_s(value, what: str) -> float:
     """A time on a state's clock (s): finite and at most :data:`MAX_TIME_S` in magnitude."""
     return number(value, what, lo=-MAX_TIME_S, hi=MAX_TIME_S, unit="s")
 
 
 __all__ = ["EXCERPT_CHARS", "InputModel", "MAX_DURATION_S", "MAX_GPU_POWER_W", "MAX_TIME_S", "check_time_s", "checked",
-           "excerpt", "input_error", "loads_json", "number", "pydantic_message"]
+           "excerpt", "input_error", "loads_json", "number", "number_array", "pydantic_message"]

@@ -372,3 +372,59 @@ def test_replay_cli_names_epoch_and_window_flags(cli, tmp_path):
     fails(cli, *base, "--window", "1e-9s",
           expect=("--window 1e-9s: cuts the", "trace 'azure-code-2023'", "windows (at most 10,000,000)"))
     fails(cli, *base, "--synthetic-days", "1e6", expect=("requests (at most 100,000,000)",))
+
+
+@pytest.mark.parametrize("kwargs, expect", [
+    ({"load_rps": "abc"}, "load_rps 'abc' (str): expected a number (req/s)"),
+    ({"load_rps": None}, "load_rps None (NoneType): expected a number"),
+    ({"load_rps": float("nan")}, "load_rps nan: expected a finite number"),
+    ({"load_rps": -1.0}, "load_rps -1 req/s: expected >= 0"),
+    ({"load_rps": [1.0, "x"]}, "load_rps[1] 'x' (str)"),
+    ({"load_rps": (3.0, True)}, "load_rps[1] True (boolean)"),
+    ({"tp": "abc"}, "tp 'abc' (str)"),
+    ({"tp": True}, "tp True (boolean)"),
+    ({"freq_mhz": 1980.5}, "freq_mhz 1980.5: expected a whole number"),
+])
+def test_profile_queries_name_the_bad_argument(kwargs, expect):
+    """Every query method checks its arguments: one line naming the argument, never a numpy
+    error, a NaN answer or a silently truncated clock."""
+    prof = Profile.default()
+    args = dict(hardware="h100-80gb", tp=4, freq_mhz=1980, request_class="SS", load_rps=1.0) | kwargs
+    for query in (prof.power_w, prof.ttft_p99_ms, prof.tbt_p99_ms, prof.energy_per_request_j):
+        with pytest.raises(ValidationError, match=expect.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
+                           .replace("]", r"\]")):
+            query(**args)
+    if "load_rps" in kwargs and not isinstance(kwargs["load_rps"], (list, tuple)):
+        with pytest.raises(ValidationError, match="load_rps"):
+            prof.min_energy_clock(kwargs["load_rps"])
+    with pytest.raises(ValidationError, match="group_id"):
+        prof.interpolate("power_w", 10**9, 1.0)
+
+
+def test_placement_of_a_state_at_the_server_limit_is_fast():
+    """A state of MAX_STATE_SERVERS servers places by the greedy heuristic without a scan of
+    every block per instance (it took minutes): the same choices as that scan, checked here on
+    the placement's own invariants (every planned instance placed once on free aligned GPUs)."""
+    from dynaplan.limits import MAX_STATE_SERVERS
+    from dynaplan.planning import Planner
+    from dynaplan.reconfig import PlacementOptions, TransitionCosts
+    from dynaplan.reconfig.placement import _greedy, _Problem
+
+    prof = Profile.default()
+    n = MAX_STATE_SERVERS
+    pl = Planner(prof, {"h100-80gb": n})
+    scale = n / 8 * 5
+    now = pl.plan({"SS": 20.0 * scale, "MS": 10.0 * scale, "LL": 1.0 * scale})
+    target = pl.plan({"SS": 8.0 * scale, "MS": 25.0 * scale, "SL": 2.0 * scale})
+    state = ClusterState.from_plan(now, prof.hardware, servers={"h100-80gb": n})
+    pb = _Problem(state, target, TransitionCosts(), PlacementOptions(use_solver=False))
+    for reuse in (True, False):
+        sol = _greedy(pb, reuse)
+        assert sol is not None
+        assert len(sol) == sum(g.count for g in pb.groups)
+        taken = [(s, q) for (_, s, b) in sol for q in b]
+        assert len(taken) == len(set(taken))  # no GPU twice
+        for (gi, s, b), src in sol.items():
+            assert len(b) == pb.groups[gi].tp and pb.servers[s].hardware == pb.groups[gi].hardware
+            if src is not None:
+                assert tuple(sorted(pb.insts[src].gpu_indices)) == b  # kept in place

@@ -19,7 +19,7 @@ from dynaplan.domain.classes import DEFAULT_CLASSES, ClassScheme
 from dynaplan.domain.hardware import DEFAULT_HARDWARE, HardwareType
 from dynaplan.domain.slo import SLOTable
 from dynaplan.errors import NotFoundError, ValidationError, require_file
-from dynaplan.validation import excerpt
+from dynaplan.validation import excerpt, number_array
 from dynaplan.profiles import schema
 
 DEFAULT_PROFILE_FILE = "default_llama2_70b.csv"
@@ -177,8 +177,8 @@ class Profile:
         arrays = [
             _as_array(model, n, "model", object),
             _as_array(hardware, n, "hardware", object),
-            _as_array(tp, n, "tp", np.int64),
-            _as_array(freq_mhz, n, "freq_mhz", np.int64),
+            _as_array(number_array(tp, "tp", lo=1, integer=True), n, "tp", np.int64),
+            _as_array(number_array(freq_mhz, "freq_mhz", lo=1, unit="MHz", integer=True), n, "freq_mhz", np.int64),
             _as_array(request_class, n, "request_class", object),
         ]
         gid = self._group_index.get_indexer(pd.MultiIndex.from_arrays(arrays))
@@ -198,8 +198,16 @@ class Profile:
         if vals is None:
             raise NotFoundError(f"unknown or non-numeric profile column {excerpt(column)}; numeric columns: "
                                 f"{sorted(self._columns)}")
-        gid = np.asarray(group_id, dtype=np.int64)
-        x = np.asarray(load_rps, dtype=float)
+        try:
+            gid = np.asarray(group_id, dtype=np.int64)
+            x = np.asarray(load_rps, dtype=float)
+        except (TypeError, ValueError):
+            number_array(group_id, "group_id", lo=0, integer=True)
+            number_array(load_rps, "load_rps", unit="req/s")  # one of the two raises, naming it
+            raise
+        if gid.size and (gid.min() < 0 or gid.max() >= len(self._starts)):
+            raise ValidationError(f"group_id: expected ids in 0..{len(self._starts) - 1} (the profile's groups), "
+                                  f"got {excerpt(gid.min() if gid.min() < 0 else gid.max())}")
         gid, x = np.broadcast_arrays(gid, x)
         s = self._starts[gid]
         e = self._ends[gid]
@@ -255,8 +263,10 @@ class Profile:
         return power
 
     def _query(self, column, hardware, tp, freq_mhz, request_class, load_rps, model=None):
+        """``column`` at ``load_rps`` of each key; every argument checked, errors name it."""
+        load = number_array(load_rps, "load_rps", lo=0.0, unit="req/s")
         gid = self.group_ids(hardware, tp, freq_mhz, request_class, model)
-        return self.interpolate(column, gid, load_rps)
+        return self.interpolate(column, gid, load)
 
     def power_w(self, hardware, tp, freq_mhz, request_class, load_rps, model=None) -> np.ndarray:
         """Instance power (W) at ``load_rps`` (req/s)."""
@@ -270,7 +280,7 @@ class Profile:
 
     def energy_per_request_j(self, hardware, tp, freq_mhz, request_class, load_rps, model=None) -> np.ndarray:
         """Energy per request (J) = interpolated instance power / load, below saturation."""
-        x = np.asarray(load_rps, dtype=float)
+        x = number_array(load_rps, "load_rps", lo=0.0, unit="req/s")
         return self.power_w(hardware, tp, freq_mhz, request_class, x, model) / x
 
     def max_load_under_slo(self, slos: SLOTable) -> pd.DataFrame:
@@ -335,7 +345,7 @@ class Profile:
         base_cols = ["model", "hardware", "tp", "request_class"]
         if hardware is None:
             combos = self._groups[base_cols].drop_duplicates().reset_index(drop=True)
-            load = _as_array(load_rps, len(combos), "load_rps", float)
+            load = _as_array(number_array(load_rps, "load_rps", lo=0.0, unit="req/s"), len(combos), "load_rps", float)
         else:
             n = max(np.size(x) for x in (hardware, tp, request_class, load_rps))
             if model is None:
@@ -345,10 +355,10 @@ class Profile:
             combos = pd.DataFrame({
                 "model": _as_array(model, n, "model", object),
                 "hardware": _as_array(hardware, n, "hardware", object),
-                "tp": _as_array(tp, n, "tp", np.int64),
+                "tp": _as_array(number_array(tp, "tp", lo=1, integer=True), n, "tp", np.int64),
                 "request_class": _as_array(request_class, n, "request_class", object),
             })
-            load = _as_array(load_rps, n, "load_rps", float)
+            load = _as_array(number_array(load_rps, "load_rps", lo=0.0, unit="req/s"), n, "load_rps", float)
         combos = combos.assign(load_rps=load, query=np.arange(len(combos)))
         freqs = self._groups[["model", "hardware", "tp", "request_class", "freq_mhz"]].drop_duplicates()
         cand = combos.merge(freqs, on=base_cols, how="left")

@@ -21,6 +21,7 @@ so the discretisation is the model).
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from dataclasses import dataclass
@@ -169,7 +170,7 @@ class _Problem:
                 lst = self.blocks.get((gi, s))
                 if lst is not None and g.tp == len(own) and own not in lst:
                     lst.append(own)
-        self.ihw = [state.server(i.server).hardware for i in self.insts]
+        self.ihw = [self.servers[self.sidx[i.server]].hardware for i in self.insts]
         now = state.held()
         # GPUs held now (server index, gpu) -> holder id; in-flight unions and draining ones count
         self.now = {(self.sidx[s], g): iid for (s, g), iid in now.items()}
@@ -227,23 +228,36 @@ def _greedy(pb: _Problem, reuse: bool = True) -> dict[tuple[int, int, int], int 
     active = {s for (_, s, _) in out}
     order = sorted(range(len(pb.groups)), key=lambda g: -pb.groups[g].tp)
     for gi in order:
+        if left[gi] == 0:
+            continue
         g = pb.groups[gi]
+        # every new instance takes the free block of least key (busy now, server inactive, server,
+        # block): a heap of the keys, popped lazily — a block taken since it was pushed is skipped,
+        # and a server that becomes active pushes its blocks again with the smaller key (the stale
+        # entries then only ever pop for blocks already taken). Same choices as a scan of every
+        # block per instance, in O((blocks + instances) log blocks).
+        busy = {}
+        heap = []
+        for s, srv in enumerate(pb.servers):
+            if srv.hardware != g.hardware:
+                continue
+            for b in pb.blocks[(gi, s)]:
+                busy[(s, b)] = pb.busy(s, b)
+                heap.append((busy[(s, b)], s not in active, s, b))
+        heapq.heapify(heap)
         for _ in range(left[gi]):
-            best = None
-            for s, srv in enumerate(pb.servers):
-                if srv.hardware != g.hardware:
-                    continue
-                for b in pb.blocks[(gi, s)]:
-                    if all(free[s][q] for q in b):
-                        key = (pb.busy(s, b), s not in active, s, b)
-                        if best is None or key < best[0]:
-                            best = (key, s, b)
-            if best is None:
+            while heap and not all(free[heap[0][2]][q] for q in heap[0][3]):
+                heapq.heappop(heap)
+            if not heap:
                 return None
-            _, s, j = best
+            _, _, s, j = heapq.heappop(heap)
             for q in j:
                 free[s][q] = False
-            active.add(s)
+            if s not in active:
+                active.add(s)
+                for b in pb.blocks[(gi, s)]:
+                    if all(free[s][q] for q in b):
+                        heapq.heappush(heap, (busy[(s, b)], False, s, b))
             out[(gi, s, j)] = None
     return out
 
