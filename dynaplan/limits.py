@@ -73,8 +73,16 @@ STATE_SERVERS = Limit(
     "inventories with `dynaplan plan`")
 """Servers a cluster state (a state file, or ``plan-reconfig --servers``) may hold. Measured on a
 loaded 2-core machine, ``reconfig.diff`` from a state to a plan 30% larger took 7 s at 1,000
-servers, 12 s at 2,000 and 44 s at 5,000 (the greedy placement scans every server per instance;
-20,000 took over a minute and 200,000 ran out of memory)."""
+servers, 12 s at 2,000 and 44 s at 5,000 when the greedy placement scanned every server per
+instance (20,000 took over a minute and 200,000 ran out of memory); it now takes the best free
+block from a heap (a 2,000-server placement: about a second), and above
+:data:`MAX_PLACEMENT_SOLVER_BLOCKS` the CP-SAT placement model is not built."""
+
+MAX_PLACEMENT_SOLVER_BLOCKS = 2_000
+"""Candidate (planned group, server, GPU block) triples up to which :func:`dynaplan.reconfig.place`
+tries the CP-SAT placement model; beyond, it places greedily and says so in ``Placement.message``
+(not an error). Measured on a loaded 2-core machine: at 1,400 blocks (200 servers) CP-SAT found no
+placement within its 5 s limit, at 4,000 (500 servers) its presolve ran for over 100 s."""
 
 STATE_INSTANCES = Limit(
     "MAX_STATE_INSTANCES", 16_000, "instances", "one instance per GPU of MAX_STATE_SERVERS 8-GPU servers")

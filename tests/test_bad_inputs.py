@@ -428,3 +428,8 @@ def test_placement_of_a_state_at_the_server_limit_is_fast():
             assert len(b) == pb.groups[gi].tp and pb.servers[s].hardware == pb.groups[gi].hardware
             if src is not None:
                 assert tuple(sorted(pb.insts[src].gpu_indices)) == b  # kept in place
+    from dynaplan.reconfig.placement import place
+
+    placed = place(state, target)  # CP-SAT is not tried at this size, and the placement says so
+    assert placed.method == "greedy" and "MAX_PLACEMENT_SOLVER_BLOCKS" in placed.message
+    assert len(placed.placed) == sum(g.count for g in pb.groups)

@@ -31,6 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynaplan.errors import InfeasibleError, ValidationError
+from dynaplan.limits import MAX_PLACEMENT_SOLVER_BLOCKS
 from dynaplan.planning.plan import Plan
 from dynaplan.reconfig.apply import settle
 from dynaplan.reconfig.state import ClusterState, Instance
@@ -428,7 +429,11 @@ def place(state: ClusterState, plan: Plan, costs: TransitionCosts | None = None,
     pb = _Problem(state, plan, costs, opt)
     hint = _greedy(pb)
     sol, method, obj, bound, msg, report = None, "", None, None, "", None
-    if opt.use_solver and pb.groups:
+    blocks = sum(len(b) for b in pb.blocks.values())
+    if opt.use_solver and pb.groups and blocks > MAX_PLACEMENT_SOLVER_BLOCKS:
+        msg = (f"{blocks:,} candidate blocks (more than {MAX_PLACEMENT_SOLVER_BLOCKS:,}, "
+               "dynaplan.limits.MAX_PLACEMENT_SOLVER_BLOCKS): greedy placement, CP-SAT not tried")
+    elif opt.use_solver and pb.groups:
         sol, method, obj, bound, report = _cpsat(pb, hint)
         if sol is None:
             msg = f"CP-SAT found no placement ({method}) within {opt.time_limit_s:g} s; greedy used"
