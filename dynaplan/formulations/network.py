@@ -66,7 +66,11 @@ def build_network(ops: pd.DataFrame, segments: pd.DataFrame, routes: dict[str, t
     # class's on the same configuration (pool.md, "Spilled classes"), no lower than minus the
     # cheapest piece's slope, so that serving more than the demand never pays
     own_p = configs["own_power_w"].to_numpy(dtype=float)[arcs["k"].to_numpy()]
-    min_slope = pieces.groupby("k")["w_per_util"].min().reindex(arcs["k"]).to_numpy(dtype=float)
+    # (the flat piece holding the profile's first value below its lightest load is left out: it is
+    # bounded by that load, and its zero slope would cancel every negative surcharge)
+    hold = (pieces["w_per_util"] == 0) & (pieces["u_hi"] < 1) if "u_lo" in pieces else np.zeros(len(pieces), bool)
+    slopes = pieces.loc[~np.asarray(hold)] if (~np.asarray(hold)).any() else pieces
+    min_slope = slopes.groupby("k")["w_per_util"].min().reindex(arcs["k"]).to_numpy(dtype=float)
     extra = arcs["power_w"].to_numpy(dtype=float) - own_p
     arcs["extra_w_per_util"] = np.where(arcs["request_class"] == arcs["pool"], 0.0,
                                         np.maximum(extra, -np.nan_to_num(min_slope, nan=0.0)))

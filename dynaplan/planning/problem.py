@@ -85,6 +85,12 @@ class PlannerOptions(InputModel):
         "1e-3 instead of 1e-4 cut the hierarchy's p95 from 312 to 114 ms and moved the plans' "
         "energy by at most 0.026% (benchmarks/RESULTS.md, target b).",
     )
+    pool_mip_rel_gap: float | None = Field(
+        default=1e-7, ge=0,
+        description="Relative MIP gap of the pool level (fraction); None: SolveOptions.mip_rel_gap. The "
+        "pool models are small (tens of pieces), so proving their exact optimum to 1e-7 costs little "
+        "and the pool's power is within 1e-6 of the profile's optimum (benchmarks/pool_exactness.py).",
+    )
     unserved_penalty_w_per_rps: float = Field(
         default=1e6, gt=0, le=1e12, description="Best-effort penalty per unserved req/s, in objective units (W)."
     )
