@@ -108,3 +108,18 @@ def test_random_profiles_pools_are_exact(prof, pool, servers, frac):
         return
     assert np.isfinite(ref)
     assert_exact(pp, ref)
+
+
+@pytest.mark.parametrize("pool, load", [("SM", 25.8438), ("LL", 1.1927037040458488)])
+def test_cpsat_keeps_full_load_plans(default_profile, pool, load):
+    """CP-SAT's grid must not lose a plan running an instance at exactly its SLO capacity (issue 11:
+    SM 25.8438 req/s was 1,698.9 W against 1,464.1 W): its plan is the exact optimum here, its bound
+    is valid for the profile's problem and its status claims no more than its gap."""
+    s = {HW: 1}
+    ref = reference(default_profile, pool, load, 1)
+    pp = Planner(default_profile, s, DEFAULT_SLOS, backend="cpsat").plan_pool(pool, {pool: load}, s)
+    assert ref * (1 - 1e-9) <= pp.power_w <= ref * (1 + 1e-6)
+    r = pp.report
+    assert r.bound <= ref * (1 + 1e-9)
+    assert r.status in (Status.OPTIMAL, Status.FEASIBLE)
+    assert r.gap == pytest.approx((r.objective - r.bound) / r.objective, abs=1e-9)
