@@ -5,13 +5,16 @@ what the formulations need (``formulations/pool.md``, "Load representation"):
 
 * ``max_load_rps`` l^max_{k,c}: highest profiled load meeting the class's P99 SLOs (req/s);
 * the instance's power as a function of its utilisation ``u = l / l^max`` in [0, 1],
-  ``Q(u) = P(u l^max)``, replaced by a concave piecewise-linear curve through a few profile load
-  points: :func:`power_segments` gives each piece's line ``A_j + B_j u`` (W), and
-  ``segment_error_w`` bounds the distance between that curve and the profile's (W per instance);
+  ``Q(u) = P(u l^max)``, cut into pieces by :func:`power_segments`: piece ``j`` is the line
+  ``A_j + B_j u`` on ``[u_lo, u_hi]`` (W), by default the profile's own interpolation between
+  consecutive load points (exact; ``segment_error_w`` = 0), with the profile's hold below its
+  lightest load as a flat first piece;
 * ``static_w`` / ``w_per_util``: the single chord (one piece), used by the cluster level.
 
 Points that cannot meet the SLO at any load are dropped, and so are points dominated by another
-of the same class and hardware (no more GPUs, no less capacity, no more power at any load).
+of the same class and hardware (no more GPUs, no less capacity, no more power at any load once
+the idle power of the GPUs it leaves free is counted); :func:`envelope_pieces` then keeps only
+the piece ranges that are the cheapest clock of their TP somewhere (pool.md, "Pre-filtering").
 """
 
 from __future__ import annotations
