@@ -83,10 +83,16 @@ def test_aggregation_conserves_requests_and_tokens(rows, window_s):
     rows = sorted(rows)
     tr = make(rows)
     lt = aggregate_load(tr, window_s=window_s)
-    assert lt.load_rps.to_numpy().sum() * window_s == pytest.approx(len(rows))
-    assert lt.input_tokens_per_s.to_numpy().sum() * window_s == pytest.approx(sum(r[1] for r in rows))
+    # every window's rate is over the width of it the trace covers (the last may be partial)
+    n = len(lt.load_rps)
+    width = np.full(n, window_s)
+    covered = tr.duration_s - (n - 1) * window_s
+    if 0 < covered < window_s:
+        width[-1] = covered
+    assert (lt.load_rps.to_numpy() * width[:, None]).sum() == pytest.approx(len(rows))
+    assert (lt.input_tokens_per_s.to_numpy() * width[:, None]).sum() == pytest.approx(sum(r[1] for r in rows))
     counts = np.bincount(DEFAULT_CLASSES.class_index(tr.input_tokens, tr.output_tokens), minlength=9)
-    np.testing.assert_allclose(lt.load_rps.sum().to_numpy() * window_s, counts)
+    np.testing.assert_allclose((lt.load_rps.to_numpy() * width[:, None]).sum(axis=0), counts)
     # a peak of inner windows is at least the epoch mean and at most the epoch count / inner window
     pk = epoch_peaks(tr, epoch_s=window_s * 4, inner_window_s=window_s)
     mean = aggregate_load(tr, window_s=window_s * 4).load_rps
@@ -98,7 +104,19 @@ def test_bundled_trace_aggregates_match_pandas_resample():
     c = classify_trace(tr)
     lt = aggregate_load(tr, c.true_class, window_s="5min")
     frame = pd.DataFrame({"w": (tr.arrival_s // 300) * 300, "c": np.asarray(c.names)[c.true_class]})
-    expect = frame.groupby(["w", "c"]).size().unstack(fill_value=0) / 300
+    counts = frame.groupby(["w", "c"]).size().unstack(fill_value=0)
+    # each window over the width of it the trace covers (its last window may end early)
+    expect = counts.div(np.minimum(300.0, tr.duration_s - counts.index.to_numpy()), axis=0)
     got = lt.load_rps.loc[expect.index, expect.columns]
     np.testing.assert_allclose(got.to_numpy(), expect.to_numpy())
     assert lt.label == tr.label and not lt.synthetic
+
+
+def test_a_partial_last_window_is_divided_by_the_width_it_covers():
+    """25 s of trace in 10-s windows: the last window covers 5 s, so its 2 requests are 0.4 req/s
+    (not 0.2, as over a full window), the rate every other window of this steady trace has."""
+    rows = [(t, *SS) for t in np.arange(0.0, 25.0, 2.5)]
+    lt = aggregate_load(make(rows, duration_s=25), window_s=10)
+    assert lt.load_rps["SS"].tolist() == pytest.approx([0.4, 0.4, 0.4])
+    full = aggregate_load(make(rows, duration_s=30), window_s=10)  # a whole last window: unchanged
+    assert full.load_rps["SS"].tolist() == pytest.approx([0.4, 0.4, 0.2])

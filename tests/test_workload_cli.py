@@ -187,3 +187,16 @@ def test_progress_is_drawn_on_a_terminal_and_never_into_a_pipe(monkeypatch):
     buf.truncate(0), buf.seek(0)
     invoke("classify", "--trace", "azure-code-2023")
     assert buf.getvalue() == ""
+
+
+def test_generate_writes_plain_csv_and_a_metadata_sidecar(tmp_path):
+    out = tmp_path / "g.csv"
+    invoke("generate", "--days", "0.005", "--out", str(out))
+    df = pd.read_csv(out)  # no '#' line before the header
+    assert list(df.columns) == ["arrival_s", "input_tokens", "output_tokens"] and len(df) > 0
+    meta = json.loads((tmp_path / "g.meta.json").read_text())
+    assert meta["synthetic"] is True
+    from dynaplan.workload.loading import load_trace
+
+    back = load_trace(out)  # the loader reads the sidecar back
+    assert back.synthetic and back.label == meta["label"] and len(back) == len(df)

@@ -14,7 +14,6 @@ exits with code 2.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from enum import Enum
 from pathlib import Path
@@ -45,7 +44,7 @@ from dynaplan.workload.forecast import (
 from dynaplan.workload.loading import load_trace
 from dynaplan.workload.stats import trace_stats
 from dynaplan.workload.synthetic import envelope_ratios, generate_trace
-from dynaplan.workload.trace import PARQUET_METADATA_KEY, Trace, save_trace
+from dynaplan.workload.trace import PARQUET_METADATA_KEY, Trace, csv_sidecar, save_trace
 
 app = typer.Typer(
     help="Load, generate, classify and aggregate request traces.", no_args_is_help=True, add_completion=False
@@ -227,8 +226,8 @@ def _parquet_with_meta(frame: pd.DataFrame, path: Path, meta: str) -> None:
 
 
 def _complete_last_window(lt: LoadTable, tr: Trace) -> tuple[LoadTable, float]:
-    """Mean rates with the last, partial window divided by the time it covers (not the full width);
-    and the end of that window (s)."""
+    """The rates (the library divides a partial last window by the time it covers already) and
+    the end of the last window the trace covers (s)."""
     n = len(lt.load_rps)
     end = n * lt.window_s
     if lt.peak_window_s is not None or n == 0:
@@ -237,15 +236,7 @@ def _complete_last_window(lt: LoadTable, tr: Trace) -> tuple[LoadTable, float]:
     covered = tr.duration_s - last
     if not (0 < covered < lt.window_s - 1e-9):
         return lt, end
-    f = lt.window_s / covered
-
-    def fix(df: pd.DataFrame) -> pd.DataFrame:
-        df = df.copy()
-        df.iloc[-1] = df.iloc[-1] * f
-        return df
-
-    return dataclasses.replace(lt, load_rps=fix(lt.load_rps), input_tokens_per_s=fix(lt.input_tokens_per_s),
-                               output_tokens_per_s=fix(lt.output_tokens_per_s)), last + covered
+    return lt, last + covered
 
 
 def _duration_s(text: str, flag: str) -> float:
@@ -365,6 +356,8 @@ def generate(source: Annotated[str, typer.Option("--source", "--trace", "-t", he
         raise ValidationError(f"--out {out}: unknown trace format; use .csv, .csv.gz or .parquet")
     with OutputSet() as outs:
         outs.file(out, "--out")
+        is_csv = out is not None and out.name.lower().endswith((".csv", ".csv.gz"))
+        meta_path = outs.file(csv_sidecar(out), "--out (metadata)") if is_csv else None
         console = _console()
         with _busy("generating"):
             # checks the size (before loading, for a preset or --rate) and, for a file, that it has a rate
@@ -384,6 +377,10 @@ def generate(source: Annotated[str, typer.Option("--source", "--trace", "-t", he
         console.print(t)
         if out is not None:
             with _busy("writing"):
-                outs.write(out, lambda tmp: save_trace(tr, tmp))
+                if is_csv:
+                    outs.write(out, lambda tmp: save_trace(tr, tmp, sidecar=False))
+                    outs.write_text(meta_path, json.dumps(tr.provenance(), sort_keys=True) + "\n")
+                else:
+                    outs.write(out, lambda tmp: save_trace(tr, tmp))
         for path in outs.commit():
             console.print(f"wrote {path}", highlight=False)

@@ -2,8 +2,9 @@
 
 Windows are aligned to the trace start (``arrival_s == 0``): window ``w`` covers
 ``[w * window_s, (w + 1) * window_s)``; there are ``ceil(duration_s / window_s)`` of them (an
-arrival exactly at ``duration_s`` counts in the last one). Rates divide by the nominal window
-length, so a partial last window under-states its rate.
+arrival exactly at ``duration_s`` counts in the last one). Rates divide by the width of the window
+the trace covers: ``window_s``, or less for a last window the trace ends inside (so its rate is
+not under-stated); ``epoch_peaks`` treats its inner windows alike.
 
 Shape of the results (:class:`LoadTable`): three *wide* DataFrames, one row per window, one
 column per class, in the class scheme's order::
@@ -122,6 +123,15 @@ def _classes(trace: Trace, class_index, scheme: ClassScheme) -> np.ndarray:
     return classes
 
 
+def _widths_s(trace: Trace, window_s: float, n_windows: int) -> np.ndarray:
+    """Width of each window the trace covers, as a column (n_windows, 1): ``window_s``, less for
+    a window the trace ends inside (a window it does not reach at all keeps ``window_s``: it
+    holds no requests)."""
+    covered = trace.duration_s - np.arange(n_windows) * window_s
+    width = np.where((covered > 0) & (covered < window_s), covered, window_s)
+    return width.reshape(-1, 1)
+
+
 def _n_windows(trace: Trace, window_s: float) -> int:
     return max(1, math.ceil(trace.duration_s / window_s - 1e-9))
 
@@ -156,6 +166,10 @@ def aggregate_load(
 ) -> LoadTable:
     """Mean request and token rates per class in every ``window_s`` window.
 
+    A last window the trace covers only in part (its ``duration_s`` is not a whole number of
+    windows) is divided by the width it covers, not by ``window_s``: its rate is the rate of the
+    requests in it, as for every other window.
+
     Args:
         trace: the requests.
         class_index: class of every request (e.g. ``Classification.predicted_class``); default
@@ -169,12 +183,13 @@ def aggregate_load(
     n_windows = _n_windows(trace, window_s)
     counts, tok_in, tok_out = _window_sums(trace, classes, scheme.n_classes, window_s, n_windows)
     names = scheme.names
+    width_s = _widths_s(trace, window_s, n_windows)
     return LoadTable(
         window_s=window_s,
         peak_window_s=None,
-        load_rps=_frame(counts / window_s, window_s, names),
-        input_tokens_per_s=_frame(tok_in / window_s, window_s, names),
-        output_tokens_per_s=_frame(tok_out / window_s, window_s, names),
+        load_rps=_frame(counts / width_s, window_s, names),
+        input_tokens_per_s=_frame(tok_in / width_s, window_s, names),
+        output_tokens_per_s=_frame(tok_out / width_s, window_s, names),
         start=trace.start,
         synthetic=trace.synthetic,
         label=trace.label,
@@ -210,9 +225,10 @@ def epoch_peaks(
     n_epochs = _n_windows(trace, epoch_s)
     counts, tok_in, tok_out = _window_sums(trace, classes, scheme.n_classes, inner_s, n_epochs * ratio)
     names = scheme.names
+    width_s = _widths_s(trace, inner_s, n_epochs * ratio)  # a partial inner window: its covered width
 
     def peak(x: np.ndarray) -> pd.DataFrame:
-        return _frame(x.reshape(n_epochs, ratio, -1).max(axis=1) / inner_s, epoch_s, names)
+        return _frame((x / width_s).reshape(n_epochs, ratio, -1).max(axis=1), epoch_s, names)
 
     return LoadTable(
         window_s=epoch_s,

@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 from dynaplan.errors import ValidationError
 from dynaplan.limits import check_json_depth
 from dynaplan.validation import checked
-from dynaplan.workload.trace import CSV_METADATA_PREFIX, PARQUET_METADATA_KEY, Trace
+from dynaplan.workload.trace import CSV_METADATA_PREFIX, PARQUET_METADATA_KEY, Trace, csv_sidecar
 from dynaplan.workload.validation import ROLES, DuplicatePolicy, RawColumns, build_trace
 
 BUNDLED_TRACES: Mapping[str, str] = {
@@ -205,6 +205,15 @@ def _peek_csv(path: Path, source: str) -> tuple[dict, list[str], str | None, int
             raise ValidationError(f"{source}: line 1: unreadable dynaplan metadata ({exc})") from None
         meta = _check_meta(meta, source, "line 1")
         lines, skip = lines[1:], 1
+    elif csv_sidecar(path).is_file():  # provenance beside the CSV (save_trace, trace generate)
+        side = csv_sidecar(path)
+        try:
+            text = side.read_text(encoding="utf-8")
+            check_json_depth(text, f"{side}: dynaplan metadata")
+            meta = json.loads(text)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValidationError(f"{side}: unreadable dynaplan metadata ({exc.__class__.__name__}: {exc})") from None
+        meta = _check_meta(meta, str(side), "dynaplan metadata")
     if not lines or not lines[0].strip():
         raise ValidationError(f"{source}: empty file (no header line)")
     header = [h.strip().strip('"') for h in lines[0].split(",")]

@@ -26,7 +26,17 @@ import pandas as pd
 from dynaplan.errors import ValidationError
 
 CSV_METADATA_PREFIX = "# dynaplan-trace "
-"""First line of a CSV written by :func:`save_trace`; the rest of the line is JSON metadata."""
+"""First line of a CSV written by earlier versions of :func:`save_trace` (the rest of the line is
+JSON metadata); still read, no longer written: metadata now goes to :func:`csv_sidecar`."""
+
+
+def csv_sidecar(path: str | Path) -> Path:
+    """``<name>.meta.json`` beside a ``<name>.csv`` or ``<name>.csv.gz``: where the provenance of
+    a CSV written by dynaplan goes, so the CSV itself reads with plain ``pandas.read_csv``."""
+    path = Path(path)
+    low = path.name.lower()
+    stem = path.name[:-7] if low.endswith(".csv.gz") else path.name[:-4] if low.endswith(".csv") else path.name
+    return path.with_name(stem + ".meta.json")
 
 PARQUET_METADATA_KEY = b"dynaplan-trace"
 
@@ -183,12 +193,13 @@ class Trace:
         )
 
 
-def save_trace(trace: Trace, path: str | Path) -> Path:
+def save_trace(trace: Trace, path: str | Path, *, sidecar: bool = True) -> Path:
     """Write ``trace`` as generic CSV (``.csv``, ``.csv.gz``) or parquet (``.parquet``).
 
     Columns are ``arrival_s, input_tokens, output_tokens``. Provenance (``synthetic``, ``label``,
-    ``start``, ...) goes into a ``# dynaplan-trace {json}`` first line for CSV and into the schema
-    metadata for parquet, so :func:`load_trace` restores it.
+    ``start``, ...) goes into the sidecar :func:`csv_sidecar` for CSV (so the CSV stays plain, for
+    ``pandas.read_csv``; ``sidecar=False`` leaves it to the caller) and into the schema metadata
+    for parquet, so :func:`load_trace` restores it.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -208,6 +219,7 @@ def save_trace(trace: Trace, path: str | Path) -> Path:
         raise ValidationError(f"{path}: unknown trace format; use .csv, .csv.gz or .parquet")
     sink = pa.CompressedOutputStream(str(path), "gzip") if name.endswith(".gz") else pa.OSFile(str(path), "wb")
     with sink:
-        sink.write((CSV_METADATA_PREFIX + meta + "\n").encode())
         pacsv.write_csv(table, sink)
+    if sidecar:
+        csv_sidecar(path).write_text(meta + "\n", encoding="utf-8")
     return path
