@@ -39,7 +39,11 @@ def build(point: Point) -> Case:
 
     def check(res) -> tuple[bool, str]:
         load, _ = res
-        counted = float(np.round(load.load_rps.to_numpy().sum() * load.window_s))
+        rates = load.load_rps.to_numpy()
+        # each window's rate is over the width of it the trace covers (the last may end early)
+        width = np.minimum(load.window_s, trace.duration_s - load.window_s * np.arange(len(rates)))
+        width = np.where(width > 0, width, load.window_s)
+        counted = float(np.round((rates * width[:, None]).sum()))
         if abs(counted - len(trace)) > 0.5:
             return False, f"5-s windows count {counted:.0f} requests, the trace has {len(trace)}"
         return True, ""
