@@ -32,7 +32,7 @@ from pydantic import Field, field_validator, model_validator
 from dynaplan.errors import ValidationError
 from dynaplan.limits import Limit
 from dynaplan.sweep.kinds import KINDS, get_kind
-from dynaplan.validation import InputModel
+from dynaplan.validation import InputModel, excerpt
 
 SWEEP_SCENARIOS = Limit("MAX_SWEEP_SCENARIOS", 100_000, "scenarios", "split the sweep or use fewer axis values")
 """Scenarios one sweep may expand to (each writes one file)."""
@@ -86,13 +86,27 @@ class SweepSpec(InputModel):
             raise ValueError(f"unknown scenario kind {value!r}; expected one of {', '.join(KINDS)}")
         return value
 
-    @field_validator("axes")
+    @field_validator("axes", mode="before")
     @classmethod
-    def _non_empty(cls, axes: dict) -> dict:
+    def _values_or_range(cls, axes):
+        if not isinstance(axes, dict):
+            return axes  # pydantic names the type expected
+        out = {}
         for name, vals in axes.items():
+            if isinstance(vals, dict):
+                try:
+                    vals = Range.model_validate(vals)
+                except ValidationError as exc:
+                    raise ValueError(f"axis {name!r}: {exc}") from None
+            elif isinstance(vals, tuple):
+                vals = list(vals)
+            elif not isinstance(vals, (list, Range)):
+                raise ValueError(f"axis {name!r}: expected a list of values or a range {{start, stop, step or num}}; "
+                                 f"got {excerpt(vals)}")
             if isinstance(vals, list) and not vals:
                 raise ValueError(f"axis {name!r} has no values")
-        return axes
+            out[name] = vals
+        return out
 
     @model_validator(mode="after")
     def _known_names(self) -> "SweepSpec":
