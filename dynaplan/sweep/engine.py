@@ -23,6 +23,7 @@ baseline of the tests and the benchmark. Then:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import importlib.metadata
 import logging
@@ -30,6 +31,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,9 @@ from dynaplan.sweep.expand import Scenario, expand
 from dynaplan.sweep.kinds import ScenarioKind, get_kind, load_shared
 from dynaplan.sweep.spec import SweepSpec, as_spec
 from dynaplan.sweep.store import STATUS_ERROR, STATUS_OK, ResultStore
+
+MAX_ATTEMPTS = 3
+"""Submissions of one scenario whose shared inputs were lost with their workers."""
 
 Progress = Callable[[dict, dict], None]  # (row, counts{done, failed, remaining, skipped, total})
 
@@ -83,10 +88,12 @@ def run_scenario(kind: ScenarioKind, sid: str, options: dict, shared: dict[str, 
     return row
 
 
-def _lost_row(kind: ScenarioKind, sc: Scenario, exc: BaseException) -> dict:
-    """The row of a scenario whose task failed outside :func:`run_scenario` (e.g. ``KilledWorker``)."""
+def _lost_row(kind: ScenarioKind, sc: Scenario, exc: BaseException, attempts: int = 1) -> dict:
+    """The row of a scenario whose task failed outside :func:`run_scenario` (e.g. ``KilledWorker``:
+    it killed the workers that ran it)."""
+    tries = f" (after {attempts} submissions; the workers running it died)" if attempts > 1 else ""
     return {"scenario_id": sc.scenario_id, "kind": kind.name, **sc.options, "status": STATUS_ERROR,
-            "error": one_line(exc), "dynaplan_version": VERSION,
+            "error": one_line(exc) + tries, "dynaplan_version": VERSION,
             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -133,31 +140,61 @@ def _run_serial(kind, todo, per, loaded, emit) -> None:
         emit(run_scenario(kind, sc.scenario_id, sc.options, {n: loaded[k] for n, k in keys.items()}))
 
 
-def _run_dask(client, kind, todo, per, loaded, emit) -> None:
+def _run_dask(client, kind, todo, per, loaded, emit, max_attempts: int = MAX_ATTEMPTS) -> None:
+    """Submit every scenario with futures of the scattered shared inputs; write rows as they come.
+
+    Scattered data have no lineage: when every worker holding a copy dies, Dask forgets them and
+    cancels the scenarios that needed them. Such a scenario is re-submitted with the shared inputs
+    scattered again (at most ``max_attempts`` submissions per scenario); a scenario that keeps
+    killing its workers ends as ``KilledWorker`` or as lost, recorded as an error.
+    """
     from distributed import as_completed
 
     keys = list(loaded)
-    futures_of = dict(zip(keys, client.scatter([loaded[k] for k in keys], broadcast=True, hash=False))) \
-        if keys else {}
-    by_future = {}
+    shared: dict[tuple, Any] = {}
+
+    def scatter(which: list[tuple]) -> None:
+        if which:
+            futs = client.scatter([loaded[k] for k in which], broadcast=True, hash=False)
+            shared.update(zip(which, futs))
+
+    scatter(keys)
+    generation = 0  # how often the shared inputs were scattered again
+    attempts: dict[int, int] = {}
+    made_in: dict[int, int] = {}
+    pending: dict[Any, int] = {}
+
+    def submit(i: int):
+        sc, kk = todo[i], per[i]
+        attempts[i] = attempts.get(i, 0) + 1
+        made_in[i] = generation
+        fut = client.submit(run_scenario, kind, sc.scenario_id, sc.options, {n: shared[k] for n, k in kk.items()},
+                            pure=False, key=f"sweep-{sc.scenario_id}-{os.getpid()}-{time.monotonic_ns()}")
+        pending[fut] = i
+        return fut
+
+    ac = as_completed([submit(i) for i in range(len(todo))])
     try:
-        for sc, kk in zip(todo, per):
-            fut = client.submit(run_scenario, kind, sc.scenario_id, sc.options,
-                                {n: futures_of[k] for n, k in kk.items()}, pure=False,
-                                key=f"sweep-scenario-{sc.scenario_id}-{os.getpid()}-{time.monotonic_ns()}")
-            by_future[fut] = sc
-        for fut in as_completed(list(by_future)):
-            sc = by_future.pop(fut)
+        for fut in ac:
+            i = pending.pop(fut)
             try:
                 row = fut.result()
+            except (CancelledError, asyncio.CancelledError) as exc:
+                if per[i] and attempts[i] < max_attempts:  # its shared inputs died with their workers
+                    if made_in[i] == generation:  # once per loss, not once per scenario
+                        scatter(keys)
+                        generation += 1
+                    ac.add(submit(i))
+                    continue
+                row = _lost_row(kind, todo[i], exc, attempts[i])
             except Exception as exc:  # noqa: BLE001 - KilledWorker, a lost scheduler: this scenario failed
-                row = _lost_row(kind, sc, exc)
+                row = _lost_row(kind, todo[i], exc, attempts[i])
             emit(row)
     finally:  # on an interrupt or an error of the engine: stop what is still queued or running
-        if by_future:
-            client.cancel(list(by_future), force=True)
-        if futures_of:
-            client.cancel(list(futures_of.values()), force=True)
+        if pending:
+            client.cancel(list(pending), force=True)
+        if shared:
+            client.cancel(list(shared.values()), force=True)
 
 
 def run_sweep(spec: SweepSpec | dict | str | Path, out: str | Path, client=None, *, workers: int | None = None,
