@@ -95,7 +95,7 @@ def _run(spec_path: Path, out: Path, scheduler: str | None, workers: int | None,
         except KeyboardInterrupt:
             bar.stop()
             rows = len(list(out.glob("part-*.parquet"))) if out.is_dir() else 0
-            print(f"dynaplan: {rows} scenario rows are in {out}; run the same command again to resume",
+            print(f"dynaplan: interrupted; {rows} scenario rows are in {out}; run the same command again to resume",
                   file=sys.stderr)
             raise
     failed = _print_summary(df, read_meta(out), f"sweep {spec.name}: {spec.kind}, {len(df)} scenarios -> {out}")
