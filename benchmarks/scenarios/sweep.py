@@ -80,7 +80,7 @@ def _cluster(n: int):
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                            silence_logs=logging.ERROR)
     client = Client(cluster)
     return cluster, client, time.perf_counter() - t0

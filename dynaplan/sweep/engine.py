@@ -117,7 +117,7 @@ def _dask_client(client, scheduler: str | None, workers: int | None):
         return
     n = workers or usable_cpus()
     logging.getLogger("distributed").setLevel(logging.ERROR)  # its INFO lines would drown the progress bar
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                            silence_logs=logging.ERROR)
     try:
         c = Client(cluster)
