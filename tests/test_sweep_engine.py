@@ -205,3 +205,13 @@ def test_capacity_kind_maps_the_capacity_api_onto_a_row(tmp_path, monkeypatch):
         json.loads(row["hardware"])[0]: 20}
     assert row["solve_status"] == "optimal" and row["solve_bound"] == 119.9 and row["solve_backend"] == "highs"
     assert json.loads(df["hardware"].iloc[1]) in (["h100-80gb"], ["a100-80gb", "h100-80gb"])  # lists as JSON
+
+
+def test_a_scheduler_address_runs_the_same_sweep(tmp_path, client):
+    spec = {"kind": "probe", "axes": {"x": [2, 3], "offset": [0.5]}}
+    df = run_sweep(spec, tmp_path / "o", scheduler=client.scheduler.address)
+    assert df["y"].tolist() == [4.5, 9.5] and (df["status"] == "ok").all()
+    assert df["worker"].str.rsplit(":", n=1).str[1].astype(int).isin(
+        list(client.run(__import__("os").getpid).values())).all()  # ran on that cluster's workers
+    with pytest.raises(ValidationError, match="--scheduler tcp://127.0.0.1:1: cannot connect"):
+        run_sweep(spec, tmp_path / "p", scheduler="tcp://127.0.0.1:1")
