@@ -116,10 +116,10 @@ def _report(folder: Path, plot: bool, metric: str | None, x: str | None, by: str
 
 
 def sweep_command(
-    spec: Annotated[str, typer.Argument(help="Sweep spec (.toml, .yaml), or 'report' to report on DIR.",
-                                        show_default=False)],
-    folder: Annotated[Optional[Path], typer.Argument(help="With 'report': the results folder.",
-                                                     show_default=False)] = None,
+    spec: Annotated[str, typer.Argument(metavar="SPEC", help="Sweep spec (.toml, .yaml), or 'report' "
+                                        "to report on DIR.", show_default=False)],
+    folder: Annotated[Optional[Path], typer.Argument(metavar="DIR", help="With 'report': the results "
+                                                     "folder.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results folder: one parquet file per "
                                                 "scenario; pandas.read_parquet(DIR) reads them all.")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler "
