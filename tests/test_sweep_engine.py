@@ -28,11 +28,12 @@ MEASURED = ["energy_kwh", "cost_usd", "carbon_kg", "slo_attainment", "ttft_p99_m
 def client():
     """Two single-threaded worker processes; a task may kill its worker once and be re-run."""
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from dynaplan.sweep.engine import local_cluster
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               silence_logs=50)
+        cluster = local_cluster(2)
         c = Client(cluster)
     yield c
     c.close()

@@ -26,7 +26,6 @@ Writes ``sweep_engine.csv`` (one row per run) and ``sweep_engine_summary.csv`` (
 from __future__ import annotations
 
 import importlib.util
-import logging
 import shutil
 import statistics
 import tempfile
@@ -76,12 +75,12 @@ def _engine(spec, root: Path, tag: str, **kw) -> tuple[float, pd.DataFrame]:
 
 
 def _cluster(n: int):
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    from dynaplan.sweep.engine import local_cluster
+
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           silence_logs=logging.ERROR)
+    cluster = local_cluster(n)  # the cluster run_sweep starts without a client
     client = Client(cluster)
     return cluster, client, time.perf_counter() - t0
 
