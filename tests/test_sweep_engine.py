@@ -199,6 +199,8 @@ def test_capacity_kind_maps_the_capacity_api_onto_a_row(tmp_path, monkeypatch):
     df = run_sweep(spec, tmp_path / "o", workers=0)
     assert len(df) == 8 and (df["status"] == "ok").all(), df["error"].tolist()
     assert len(calls) == 8 and all(c["catalogue"] == "catalogue" and c["periods"] == 6 for c in calls)
+    assert all(c["trace"].name == "azure-conv-2023" and hasattr(c["trace"], "arrival_s") for c in calls)  # shared
+    assert calls[0]["trace"] is calls[1]["trace"]  # loaded once
     assert {c["slo_scale"] for c in calls} == {1.0, 1.5} and calls[0]["availability"] == {"h100-80gb": (0, 64)}
     assert "time_limit_s" not in calls[0] and "mip_rel_gap" not in calls[0]
     row = df[(df["growth"] == 2.0)].iloc[0]

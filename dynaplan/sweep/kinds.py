@@ -221,7 +221,8 @@ class CapacityScenario(InputModel):
     peak_rps: float | None = Field(None, gt=0, description="Scale the load so its busiest period carries this (req/s).")
     mean_rps: float | None = Field(None, gt=0, description="Scale the load to this mean (req/s).")
     growth: float = Field(1.0, gt=0, description="Multiplies the load after scaling (factor).")
-    periods: int = Field(24, ge=1, description="Periods of the horizon (count).")
+    periods: int | None = Field(None, ge=1, description="Periods of the horizon (count); None: 24 with a trace, "
+                                "1 with rates.")
     period_s: float = Field(3600.0, gt=0, description="Length of one period (s).")
     hardware: list[str] | None = Field(None, description="Hardware types to choose from; None: the catalogue's.")
     availability: dict[str, tuple[int, int]] | None = Field(None, description="(min, max) servers per type (count).")
@@ -245,7 +246,10 @@ _PLAN_OPTIONS = ("time_limit_s", "mip_rel_gap")
 
 
 def _capacity_shared(o: dict) -> dict[str, tuple]:
-    return {"profile": ("profile", o["profile"]), "catalogue": ("catalogue",)}
+    keys = {"profile": ("profile", o["profile"]), "catalogue": ("catalogue",)}
+    if o["trace"] is not None and o["rates"] is None:
+        keys["trace"] = ("trace", o["trace"], None)
+    return keys
 
 
 def _value(x):
@@ -258,6 +262,8 @@ def run_capacity(o: dict, shared: Mapping[str, Any]) -> dict:
 
     kw = {k: v for k, v in o.items() if k not in _PLAN_OPTIONS}
     kw["profile"], kw["catalogue"] = shared["profile"], shared["catalogue"]
+    if "trace" in shared:
+        kw["trace"] = shared["trace"]
     if kw["availability"] is not None:
         kw["availability"] = {hw: tuple(mm) for hw, mm in kw["availability"].items()}
     plan = capacity.plan_capacity(capacity.capacity_problem(**kw), time_limit_s=o["time_limit_s"],
