@@ -166,8 +166,11 @@ def test_an_output_folder_of_another_sweep_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------------------- the capacity kind
-class _FakeReport:
-    status, objective, bound, gap, wall_time_s, backend = "optimal", 120.0, 119.9, 8.3e-4, 0.01, "highs"
+def _report():
+    from dynaplan.solvers.result import Backend, SolveReport, Status
+
+    return SolveReport(status=Status.OPTIMAL, backend=Backend.HIGHS, objective=120.0, bound=119.9, gap=8.3e-4,
+                       solve_time_s=0.01, build_time_s=0.002)
 
 
 def test_capacity_kind_maps_the_capacity_api_onto_a_row(tmp_path, monkeypatch):
@@ -184,7 +187,7 @@ def test_capacity_kind_maps_the_capacity_api_onto_a_row(tmp_path, monkeypatch):
         hw = (problem["hardware"] or ["h100-80gb"])[0]
         return types.SimpleNamespace(fleet={hw: n}, cost_usd=100.0 * n, cost_usd_per_h=100.0 * n / 24,
                                      energy_kwh=50.0 * n, carbon_kg=5.0 * n, peak_power_w=1e4 * n,
-                                     report=_FakeReport())
+                                     report=_report())
 
     fake = types.ModuleType("dynaplan.capacity")
     fake.capacity_problem, fake.plan_capacity = capacity_problem, plan_capacity
@@ -207,6 +210,7 @@ def test_capacity_kind_maps_the_capacity_api_onto_a_row(tmp_path, monkeypatch):
     assert row["servers"] == 20 and row["cost_usd"] == 2000.0 and json.loads(row["fleet"]) == {
         json.loads(row["hardware"])[0]: 20}
     assert row["solve_status"] == "optimal" and row["solve_bound"] == 119.9 and row["solve_backend"] == "highs"
+    assert row["solve_wall_time_s"] == pytest.approx(0.012)
     assert json.loads(df["hardware"].iloc[1]) in (["h100-80gb"], ["a100-80gb", "h100-80gb"])  # lists as JSON
 
 
