@@ -155,6 +155,13 @@ def test_shared_inputs_are_loaded_once_and_scattered_once(tmp_path, client):
     assert (df["status"] == "ok").all() and len(df) == 16
 
 
+def test_a_kind_whose_engine_is_not_installed_fails_before_running(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dynaplan.capacity", None)  # as if not installed
+    with pytest.raises(ValidationError, match="scenario kind 'capacity' needs dynaplan.capacity, which is not installed"):
+        run_sweep({"kind": "capacity"}, tmp_path / "o", workers=0)
+    assert not (tmp_path / "o").exists()
+
+
 def test_an_output_folder_of_another_sweep_is_refused(tmp_path):
     out = tmp_path / "o"
     run_sweep({"kind": "probe", "axes": {"x": [1]}}, out, workers=0)

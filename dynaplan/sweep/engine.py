@@ -232,6 +232,7 @@ def run_sweep(spec: SweepSpec | dict | str | Path, out: str | Path, client=None,
     if client is not None and scheduler is not None:
         raise ValidationError("client and --scheduler: give one of them, not both")
     kind = get_kind(spec.kind)
+    kind.check_available()
     scenarios = expand(spec)  # every scenario validated before anything runs
     store = ResultStore(out, kind, spec.kept_metrics())
     store.clean_temporaries()

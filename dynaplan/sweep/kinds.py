@@ -45,6 +45,23 @@ class ScenarioKind:
     shared: Callable[[dict], dict[str, tuple]]  # resolved options -> {input name: key of load_shared}
     path_options: tuple[str, ...] = ()  # options naming files, resolved against the spec's folder
     description: str = ""
+    requires: tuple[str, ...] = ()  # modules run() imports; checked before a sweep starts
+
+    def check_available(self) -> None:
+        """A ValidationError naming the first module of :attr:`requires` that is not installed."""
+        import importlib.util
+        import sys
+
+        for mod in self.requires:
+            if mod in sys.modules:  # imported already (or blocked: None)
+                found = sys.modules[mod] is not None
+            else:
+                try:
+                    found = importlib.util.find_spec(mod) is not None
+                except (ModuleNotFoundError, ValueError):
+                    found = False
+            if not found:
+                raise ValidationError(f"scenario kind {self.name!r} needs {mod}, which is not installed")
 
 
 KINDS: dict[str, ScenarioKind] = {}
@@ -280,7 +297,7 @@ def run_capacity(o: dict, shared: Mapping[str, Any]) -> dict:
 
 CAPACITY = register(ScenarioKind(
     name="capacity", options=CapacityScenario, metrics=CAPACITY_METRICS, run=run_capacity, shared=_capacity_shared,
-    path_options=("profile", "trace", "carbon"),
+    path_options=("profile", "trace", "carbon"), requires=("dynaplan.capacity",),
     description="one capacity plan (dynaplan.capacity.plan_capacity)"))
 
 
