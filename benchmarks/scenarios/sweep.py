@@ -15,7 +15,8 @@ cores), and ``overhead_1_worker = engine-1-worker run phase / plain - 1``, the p
 overhead (target < 5%; the run phase is the engine's own timing, ``df.attrs["sweep_timing_s"]``,
 without the sweep's one-off load of the shared inputs and scatter, which
 ``overhead_1_worker_total`` includes), medians over the repeats
-(plain and engine runs interleaved), cluster start-up timed apart and excluded (a sweep starts
+(plain and engine runs interleaved, their order rotated per repeat, the 1-minute load average
+recorded before each: on a shared machine the ratios are only as good as that load), cluster start-up timed apart and excluded (a sweep starts
 its cluster once). Every run starts with a fresh output folder; one untimed warm-up scenario runs
 first in this process and on every worker. Kind: ``capacity`` when :mod:`dynaplan.capacity` is
 installed (growth x hardware set x SLO scale on the conversation trace), else ``replay``
@@ -26,6 +27,7 @@ Writes ``sweep_engine.csv`` (one row per run) and ``sweep_engine_summary.csv`` (
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import statistics
 import tempfile
@@ -52,7 +54,8 @@ def _spec(quick: bool) -> dict:
     loads = [1.0, 1.5] if quick else [1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0]
     pols = ["SinglePool", "ScaleFreq"] if quick else ["SinglePool", "MultiPool", "ScaleShard", "ScaleFreq"]
     seeds = [0] if quick else [0, 1]
-    return {"name": "bench-replay", "kind": "replay", "base": {"trace_duration_s": 1800, "servers": 16},
+    return {"name": "bench-replay", "kind": "replay",
+            "base": {"trace_duration_s": 600.0 if quick else 1800.0, "servers": 16},
             "axes": {"policy": pols, "load_scale": loads, "seed": seeds}}
 
 
@@ -105,29 +108,47 @@ def run(ctx) -> list[str]:
     root = Path(tempfile.mkdtemp(prefix="dynaplan-bench-sweep-"))
     warm_spec = spec.model_copy(update={"axes": {a: spec.axis_values(a)[:1] for a in spec.axes}})
     clusters = []
+
+    def measure(config: str, r: int, fn) -> None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        wall, df = fn()
+        if df is not None and not (df["status"] == "ok").all():
+            bad = df.loc[df["status"] != "ok", "error"].iloc[0]
+            failures.append(f"sweep_engine {config}: {int((df['status'] != 'ok').sum())} scenarios failed: {bad}")
+        timing = df.attrs.get("sweep_timing_s", {}) if df is not None else {}
+        rows.append({"config": config, "repeat": r, "wall_s": wall, "scenarios": len(scenarios), "loadavg_1m": load,
+                     "run_s": timing.get("run_s", wall), "load_s": timing.get("load_s", 0.0),
+                     "scatter_s": timing.get("scatter_s", 0.0)})
+        task.advance()
+
+    def plain():
+        return _plain(kind, scenarios, loaded), None
+
     try:
         _plain(kind, warm, loaded)
-        for n in (1, 2):
-            cluster, client, start_s = _cluster(n)
+        if ctx.quick:  # one cluster, one worker, then scaled to two: a few seconds, nothing warmed
+            cluster, client, start_s = _cluster(1)
             clusters.append((cluster, client))
-            _engine(warm_spec, root, f"warm{n}", client=client)  # imports and caches on every worker
-            client.run(lambda: None)
-            rows.append({"config": f"cluster_start_{n}", "repeat": 0, "wall_s": start_s, "scenarios": 0})
-        for r in range(repeats):
-            runs = [("plain", lambda: (_plain(kind, scenarios, loaded), None)),
-                    ("engine_serial", lambda: _engine(spec, root, "serial", workers=0)),
-                    ("engine_1_worker", lambda: _engine(spec, root, "w1", client=clusters[0][1])),
-                    ("engine_2_workers", lambda: _engine(spec, root, "w2", client=clusters[1][1]))]
-            for config, fn in runs:
-                wall, df = fn()
-                if df is not None and not (df["status"] == "ok").all():
-                    bad = df.loc[df["status"] != "ok", "error"].iloc[0]
-                    failures.append(f"sweep_engine {config}: {int((df['status'] != 'ok').sum())} scenarios failed: {bad}")
-                timing = df.attrs.get("sweep_timing_s", {}) if df is not None else {}
-                rows.append({"config": config, "repeat": r, "wall_s": wall, "scenarios": len(scenarios),
-                             "run_s": timing.get("run_s", wall), "load_s": timing.get("load_s", 0.0),
-                             "scatter_s": timing.get("scatter_s", 0.0)})
-                task.advance()
+            rows.append({"config": "cluster_start_1", "repeat": 0, "wall_s": start_s, "scenarios": 0})
+            measure("plain", 0, plain)
+            measure("engine_serial", 0, lambda: _engine(spec, root, "serial", workers=0))
+            measure("engine_1_worker", 0, lambda: _engine(spec, root, "w1", client=client))
+            cluster.scale(2)
+            client.wait_for_workers(2)
+            measure("engine_2_workers", 0, lambda: _engine(spec, root, "w2", client=client))
+        else:
+            for n in (1, 2):
+                cluster, client, start_s = _cluster(n)
+                clusters.append((cluster, client))
+                _engine(warm_spec, root, f"warm{n}", client=client)  # imports and caches on every worker
+                rows.append({"config": f"cluster_start_{n}", "repeat": 0, "wall_s": start_s, "scenarios": 0})
+            for r in range(repeats):
+                runs = [("plain", plain),
+                        ("engine_serial", lambda: _engine(spec, root, "serial", workers=0)),
+                        ("engine_1_worker", lambda: _engine(spec, root, "w1", client=clusters[0][1])),
+                        ("engine_2_workers", lambda: _engine(spec, root, "w2", client=clusters[1][1]))]
+                for config, fn in runs[r % len(runs):] + runs[:r % len(runs)]:  # order rotated per repeat
+                    measure(config, r, fn)
     finally:
         for cluster, client in clusters:
             client.close()
