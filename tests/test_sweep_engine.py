@@ -24,17 +24,31 @@ MEASURED = ["energy_kwh", "cost_usd", "carbon_kg", "slo_attainment", "ttft_p99_m
             "peak_servers", "requests"]
 
 
-@pytest.fixture(scope="module")
-def client():
-    """Two single-threaded worker processes; a task may kill its worker once and be re-run."""
+def _cluster(**config):
     import dask
     from distributed import Client
 
     from dynaplan.sweep.engine import local_cluster
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+    with dask.config.set(config):
         cluster = local_cluster(2)
         c = Client(cluster)
+    return cluster, c
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two single-threaded worker processes (the cluster run_sweep starts), shared by the tests."""
+    cluster, c = _cluster()
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture
+def fragile_client():
+    """A cluster of its own for scenarios that kill workers; a task may kill its worker once and be re-run."""
+    cluster, c = _cluster(**{"distributed.scheduler.allowed-failures": 1})
     yield c
     c.close()
     cluster.close()
@@ -112,7 +126,8 @@ def test_keyboard_interrupt_stops_cleanly_and_the_sweep_resumes_exactly_once(tmp
     assert len(whole) == 6 and whole["scenario_id"].is_unique
 
 
-def test_a_killed_worker_reruns_its_scenario_and_a_killer_scenario_is_recorded(tmp_path, client):
+def test_a_killed_worker_reruns_its_scenario_and_a_killer_scenario_is_recorded(tmp_path, fragile_client):
+    client = fragile_client
     marker = tmp_path / "died-once"
     spec = {"kind": "probe", "mode": "zip", "axes": {"x": [1, 2, 3, 4],
                                                       "die": [None, f"once:{marker}", None, None]}}
