@@ -1,6 +1,6 @@
 """Sweep capacity plans over load growth x hardware set x SLO scale, then check the results.
 
-Runs ``examples/sweep_capacity.toml`` (24 capacity plans of the bundled Azure conversation trace)
+Runs ``examples/sweep_capacity.toml`` (16 capacity plans of the bundled Azure conversation trace)
 on a LocalCluster of 2 workers, reads the results back with pandas, runs the sweep again to show
 that finished scenarios are skipped, and checks: one row per scenario and id, every plan solved
 with a bound at most its objective, and more load never cheaper for the same hardware and SLOs.

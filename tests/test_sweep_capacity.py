@@ -66,4 +66,4 @@ def test_plans_agree_across_axes(rows):
 
 def test_the_bundled_example_spec_is_valid():
     spec = read_spec("examples/sweep_capacity.toml")
-    assert spec.kind == "capacity" and spec.size() == 24 and len(expand(spec)) == 24
+    assert spec.kind == "capacity" and spec.size() == 16 and len(expand(spec)) == 16
