@@ -19,7 +19,7 @@ without the sweep's one-off load of the shared inputs and scatter, which
 recorded before each: on a shared machine the ratios are only as good as that load), cluster start-up timed apart and excluded (a sweep starts
 its cluster once). Every run starts with a fresh output folder; one untimed warm-up scenario runs
 first in this process and on every worker. Kind: ``capacity`` when :mod:`dynaplan.capacity` is
-installed (growth x hardware set x SLO scale on the conversation trace), else ``replay``
+installed (growth x hardware set x SLO scale of a one-period per-class load), else ``replay``
 (policies x load scales on 30 minutes of the conversation trace) — the CSV names the kind.
 Writes ``sweep_engine.csv`` (one row per run) and ``sweep_engine_summary.csv`` (the ratios).
 """
@@ -44,12 +44,14 @@ OVERHEAD_TARGET = 0.05
 
 
 def _spec(quick: bool) -> dict:
-    if importlib.util.find_spec("dynaplan.capacity") is not None:
-        growth = [1.0, 1.5] if quick else [1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0]
+    if importlib.util.find_spec("dynaplan.capacity") is not None:  # one-period plans: seconds each
+        growth = [1.0, 2.0] if quick else [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0]
         hardware = [["h100-80gb"], ["a100-80gb", "h100-80gb"]] if quick else [
-            ["h100-80gb"], ["a100-80gb"], ["a100-80gb", "h100-80gb"], ["h100-80gb", "h200-141gb"]]
+            ["h100-80gb"], ["a100-80gb"], ["a100-80gb", "h100-80gb"], ["a100-80gb", "h100-80gb", "h200-141gb"]]
         slo = [1.0] if quick else [1.0, 1.5]
-        return {"name": "bench-capacity", "kind": "capacity", "base": {"periods": 24, "time_limit_s": 60.0},
+        return {"name": "bench-capacity", "kind": "capacity",
+                "base": {"trace": None, "rates": {"SS": 6.0, "MM": 3.0, "LS": 1.0}, "periods": 1,
+                         "time_limit_s": 60.0},
                 "axes": {"growth": growth, "hardware": hardware, "slo_scale": slo}}
     loads = [1.0, 1.5] if quick else [1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0]
     pols = ["SinglePool", "ScaleFreq"] if quick else ["SinglePool", "MultiPool", "ScaleShard", "ScaleFreq"]
