@@ -38,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 
-from dynaplan.errors import ValidationError
+from dynaplan.errors import SolverError, ValidationError
 from dynaplan.sweep.expand import Scenario, expand
 from dynaplan.sweep.kinds import ScenarioKind, get_kind, load_shared
 from dynaplan.sweep.spec import SweepSpec, as_spec
@@ -46,6 +46,10 @@ from dynaplan.sweep.store import STATUS_ERROR, STATUS_OK, ResultStore
 
 MAX_ATTEMPTS = 3
 """Submissions of one scenario whose shared inputs were lost with their workers."""
+
+WORKER_WAIT_S = 120.0
+"""Longest wait for a worker before the shared inputs are scattered (s): a restarting worker on a
+busy machine takes seconds."""
 
 Progress = Callable[[dict, dict], None]  # (row, counts{done, failed, remaining, skipped, total})
 
@@ -173,6 +177,10 @@ def _run_dask(client, kind, todo, per, loaded, emit, timing: dict, max_attempts:
             shared.update(zip(which, futs))
 
     t0 = time.perf_counter()
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except TimeoutError:
+        raise SolverError(f"no Dask worker joined the scheduler within {WORKER_WAIT_S:g} s") from None
     scatter(keys)
     timing["scatter_s"] = time.perf_counter() - t0
     generation = 0  # how often the shared inputs were scattered again
@@ -197,11 +205,15 @@ def _run_dask(client, kind, todo, per, loaded, emit, timing: dict, max_attempts:
                 row = fut.result()
             except (CancelledError, asyncio.CancelledError) as exc:
                 if per[i] and attempts[i] < max_attempts:  # its shared inputs died with their workers
-                    if made_in[i] == generation:  # once per loss, not once per scenario
-                        scatter(keys)
-                        generation += 1
-                    ac.add(submit(i))
-                    continue
+                    try:
+                        if made_in[i] == generation:  # once per loss, not once per scenario
+                            client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+                            scatter(keys)
+                            generation += 1
+                        ac.add(submit(i))
+                        continue
+                    except (TimeoutError, OSError) as again:  # no worker came back: this scenario is lost
+                        exc = again
                 row = _lost_row(kind, todo[i], exc, attempts[i])
             except Exception as exc:  # noqa: BLE001 - KilledWorker, a lost scheduler: this scenario failed
                 row = _lost_row(kind, todo[i], exc, attempts[i])
