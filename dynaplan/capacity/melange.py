@@ -1,0 +1,2 @@
+def read_melange(config, **kw):
+    raise NotImplementedError
