@@ -258,10 +258,10 @@ class Planner:
                               time.perf_counter() - t0)
         cached.net = net
         cached.transitions = blocks.get("transitions")
-        # objective offset per unit of demand (network.load_cost_shift), aligned with the demand rows,
+        # objective offset per unit of demand (objective.define_objective), aligned with the demand rows,
         # and the demand the model was built with (its offset holds the shift for that demand)
         dblock = m.con_blocks["demand"]
-        cached.load_shift = nw.load_cost_shift(net).reindex(list(dblock.labels), fill_value=0.0).to_numpy()
+        cached.load_shift = blocks["load_shift"].reindex(list(dblock.labels), fill_value=0.0).to_numpy()
         cached.load_shift_built = float(cached.load_shift @ cached.arrays.row_lo[dblock.start:dblock.stop])
         self._models[key] = cached
         return cached
