@@ -55,11 +55,45 @@ def recipes_from_profile(profile: Profile, slos: SLOTable, hardware: Sequence[st
     seg = power_segments(sub, ops, load_segments)
     seg = seg.merge(ops[["hardware", "tp", "freq_mhz", "request_class", "max_load_rps"]],
                     on=["hardware", "tp", "freq_mhz", "request_class"])
+    seg = seg[hull_pieces(seg)].reset_index(drop=True)
     return tuple(Recipe(hardware=r.hardware, request_class=r.request_class, tp=int(r.tp), freq_mhz=int(r.freq_mhz),
                         segment=int(r.segment), max_load_rps=float(r.max_load_rps), u_hi=float(min(1.0, r.u_hi)),
                         static_w=float(r.static_w), w_per_util=float(r.w_per_util),
                         segment_error_w=float(r.segment_error_w))
                  for r in seg.itertuples(index=False))
+
+
+def _lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the vertices of the lower convex hull of points (x, y) (monotone chain)."""
+    order = np.lexsort((y, x))
+    hull: list[int] = []
+    for i in order:
+        if hull and x[hull[-1]] == x[i]:
+            continue  # same x, higher y
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            if (x[b] - x[a]) * (y[i] - y[a]) - (y[b] - y[a]) * (x[i] - x[a]) <= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(int(i))
+    return np.asarray(hull, dtype=np.int64)
+
+
+def hull_pieces(seg: pd.DataFrame) -> np.ndarray:
+    """Which power pieces can matter to the capacity model (capacity.md, "Recipes"): per (hardware,
+    class, TP), the model lets instances mix pieces in fractions, so only pieces with an end point
+    on the lower convex hull of all pieces' end points (load, power) change its optimum."""
+    keep = np.zeros(len(seg), dtype=bool)
+    cap = (seg["u_hi"] * seg["max_load_rps"]).to_numpy()
+    a = seg["static_w"].to_numpy()
+    top = a + seg["w_per_util"].to_numpy() * seg["u_hi"].to_numpy()
+    for _, idx in seg.groupby(["hardware", "request_class", "tp"]).indices.items():
+        x = np.r_[np.zeros(len(idx)), cap[idx]]
+        y = np.r_[a[idx], top[idx]]
+        v = _lower_hull(x, y)
+        keep[idx[np.unique(v % len(idx))]] = True
+    return keep
 
 
 def _hourly_envelope(trace_name: str, periods: int, period_s: float) -> np.ndarray:

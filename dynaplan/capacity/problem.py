@@ -94,6 +94,9 @@ class CapacityProblem(InputModel):
     energy_cap_kwh: float | None = Field(default=None, ge=0, description="Epsilon constraint: energy at most (kWh).")
     carbon_cap_kg: float | None = Field(default=None, ge=0, description="Epsilon constraint: carbon at most (kg).")
     source: str = Field(default="profile", description="'profile' or 'melange'.")
+    fleet_extra_per_server: tuple[float, ...] | None = Field(
+        default=None, description="Extra objective per server of each type (objective units): the idle energy "
+        "of periods a sub-problem leaves out (decomposition).")
     fleet_hours_h: float | None = Field(
         default=None, gt=0, description="Hours the fleet is paid for (None: the horizon); set when a "
         "sub-problem of some periods carries the whole horizon's fleet cost.")

@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dynaplan.capacity.problem import CapacityProblem
 from dynaplan.errors import InfeasibleError, NoSolutionError, ValidationError
-from dynaplan.formulations.capacity import build_capacity_model
+from dynaplan.formulations.capacity import build_capacity_model, energy_objective_per_kwh
 from dynaplan.solvers.highs import solve_arrays
-from dynaplan.solvers.result import Backend, SolveOptions, SolveReport, Status, StopReason, relative_gap
+from dynaplan.solvers.result import Backend, Solution, SolveOptions, SolveReport, Status, StopReason, relative_gap
 
 
 class PeriodDeployment(BaseModel):
@@ -79,7 +79,8 @@ def plan_capacity(problem: CapacityProblem, *, time_limit_s: float = 60.0, mip_r
     if method not in ("auto", "monolithic", "decomposed"):
         raise ValidationError(f"method={method!r}; expected auto, monolithic or decomposed")
     _check_servable(problem)
-    opts = SolveOptions(time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads, highs_heuristics=True)
+    opts = SolveOptions(time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads,
+                        highs_heuristics=problem.source == "melange")
     coupled = problem.energy_cap_kwh is not None or problem.carbon_cap_kg is not None
     if method == "monolithic" or (method == "auto" and (coupled or problem.n_periods == 1)):
         t0 = time.perf_counter()
@@ -123,48 +124,105 @@ def _solve(p: CapacityProblem, opts: SolveOptions, relax: bool = False):
     return sol, idx
 
 
+def _marginal_energy_lb(p: CapacityProblem, idx, t: int) -> float:
+    """(D4) A lower bound on period ``t``'s objective above its fleet's idle power, for any fleet:
+    each class at the least energy per request of any recipe's capacity point (the per-instance
+    power above idle is convex in the relaxation and >= 0 at zero load, so its ratio to the load
+    is least at a vertex)."""
+    idle_w = np.array([o.idle_power_w for o in p.offers]) * (p.idle == "idle")
+    a = idx.static_w - idx.tp * idle_w[idx.hw_of]
+    if (a < 0).any():
+        return 0.0
+    per_rps = (a + idx.w_per_rps * idx.cap_rps) / idx.cap_rps  # W per req/s at each capacity point
+    best = np.full(len(p.classes), np.inf)
+    np.minimum.at(best, idx.class_of, per_rps)
+    d = p.demand()[t]
+    best = np.where(d > 0, best, 0.0)
+    return float(energy_objective_per_kwh(p)[t] * idx.kwh_per_w * (d @ best))
+
+
+def _other_periods(p: CapacityProblem, out: np.ndarray, y: np.ndarray, opts: SolveOptions, deadline: float,
+                   budget: float = 0.0):
+    """(D2) Deployments of the periods ``out`` on the fixed fleet ``y``: one LP over them all, each
+    group's instance count rounded up (capacity is kept: L_g <= kappa_g N_g); a period whose
+    rounded instances do not fit the fleet is solved as its own MILP. Returns
+    ({period: (solution, index, position)}, periods the fleet cannot serve)."""
+    per_t: dict[int, tuple] = {}
+    bad: list[int] = []
+    if out.size == 0:
+        return per_t, bad
+    sub = _subproblem(p, out, fleet=y, fleet_cost=False)
+    lp, ix = _solve(sub, opts, relax=True)
+    if lp.report.status == Status.INFEASIBLE or lp.x is None:
+        todo = list(out)
+        x = None
+    else:
+        x = lp.x.copy()
+        G = ix.n_groups
+        L = np.zeros((len(out), G))
+        np.add.at(L, (slice(None), ix.group_of), x[ix.load].reshape(len(out), ix.n_recipes))
+        kmax = np.zeros(G)
+        np.maximum.at(kmax, ix.group_of, np.array([r.max_load_rps for r in p.recipes]))
+        Nv = np.minimum(np.ceil(L / kmax[None, :] - 1e-9), np.ceil(x[ix.groups].reshape(len(out), G) - 1e-7))
+        x[ix.groups] = Nv.ravel()
+        g_hw = np.array([k[0] for k in ix.group_keys], dtype=np.int64)
+        g_tp = np.array([k[2] for k in ix.group_keys], dtype=float)
+        used = np.zeros((len(out), len(p.offers)))
+        np.add.at(used, (slice(None), g_hw), Nv * g_tp[None, :])
+        fits = (used <= (np.array([o.gpus_per_server for o in p.offers]) * y)[None, :] + 1e-9).all(axis=1)
+        for k, t in enumerate(out):
+            if fits[k]:
+                per_t[int(t)] = (Solution(x=x, report=lp.report), ix, k)
+        todo = [t for k, t in enumerate(out) if not fits[k]]
+    for t in todo:
+        left = max(deadline - time.perf_counter(), 0.1)
+        sub_t = _subproblem(p, [int(t)], fleet=y, fleet_cost=False)
+        est = float(lp.report.objective or 0.0) / max(len(out), 1) if x is not None else 0.0
+        gap_t = float(np.clip(budget / max(est, 1e-12), opts.mip_rel_gap, 0.5))
+        sol_t, idx_t = _solve(sub_t, opts.model_copy(update={"time_limit_s": left, "mip_rel_gap": gap_t}))
+        if sol_t.report.status == Status.INFEASIBLE:
+            bad.append(int(t))
+            if len(bad) >= 4:
+                break
+            continue
+        _raise_unsolved(p, sol_t.report)
+        per_t[int(t)] = (sol_t, idx_t, 0)
+    return per_t, bad
+
+
 def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
     """Fleet-setting periods S, grown until the fleet serves every period (capacity.md, (D1)-(D4))."""
     t0 = time.perf_counter()
     deadline = t0 + opts.time_limit_s
     d = p.demand()
+    model, idx = build_capacity_model(p)
+    c_t = energy_objective_per_kwh(p)
+    idle_kwh = idx.kwh_per_w * np.array([o.idle_power_w * o.gpus_per_server for o in p.offers]) * (p.idle == "idle")
+    lb_t = np.array([_marginal_energy_lb(p, idx, t) for t in range(p.n_periods)])
     S = [int(np.argmax(d.sum(axis=1)))]
     iters = 0
     while True:
         iters += 1
+        out = np.setdiff1d(np.arange(p.n_periods), S)
+        extra = tuple((c_t[out].sum() * idle_kwh).tolist())
         left = max(deadline - time.perf_counter(), 0.1)
-        sol_s, idx_s = _solve(_subproblem(p, S), opts.model_copy(update={"time_limit_s": left}))  # (D1)
+        sub = _subproblem(p, S).model_copy(update={"fleet_extra_per_server": extra})
+        sol_s, idx_s = _solve(sub, opts.model_copy(update={"time_limit_s": left}))  # (D1)
         _raise_unsolved(p, sol_s.report)
         y = np.rint(sol_s.x[idx_s.fleet]).astype(int)
-        per_t: dict[int, tuple] = {}
-        bad = []
-        for t in range(p.n_periods):
-            if t in S:
-                continue
-            left = max(deadline - time.perf_counter(), 0.1)
-            sol_t, idx_t = _solve(_subproblem(p, [t], fleet=y), opts.model_copy(update={"time_limit_s": left}))  # (D2)
-            if sol_t.report.status == Status.INFEASIBLE:
-                bad.append(t)
-                if len(bad) >= 4:
-                    break
-                continue
-            _raise_unsolved(p, sol_t.report)
-            per_t[t] = (sol_t, idx_t)
+        # the other periods' MILPs share half the requested gap (in objective units) evenly
+        budget = 0.5 * opts.mip_rel_gap * max(sol_s.report.objective or 0.0, 0.0) / max(len(out), 1)
+        per_t, bad = _other_periods(p, out, y, opts, deadline, budget)  # (D2)
         if not bad:
             break
         S = sorted(set(S) | set(bad))  # (D3)
-    # (D4) bound: the S-problem's bound plus, for every other period, the least energy any fleet allows
-    bound = sol_s.report.bound if sol_s.report.bound is not None else -np.inf
-    for t in per_t:
-        lb_t, _ = _solve(_subproblem(p, [t], fleet_cost=False), opts, relax=True)
-        bound += lb_t.report.objective if lb_t.report.objective is not None else -np.inf
-    # assemble the full solution vector of the whole model from the pieces
-    model, idx = build_capacity_model(p)
+    # (D4) the S-problem's bound (it carries the other periods' idle energy) plus their marginal bounds
+    bound = (sol_s.report.bound if sol_s.report.bound is not None else -np.inf) + float(lb_t[out].sum())
     x = np.zeros(model.n_cols)
     P = idx.n_recipes
     x[idx.fleet] = y
     G = idx.n_groups
-    pieces = {t: (sol_s, idx_s, k) for k, t in enumerate(S)} | {t: (s, i, 0) for t, (s, i) in per_t.items()}
+    pieces = {t: (sol_s, idx_s, k) for k, t in enumerate(S)} | per_t
     for t, (sol, ix, k) in pieces.items():
         x[idx.groups.start + t * G: idx.groups.start + (t + 1) * G] = sol.x[ix.groups.start + k * G: ix.groups.start + (k + 1) * G]
         for blk in ("instances", "load"):

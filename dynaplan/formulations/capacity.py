@@ -4,7 +4,7 @@ per-period instances and loads, energy per period; no solving here.
 Blocks (names are the document's labels): variables ``fleet`` y_h, ``groups`` N_{t,g} (integer
 instances per hardware, class and TP), ``instances`` n_{t,p} (continuous: on which piece),
 ``load`` l_{t,p}, ``energy`` e_t, ``slices`` m_{t,c,h} (sliced only); constraints
-(cap.demand), (cap.capacity), (cap.group), (cap.gpus), (cap.energy), (cap.slices), (cap.slice_count),
+(cap.demand), (cap.capacity), (cap.group), (cap.gpus), (cap.class_gpus), (cap.energy), (cap.slices), (cap.slice_count),
 (cap.energy_cap), (cap.carbon_cap).
 """
 
@@ -89,6 +89,20 @@ def fleet_upper_bounds(p: CapacityProblem, hw_of, class_of, tp, cap) -> np.ndarr
     return np.maximum(lo, np.minimum(hi, out))
 
 
+def objective_weights(p: CapacityProblem) -> tuple[float, float, float]:
+    """(per USD, per kWh, per kg CO2) weights of the objective."""
+    return {"cost": (1.0, 0.0, 0.0), "energy": (0.0, 1.0, 0.0), "carbon": (0.0, 0.0, 1.0),
+            "weighted": p.weights}[p.objective]
+
+
+def energy_objective_per_kwh(p: CapacityProblem) -> np.ndarray:
+    """Objective per kWh of facility energy in each period, c_t (objective units per kWh)."""
+    w_cost, w_kwh, w_kg = objective_weights(p)
+    kg = np.asarray(p.carbon_g_per_kwh, dtype=float) / 1000.0
+    el = np.asarray(p.electricity_usd_per_kwh, dtype=float)
+    return w_cost * (el + p.carbon_price_usd_per_t * kg / 1000.0) + w_kwh + w_kg * kg
+
+
 def build_capacity_model(p: CapacityProblem) -> tuple[LinearModel, CapacityIndex]:
     """The MILP of ``formulations/capacity.md`` for problem ``p``."""
     hw_of, class_of, tp, cap, a, b, err = _arrays(p)
@@ -101,13 +115,13 @@ def build_capacity_model(p: CapacityProblem) -> tuple[LinearModel, CapacityIndex
     el = np.asarray(p.electricity_usd_per_kwh, dtype=float)
     kg_per_kwh = np.asarray(p.carbon_g_per_kwh, dtype=float) / 1000.0
     usd_per_kwh = el + p.carbon_price_usd_per_t * kg_per_kwh / 1000.0
-    w_cost, w_kwh, w_kg = {"cost": (1.0, 0.0, 0.0), "energy": (0.0, 1.0, 0.0),
-                           "carbon": (0.0, 0.0, 1.0), "weighted": p.weights}[p.objective]
+    w_cost, w_kwh, w_kg = objective_weights(p)
 
     m = LinearModel("capacity")
     y_ub = fleet_upper_bounds(p, hw_of, class_of, tp, cap)
+    extra = np.zeros(H) if p.fleet_extra_per_server is None else np.asarray(p.fleet_extra_per_server, dtype=float)
     y = m.add_vars("fleet", p.hardware, lb=[o.min_servers for o in p.offers], ub=y_ub,
-                   cost=w_cost * price, integer=True)
+                   cost=w_cost * price + extra, integer=True)
     dem = d[:, class_of]                                   # (T, P) load of the recipe's class
     n_ub = gpus[hw_of][None, :] * y_ub[hw_of][None, :] / tp[None, :]
     wasteful = (a - tp * idle_w[hw_of]) >= 0               # an unloaded instance never saves energy
@@ -126,7 +140,7 @@ def build_capacity_model(p: CapacityProblem) -> tuple[LinearModel, CapacityIndex
     labels_tp = [(t, i) for t in range(T) for i in range(P)]
     n = m.add_vars("instances", labels_tp, ub=n_ub.ravel())
     ld = m.add_vars("load", labels_tp, ub=dem.ravel())
-    e = m.add_vars("energy", range(T), lb=-INF, cost=w_cost * usd_per_kwh + w_kwh + w_kg * kg_per_kwh)
+    e = m.add_vars("energy", range(T), lb=-INF, cost=energy_objective_per_kwh(p))
 
     tt = np.repeat(np.arange(T), P)
     pp = np.tile(np.arange(P), T)
@@ -150,6 +164,17 @@ def build_capacity_model(p: CapacityProblem) -> tuple[LinearModel, CapacityIndex
     m.add_constraints("cap.gpus", [(t, h) for t in range(T) for h in p.hardware],
                       np.r_[gt * H + g_hw[gg], yt], np.r_[N.start + gt * G + gg, y.start + np.tile(np.arange(H), T)],
                       np.r_[g_tp[gg], -np.tile(gpus, T)], hi=0.0)
+    # (cap.class_gpus) valid inequality: sum_{g in c} tp_g N_{t,g} >= ceil(d_{t,c} min_g tp_g / kappa_g)
+    g_cl = np.array([k[1] for k in gkeys], dtype=np.int64)
+    g_cap = np.zeros(G)
+    np.maximum.at(g_cap, group_of, cap)
+    gpr = np.full(C, np.inf)
+    np.minimum.at(gpr, g_cl, g_tp / g_cap)
+    need_gpus = d * np.where(np.isfinite(gpr), gpr, 0.0)[None, :]
+    if not p.shared_instances:  # whole instances of whole GPUs; shared GPUs (Mélange) are not rounded
+        need_gpus = np.ceil(need_gpus - 1e-7)
+    m.add_constraints("cap.class_gpus", [(t, c) for t in range(T) for c in p.classes],
+                      gt * C + g_cl[gg], N.start + gt * G + gg, g_tp[gg], lo=need_gpus.ravel())
     # (cap.energy) e_t = k [ sum_p (A_p - tp_p w^idle_h) n + B_p l + sum_h w^idle_h G_h y_h ]
     m.add_constraints("cap.energy", range(T),
                       np.r_[np.arange(T), tt, tt, np.repeat(np.arange(T), H)],
