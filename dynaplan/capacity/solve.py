@@ -207,11 +207,14 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
         extra = tuple((c_t[out].sum() * idle_kwh).tolist())
         left = max(deadline - time.perf_counter(), 0.1)
         sub = _subproblem(p, S).model_copy(update={"fleet_extra_per_server": extra})
-        sol_s, idx_s = _solve(sub, opts.model_copy(update={"time_limit_s": left}))  # (D1)
+        # the requested gap is shared: a quarter to the S-problem, a quarter to the other periods' MILPs,
+        # the rest for their bounds (D4)
+        sol_s, idx_s = _solve(sub, opts.model_copy(update={"time_limit_s": left,
+                                                           "mip_rel_gap": 0.25 * opts.mip_rel_gap}))  # (D1)
         _raise_unsolved(p, sol_s.report)
         y = np.rint(sol_s.x[idx_s.fleet]).astype(int)
-        # the other periods' MILPs share half the requested gap (in objective units) evenly
-        budget = 0.5 * opts.mip_rel_gap * max(sol_s.report.objective or 0.0, 0.0) / max(len(out), 1)
+        # the other periods' MILPs share a quarter of the requested gap (in objective units) evenly
+        budget = 0.25 * opts.mip_rel_gap * max(sol_s.report.objective or 0.0, 0.0) / max(len(out), 1)
         per_t, bad = _other_periods(p, out, y, opts, deadline, budget)  # (D2)
         if not bad:
             break
