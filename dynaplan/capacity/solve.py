@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dynaplan.capacity.problem import CapacityProblem
 from dynaplan.errors import InfeasibleError, NoSolutionError, ValidationError
-from dynaplan.formulations.capacity import build_capacity_model, energy_objective_per_kwh
+from dynaplan.formulations.capacity import build_capacity_model, build_share_model, energy_objective_per_kwh
 from dynaplan.solvers.highs import solve_arrays
 from dynaplan.solvers.result import Backend, Solution, SolveOptions, SolveReport, Status, StopReason, relative_gap
 
@@ -82,6 +82,8 @@ def plan_capacity(problem: CapacityProblem, *, time_limit_s: float = 60.0, mip_r
     opts = SolveOptions(time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads,
                         highs_heuristics=problem.source == "melange")
     coupled = problem.energy_cap_kwh is not None or problem.carbon_cap_kg is not None
+    if _shareable(problem) and method == "auto":
+        return _share(problem, opts)
     if method == "monolithic" or (method == "auto" and (coupled or problem.n_periods == 1)):
         t0 = time.perf_counter()
         model, idx = build_capacity_model(problem)
@@ -93,6 +95,34 @@ def plan_capacity(problem: CapacityProblem, *, time_limit_s: float = 60.0, mip_r
     if coupled:
         raise ValidationError("method='decomposed' cannot take energy_cap_kwh or carbon_cap_kg; use 'monolithic'")
     return _decomposed(problem, opts)
+
+
+def _shareable(p: CapacityProblem) -> bool:
+    return (p.n_periods == 1 and p.shared_instances and p.energy_cap_kwh is None and p.carbon_cap_kg is None
+            and all(r.static_w == 0 and r.w_per_util == 0 for r in p.recipes)
+            and len({(r.request_class, r.hardware) for r in p.recipes}) == len(p.recipes))
+
+
+def _share(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
+    """Mélange-shaped problems through the load-free model (capacity.md, "Mélange configs")."""
+    t0 = time.perf_counter()
+    model, ix = build_share_model(p)
+    arrays = model.arrays()
+    build_s = time.perf_counter() - t0
+    sol = solve_arrays(arrays, opts)
+    _raise_unsolved(p, sol.report)
+    full, idx = build_capacity_model(p)
+    x = np.zeros(full.n_cols)
+    x[idx.fleet] = sol.x[ix["fleet"]]
+    d = p.demand()[0]
+    where = {(r.request_class, r.hardware): i for i, r in enumerate(p.recipes)}
+    for (c, h, kap, _), mv in zip(ix["pairs"], sol.x[ix["slices"]]):
+        i = where[(p.classes[c], p.hardware[h])]
+        load = d[c] * mv / ix["S"]
+        x[idx.load.start + i] = load
+        x[idx.instances.start + i] = load / kap
+        x[idx.groups.start + idx.group_of[i]] += load / kap
+    return extract_plan(p, idx, x, sol.report.with_build_time(build_s), opts.mip_rel_gap)
 
 
 def _raise_unsolved(problem: CapacityProblem, rep: SolveReport) -> None:

@@ -229,3 +229,40 @@ def _slices(m: LinearModel, p: CapacityProblem, d, hw_of, class_of, l_col, tt, p
             cols.append(ms.start + j)
     m.add_constraints("cap.slice_count", [(t, p.classes[c]) for t, c in ctc], rows, cols, np.ones(len(rows)),
                       lo=float(S), hi=float(S))
+
+
+def build_share_model(p: CapacityProblem) -> tuple[LinearModel, dict]:
+    """The same MILP for one period of time-shared GPUs with no power model (Mélange configs), with
+    the loads eliminated: with one recipe per (class, type) and continuous instance counts, (cap.demand),
+    (cap.capacity) and (cap.group) give ``N = d_c m_{c,h} / (S kappa)``, so (cap.gpus) becomes
+    ``sum_c d_c m_{c,h} / (S kappa_{c,h}) <= G_h y_h`` and (cap.slice_count) stays. Divisible: m continuous."""
+    if p.n_periods != 1 or not p.shared_instances:
+        raise ValueError("build_share_model: one period of shared instances only")
+    d = p.demand()[0]
+    S = p.slice_factor if p.assignment == "sliced" else 1
+    hw_idx = {h: i for i, h in enumerate(p.hardware)}
+    cl_idx = {c: i for i, c in enumerate(p.classes)}
+    pairs = [(cl_idx[r.request_class], hw_idx[r.hardware], r.max_load_rps * r.u_hi, r.tp) for r in p.recipes]
+    pairs = [q for q in pairs if d[q[0]] > 0]
+    m = LinearModel("capacity-share")
+    H = len(p.offers)
+    hw_of, class_of, tp, cap, *_ = _arrays(p)
+    y_ub = fleet_upper_bounds(p, hw_of, class_of, tp, cap)
+    price = np.array([o.price_usd_per_server_h for o in p.offers], dtype=float) * p.fleet_h
+    y = m.add_vars("fleet", p.hardware, lb=[o.min_servers for o in p.offers], ub=y_ub, cost=price, integer=True)
+    ms = m.add_vars("slices", [(p.classes[c], p.hardware[h]) for c, h, _, _ in pairs], ub=float(S),
+                    integer=p.assignment == "sliced")
+    k = len(pairs)
+    gpus = np.array([o.gpus_per_server for o in p.offers], dtype=float)
+    coef = np.array([d[c] / S / kap * t for c, _, kap, t in pairs])
+    hrow = np.array([h for _, h, _, _ in pairs], dtype=np.int64)
+    # (cap.gpus) with the loads eliminated
+    m.add_constraints("cap.gpus", list(p.hardware), np.r_[hrow, np.arange(H)], np.r_[ms.start + np.arange(k), y.start + np.arange(H)],
+                      np.r_[coef, -gpus], hi=0.0)
+    # (cap.slice_count)
+    loaded = [c for c in range(len(p.classes)) if d[c] > 0]
+    row = {c: i for i, c in enumerate(loaded)}
+    crow = np.array([row[c] for c, _, _, _ in pairs], dtype=np.int64)
+    m.add_constraints("cap.slice_count", [p.classes[c] for c in loaded], crow, ms.start + np.arange(k), np.ones(k),
+                      lo=float(S), hi=float(S))
+    return m, {"pairs": pairs, "fleet": slice(y.start, y.stop), "slices": slice(ms.start, ms.stop), "S": S}
