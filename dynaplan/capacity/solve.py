@@ -205,7 +205,7 @@ def _other_periods(p: CapacityProblem, out: np.ndarray, y: np.ndarray, opts: Sol
                 per_t[int(t)] = (Solution(x=x, report=lp.report), ix, k)
         todo = [t for k, t in enumerate(out) if not fits[k]]
     for t in todo:
-        left = max(deadline - time.perf_counter(), 0.1)
+        left = max(deadline - time.perf_counter(), 0.25 * opts.time_limit_s)
         sub_t = _subproblem(p, [int(t)], fleet=y, fleet_cost=False)
         est = float(lp.report.objective or 0.0) / max(len(out), 1) if x is not None else 0.0
         gap_t = float(np.clip(budget / max(est, 1e-12), opts.mip_rel_gap, 0.5))
@@ -235,7 +235,7 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
         iters += 1
         out = np.setdiff1d(np.arange(p.n_periods), S)
         extra = tuple((c_t[out].sum() * idle_kwh).tolist())
-        left = max(deadline - time.perf_counter(), 0.1)
+        left = max(deadline - time.perf_counter(), 0.25 * opts.time_limit_s)
         sub = _subproblem(p, S).model_copy(update={"fleet_extra_per_server": extra})
         # the requested gap is shared: a quarter to the S-problem, a quarter to the other periods' MILPs,
         # the rest for their bounds (D4)
