@@ -141,3 +141,29 @@ def test_bad_input_names_the_field():
     with pytest.raises(ValidationError, match="total_request_rate"):
         read_melange({"gpu_info": {"a": {"cost": 1, "tputs": [[1]]}}, "workload_distribution": [[1]],
                       "total_request_rate": "x"})
+
+
+def test_a_mix_beats_every_single_type():
+    cfg = json.loads(MELANGE_EXAMPLE.read_text())
+    mix = plan_capacity(read_melange(cfg))
+    for only in cfg["gpu_info"]:
+        single = {**cfg, "gpu_info": {only: cfg["gpu_info"][only]}}
+        alone = plan_capacity(read_melange(single))
+        assert alone.cost_usd_per_h > mix.cost_usd_per_h + 1e-9
+    # by hand: A100 alone needs ceil(1.125) = 2 GPUs; A10G alone 12 GPUs
+    a100 = plan_capacity(read_melange({**cfg, "gpu_info": {"A100-80GB": cfg["gpu_info"]["A100-80GB"]}}))
+    assert a100.fleet == {"A100-80GB": 2}
+
+
+def test_pareto_front_trades_cost_for_energy():
+    from dynaplan.capacity.pareto import pareto_front
+
+    p = capacity_problem(rates={"MM": 20.0, "SS": 10.0}, hardware=["h100-80gb", "a100-80gb"])
+    front = pareto_front(p, points=3, time_limit_s=30)
+    assert len(front) >= 2
+    cheapest, greenest = front[0], front[-1]
+    # the cost-optimal plan is no more expensive than the energy-optimal one (within their gaps)
+    assert cheapest.cost_usd <= greenest.cost_usd * (1 + 1e-3)
+    assert greenest.report.bound <= cheapest.energy_kwh + 1e-6
+    for pl in front:
+        assert pl.report.bound <= pl.report.objective + 1e-6
