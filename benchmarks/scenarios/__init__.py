@@ -12,4 +12,5 @@ from benchmarks.scenarios import (  # noqa: F401  (registration order = run orde
     discretisation,
     targets,
     capacity,
+    sweep,
 )

@@ -19,6 +19,7 @@ from dynaplan.cli.capacity import register as register_capacity
 from dynaplan.cli.plan import plan_command
 from dynaplan.cli.reconfig import register as register_reconfig
 from dynaplan.cli.replay import register as register_replay
+from dynaplan.cli.sweep import register as register_sweep
 from dynaplan.cli.profile import app as profile_app
 from dynaplan.errors import DynaplanError
 
@@ -44,6 +45,7 @@ app.command("plan")(plan_command)
 register_reconfig(app)
 register_replay(app)
 register_capacity(app)
+register_sweep(app)
 
 try:  # the trace commands live in the workload package
     from dynaplan.cli.trace import app as trace_app
