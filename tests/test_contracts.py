@@ -76,7 +76,17 @@ def _placement_blocks(pl) -> set[str]:
     return set(m.con_blocks)
 
 
-BUILT = {"pool.md": _pool_blocks, "cluster.md": _cluster_blocks, "monolithic.md": _monolithic_blocks,
+def _capacity_blocks(pl) -> set[str]:
+    from dynaplan.capacity import plan_capacity, read_melange  # noqa: F401
+    from dynaplan.formulations.capacity import build_capacity_model
+
+    cfg = {"gpu_info": {"a": {"cost": 1.0, "tputs": [[1.0]]}}, "workload_distribution": [[1.0]],
+           "total_request_rate": 1.0, "slice_factor": 2}
+    p = read_melange(cfg, assignment="sliced").model_copy(update={"energy_cap_kwh": 1.0, "carbon_cap_kg": 1.0})
+    return set(build_capacity_model(p)[0].con_blocks)
+
+
+BUILT = {"capacity.md": _capacity_blocks, "pool.md": _pool_blocks, "cluster.md": _cluster_blocks, "monolithic.md": _monolithic_blocks,
          "placement.md": _placement_blocks}
 NO_MODEL = {"instance.md": "rules of an argmin over clocks (no solver): formulations/instance.py cites them"}
 

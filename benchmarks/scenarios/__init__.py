@@ -11,5 +11,6 @@ from benchmarks.scenarios import (  # noqa: F401  (registration order = run orde
     hier_vs_mono,
     discretisation,
     targets,
+    capacity,
     sweep,
 )

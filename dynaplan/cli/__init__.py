@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from dynaplan.cli.console import PIPE_CLOSED_EXIT, PipeClosed, silence_stdout
+from dynaplan.cli.capacity import register as register_capacity
 from dynaplan.cli.plan import plan_command
 from dynaplan.cli.reconfig import register as register_reconfig
 from dynaplan.cli.replay import register as register_replay
@@ -43,6 +44,7 @@ app.add_typer(profile_app, name="profile")
 app.command("plan")(plan_command)
 register_reconfig(app)
 register_replay(app)
+register_capacity(app)
 register_sweep(app)
 
 try:  # the trace commands live in the workload package

@@ -1,0 +1,169 @@
+"""Capacity planning: hand-solvable instances, Mélange's example, brute force, properties."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dynaplan.capacity import capacity_problem, default_catalogue, plan_capacity, read_melange
+from dynaplan.domain import DEFAULT_SLOS
+from dynaplan.errors import InfeasibleError, ValidationError
+from dynaplan.planning.problem import operating_points
+from dynaplan.profiles import Profile
+from dynaplan.solvers import Status
+
+MELANGE_EXAMPLE = Path(__file__).parent / "data" / "melange_example.json"
+
+
+def _brute_sliced(cfg) -> float:
+    """Mélange's model by enumeration: every slice on every type, GPUs = ceil of the summed load
+    fractions per type (independent of the code under test)."""
+    dist = np.asarray(cfg["workload_distribution"], float).ravel()
+    dist = dist / dist.sum() * cfg["total_request_rate"]
+    s = cfg["slice_factor"]
+    names = list(cfg["gpu_info"])
+    tputs = {g: np.asarray(cfg["gpu_info"][g]["tputs"], float).ravel() for g in names}
+    slices = [(b, dist[b] / s) for b in range(dist.size) if dist[b] > 0 for _ in range(s)]
+    best = math.inf
+    for assign in itertools.product(range(len(names)), repeat=len(slices)):
+        frac = np.zeros(len(names))
+        ok = True
+        for (b, load), g in zip(slices, assign):
+            t = tputs[names[g]][b]
+            if t <= 0:
+                ok = False
+                break
+            frac[g] += load / t
+        if ok:
+            best = min(best, sum(math.ceil(f - 1e-9) * cfg["gpu_info"][n]["cost"] for f, n in zip(frac, names)))
+    return best
+
+
+def test_melange_shipped_example_has_its_known_answer():
+    # Mélange's README: 3 A10G + 1 A100-80GB, 6.7 USD/h
+    plan = plan_capacity(read_melange(MELANGE_EXAMPLE, assignment="sliced"))
+    assert plan.fleet == {"A10G": 3, "A100-80GB": 1}
+    assert plan.cost_usd_per_h == pytest.approx(6.7)
+    assert plan.report.status is Status.OPTIMAL
+    # divisible: 5 req/s of bucket (1,0) on one A10G frees the A100: 1.01 + 3.67 by hand
+    div = plan_capacity(read_melange(MELANGE_EXAMPLE))
+    assert div.fleet == {"A10G": 1, "A100-80GB": 1} and div.cost_usd_per_h == pytest.approx(4.68)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sliced_optimum_equals_brute_force_and_divisible_is_never_above(seed):
+    rng = np.random.default_rng(seed)
+    cfg = {"gpu_info": {f"g{k}": {"cost": float(rng.uniform(0.5, 4)),
+                                  "tputs": rng.uniform(0.5, 20, (2, 2)).round(2).tolist()} for k in range(2)},
+           "workload_distribution": rng.uniform(0.05, 1, (2, 2)).round(3).tolist(),
+           "total_request_rate": float(rng.uniform(1, 40)), "slice_factor": int(rng.integers(1, 3))}
+    sliced = plan_capacity(read_melange(cfg, assignment="sliced"))
+    assert sliced.report.status is Status.OPTIMAL
+    assert sliced.cost_usd_per_h == pytest.approx(_brute_sliced(cfg), rel=1e-9)
+    div = plan_capacity(read_melange(cfg))
+    assert div.cost_usd_per_h <= sliced.cost_usd_per_h + 1e-9
+
+
+def test_more_load_never_costs_less_and_cheaper_price_never_costs_more():
+    cfg = json.loads(MELANGE_EXAMPLE.read_text())
+    costs = []
+    for rate in (10.0, 30.0, 60.0, 90.0):
+        costs.append(plan_capacity(read_melange({**cfg, "total_request_rate": rate})).cost_usd_per_h)
+    assert costs == sorted(costs)
+    cheap = json.loads(json.dumps(cfg))
+    cheap["gpu_info"]["A100-80GB"]["cost"] = 2.0
+    assert plan_capacity(read_melange(cheap)).cost_usd_per_h <= plan_capacity(read_melange(cfg)).cost_usd_per_h
+
+
+@pytest.fixture(scope="module")
+def ops():
+    prof = Profile.default()
+    return operating_points(prof, DEFAULT_SLOS)
+
+
+def _min_servers(ops, hw: str, cls: str, load: float) -> int:
+    """Fewest servers of one type for one class, by enumerating TP degrees (independent)."""
+    o = ops[(ops.hardware == hw) & (ops.request_class == cls)]
+    g = default_catalogue().entry(hw).gpus_per_server
+    best = min(int(tp) * math.ceil(load / o[o.tp == tp].max_load_rps.max() - 1e-9) for tp in o.tp.unique())
+    return math.ceil(best / g)
+
+
+def test_single_type_fleet_is_the_fewest_servers(ops):
+    p = capacity_problem(rates={"MM": 40.0}, hardware=["h100-80gb"])
+    plan = plan_capacity(p)
+    assert plan.fleet["h100-80gb"] == _min_servers(ops, "h100-80gb", "MM", 40.0)
+    assert plan.report.status is Status.OPTIMAL
+    # the cost adds up
+    assert plan.cost_usd == pytest.approx(plan.fleet_usd + plan.energy_usd + plan.carbon_usd)
+    assert plan.fleet_usd == pytest.approx(plan.fleet["h100-80gb"] * 55.04 * plan.horizon_h)
+
+
+def test_availability_binds_and_the_rest_goes_to_the_other_type(ops):
+    free = plan_capacity(capacity_problem(rates={"MM": 40.0}, hardware=["h100-80gb", "a100-80gb"]))
+    h = free.fleet["h100-80gb"]
+    assert h >= 2
+    capped = plan_capacity(capacity_problem(rates={"MM": 40.0}, hardware=["h100-80gb", "a100-80gb"],
+                                            availability={"h100-80gb": (0, h - 1)}))
+    assert capped.fleet["h100-80gb"] <= h - 1 and capped.fleet["a100-80gb"] >= 1
+    assert "availability" in capped.binding
+    assert capped.cost_usd >= free.cost_usd - 1e-6
+    with pytest.raises(InfeasibleError):
+        plan_capacity(capacity_problem(rates={"MM": 40.0}, hardware=["h100-80gb"],
+                                       availability={"h100-80gb": (0, 1)}))
+
+
+def test_trace_plan_serves_every_period_and_peak_is_as_asked():
+    p = capacity_problem(peak_rps=20.0, periods=6, hardware=["h100-80gb", "a100-80gb"])
+    assert max(sum(r) for r in p.demand_rps) == pytest.approx(20.0)
+    plan = plan_capacity(p, mip_rel_gap=1e-3)
+    assert plan.report.gap is not None and plan.report.bound <= plan.report.objective + 1e-6
+    for per in plan.periods:
+        for c, need in per.demand_rps.items():
+            cap = sum(g["capacity_rps"] for g in per.groups if g["request_class"] == c)
+            served = sum(g["load_rps"] for g in per.groups if g["request_class"] == c)
+            assert served == pytest.approx(need, abs=1e-6) and cap >= need - 1e-6
+        for h, used in per.gpus_used.items():
+            assert used <= plan.gpus[h]
+    json.dumps(plan.model_dump(mode="json"))
+
+
+def test_bad_input_names_the_field():
+    with pytest.raises(ValidationError, match="peak_rps"):
+        capacity_problem(rates={"MM": 1.0}, peak_rps=-1)
+    with pytest.raises(ValidationError, match="objective"):
+        capacity_problem(rates={"MM": 1.0}, hardware=["h100-80gb"], objective="speed")
+    with pytest.raises(ValidationError, match="total_request_rate"):
+        read_melange({"gpu_info": {"a": {"cost": 1, "tputs": [[1]]}}, "workload_distribution": [[1]],
+                      "total_request_rate": "x"})
+
+
+def test_a_mix_beats_every_single_type():
+    cfg = json.loads(MELANGE_EXAMPLE.read_text())
+    mix = plan_capacity(read_melange(cfg))
+    for only in cfg["gpu_info"]:
+        single = {**cfg, "gpu_info": {only: cfg["gpu_info"][only]}}
+        alone = plan_capacity(read_melange(single))
+        assert alone.cost_usd_per_h > mix.cost_usd_per_h + 1e-9
+    # by hand: A100 alone needs ceil(1.125) = 2 GPUs; A10G alone 12 GPUs
+    a100 = plan_capacity(read_melange({**cfg, "gpu_info": {"A100-80GB": cfg["gpu_info"]["A100-80GB"]}}))
+    assert a100.fleet == {"A100-80GB": 2}
+
+
+def test_pareto_front_trades_cost_for_energy():
+    from dynaplan.capacity.pareto import pareto_front
+
+    p = capacity_problem(rates={"MM": 20.0, "SS": 10.0}, hardware=["h100-80gb", "a100-80gb"])
+    front = pareto_front(p, points=3, time_limit_s=30)
+    assert len(front) >= 2
+    cheapest, greenest = front[0], front[-1]
+    # the cost-optimal plan is no more expensive than the energy-optimal one (within their gaps)
+    assert cheapest.cost_usd <= greenest.cost_usd * (1 + 1e-3)
+    assert greenest.report.bound <= cheapest.energy_kwh + 1e-6
+    for pl in front:
+        assert pl.report.bound <= pl.report.objective + 1e-6
