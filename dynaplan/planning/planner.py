@@ -24,7 +24,7 @@ from dynaplan.formulations import monolithic as mono_f
 from dynaplan.formulations import network as nw
 from dynaplan.formulations import pool as pool_f
 from dynaplan.limits import FRAME_ROWS
-from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PoolPlan
+from dynaplan.planning.bounds import GlobalBound
 from dynaplan.planning.validate import check_inputs
 from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PlanningState, PoolPlan, check_state
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
@@ -130,6 +130,8 @@ class Planner:
         self.transition_costs = transition_costs or TransitionCosts()
         self._prices: nw.TransitionPrices | None = None
         self._models: dict = {}
+        self._bound: GlobalBound | None = None  # planning/bounds.py, built on the first plan
+        self.bound_time_s = 0.0  # seconds the last global bound took
         self._clock_chooser: instance_f.ClockChooser | None = None  # built once per (kind, pool); later calls only move bounds
 
     # ------------------------------------------------------------------ helpers
@@ -577,15 +579,31 @@ class Planner:
         power = float(sum(pp.power_w for pp in pools))
         epoch = self.options.pool_epoch_s
         all_reports = [r for r in ([creport] if creport else []) + list(reports) if r is not None]
-        # the objective is the pools' (the cluster level's objective is an intermediate estimate)
-        report = _combine(all_reports, self.backend, objective_reports=list(reports))
         unserved = {c: v for c, v in unserved.items() if v > 1e-6}
+        # the objective is the plan's true power (the profile's, idle GPUs included, plus the
+        # unserved penalty in best effort); the bound is the global one (planning/bounds.py)
+        objective = power + (self._penalty or 0.0) * sum(unserved.values())
+        bound = self.global_bound(f) if pools else None
+        report = _combine(all_reports, self.backend, objective=objective, bound=bound,
+                          tolerance=self.solve_options.mip_rel_gap)
         if unserved and self._penalty is None:
             raise InfeasibleError(f"plan leaves load unserved: {unserved}")
         return Plan(mode=mode, epoch_s=epoch, forecast_rps=f, pools=tuple(pools), unserved_rps=unserved,
                     power_w=power, energy_j=power * epoch, servers=servers, gpus=gpus,
                     approx_error_bound_w=err, cluster_report=creport, report=report,
                     wall_time_s=time.perf_counter() - t0, notes=tuple(notes))
+
+    def global_bound(self, forecast: Mapping[str, float]) -> float | None:
+        """A lower bound (W, plus the unserved penalty in best effort) on every plan of
+        ``forecast`` on this inventory, from the profile alone (:mod:`dynaplan.planning.bounds`,
+        monolithic.md "Global bound"); built once per planner, one small solve per call."""
+        demand, _ = _plannable(check_forecast(forecast, self.classes))
+        if self._bound is None:
+            self._bound = GlobalBound(self.profile, self.max_load, self.hardware, dict(self.inventory.servers),
+                                      self.classes, self.routes, self._penalty)
+        b, seconds = self._bound.bound(demand, self.solve_options)
+        self.bound_time_s = seconds
+        return b
 
     # ------------------------------------------------------------------ instance level
     def clocks(self, loads: pd.DataFrame) -> pd.DataFrame:
@@ -669,20 +687,22 @@ class _CachedModel:
         self.session = None  # dynaplan.solvers.open_session, opened on the first solve
 
 
-def _combine(reports: list[SolveReport], backend: Backend,
-             objective_reports: list[SolveReport] | None = None) -> SolveReport:
-    """One report for a planning call: worst status, summed times, objective and bound of
-    ``objective_reports`` (the pool solves of a hierarchical plan, or the single monolithic solve)."""
+def _combine(reports: list[SolveReport], backend: Backend, objective: float | None = None,
+             bound: float | None = None, tolerance: float = 0.0) -> SolveReport:
+    """One report for a planning call: summed times; ``objective`` is the plan's true power (plus
+    any unserved penalty) and ``bound`` a global lower bound on the profile's problem
+    (:mod:`dynaplan.planning.bounds`), so the gap says how far the plan is from the best
+    possible one. ``optimal`` only when that gap is within ``tolerance`` and no stage did worse
+    than a solution; the stages' own statuses never certify the whole plan."""
     if not reports:
         return SolveReport(status=Status.OPTIMAL, backend=backend, objective=0.0, bound=0.0, gap=0.0,
                            solve_time_s=0.0, message="nothing to plan")
     worst = worst_status(r.status for r in reports)
-    objective_reports = reports if objective_reports is None else objective_reports
-    objs = [r.objective for r in objective_reports]
-    bounds = [r.bound for r in objective_reports]
-    obj = float(sum(objs)) if all(o is not None for o in objs) else None
-    bnd = float(sum(bounds)) if all(b is not None for b in bounds) else None
+    obj = None if objective is None else float(objective)
+    bnd = None if bound is None or obj is None else float(bound)
     gap = relative_gap(obj, bnd)
+    if worst in (Status.OPTIMAL, Status.FEASIBLE):
+        worst = Status.OPTIMAL if gap is not None and gap <= tolerance + 1e-12 else Status.FEASIBLE
     return SolveReport(status=worst, backend=reports[0].backend, objective=obj, bound=bnd, gap=gap,
                        solve_time_s=sum(r.solve_time_s for r in reports),
                        build_time_s=sum(r.build_time_s for r in reports),
