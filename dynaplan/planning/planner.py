@@ -25,6 +25,7 @@ from dynaplan.formulations import network as nw
 from dynaplan.formulations import pool as pool_f
 from dynaplan.limits import FRAME_ROWS
 from dynaplan.planning.bounds import GlobalBound
+from dynaplan.planning.polish import polish
 from dynaplan.planning.validate import check_inputs
 from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PlanningState, PoolPlan, check_state
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
@@ -526,6 +527,12 @@ class Planner:
             shares = allotment.routing.get(c) or ({c: 1.0} if allotment.servers.get(c) else {})
             if not shares:
                 unrouted[c] = v
+            total = sum(shares.values())
+            if self._penalty is not None and 0 < total < 1:
+                # best effort: the cluster level's unserved remainder is offered to the pools too
+                # (in its routing's proportions); a pool re-planned inside its servers may well
+                # serve more than the recipes could
+                shares = {p: share / total for p, share in shares.items()}
             for p, share in shares.items():
                 routed.setdefault(p, {})[c] = v * share
         if unrouted and self._penalty is None:
@@ -539,8 +546,14 @@ class Planner:
             pp = self.plan_pool(p, routed[p], allotment.servers.get(p, {}), current=cur)
             pools.append(pp)
             reports.append(pp.report)
-        unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}
         notes = list(allotment.notes) + (["pool level only: allotment given by the caller"] if given else [])
+        if not given and state is None:
+            by_pool, _, _, moves = polish({pp.pool: pp for pp in pools}, routed, dict(allotment.servers),
+                                          self.routes, self.plan_pool, self._penalty)
+            pools = [by_pool[p] for p in self.classes if p in by_pool]
+            reports = [pp.report for pp in pools]
+            notes += moves
+        unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}
         return self._assemble("hierarchical", f, pools, unserved, None if given else allotment.report, reports,
                               t0, notes)
 
