@@ -1,5 +1,5 @@
-"""A global lower bound on the profile's own planning problem (``formulations/monolithic.md``,
-section "Global bound").
+"""A global lower bound on the profile's own planning problem (``formulations/bound.md``,
+constraints 1-6).
 
 The bound is built from the profile's table and its max loads under the SLOs alone — not from
 the pool models' pieces — so it bounds the problem the user posed: instance power is the

@@ -609,7 +609,7 @@ class Planner:
     def global_bound(self, forecast: Mapping[str, float]) -> float | None:
         """A lower bound (W, plus the unserved penalty in best effort) on every plan of
         ``forecast`` on this inventory, from the profile alone (:mod:`dynaplan.planning.bounds`,
-        monolithic.md "Global bound"); built once per planner, one small solve per call."""
+        formulations/bound.md); built once per planner, one small solve per call."""
         demand, _ = _plannable(check_forecast(forecast, self.classes))
         if self._bound is None:
             self._bound = GlobalBound(self.profile, self.max_load, self.hardware, dict(self.inventory.servers),
