@@ -4,13 +4,14 @@ The cluster level plans whole-server recipes, so on small clusters it may open a
 than the pools need, or give a class with little load a pool of its own. From the pools the
 pool level planned, a local search tries, with the pool model itself as the judge:
 
-* **(polish.release)** a pool gives up one server of a hardware type;
-* **(polish.merge)** a pool's whole load moves into another pool its classes may spill into
+* **release**: a pool gives up one server of a hardware type;
+* **merge**: a pool's whole load moves into another pool its classes may spill into
   (``PlannerOptions.spill``), which takes the first pool's servers but one.
 
 Every move re-plans the pools it touches and is kept only when the plan's objective (true power
 plus any unserved penalty) falls; the search stops when no move improves or after
-``MAX_ROUNDS`` rounds. A move never breaks the inventory (it only releases servers), so the
+``MAX_ROUNDS`` rounds. Pools of more than ``MAX_POLISH_SERVERS`` servers take part in no move
+(large clusters are the cluster level's strength; the moves are for small ones). A move never breaks the inventory (it only releases servers), so the
 polished plan is feasible whenever the first one is, and never worse than it.
 """
 
@@ -22,9 +23,9 @@ from dynaplan.errors import DynaplanError
 from dynaplan.planning.plan import PoolPlan
 
 MAX_ROUNDS = 8
-# pools with more servers than this are not offered a release: the saving (one server's idle
-# GPUs) is a vanishing share of a large pool and each try costs a pool solve
-MAX_RELEASE_SERVERS = 64
+# pools with more servers than this take part in no move: the saving (about one server's idle
+# GPUs) is a vanishing share of a large pool and each try costs a solve of that pool
+MAX_POLISH_SERVERS = 64
 
 PlanPool = Callable[[str, dict[str, float], dict[str, int]], PoolPlan]
 
@@ -45,18 +46,28 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
         {p: dict(v) for p, v in servers.items()}
     notes: list[str] = []
 
+    tried: dict[tuple, PoolPlan | None] = {}  # a move not taken is not solved again next round
+
     def attempt(p: str, loads: dict[str, float], srv: dict[str, int]) -> PoolPlan | None:
-        try:
-            return plan_pool(p, loads, srv)
-        except DynaplanError:  # infeasible on fewer servers: not a move
-            return None
+        key = (p, tuple(sorted(loads.items())), tuple(sorted(srv.items())))
+        if key not in tried:
+            try:
+                tried[key] = plan_pool(p, loads, srv)
+            except DynaplanError:  # infeasible on fewer servers: not a move
+                tried[key] = None
+        return tried[key]
+
+    def small(p: str) -> bool:
+        return sum(servers.get(p, {}).values()) <= MAX_POLISH_SERVERS
 
     for _ in range(MAX_ROUNDS):
         best = None  # (saving, description, {pool: (plan or None, loads, servers)})
         for p, pp in pools.items():
+            if not small(p):
+                continue
             here = _value(pp, routed[p], penalty)
             for h, k in servers.get(p, {}).items():
-                if k < 1 or sum(servers[p].values()) > MAX_RELEASE_SERVERS:
+                if k < 1:
                     continue
                 srv = {**servers[p], h: k - 1}
                 if sum(srv.values()) == 0:
@@ -67,7 +78,7 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
                     if saving > 1e-6 * max(1.0, here) and (best is None or saving > best[0]):
                         best = (saving, f"pool {p} releases one {h} server", {p: (new, routed[p], srv)})
             for q in pools:
-                if q == p or not all(q in routes[c] for c in routed[p]):
+                if q == p or not small(q) or not all(q in routes[c] for c in routed[p]):
                     continue
                 loads = dict(routed[q])
                 for c, v in routed[p].items():
