@@ -45,6 +45,11 @@ LOAD_EPS_RPS = 1e-9
 # solvers' tolerances (loads of 1e-8..1e-7 req/s made HiGHS allot no server to a class that then
 # had none, or fail with "Solve error"). The plan's notes list every load raised this way.
 LOAD_FLOOR_RPS = 1e-4
+# When the cluster level's recipes are infeasible the allotment comes from the monolithic MILP,
+# solved only this far: it is re-planned by the pool level and polished, and the plan's own gap
+# is stated against the global bound (formulations/cluster.md, "Hand-off to the pool level").
+FALLBACK_GAP = 1e-2
+FALLBACK_TIME_S = 0.5
 
 def _plannable(forecast: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
     """The loads the MILPs are given: zero below LOAD_EPS_RPS, at least LOAD_FLOOR_RPS otherwise,
@@ -477,8 +482,10 @@ class Planner:
             now = np.array([float(running.get(h, 0)) for h in cm.model.con_blocks["new_servers"].labels])
             x, report = self._solve_cached(cm, demand, rows={"new_servers": (None, now)}, gap=gap)
         if report.status is Status.INFEASIBLE:
-            # whole-server recipes are coarser than the pools; fall back to the joint allotment
-            mono = self.plan_monolithic(f)
+            # whole-server recipes are coarser than the pools; fall back to the joint allotment,
+            # solved only to FALLBACK_GAP within FALLBACK_TIME_S (the pool level re-plans inside
+            # it and the plan's gap is judged against the global bound anyway)
+            mono = self._fallback_allotment(f)
             notes.append("cluster level (whole-server recipes) infeasible; allotment taken from the monolithic MILP")
             servers = {p.pool: dict(p.servers) for p in mono.pools}
             routed = {p.pool: dict(p.served_rps) for p in mono.pools}
@@ -496,6 +503,20 @@ class Planner:
             if total > 1:
                 routing[c] = {p: v / total for p, v in shares.items()}
         return Allotment(servers=servers, routing=routing, forecast_rps=f, report=report, notes=tuple(notes))
+
+    def _fallback_allotment(self, f) -> Plan:
+        """The monolithic plan solved to ``FALLBACK_GAP`` within ``FALLBACK_TIME_S``; the full
+        monolithic solve when that finds no plan."""
+        saved = self.solve_options
+        self.solve_options = saved.model_copy(update={"mip_rel_gap": max(saved.mip_rel_gap, FALLBACK_GAP),
+                                                      "time_limit_s": min(saved.time_limit_s, FALLBACK_TIME_S)})
+        try:
+            return self.plan_monolithic(f)
+        except NoSolutionError:
+            pass
+        finally:
+            self.solve_options = saved
+        return self.plan_monolithic(f)
 
     @checked
     def plan(self, forecast: Mapping[str, float] | pd.Series, state: PlanningState | None = None,
