@@ -23,7 +23,7 @@ import pandas as pd
 from dynaplan.domain.hardware import HardwareType
 from dynaplan.profiles.profile import Profile
 from dynaplan.solvers.model import LinearModel
-from dynaplan.solvers.highs import solve_arrays
+from dynaplan.solvers.highs import HighsSession
 from dynaplan.solvers.result import SolveOptions, Status
 
 # the LP's feasibility tolerance, in W, taken off the bound so that a solver's rounding never lifts
@@ -81,6 +81,7 @@ class GlobalBound:
         self.routes = dict(routes)
         self.penalty = unserved_penalty_w_per_rps
         self.integer_instances = integer_instances
+        self._session: HighsSession | None = None
         ml = max_load[(max_load["max_load_rps"] > 0) & max_load["hardware"].isin(list(hardware))
                       & max_load["request_class"].isin(self.classes)].copy()
         t0 = time.perf_counter()
@@ -177,8 +178,10 @@ class GlobalBound:
         loaded = [c for c, v in zip(self.classes, dem) if v > 0]
         p_min = 0 if self.penalty is not None else min_pools(loaded, self.routes)
         arrays = self.arrays.with_block_bounds(rows={"demand": (dem, None), "pools": (float(p_min), None)})
-        opts = (opts or SolveOptions()).model_copy(update={"mip_rel_gap": 0.0})
-        sol = solve_arrays(arrays, opts)
+        opts = (opts or SolveOptions()).model_copy(update={"mip_rel_gap": 0.0, "highs_heuristics": False})
+        if self._session is None:
+            self._session = HighsSession(self.arrays, opts)
+        sol = self._session.update_bounds_and_resolve(arrays, opts)  # the model stays inside HiGHS
         rep = sol.report
         if rep.status not in (Status.OPTIMAL, Status.FEASIBLE) or rep.bound is None:
             return None, time.perf_counter() - t0

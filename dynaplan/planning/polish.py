@@ -4,15 +4,16 @@ The cluster level plans whole-server recipes, so on small clusters it may open a
 than the pools need, or give a class with little load a pool of its own. From the pools the
 pool level planned, a local search tries, with the pool model itself as the judge:
 
-* **release**: a pool gives up one server of a hardware type;
-* **merge**: a pool's whole load moves into another pool its classes may spill into
-  (``PlannerOptions.spill``), which takes the first pool's servers but one.
+* **release**: a pool with idle GPUs on a hardware type gives up one server of it;
+* **merge**: a pool of at most ``MAX_MERGE_SERVERS`` servers moves its whole load into another pool its classes may spill
+  into (``PlannerOptions.spill``), which takes the first pool's servers but one.
 
 Every move re-plans the pools it touches and is kept only when the plan's objective (true power
 plus any unserved penalty) falls; the search stops when no move improves or after
 ``MAX_ROUNDS`` rounds. Pools of more than ``MAX_POLISH_SERVERS`` servers take part in no move
-(large clusters are the cluster level's strength; the moves are for small ones). A move never breaks the inventory (it only releases servers), so the
-polished plan is feasible whenever the first one is, and never worse than it.
+(large clusters are the cluster level's strength; the moves are for small ones). A move never
+breaks the inventory (it only releases servers), so the polished plan is feasible whenever the
+first one is, and never worse than it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ MAX_ROUNDS = 8
 # pools with more servers than this take part in no move: the saving (about one server's idle
 # GPUs) is a vanishing share of a large pool and each try costs a solve of that pool
 MAX_POLISH_SERVERS = 64
+# only pools of at most this many servers are offered a merge into another ("tiny" pools)
+MAX_MERGE_SERVERS = 2
 
 PlanPool = Callable[[str, dict[str, float], dict[str, int]], PoolPlan]
 
@@ -67,7 +70,7 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
                 continue
             here = _value(pp, routed[p], penalty)
             for h, k in servers.get(p, {}).items():
-                if k < 1:
+                if k < 1 or pp.idle_gpus.get(h, 0) <= 0:  # a release only pays when GPUs sit idle
                     continue
                 srv = {**servers[p], h: k - 1}
                 if sum(srv.values()) == 0:
@@ -78,6 +81,8 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
                     if saving > 1e-6 * max(1.0, here) and (best is None or saving > best[0]):
                         best = (saving, f"pool {p} releases one {h} server", {p: (new, routed[p], srv)})
             for q in pools:
+                if sum(servers.get(p, {}).values()) > MAX_MERGE_SERVERS:
+                    break
                 if q == p or not small(q) or not all(q in routes[c] for c in routed[p]):
                     continue
                 loads = dict(routed[q])
