@@ -246,3 +246,14 @@ def test_cli_profile_show_b200(monkeypatch, capsys):
     for tp in ("TP1", "TP2", "TP4", "TP8"):
         assert tp in out
     assert "h100-80gb: max load" not in out
+
+
+def test_every_default_price_states_its_source_and_date():
+    import re
+
+    from dynaplan.domain.hardware import DEFAULT_HARDWARE
+
+    for hw in DEFAULT_HARDWARE.values():
+        assert hw.price_source.startswith("placeholder: AWS EC2 "), hw.name
+        assert re.search(r"\b20\d\d\b", hw.price_source), hw.name  # a list date
+    assert DEFAULT_HARDWARE["h100-80gb"].model_copy(update={"price_usd_per_server_h": 55.04}).price_usd_per_server_h == 55.04

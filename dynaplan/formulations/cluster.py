@@ -20,6 +20,7 @@ import pandas as pd
 
 from dynaplan.domain.hardware import HardwareType
 from dynaplan.formulations import network as nw
+from dynaplan.formulations.objective import ENERGY, ObjectiveWeights, define_objective
 from dynaplan.solvers.model import LinearModel
 
 
@@ -42,14 +43,18 @@ def chord_segments(ops: pd.DataFrame) -> pd.DataFrame:
 
 def build(ops: pd.DataFrame, routes: dict[str, tuple[str, ...]], demand_rps: dict[str, float],
           inventory: dict[str, int], hardware: dict[str, HardwareType], pools: tuple[str, ...],
-          unserved_penalty: float | None = None, transition_prices: nw.TransitionPrices | None = None):
+          unserved_penalty: float | None = None, transition_prices: nw.TransitionPrices | None = None,
+          weights: ObjectiveWeights = ENERGY):
+    """Build the cluster MILP; returns ``(model, network, blocks)``. ``weights``: the objective
+    (:mod:`.objective`; default: power, cluster.obj); ``blocks["load_shift"]``: the objective
+    offset per req/s of each class."""
     net = nw.build_network(ops, chord_segments(ops), routes, demand_rps, hardware, pools=pools,
                            keep_configs=recipes(ops, pools))
     m = LinearModel("cluster")
     s = nw.define_instance_variables(m, net, recipe=True)
     w = nw.define_utilisation_variables(m, net)
     z = nw.define_load_variables(m, net)
-    u = nw.define_unserved_variables(m, net, unserved_penalty) if unserved_penalty else None
+    u = nw.define_unserved_variables(m, net) if unserved_penalty else None
     g = np.array([hardware[h].gpus_per_server for h in net.pieces["hardware"]])
     per_server = (g // net.pieces["tp"].to_numpy()).astype(float)
     nw.define_demand_constraints(m, net, z, u)
@@ -58,18 +63,18 @@ def build(ops: pd.DataFrame, routes: dict[str, tuple[str, ...]], demand_rps: dic
     nw.define_inventory_constraints(m, net, s, inventory, by="s")
     blocks = {"s": s, "w": w, "z": z, "u": u}
     if transition_prices is not None:
-        blocks["new_servers"] = define_new_server_terms(m, net, s, inventory, transition_prices)
+        blocks["new_servers"] = define_new_server_terms(m, net, s, inventory)
+    blocks["load_shift"] = define_objective(m, net, weights, unserved_penalty, transition_prices)
     return m, net, blocks
 
 
-def define_new_server_terms(m: LinearModel, net: nw.Network, s, inventory: dict[str, int],
-                            prices: nw.TransitionPrices):
+def define_new_server_terms(m: LinearModel, net: nw.Network, s, inventory: dict[str, int]):
     """(new_servers) ``sum_{p,k on h} s[p,k] - v[h] <= S^now_h``: servers beyond those running now
-    must be started (``v[h]``, priced per server); moving a running server between pools of the
+    must be started (``v[h]``, priced per server by ``define_objective``); moving a running server between pools of the
     same model is only a re-route. ``S^now_h`` is the right-hand side, set per solve."""
     hws = sorted(inventory)
     pos = {h: i for i, h in enumerate(hws)}
-    v = m.add_vars("new_servers", hws, cost=[prices.server_start_w[h] for h in hws])
+    v = m.add_vars("new_servers", hws)
     keep = net.pieces["hardware"].isin(hws).to_numpy()
     rows = np.r_[net.pieces["hardware"][keep].map(pos).to_numpy(), np.arange(len(hws))]
     cols = np.r_[s.cols[keep], v.cols]

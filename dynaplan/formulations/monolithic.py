@@ -12,12 +12,14 @@ import pandas as pd
 
 from dynaplan.domain.hardware import HardwareType
 from dynaplan.formulations import network as nw
+from dynaplan.formulations.objective import ENERGY, ObjectiveWeights, define_objective
 
 
 def build(ops: pd.DataFrame, segments: pd.DataFrame, routes: dict[str, tuple[str, ...]],
           demand_rps: dict[str, float], inventory: dict[str, int], hardware: dict[str, HardwareType],
-          pools: tuple[str, ...], unserved_penalty: float | None = None):
+          pools: tuple[str, ...], unserved_penalty: float | None = None, weights: ObjectiveWeights = ENERGY):
     net = nw.build_network(ops, segments, routes, demand_rps, hardware, pools=pools)
     ub = np.array([inventory.get(h, 0) for h in net.hw_pools["hardware"]], dtype=float)
     m, blocks = nw.build_pool_network_model("monolithic", net, ub, inventory, unserved_penalty)
+    blocks["load_shift"] = define_objective(m, net, weights, unserved_penalty)
     return m, net, blocks

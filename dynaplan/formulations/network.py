@@ -4,6 +4,9 @@ All three are instances of one *pool network*: pools ``p`` (named after their re
 configurations ``k`` (hardware, TP, clock) available in each pool, pieces ``j`` of each
 configuration's piecewise-linear power curve, classes ``c`` routed to pools, and servers per
 (pool, hardware). Equations: ``formulations/pool.md``; block names here are the names there.
+
+The blocks are added cost-free: :func:`dynaplan.formulations.objective.define_objective` prices
+them afterwards, so one set of blocks serves every objective.
 """
 
 from __future__ import annotations
@@ -78,33 +81,25 @@ def build_network(ops: pd.DataFrame, segments: pd.DataFrame, routes: dict[str, t
     return Network(configs, pieces, arcs, hw_pools, demand, hardware)
 
 
-def _per_piece(net: Network, values_by_hw) -> np.ndarray:
-    return np.array([values_by_hw(net.hardware[h]) for h in net.pieces["hardware"]], dtype=float)
-
-
 def define_instance_variables(m: LinearModel, net: Network, recipe: bool = False):
     """``n[p,k,j]`` integer instances of configuration k on power piece j; with ``recipe``,
     ``s[p,k,j]`` whole servers each holding G_h/tp_k such instances.
 
-    Cost: the piece's static power A_{k,j}, less the idle power the instance's GPUs would draw
-    unallocated (that is charged on active servers by :func:`define_server_variables`). Recipes
+    Priced by ``define_objective``: the piece's static power A_{k,j}, less the idle power the
+    instance's GPUs would draw unallocated (that is charged on active servers, ``y``). Recipes
     are whole servers and carry no idle GPUs.
     """
     pc = net.pieces
     tp = pc["tp"].to_numpy()
     labels = list(zip(pc["pool"], pc["hardware"], tp, pc["freq_mhz"], pc["segment"]))
-    if recipe:
-        per_server = _per_piece(net, lambda h: h.gpus_per_server) // tp
-        return m.add_vars("s", labels, cost=per_server * pc["static_w"].to_numpy(), integer=True)
-    idle = _per_piece(net, lambda h: h.idle_power_w)
-    return m.add_vars("n", labels, cost=pc["static_w"].to_numpy() - idle * tp, integer=True)
+    return m.add_vars("s" if recipe else "n", labels, integer=True)
 
 
 def define_utilisation_variables(m: LinearModel, net: Network):
-    """``w[p,k,j]`` utilisation carried by the instances on piece j (sum over them), cost B_{k,j}."""
+    """``w[p,k,j]`` utilisation carried by the instances on piece j (sum over them); priced B_{k,j}."""
     pc = net.pieces
     labels = list(zip(pc["pool"], pc["hardware"], pc["tp"], pc["freq_mhz"], pc["segment"]))
-    return m.add_vars("w", labels, cost=pc["w_per_util"].to_numpy())
+    return m.add_vars("w", labels)
 
 
 def load_cost_shift(net: Network) -> pd.Series:
@@ -124,29 +119,24 @@ def load_cost_shift(net: Network) -> pd.Series:
 
 
 def define_load_variables(m: LinearModel, net: Network):
-    """``z[p,k,c]`` load of class c on configuration k of pool p (req/s); cost: a routed class's
-    surcharge D_{k,c} / lmax_{k,c} (zero for the pool's own class), less the class's shift
-    ``kappa_c`` (:func:`load_cost_shift`)."""
+    """``z[p,k,c]`` load of class c on configuration k of pool p (req/s); priced: a routed
+    class's surcharge D_{k,c} / lmax_{k,c} (zero for the pool's own class), less the class's
+    shift ``kappa_c`` (:func:`load_cost_shift`)."""
     a = net.arcs
     labels = [(p, int(k), c) for k, p, c in a[["k", "pool", "request_class"]].itertuples(index=False, name=None)]
-    kappa = load_cost_shift(net)
-    raw = a["extra_w_per_util"].to_numpy() / a["max_load_rps"].to_numpy()
-    m.objective_offset += float(kappa @ net.demand_rps)  # the shift back, for the demand built with
-    return m.add_vars("z", labels, cost=raw - kappa.reindex(a["request_class"]).to_numpy())
+    return m.add_vars("z", labels)
 
 
 def define_server_variables(m: LinearModel, net: Network, ub: np.ndarray, lb: np.ndarray | float = 0.0):
-    """``y[p,h]`` active servers of hardware h in pool p; cost: idle power of all their GPUs."""
+    """``y[p,h]`` active servers of hardware h in pool p; priced: idle power of all their GPUs."""
     hp = net.hw_pools
-    g = np.array([net.hardware[h].gpus_per_server for h in hp["hardware"]])
-    idle = np.array([net.hardware[h].idle_power_w for h in hp["hardware"]])
-    return m.add_vars("y", list(hp.itertuples(index=False, name=None)), lb=lb, ub=ub, cost=idle * g, integer=True)
+    return m.add_vars("y", list(hp.itertuples(index=False, name=None)), lb=lb, ub=ub, integer=True)
 
 
-def define_unserved_variables(m: LinearModel, net: Network, penalty_w_per_rps: float):
-    """``u[c]`` unserved load (req/s), only in best-effort mode; cost: the penalty less the
+def define_unserved_variables(m: LinearModel, net: Network):
+    """``u[c]`` unserved load (req/s), only in best-effort mode; priced: the penalty less the
     class's load-cost shift (:func:`load_cost_shift`), so that the shift is exact with it too."""
-    return m.add_vars("u", list(net.demand_rps.index), cost=penalty_w_per_rps - load_cost_shift(net).to_numpy())
+    return m.add_vars("u", list(net.demand_rps.index))
 
 
 def define_demand_constraints(m: LinearModel, net: Network, z, u=None):
@@ -267,13 +257,15 @@ def build_pool_network_model(name: str, net: Network, server_ub: np.ndarray, inv
                              unserved_penalty: float | None, server_lb: np.ndarray | float = 0.0
                              ) -> tuple[LinearModel, dict]:
     """The pool equations (pool.md 1-4) for every pool of ``net``; with ``inventory``, the
-    monolithic coupling (inventory) as well. ``server_lb`` = ``server_ub`` fixes the servers."""
+    monolithic coupling (inventory) as well; with ``unserved_penalty``, the unserved load ``u``.
+    ``server_lb`` = ``server_ub`` fixes the servers. The blocks are cost-free: the caller adds
+    any further blocks, then calls ``define_objective``."""
     m = LinearModel(name)
     n = define_instance_variables(m, net)
     w = define_utilisation_variables(m, net)
     z = define_load_variables(m, net)
     y = define_server_variables(m, net, server_ub, server_lb)
-    u = define_unserved_variables(m, net, unserved_penalty) if unserved_penalty else None
+    u = define_unserved_variables(m, net) if unserved_penalty else None
     define_demand_constraints(m, net, z, u)
     define_utilisation_constraints(m, net, z, w)
     define_capacity_constraints(m, net, n, w)
@@ -298,7 +290,7 @@ class TransitionPrices:
     server_start_w: dict
 
 
-def define_transition_terms(m: LinearModel, net: Network, n, prices: TransitionPrices) -> dict:
+def define_transition_terms(m: LinearModel, net: Network, n) -> dict:
     """Charge for moving from the current instances ``C_k`` to the planned ones (pool.md, 6-10).
 
     (transition)  sum_j n[k,j] - a[k] + r[k] = C_k           a, r >= 0: instances added / removed at k
@@ -307,8 +299,8 @@ def define_transition_terms(m: LinearModel, net: Network, n, prices: TransitionP
     (reshard)     g[p,h] - sum_t tp_t (sum_{k in t} r[k] - q[t]) <= sum_t tp_t E_t
     (start)       v[p,h] + g[p,h] - sum_t tp_t (sum_{k in t} a[k] - q[t]) >= 0
     with t = (pool, hardware, TP); g: GPUs re-sharded in place; v: GPUs of newly started
-    instances. Costs: q x reclock, g x reshard per GPU, v x start per GPU. ``C_k`` and ``E_t`` are
-    right-hand sides set per call.
+    instances. Priced by ``define_objective`` (:class:`TransitionPrices`): q x reclock, g x reshard
+    per GPU, v x start per GPU. ``C_k`` and ``E_t`` are right-hand sides set per call.
     """
     cfg = net.configs
     k_labels = list(cfg[CFG_COLS].itertuples(index=False, name=None))
@@ -324,7 +316,7 @@ def define_transition_terms(m: LinearModel, net: Network, n, prices: TransitionP
     t_keys = list(dict.fromkeys(zip(cfg["pool"], cfg["hardware"], cfg["tp"])))
     t_pos = {t: i for i, t in enumerate(t_keys)}
     t_of_k = np.array([t_pos[t] for t in zip(cfg["pool"], cfg["hardware"], cfg["tp"])], dtype=np.int64)
-    q = m.add_vars("reclocked", t_keys, cost=[prices.reclock_w[(h, int(tp))] for _, h, tp in t_keys])
+    q = m.add_vars("reclocked", t_keys)
     nt = len(t_keys)
     m.add_constraints("reclock_in", t_keys, np.r_[np.arange(nt), t_of_k], np.r_[q.cols, a.cols],
                       np.r_[np.ones(nt), -np.ones(nk)], hi=0.0)
@@ -337,8 +329,8 @@ def define_transition_terms(m: LinearModel, net: Network, n, prices: TransitionP
     ph_of_t = np.array([ph_pos[(p, h)] for p, h, _ in t_keys], dtype=np.int64)
     tp_k = cfg["tp"].to_numpy(dtype=float)
     tp_t = np.array([tp for _, _, tp in t_keys], dtype=float)
-    g = m.add_vars("resharded_gpus", ph_keys, cost=[prices.reshard_w_per_gpu[h] for _, h in ph_keys])
-    v = m.add_vars("started_gpus", ph_keys, cost=[prices.start_w_per_gpu[h] for _, h in ph_keys])
+    g = m.add_vars("resharded_gpus", ph_keys)
+    v = m.add_vars("started_gpus", ph_keys)
     nph = len(ph_keys)
     m.add_constraints("reshard", ph_keys, np.r_[np.arange(nph), ph_of_k, ph_of_t], np.r_[g.cols, r.cols, q.cols],
                       np.r_[np.ones(nph), -tp_k, tp_t], hi=0.0)

@@ -19,11 +19,12 @@ import pandas as pd
 
 from dynaplan.domain.hardware import HardwareType
 from dynaplan.formulations import network as nw
+from dynaplan.formulations.objective import ENERGY, ObjectiveWeights, define_objective
 
 
 def build(ops: pd.DataFrame, segments: pd.DataFrame, pool: str, loads_rps: dict[str, float],
           servers: dict[str, int], hardware: dict[str, HardwareType], unserved_penalty: float | None = None,
-          transition_prices: nw.TransitionPrices | None = None):
+          transition_prices: nw.TransitionPrices | None = None, weights: ObjectiveWeights = ENERGY):
     """Build the pool MILP. Returns ``(model, network, blocks)``; nothing is solved here.
 
     ``loads_rps``: load of each class routed to this pool (req/s); ``servers``: the pool's
@@ -31,6 +32,8 @@ def build(ops: pd.DataFrame, segments: pd.DataFrame, pool: str, loads_rps: dict[
     slack ``u``. Configurations on hardware the pool has no servers of are left out. With
     ``transition_prices`` the model charges for changing the current instances (pool.md 6-10);
     the current counts are right-hand sides of the ``transition`` rows, set per solve.
+    ``weights``: the objective (:mod:`.objective`; default: power, pool.obj). ``blocks["load_shift"]``
+    is the objective offset per req/s of each class (for re-solves with other demand).
     """
     routes = {c: (pool,) for c in loads_rps}
     ops_here = ops[ops["hardware"].map(lambda h: servers.get(h, 0) > 0)]
@@ -38,5 +41,6 @@ def build(ops: pd.DataFrame, segments: pd.DataFrame, pool: str, loads_rps: dict[
     ub = np.array([servers.get(h, 0) for h in net.hw_pools["hardware"]], dtype=float)
     m, blocks = nw.build_pool_network_model(f"pool[{pool}]", net, ub, None, unserved_penalty, server_lb=ub)
     if transition_prices is not None:
-        blocks["transitions"] = nw.define_transition_terms(m, net, blocks["n"], transition_prices)
+        blocks["transitions"] = nw.define_transition_terms(m, net, blocks["n"])
+    blocks["load_shift"] = define_objective(m, net, weights, unserved_penalty, transition_prices)
     return m, net, blocks

@@ -8,8 +8,6 @@ monolithic reference solves all pools in one MILP.
 
 from __future__ import annotations
 
-import itertools
-import math
 import time
 from collections.abc import Mapping
 
@@ -17,15 +15,17 @@ import numpy as np
 import pandas as pd
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
-from dynaplan.errors import InfeasibleError, NoSolutionError, SolverError, ValidationError
+from dynaplan.errors import InfeasibleError, NoSolutionError, ValidationError
 from dynaplan.formulations import cluster as cluster_f
 from dynaplan.formulations import instance as instance_f
-from dynaplan.formulations import monolithic as mono_f
 from dynaplan.formulations import network as nw
-from dynaplan.formulations import pool as pool_f
 from dynaplan.limits import FRAME_ROWS
 from dynaplan.planning.bounds import GlobalBound
+from dynaplan.planning.demand import LOAD_EPS_RPS, LOAD_FLOOR_RPS, CheckedForecast, check_demand
+from dynaplan.planning.demand import plannable as _plannable
+from dynaplan.planning.diagnosis import Diagnosis, check_solution
 from dynaplan.planning.polish import polish
+from dynaplan.planning.registry import FORMULATIONS, ModelKind
 from dynaplan.planning.validate import check_inputs
 from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PlanningState, PoolPlan, check_state
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
@@ -37,60 +37,11 @@ from dynaplan.solvers import (Backend, SolveOptions, SolveReport, Status, open_s
 from dynaplan.solvers.model import ModelArrays
 from dynaplan.validation import checked, excerpt
 
-# Loads below this are planned as zero: they are under the solvers' feasibility tolerance (1e-9),
-# so a solver could not tell serving them from not serving them. check_plan allows the same slack.
-LOAD_EPS_RPS = 1e-9
-# Positive loads below this are planned at this floor (one request every ~2.8 hours): a class
-# with any forecast keeps a route, and no demand sits within a few orders of magnitude of the
-# solvers' tolerances (loads of 1e-8..1e-7 req/s made HiGHS allot no server to a class that then
-# had none, or fail with "Solve error"). The plan's notes list every load raised this way.
-LOAD_FLOOR_RPS = 1e-4
 # When the cluster level's recipes are infeasible the allotment comes from the monolithic MILP,
 # solved only this far: it is re-planned by the pool level and polished, and the plan's own gap
 # is stated against the global bound (formulations/cluster.md, "Hand-off to the pool level").
 FALLBACK_GAP = 1e-2
 FALLBACK_TIME_S = 0.5
-
-def _plannable(forecast: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
-    """The loads the MILPs are given: zero below LOAD_EPS_RPS, at least LOAD_FLOOR_RPS otherwise,
-    with a note for every load raised to the floor."""
-    demand, notes = {}, []
-    for c, v in forecast.items():
-        v = float(v)
-        if v <= LOAD_EPS_RPS:
-            continue
-        if v < LOAD_FLOOR_RPS:
-            notes.append(f"class {c}: forecast {v:.3g} req/s planned as {LOAD_FLOOR_RPS:g} req/s (minimum plannable load)")
-            v = LOAD_FLOOR_RPS
-        demand[c] = v
-    return demand, notes
-
-
-def _gpus_text(gpus: Mapping[str, int], servers: Mapping[str, int]) -> str:
-    """``"32 GPUs (4 h100-80gb servers)"``: GPUs in all, and the servers by hardware that hold them."""
-    held = ", ".join(f"{servers[h]} {h} servers" for h in gpus if h in servers)
-    return f"{sum(gpus.values())} GPUs ({held})"
-
-
-def _count(x: float) -> str:
-    """An instance or GPU count for a message: exact up to 1e12, then 3 significant digits."""
-    return f"{int(x)}" if x < 1e12 else f"{x:.3g}"
-
-
-def _fewest_pools(classes: list[str], routes: Mapping[str, list[str]], limit: int) -> int | None:
-    """Fewest pools that give every class in ``classes`` a route, when that is more than
-    ``limit``; ``None`` when ``limit`` pools suffice or the search would be too large."""
-    if len(classes) <= limit:
-        return None
-    pools = sorted({p for c in classes for p in routes[c]})
-    covers = {p: {c for c in classes if p in routes[c]} for p in pools}
-    need = set(classes)
-    for k in range(1, len(pools) + 1):
-        if math.comb(len(pools), k) > 200_000:
-            return None
-        if any(set().union(*(covers[p] for p in combo)) >= need for combo in itertools.combinations(pools, k)):
-            return None if k <= limit else k
-    return None
 
 
 class Planner:
@@ -126,13 +77,16 @@ class Planner:
         ml = profile.max_load_under_slo(slos)
         ml = ml.reset_index()  # keeps the profile's group_id as a column
         self.max_load = ml[ml["model"] == model].reset_index(drop=True)
-        ops = operating_points(profile, slos, self.options.prune_dominated)
-        ops = ops[(ops["model"] == model) & ops["hardware"].isin(list(self.hardware))]
-        self.ops = ops.reset_index(drop=True)
+        # only the inventory's hardware and the planned model: the dominance pruning is the build's
+        # costliest step and compares points of one hardware type and model only
+        self.ops = operating_points(profile, slos, self.options.prune_dominated, hardware=list(self.hardware),
+                                    model=model)
         self.segments = power_segments(profile, self.ops, self.options.load_segments)
         if self.options.prune_dominated:
             self.segments = envelope_pieces(self.ops, self.segments)
         self.routes = spill_targets(self.classes, len(profile.classes.output_bins.names), self.options.spill)
+        self._diagnosis = Diagnosis(self.max_load, self.hardware, self.inventory.servers, slos, self.routes,
+                                    self.options.spill)
         self.transition_costs = transition_costs or TransitionCosts()
         self._prices: nw.TransitionPrices | None = None
         self._models: dict = {}
@@ -165,111 +119,32 @@ class Planner:
 
     @checked
     def diagnose(self, forecast: Mapping[str, float]) -> list[str]:
-        """Reasons why a forecast cannot be met (empty if none is found by these checks).
-
-        Per class: no configuration meets its SLO; or the fewest GPUs able to carry its load alone
-        at its SLO exceed the inventory's GPUs. For the cluster: every pool takes whole servers, so
-        the classes with load need at least as many servers as the fewest pools their routes
-        (``PlannerOptions.spill``) can share.
-        """
-        f = check_forecast(forecast, self.classes)
-        out = []
-        total_gpus = {h: n * self.hardware[h].gpus_per_server for h, n in self.inventory.servers.items()}
-        loaded = [c for c, load in f.items() if load > LOAD_EPS_RPS]
-        servers = sum(self.inventory.servers.values())
-        if loaded and servers == 0:
-            return [f"the inventory has no servers ({dict(self.inventory.servers)}) for {sum(f.values()):g} req/s"]
-        no_config: dict[str, list[str]] = {}  # why no configuration meets the SLO -> classes
-        for c in loaded:
-            load = max(f[c], LOAD_FLOOR_RPS)
-            meets = self.max_load[(self.max_load["request_class"] == c) & (self.max_load["max_load_rps"] > 0)]
-            own = meets[meets["hardware"].isin(list(self.hardware))]
-            if own.empty:
-                where = (f"on the inventory's hardware {sorted(self.hardware)}; the profile has such configurations "
-                         f"only on {sorted(set(meets['hardware']))}" if not meets.empty else "at any profiled load")
-                no_config.setdefault(where, []).append(c)
-                continue
-            inst = np.ceil(load / own["max_load_rps"].to_numpy() - 1e-9)
-            gpus = inst * own["tp"].to_numpy()
-            best = int(np.argmin(gpus))
-            row = own.iloc[best]
-            if gpus[best] > sum(total_gpus.values()):
-                out.append(f"class {c}: {load:g} req/s needs at least {_count(inst[best])} TP{row['tp']} instances "
-                           f"({_count(gpus[best])} GPUs, {row['hardware']} at {row['freq_mhz']} MHz) at its SLO; "
-                           f"the inventory has {_gpus_text(total_gpus, self.inventory.servers)}")
-        for where, cs in no_config.items():  # one clause per reason, however many classes share it
-            if len(cs) == 1:
-                slo = self.slos[cs[0]]
-                out.insert(0, f"class {cs[0]}: no configuration meets its SLO (P99 TTFT {slo.ttft_ms:g} ms, "
-                              f"TBT {slo.tbt_ms:g} ms) {where}")
-            else:
-                out.insert(0, f"classes {', '.join(cs)}: no configuration meets their SLOs {where}")
-        pools = _fewest_pools(loaded, self.routes, limit=servers)
-        if pools is not None and pools > servers:
-            out.append(f"classes {loaded} need at least {pools} pools of one whole server each "
-                       f"(spill={self.options.spill!r}); the inventory has {servers} servers")
-        return out
-
-    def _raise_infeasible(self, forecast: dict[str, float], report: SolveReport) -> None:
-        reasons = self.diagnose(forecast)
-        if not reasons:
-            need = sum(forecast.values())
-            gpus = {h: n * self.hardware[h].gpus_per_server for h, n in self.inventory.servers.items()}
-            reasons = [f"all classes together ({need:g} req/s) do not fit in the inventory's "
-                       f"{_gpus_text(gpus, self.inventory.servers)} "
-                       f"at their SLOs (each class fits alone)"]
-        raise InfeasibleError("; ".join(reasons) + f" [{report.backend.value}: {report.message}]")
-
-    def _explain_failure(self, demand: Mapping[str, float], report: SolveReport) -> None:
-        """A solver that fails (status error) or stops at its time limit without a solution on a
-        model that cannot be met anyway — no servers, loads far beyond the inventory, too few
-        servers for the pools the routes need (:meth:`diagnose`'s reasons are proofs) — is
-        reported as :class:`InfeasibleError` with the reason, not as a solver failure."""
-        if report.status not in (Status.ERROR, Status.NO_SOLUTION):
-            return
-        reasons = self.diagnose(demand)
-        if reasons:
-            raise InfeasibleError("; ".join(reasons) + f" [{report.backend.value}: {report.message}]")
-
-    @staticmethod
-    def _check_solution(x, report: SolveReport, what: str) -> None:
-        if report.has_solution and x is not None:
-            return
-        if report.status is Status.NO_SOLUTION:
-            raise NoSolutionError(f"{what}: no plan found within the time limit ({report.solve_time_s:.3f} s, "
-                                  f"{report.backend.value}: {report.message})", report)
-        raise SolverError(f"{what}: solver failed ({report.backend.value}: {report.status.value}, {report.message})")
+        """Reasons why a forecast cannot be met (empty if none is found by these checks;
+        :meth:`dynaplan.planning.diagnosis.Diagnosis.reasons`)."""
+        return self._diagnosis.reasons(check_forecast(forecast, self.classes))
 
     # ------------------------------------------------------------------ pool level
-    def _model(self, kind: str, pool: str | None = None) -> "_CachedModel":
-        """The model of ``kind`` ('pool', 'cluster', 'monolithic'), built on first use with every
-        class the model may ever serve and every hardware type; calls then only set the demand
-        right-hand sides and the server bounds."""
+    def _model(self, kind: ModelKind | str, pool: str | None = None) -> "_CachedModel":
+        """The model of ``kind`` (:class:`~dynaplan.planning.registry.ModelKind`), built on first
+        use with every class the model may ever serve and every hardware type; calls then only set
+        the demand right-hand sides and the server bounds."""
+        kind = ModelKind(kind)
         key = (kind, pool)
         cached = self._models.get(key)
         if cached is not None:
             return cached
         t0 = time.perf_counter()
-        prices = self.transition_prices if kind.endswith("+transitions") else None
-        if kind.startswith("pool"):
-            classes = {c: 1.0 for c in self.classes if pool in self.routes[c]}
-            m, net, blocks = pool_f.build(self.ops, self.segments, pool, classes, {h: 1 for h in self.hardware},
-                                          self.hardware, self._penalty, prices)
-        elif kind.startswith("cluster"):
-            m, net, blocks = cluster_f.build(self.ops, self.routes, {c: 1.0 for c in self.classes},
-                                             self.inventory.servers, self.hardware, self.classes, self._penalty,
-                                             prices)
-        else:
-            m, net, blocks = mono_f.build(self.ops, self.segments, self.routes, {c: 1.0 for c in self.classes},
-                                          self.inventory.servers, self.hardware, self.classes, self._penalty)
-        cached = _CachedModel(m, m.arrays(), nw.net_arrays(net, blocks, recipe=kind.startswith("cluster")),
+        form = FORMULATIONS[kind]
+        prices = self.transition_prices if form.transitions else None
+        m, net, blocks = form.build(self, pool, prices)
+        cached = _CachedModel(m, m.arrays(), nw.net_arrays(net, blocks, recipe=form.recipe),
                               time.perf_counter() - t0)
         cached.net = net
         cached.transitions = blocks.get("transitions")
-        # objective offset per unit of demand (network.load_cost_shift), aligned with the demand rows,
+        # objective offset per unit of demand (objective.define_objective), aligned with the demand rows,
         # and the demand the model was built with (its offset holds the shift for that demand)
         dblock = m.con_blocks["demand"]
-        cached.load_shift = nw.load_cost_shift(net).reindex(list(dblock.labels), fill_value=0.0).to_numpy()
+        cached.load_shift = blocks["load_shift"].reindex(list(dblock.labels), fill_value=0.0).to_numpy()
         cached.load_shift_built = float(cached.load_shift @ cached.arrays.row_lo[dblock.start:dblock.stop])
         self._models[key] = cached
         return cached
@@ -346,7 +221,12 @@ class Planner:
         """
         if pool not in self.classes:
             raise ValidationError(f"unknown pool {pool!r}; pools are named by class: {list(self.classes)}")
-        loads, _ = _plannable(check_forecast(loads_rps, self.classes))
+        return self._plan_pool(pool, check_demand(loads_rps, self.classes).demand_rps, servers, epoch_s, current)
+
+    def _plan_pool(self, pool: str, loads: Mapping[str, float], servers: Mapping[str, int],
+                   epoch_s: float | None = None, current: Mapping[tuple, int] | None = None) -> PoolPlan:
+        """:meth:`plan_pool` for plannable ``loads`` (:func:`dynaplan.planning.demand.plannable`)
+        of a forecast checked already."""
         not_routed = [c for c in loads if pool not in self.routes[c]]
         if not_routed:
             raise ValidationError(f"pool {pool}: classes {not_routed} may not be served by it (spill={self.options.spill!r})")
@@ -355,7 +235,7 @@ class Planner:
             raise ValidationError(f"pool {pool}: unknown hardware {unknown_hw}; the inventory has {sorted(self.hardware)}")
         epoch_s = self.options.pool_epoch_s if epoch_s is None else epoch_s
         srv = {h: int(servers.get(h, 0)) for h in self.hardware}
-        cm = self._model("pool+transitions" if current is not None else "pool", pool)
+        cm = self._model(ModelKind.POOL_TRANSITIONS if current is not None else ModelKind.POOL, pool)
         servable = {c for c, k in zip(cm.na.arc_class, cm.na.arc_k) if srv.get(cm.na.pc_hw[cm.first_piece[k]], 0) > 0}
         missing = [c for c in loads if c not in servable]
         if missing and self._penalty is None:
@@ -364,19 +244,14 @@ class Planner:
         rows = self._transition_rows(cm, current) if current is not None else None
         x, report = self._solve_cached(cm, loads, srv, rows)
         if report.status is Status.INFEASIBLE:
-            self._raise_infeasible_pool(pool, loads, srv, report)
-        self._explain_failure(loads, report)
-        self._check_solution(x, report, f"pool {pool}")
+            self._diagnosis.raise_infeasible_pool(pool, loads, srv, report)
+        self._diagnosis.explain_failure(loads, report)
+        check_solution(x, report, f"pool {pool}")
         plans = self._pool_plans(cm.na, x, epoch_s, {pool: report})
         if plans:
             return plans[0]
         return PoolPlan(pool=pool, servers={}, groups=(), served_rps={}, idle_gpus={}, idle_power_w=0.0,
                         power_w=0.0, energy_j=0.0, report=report)
-
-    def _raise_infeasible_pool(self, pool, loads, srv, report):
-        gpus = {h: n * self.hardware[h].gpus_per_server for h, n in srv.items()}
-        raise InfeasibleError(f"pool {pool}: loads {loads} req/s do not fit on its servers {srv} ({gpus} GPUs) "
-                              f"at the SLO [{report.backend.value}: {report.message}]")
 
     def _pool_plans(self, na: nw.NetArrays, x: np.ndarray, epoch_s: float,
                     reports: dict[str, SolveReport | None]) -> list[PoolPlan]:
@@ -467,17 +342,20 @@ class Planner:
         """
         if state is not None:
             check_state(state)
-        f = check_forecast(forecast, self.classes)
-        demand, notes = _plannable(f)
+        return self._allot(check_demand(forecast, self.classes), state)
+
+    def _allot(self, cf: CheckedForecast, state: PlanningState | None) -> Allotment:
+        """:meth:`allot` for a checked forecast and state."""
+        f, demand, notes = dict(cf.forecast_rps), cf.demand_rps, list(cf.notes)
         if not demand:
             report = _combine([], self.backend)
             return Allotment(servers={}, routing={}, forecast_rps=f, report=report)
         gap = self.options.cluster_mip_rel_gap
         if state is None:
-            cm = self._model("cluster")
+            cm = self._model(ModelKind.CLUSTER)
             x, report = self._solve_cached(cm, demand, gap=gap)
         else:
-            cm = self._model("cluster+transitions")
+            cm = self._model(ModelKind.CLUSTER_TRANSITIONS)
             running = _running_servers(state)
             now = np.array([float(running.get(h, 0)) for h in cm.model.con_blocks["new_servers"].labels])
             x, report = self._solve_cached(cm, demand, rows={"new_servers": (None, now)}, gap=gap)
@@ -485,14 +363,14 @@ class Planner:
             # whole-server recipes are coarser than the pools; fall back to the joint allotment,
             # solved only to FALLBACK_GAP within FALLBACK_TIME_S (the pool level re-plans inside
             # it and the plan's gap is judged against the global bound anyway)
-            mono = self._fallback_allotment(f)
+            mono = self._fallback_allotment(cf)
             notes.append("cluster level (whole-server recipes) infeasible; allotment taken from the monolithic MILP")
             servers = {p.pool: dict(p.servers) for p in mono.pools}
             routed = {p.pool: dict(p.served_rps) for p in mono.pools}
             report = mono.report
         else:
-            self._explain_failure(demand, report)
-            self._check_solution(x, report, "cluster level")
+            self._diagnosis.explain_failure(demand, report)
+            check_solution(x, report, "cluster level")
             servers, routed = cluster_f.allotment(cm.na, x)
         routing: dict[str, dict[str, float]] = {}
         for p, loads in routed.items():
@@ -504,19 +382,19 @@ class Planner:
                 routing[c] = {p: v / total for p, v in shares.items()}
         return Allotment(servers=servers, routing=routing, forecast_rps=f, report=report, notes=tuple(notes))
 
-    def _fallback_allotment(self, f) -> Plan:
+    def _fallback_allotment(self, cf: CheckedForecast) -> Plan:
         """The monolithic plan solved to ``FALLBACK_GAP`` within ``FALLBACK_TIME_S``; the full
         monolithic solve when that finds no plan."""
         saved = self.solve_options
         self.solve_options = saved.model_copy(update={"mip_rel_gap": max(saved.mip_rel_gap, FALLBACK_GAP),
                                                       "time_limit_s": min(saved.time_limit_s, FALLBACK_TIME_S)})
         try:
-            return self.plan_monolithic(f)
+            return self._plan_monolithic(cf, time.perf_counter())
         except NoSolutionError:
             pass
         finally:
             self.solve_options = saved
-        return self.plan_monolithic(f)
+        return self._plan_monolithic(cf, time.perf_counter())
 
     @checked
     def plan(self, forecast: Mapping[str, float] | pd.Series, state: PlanningState | None = None,
@@ -534,13 +412,13 @@ class Planner:
         t0 = time.perf_counter()
         if state is not None:
             check_state(state)
-        f = check_forecast(forecast, self.classes)
-        demand, _ = _plannable(f)
+        cf = check_demand(forecast, self.classes)
+        f, demand = dict(cf.forecast_rps), cf.demand_rps
         if not demand:
             return self._assemble("hierarchical", f, [], {}, None, [], t0)
         given = allotment is not None
         if allotment is None:
-            allotment = self.allot(f, state)
+            allotment = self._allot(cf, state)
         current = _current_by_pool(state) if state is not None else None
         routed: dict[str, dict[str, float]] = {}
         unrouted: dict[str, float] = {}
@@ -564,13 +442,14 @@ class Planner:
             if p not in routed:
                 continue
             cur = None if current is None else current.get(p, {})
-            pp = self.plan_pool(p, routed[p], allotment.servers.get(p, {}), current=cur)
+            pp = self._plan_pool(p, _plannable(routed[p])[0], allotment.servers.get(p, {}), current=cur)
             pools.append(pp)
             reports.append(pp.report)
         notes = list(allotment.notes) + (["pool level only: allotment given by the caller"] if given else [])
         if not given and state is None:
             by_pool, _, _, moves = polish({pp.pool: pp for pp in pools}, routed, dict(allotment.servers),
-                                          self.routes, self.plan_pool, self._penalty)
+                                          self.routes, lambda p, loads, srv: self._plan_pool(p, _plannable(loads)[0], srv),
+                                          self._penalty)
             pools = [by_pool[p] for p in self.classes if p in by_pool]
             reports = [pp.report for pp in pools]
             notes += moves
@@ -581,17 +460,19 @@ class Planner:
     @checked
     def plan_monolithic(self, forecast: Mapping[str, float] | pd.Series) -> Plan:
         """All pools, the inventory and spill in one MILP (the reference the hierarchy is measured against)."""
-        t0 = time.perf_counter()
-        f = check_forecast(forecast, self.classes)
-        demand, floor_notes = _plannable(f)
+        return self._plan_monolithic(check_demand(forecast, self.classes), time.perf_counter())
+
+    def _plan_monolithic(self, cf: CheckedForecast, t0: float) -> Plan:
+        """:meth:`plan_monolithic` for a checked forecast; ``t0``: when the call started."""
+        f, demand, floor_notes = dict(cf.forecast_rps), cf.demand_rps, list(cf.notes)
         if not demand:
             return self._assemble("monolithic", f, [], {}, None, [], t0)
-        cm = self._model("monolithic")
+        cm = self._model(ModelKind.MONOLITHIC)
         x, report = self._solve_cached(cm, demand, heuristics=True)
         if report.status is Status.INFEASIBLE:
-            self._raise_infeasible(demand, report)
-        self._explain_failure(demand, report)
-        self._check_solution(x, report, "monolithic")
+            self._diagnosis.raise_infeasible(demand, report)
+        self._diagnosis.explain_failure(demand, report)
+        check_solution(x, report, "monolithic")
         na = cm.na
         pools = self._pool_plans(na, x, self.options.pool_epoch_s, {})
         unserved = {}
@@ -631,7 +512,7 @@ class Planner:
         """A lower bound (W, plus the unserved penalty in best effort) on every plan of
         ``forecast`` on this inventory, from the profile alone (:mod:`dynaplan.planning.bounds`,
         formulations/bound.md); built once per planner, one small solve per call."""
-        demand, _ = _plannable(check_forecast(forecast, self.classes))
+        demand = check_demand(forecast, self.classes).demand_rps
         if self._bound is None:
             self._bound = GlobalBound(self.profile, self.max_load, self.hardware, dict(self.inventory.servers),
                                       self.classes, self.routes, self._penalty)

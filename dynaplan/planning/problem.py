@@ -16,7 +16,7 @@ of the same class and hardware (no more GPUs, no less capacity, no more power at
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -97,13 +97,15 @@ class PlannerOptions(InputModel):
         return v
 
 
-def operating_points(profile: Profile, slos: SLOTable, prune_dominated: bool = True) -> pd.DataFrame:
+def operating_points(profile: Profile, slos: SLOTable, prune_dominated: bool = True,
+                     hardware: Iterable[str] | None = None, model: str | None = None) -> pd.DataFrame:
     """Condense a profile into SLO-feasible operating points (one vectorised pass).
 
     Returns one row per feasible (model, hardware, tp, freq_mhz, request_class) with the
     profile ``group_id``, ``max_load_rps``, ``power_w`` (at max load), ``static_w`` and
     ``w_per_util`` (the chord of ``Q`` from the lightest load point to ``u = 1``) and
-    ``dominated`` (rows dropped when ``prune_dominated``).
+    ``dominated`` (rows dropped when ``prune_dominated``). ``hardware`` / ``model`` keep only
+    those points (before the pruning, which compares points of one hardware type and model only).
     """
     mls = profile.max_load_under_slo(slos).reset_index()  # keeps the profile's group_id
     starts, _ = profile.group_bounds
@@ -116,7 +118,12 @@ def operating_points(profile: Profile, slos: SLOTable, prune_dominated: bool = T
         u0 = np.where(lmax > 0, l0 / np.where(lmax > 0, lmax, 1.0), 0.0)
         slope = np.where(1 - u0 > 1e-12, (pmax - p0) / np.where(1 - u0 > 1e-12, 1 - u0, 1.0), 0.0)
     out = mls.assign(static_w=p0 - slope * u0, w_per_util=slope)
-    out = out[out["feasible"] & (out["max_load_rps"] > 0)].drop(columns=["feasible"]).reset_index(drop=True)
+    keep = out["feasible"] & (out["max_load_rps"] > 0)
+    if hardware is not None:
+        keep &= out["hardware"].isin(list(hardware))
+    if model is not None:
+        keep &= out["model"] == model
+    out = out[keep].drop(columns=["feasible"]).reset_index(drop=True)
     out["dominated"] = _dominated(profile, out)
     if prune_dominated:
         out = out[~out["dominated"]].reset_index(drop=True)

@@ -1,0 +1,65 @@
+"""The planner's formulations, chosen by a typed key instead of by name.
+
+Each :class:`ModelKind` names one model the planner builds and caches; :data:`FORMULATIONS`
+holds, per kind, how to build it from the planner's inputs and what it is (whole-server recipes
+or instances per piece, one model per pool or one for the cluster, with or without transition
+terms). Adding a formulation is one enum member and one registry entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from types import MappingProxyType
+
+from dynaplan.formulations import cluster as cluster_f
+from dynaplan.formulations import monolithic as mono_f
+from dynaplan.formulations import pool as pool_f
+
+
+class ModelKind(str, Enum):
+    """A model the planner builds (its value is the name messages and caches use)."""
+
+    POOL = "pool"
+    POOL_TRANSITIONS = "pool+transitions"
+    CLUSTER = "cluster"
+    CLUSTER_TRANSITIONS = "cluster+transitions"
+    MONOLITHIC = "monolithic"
+
+
+@dataclass(frozen=True)
+class Formulation:
+    """How to build one kind of model: ``build(planner, pool, transition_prices)`` returns
+    ``(model, network, blocks)``; ``recipe``: its count variables are whole servers (``s``);
+    ``per_pool``: one model per pool; ``transitions``: it prices changes from a current state."""
+
+    build: Callable
+    recipe: bool = False
+    per_pool: bool = False
+    transitions: bool = False
+
+
+def _pool(pl, pool, prices):
+    classes = {c: 1.0 for c in pl.classes if pool in pl.routes[c]}
+    return pool_f.build(pl.ops, pl.segments, pool, classes, {h: 1 for h in pl.hardware}, pl.hardware,
+                        pl._penalty, prices)
+
+
+def _cluster(pl, pool, prices):
+    return cluster_f.build(pl.ops, pl.routes, {c: 1.0 for c in pl.classes}, pl.inventory.servers, pl.hardware,
+                           pl.classes, pl._penalty, prices)
+
+
+def _monolithic(pl, pool, prices):
+    return mono_f.build(pl.ops, pl.segments, pl.routes, {c: 1.0 for c in pl.classes}, pl.inventory.servers,
+                        pl.hardware, pl.classes, pl._penalty)
+
+
+FORMULATIONS: Mapping[ModelKind, Formulation] = MappingProxyType({
+    ModelKind.POOL: Formulation(_pool, per_pool=True),
+    ModelKind.POOL_TRANSITIONS: Formulation(_pool, per_pool=True, transitions=True),
+    ModelKind.CLUSTER: Formulation(_cluster, recipe=True),
+    ModelKind.CLUSTER_TRANSITIONS: Formulation(_cluster, recipe=True, transitions=True),
+    ModelKind.MONOLITHIC: Formulation(_monolithic),
+})
