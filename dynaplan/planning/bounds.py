@@ -5,10 +5,10 @@ The bound is built from the profile's table and its max loads under the SLOs alo
 the pool models' pieces — so it bounds the problem the user posed: instance power is the
 profile's linear interpolation over its load points (the share-weighted mix of the classes'
 curves for a mixed instance, :meth:`Profile.mixed_power_w`), every GPU of a switched-on server
-not held by an instance draws ``idle_power_w``, and servers are whole. It is a small MILP whose
-only integers are the switched-on servers per hardware type (bound.servers); everything else is
-the LP relaxation of instance counts. Its structure is built once per :class:`GlobalBound`; a call
-only moves the demand and pool-count right-hand sides.
+not held by an instance draws ``idle_power_w``, and servers are whole. It is an LP (instance
+counts relaxed); with one hardware type the switched-on servers are made whole by convexity
+(two more LPs at the floor and ceiling of the LP's own count, bound.servers). Its structure is
+built once per :class:`GlobalBound` and kept inside HiGHS; a call only moves right-hand sides.
 """
 
 from __future__ import annotations
@@ -76,11 +76,10 @@ class GlobalBound:
 
     def __init__(self, profile: Profile, max_load: pd.DataFrame, hardware: Mapping[str, HardwareType],
                  inventory: Mapping[str, int], classes: tuple[str, ...], routes: Mapping[str, tuple[str, ...]],
-                 unserved_penalty_w_per_rps: float | None = None, integer_instances: bool = False) -> None:
+                 unserved_penalty_w_per_rps: float | None = None) -> None:
         self.classes = tuple(classes)
         self.routes = dict(routes)
         self.penalty = unserved_penalty_w_per_rps
-        self.integer_instances = integer_instances
         self._session: HighsSession | None = None
         ml = max_load[(max_load["max_load_rps"] > 0) & max_load["hardware"].isin(list(hardware))
                       & max_load["request_class"].isin(self.classes)].copy()
@@ -136,8 +135,9 @@ class GlobalBound:
         share = m.add_vars("N", arc_labels)
         t = m.add_vars("t", arc_labels, cost=1.0)
         # idle power e_h (G_h Y_h - sum tp n): the instances' GPUs are taken off the servers' idle draw
-        n = m.add_vars("n", cfg_labels, cost=-e[h_of] * tp, integer=self.integer_instances)
-        y = m.add_vars("Y", hws, ub=servers, cost=e * g, integer=True)
+        n = m.add_vars("n", cfg_labels, cost=-e[h_of] * tp)
+        # Y is relaxed here; bound() restores its integrality by convexity (bound.servers)
+        y = m.add_vars("Y", hws, ub=servers, cost=e * g)
         u = m.add_vars("u", self.classes, cost=self.penalty) if self.penalty is not None else None
         ar = np.arange(n_arc)
         # (bound.demand) sum_k z[k,c] (+ u_c) >= L_c
@@ -181,9 +181,29 @@ class GlobalBound:
         opts = (opts or SolveOptions()).model_copy(update={"mip_rel_gap": 0.0, "highs_heuristics": False})
         if self._session is None:
             self._session = HighsSession(self.arrays, opts)
-        sol = self._session.update_bounds_and_resolve(arrays, opts)  # the model stays inside HiGHS
-        rep = sol.report
-        if rep.status not in (Status.OPTIMAL, Status.FEASIBLE) or rep.bound is None:
+        b, x = self._solve(arrays, opts)
+        yb = self.model.var_blocks["Y"]
+        if b is not None and len(yb.labels) == 1:
+            # (bound.servers) the LP's value is convex in the servers switched on, so the best
+            # whole number of servers is the floor or the ceiling of the LP's own
+            y = float(x[yb.start])
+            lo_y, hi_y = np.floor(y + 1e-9), np.ceil(y - 1e-9)
+            if hi_y > lo_y:
+                vals = []
+                for v in (lo_y, hi_y):
+                    if arrays.lb[yb.start] - 1e-9 <= v <= arrays.ub[yb.start] + 1e-9:
+                        vals.append(self._solve(arrays.with_block_bounds(cols={"Y": (v, v)}), opts)[0])
+                vals = [v for v in vals if v is not None] or [None]
+                b = min(vals) if None not in vals else b
+        if b is None:
             return None, time.perf_counter() - t0
-        b = float(rep.bound)
         return max(0.0, b - BOUND_SLACK_REL * abs(b) - 1e-6), time.perf_counter() - t0
+
+    def _solve(self, arrays, opts) -> tuple[float | None, np.ndarray | None]:
+        """The LP's optimum and solution (``None`` when not solved to optimality; a fixed server
+        count the inventory cannot hold is infeasible, which also gives ``None``)."""
+        rep_x = self._session.update_bounds_and_resolve(arrays, opts)
+        rep = rep_x.report
+        if rep.status is not Status.OPTIMAL or rep.objective is None:
+            return None, None
+        return float(rep.objective), rep_x.x
