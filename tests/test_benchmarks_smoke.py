@@ -80,7 +80,7 @@ def test_driver_still_fails_dishonest_or_wrong_results(tmp_path):
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--no-progress", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, capture_output=True, text=True, timeout=3600)  # a hang guard, not a speed test
     return out, proc
 
 

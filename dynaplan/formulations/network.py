@@ -69,7 +69,11 @@ def build_network(ops: pd.DataFrame, segments: pd.DataFrame, routes: dict[str, t
     # class's on the same configuration (pool.md, "Spilled classes"), no lower than minus the
     # cheapest piece's slope, so that serving more than the demand never pays
     own_p = configs["own_power_w"].to_numpy(dtype=float)[arcs["k"].to_numpy()]
-    min_slope = pieces.groupby("k")["w_per_util"].min().reindex(arcs["k"]).to_numpy(dtype=float)
+    # (the flat piece holding the profile's first value below its lightest load is left out: it is
+    # bounded by that load, and its zero slope would cancel every negative surcharge)
+    hold = (pieces["w_per_util"] == 0) & (pieces["u_hi"] < 1) if "u_lo" in pieces else np.zeros(len(pieces), bool)
+    slopes = pieces.loc[~np.asarray(hold)] if (~np.asarray(hold)).any() else pieces
+    min_slope = slopes.groupby("k")["w_per_util"].min().reindex(arcs["k"]).to_numpy(dtype=float)
     extra = arcs["power_w"].to_numpy(dtype=float) - own_p
     arcs["extra_w_per_util"] = np.where(arcs["request_class"] == arcs["pool"], 0.0,
                                         np.maximum(extra, -np.nan_to_num(min_slope, nan=0.0)))
@@ -168,12 +172,23 @@ def define_utilisation_constraints(m: LinearModel, net: Network, z, w):
 
 
 def define_capacity_constraints(m: LinearModel, net: Network, n, w, per_instance_mult: np.ndarray | None = None):
-    """(capacity) w[p,k,j] - M_k n[p,k,j] <= 0: each instance's utilisation is at most 1, so it
-    meets every served class's SLO (M_k = 1, or instances per server for recipes)."""
+    """(capacity) w[p,k,j] - hi_j M_k n[p,k,j] <= 0 and, where a piece starts above zero
+    utilisation, (piece_floor) w[p,k,j] - lo_j M_k n[p,k,j] >= 0: the instances on piece j each
+    carry a utilisation in [lo_j, hi_j] (at most 1, so every instance meets every served class's
+    SLO), where the piece's line is the profile's power (M_k = 1, or instances per server for
+    recipes; pieces without ``u_hi`` / ``u_lo`` span [0, 1])."""
     k = len(net.pieces)
     mult = np.ones(k) if per_instance_mult is None else per_instance_mult
+    hi = net.pieces["u_hi"].to_numpy(dtype=float) if "u_hi" in net.pieces else np.ones(k)
     rows = np.r_[np.arange(k), np.arange(k)]
-    return m.add_constraints("capacity", n.labels, rows, np.r_[w.cols, n.cols], np.r_[np.ones(k), -mult], hi=0.0)
+    cap = m.add_constraints("capacity", n.labels, rows, np.r_[w.cols, n.cols], np.r_[np.ones(k), -mult * hi], hi=0.0)
+    lo = net.pieces["u_lo"].to_numpy(dtype=float) if "u_lo" in net.pieces else np.zeros(k)
+    sel = np.flatnonzero(lo > 0)
+    if sel.size:
+        r = np.arange(sel.size)
+        m.add_constraints("piece_floor", [n.labels[i] for i in sel], np.r_[r, r], np.r_[w.cols[sel], n.cols[sel]],
+                          np.r_[np.ones(sel.size), -(mult * lo)[sel]], lo=0.0)
+    return cap
 
 
 def define_packing_constraints(m: LinearModel, net: Network, n, y):

@@ -5,7 +5,9 @@ Equations: ``formulations/pool.md``. Minimise (pool.obj) the pool's power
     sum_{k,j} (A_{k,j} - e_h tp_k) n_{k,j} + sum_{k,j} B_{k,j} w_{k,j} + sum_h e_h G_h y_h  [+ M sum_c u_c]
 
 subject to (demand) ``sum_k z_{k,c} (+ u_c) >= L_c``, (utilisation)
-``sum_c z_{k,c}/lmax_{k,c} = sum_j w_{k,j}``, (capacity) ``w_{k,j} <= n_{k,j}``, (packing)
+``sum_c z_{k,c}/lmax_{k,c} = sum_j w_{k,j}``, (capacity, piece_floor)
+``lo_{k,j} n_{k,j} <= w_{k,j} <= hi_{k,j} n_{k,j}`` (piece j's line is the profile's power on
+[lo, hi], so a single-class pool's optimum is the profile's), (packing)
 ``sum tp_k n_{k,j} <= G_h y_h`` and (allotment) ``y_h = S_h``, with n integer: the pool runs on the
 servers the cluster level gave it for the whole cluster epoch (it re-shards and re-clocks
 inside them; releasing servers is the cluster level's decision), so every allotted GPU not held

@@ -242,7 +242,7 @@ class Planner:
             raise InfeasibleError(f"pool {pool}: no configuration on its servers {srv} meets the SLO of "
                                   f"class(es) {missing}")
         rows = self._transition_rows(cm, current) if current is not None else None
-        x, report = self._solve_cached(cm, loads, srv, rows)
+        x, report = self._solve_cached(cm, loads, srv, rows, gap=self.options.pool_mip_rel_gap)
         if report.status is Status.INFEASIBLE:
             self._diagnosis.raise_infeasible_pool(pool, loads, srv, report)
         self._diagnosis.explain_failure(loads, report)

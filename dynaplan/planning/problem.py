@@ -5,13 +5,16 @@ what the formulations need (``formulations/pool.md``, "Load representation"):
 
 * ``max_load_rps`` l^max_{k,c}: highest profiled load meeting the class's P99 SLOs (req/s);
 * the instance's power as a function of its utilisation ``u = l / l^max`` in [0, 1],
-  ``Q(u) = P(u l^max)``, replaced by a concave piecewise-linear curve through a few profile load
-  points: :func:`power_segments` gives each piece's line ``A_j + B_j u`` (W), and
-  ``segment_error_w`` bounds the distance between that curve and the profile's (W per instance);
+  ``Q(u) = P(u l^max)``, cut into pieces by :func:`power_segments`: piece ``j`` is the line
+  ``A_j + B_j u`` on ``[u_lo, u_hi]`` (W), by default the profile's own interpolation between
+  consecutive load points (exact; ``segment_error_w`` = 0), with the profile's hold below its
+  lightest load as a flat first piece;
 * ``static_w`` / ``w_per_util``: the single chord (one piece), used by the cluster level.
 
 Points that cannot meet the SLO at any load are dropped, and so are points dominated by another
-of the same class and hardware (no more GPUs, no less capacity, no more power at any load).
+of the same class and hardware (no more GPUs, no less capacity, no more power at any load once
+the idle power of the GPUs it leaves free is counted); :func:`envelope_pieces` then keeps only
+the piece ranges that are the cheapest clock of their TP somewhere (pool.md, "Pre-filtering").
 """
 
 from __future__ import annotations
@@ -61,11 +64,11 @@ class PlannerOptions(InputModel):
         "at least the class's).",
     )
     prune_dominated: bool = Field(default=True, description="Drop dominated operating points.")
-    load_segments: int = Field(
-        default=3, ge=1, le=64,
-        description="Pieces of the piecewise-linear power curve per operating point at the pool level "
-        "(count); 1 is the single chord. Breakpoints are profile load points, so with as many pieces as "
-        "load points the curve is the profile's own interpolation.",
+    load_segments: int | None = Field(
+        default=None, ge=1, le=64,
+        description="Chords of the piecewise-linear power curve per operating point at the pool level "
+        "(count); None: one per profile load segment, the profile's own interpolation (exact). Fewer "
+        "chords are an approximation (the discretisation study); their error is reported.",
     )
     best_effort: bool = Field(
         default=False,
@@ -84,6 +87,12 @@ class PlannerOptions(InputModel):
         "re-optimises inside the allotment, so proving it to 0.01% buys nothing: at 12,500 servers "
         "1e-3 instead of 1e-4 cut the hierarchy's p95 from 312 to 114 ms and moved the plans' "
         "energy by at most 0.026% (benchmarks/RESULTS.md, target b).",
+    )
+    pool_mip_rel_gap: float | None = Field(
+        default=1e-7, ge=0,
+        description="Relative MIP gap of the pool level (fraction); None: SolveOptions.mip_rel_gap. The "
+        "pool models are small (tens of pieces), so proving their exact optimum to 1e-7 costs little "
+        "and the pool's power is within 1e-6 of the profile's optimum (benchmarks/pool_exactness.py).",
     )
     unserved_penalty_w_per_rps: float = Field(
         default=1e6, gt=0, le=1e12, description="Best-effort penalty per unserved req/s, in objective units (W)."
@@ -130,17 +139,18 @@ def operating_points(profile: Profile, slos: SLOTable, prune_dominated: bool = T
     return out
 
 
-def power_segments(profile: Profile, ops: pd.DataFrame, n_segments: int) -> pd.DataFrame:
+def power_segments(profile: Profile, ops: pd.DataFrame, n_segments: int | None = None) -> pd.DataFrame:
     """Piecewise-linear power in utilisation for every operating point (pool.segments).
 
-    Breakpoints are the lightest profiled load ``l_0`` and ``n_segments`` load points of the
-    profile up to ``l^max``, spread evenly over the points available. Piece ``j`` is the line
-    through ``Q(u_{j-1})`` and ``Q(u_j)``; the first is extended down to ``u = 0``. Returns one
-    row per (operating point, piece) with ``segment``, ``u_hi``, ``static_w`` (A_j, W) and
-    ``w_per_util`` (B_j, W per unit utilisation), and ``segment_error_w``: the largest
-    ``|Q(u) - min_j (A_j + B_j u)|`` over the profile's load points in [0, l^max] and u = 0 (W).
-    For a concave profile the lower envelope of the lines is the interpolant through the
-    breakpoints, so the error is zero at the breakpoints and small between them.
+    Breakpoints are profile load points up to ``l^max``: all of them when ``n_segments`` is None
+    (the profile's own interpolation, exact), else the lightest, ``l^max`` and points spread
+    evenly between them (``n_segments`` chords). Piece ``j`` holds utilisations
+    ``[u_lo, u_hi]`` and draws ``A_j + B_j u`` there: a chord between consecutive breakpoints, and
+    below the lightest load point ``u_0`` a flat piece ``[0, u_0]`` at ``Q(u_0)`` (the profile holds
+    its first value below its lightest load, ``Profile.interpolate``). Returns one row per
+    (operating point, piece) with ``segment``, ``u_lo``, ``u_hi``, ``static_w`` (A_j, W),
+    ``w_per_util`` (B_j, W per unit utilisation) and ``segment_error_w``: the largest
+    ``|Q(u) - model(u)|`` over the profile's load points in [0, l^max] (W; 0 with every point).
     """
     starts, ends = profile.group_bounds
     load = profile.table["load_rps"].to_numpy()
@@ -151,59 +161,78 @@ def power_segments(profile: Profile, ops: pd.DataFrame, n_segments: int) -> pd.D
         lg, pg = load[s:e], power[s:e]
         m = int(np.searchsorted(lg, lmax * (1 + 1e-12), side="right"))  # points with load <= lmax
         u, q = lg[:m] / lmax, pg[:m]
-        if m == 1:
-            idx = np.array([0, 0])
-        else:
-            k = min(n_segments, m - 1)
-            idx = np.unique(np.r_[0, np.rint(np.linspace(0, m - 1, k + 1)[1:]).astype(int)])
+        k = m - 1 if n_segments is None else min(n_segments, m - 1)
+        idx = np.unique(np.r_[0, np.rint(np.linspace(0, m - 1, k + 1)[1:]).astype(int)]) if m > 1 else np.array([0])
         ub, qb = u[idx], q[idx]
-        if len(idx) < 2 or ub[-1] <= ub[0]:
-            a, b, hi = np.array([qb[-1]]), np.array([0.0]), np.array([1.0])
-        else:
-            b = np.diff(qb) / np.diff(ub)
-            a = qb[:-1] - b * ub[:-1]
-            hi = ub[1:]
-        grid_u = np.r_[0.0, u]
-        grid_q = np.r_[q[0], q]  # the profile holds its first value below the lightest load
-        env = np.min(a[:, None] + b[:, None] * grid_u[None, :], axis=0)
-        err = float(np.max(np.abs(grid_q - env)))
+        err = float(np.max(np.abs(q - np.interp(u, ub, qb))))
+        lo, hi, a, b = [], [], [], []
+        if ub[0] > 0:  # the profile's hold below its lightest load
+            lo.append(0.0), hi.append(min(float(ub[0]), 1.0)), a.append(float(qb[0])), b.append(0.0)
+        for j in range(len(idx) - 1):
+            slope = (qb[j + 1] - qb[j]) / (ub[j + 1] - ub[j])
+            lo.append(float(ub[j])), hi.append(float(ub[j + 1])), a.append(float(qb[j] - slope * ub[j])), b.append(float(slope))
         for j in range(len(a)):
-            rows.append((i, j, float(hi[j]), float(a[j]), float(b[j]), err))
-    seg = pd.DataFrame(rows, columns=["op", "segment", "u_hi", "static_w", "w_per_util", "segment_error_w"])
+            rows.append((i, j, lo[j], hi[j], a[j], b[j], err))
+    seg = pd.DataFrame(rows, columns=["op", "segment", "u_lo", "u_hi", "static_w", "w_per_util", "segment_error_w"])
     keys = ops[["model", "hardware", "tp", "freq_mhz", "request_class"]].reset_index(drop=True)
     return pd.concat([keys.iloc[seg["op"].to_numpy()].reset_index(drop=True), seg.drop(columns=["op"])], axis=1)
 
 
-def envelope_pieces(ops: pd.DataFrame, segments: pd.DataFrame, grid_points: int = 256) -> pd.DataFrame:
-    """Keep only the power pieces on the lower envelope over clocks (pool.envelope).
+def envelope_pieces(ops: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
+    """Keep only the pieces on the lower envelope over clocks (pool.envelope); exact.
 
-    The instance level later runs every instance at the least-power clock for its load, so the
-    pool level only needs, for each (class, hardware, TP), the pieces that are the cheapest way to
-    carry some load: piece ``j`` of clock ``f`` draws ``A_j + B_j l / l^max_f`` (W) at load ``l``
-    for ``0 <= l <= l^max_f``. A piece is kept when it is the minimum among the pieces able to
-    carry ``l`` at one of ``grid_points`` loads spread over ``[0, max_f l^max_f]`` or at one of the
-    capacities ``l^max_f``. Exact for instances serving their own class (a dropped piece is never
-    cheaper than a kept one at the grid loads); spilled classes see only the kept clocks.
+    Within one (model, class, hardware, TP) every piece is a line on a load interval
+    ``[u_lo l^max, u_hi l^max]`` (req/s). The intervals are cut at every piece's end points; on
+    each elementary interval a piece is dropped when another piece covering it draws no more
+    power at both its ends (lines: then at every load in it), strictly less at one or, on a tie,
+    comes first. An instance on a dropped part can move to the dominating piece at the same load
+    and TP (same GPUs, so the same idle power of the rest), so no optimum is lost. The parts kept
+    of each piece are merged back into runs; each run is a piece with its own ``[u_lo, u_hi]``.
     """
-    seg = segments.merge(ops[["hardware", "tp", "freq_mhz", "request_class", "max_load_rps"]],
-                         on=["hardware", "tp", "freq_mhz", "request_class"], how="inner")
-    keep = np.zeros(len(seg), dtype=bool)
+    seg = segments.merge(ops[["model", "hardware", "tp", "freq_mhz", "request_class", "max_load_rps"]],
+                         on=["model", "hardware", "tp", "freq_mhz", "request_class"], how="inner")
+    cap = seg["max_load_rps"].to_numpy(dtype=float)
+    lo_l, hi_l = seg["u_lo"].to_numpy() * cap, seg["u_hi"].to_numpy() * cap
+    a, b = seg["static_w"].to_numpy(dtype=float), seg["w_per_util"].to_numpy(dtype=float) / cap
+    out = []  # (row, u_lo, u_hi)
     for _, idx in seg.groupby(["model", "request_class", "hardware", "tp"]).indices.items():
-        cap = seg["max_load_rps"].to_numpy()[idx]
-        a = seg["static_w"].to_numpy()[idx]
-        b = seg["w_per_util"].to_numpy()[idx] / cap
-        loads = np.unique(np.r_[np.linspace(0.0, cap.max(), grid_points), cap])
-        cost = a[:, None] + b[:, None] * loads[None, :]
-        cost[cap[:, None] < loads[None, :] * (1 - 1e-12)] = np.inf
-        keep[idx[np.unique(np.argmin(cost, axis=0))]] = True
-    return segments.loc[keep].reset_index(drop=True)
+        grid = np.unique(np.r_[lo_l[idx], hi_l[idx]])
+        x0, x1 = grid[:-1], grid[1:]
+        tol = 1e-12 * max(1.0, float(grid[-1]))
+        cover = (lo_l[idx, None] <= x0[None, :] + tol) & (hi_l[idx, None] >= x1[None, :] - tol)
+        left = np.where(cover, a[idx, None] + b[idx, None] * x0[None, :], np.inf)
+        right = np.where(cover, a[idx, None] + b[idx, None] * x1[None, :], np.inf)
+        le_l = left[:, None, :] <= left[None, :, :]  # [j, i, t]: j no worse than i at the left end
+        le_r = right[:, None, :] <= right[None, :, :]
+        strict = (left[:, None, :] < left[None, :, :]) | (right[:, None, :] < right[None, :, :])
+        first = np.arange(len(idx))[:, None, None] < np.arange(len(idx))[None, :, None]
+        dom = (cover[:, None, :] & le_l & le_r & (strict | first)).any(axis=0)
+        keep = cover & ~dom
+        for r in np.flatnonzero(keep.any(axis=1)):
+            kt = np.r_[False, keep[r], False].astype(np.int8)
+            st, en = np.flatnonzero(np.diff(kt) == 1), np.flatnonzero(np.diff(kt) == -1)
+            for s0, e0 in zip(st, en):
+                out.append((idx[r], x0[s0] / cap[idx[r]], x1[e0 - 1] / cap[idx[r]]))
+    if not out:
+        return segments.iloc[:0].reset_index(drop=True)
+    rows = np.array([o[0] for o in out], dtype=np.int64)
+    res = seg.iloc[rows].drop(columns=["max_load_rps"]).reset_index(drop=True)
+    res["u_lo"] = [min(max(o[1], 0.0), 1.0) for o in out]
+    res["u_hi"] = [min(max(o[2], 0.0), 1.0) for o in out]
+    key = ["model", "hardware", "tp", "freq_mhz", "request_class"]
+    res = res.sort_values(key + ["u_lo"]).reset_index(drop=True)
+    res["segment"] = res.groupby(key).cumcount()
+    return res
 
 
 def _dominated(profile: Profile, ops: pd.DataFrame) -> np.ndarray:
     """Point i is dominated by j (same model, class, hardware) when j uses no more GPUs, carries at
-    least as much load under the SLO, and draws no more power than i at every load in [0, l^max_i]
-    (both curves are piecewise linear, so comparing at the union of their load points is exact).
-    Identical points keep the first (lowest clock)."""
+    least as much load under the SLO, and j's power plus the idle power of the GPUs it leaves free,
+    ``P_j(l) + e_h (tp_i - tp_j)``, is no more than ``P_i(l)`` at every load in [0, l^max_i]: an
+    instance of i is then replaced by one of j at the same load and the freed GPUs idle, at no more
+    pool power (pool.md, "Pre-filtering"). Both curves are piecewise linear (held below their
+    lightest load), so comparing at 0 and the union of their load points is exact. Identical
+    points keep the first (lowest clock)."""
     starts, ends = profile.group_bounds
     load = profile.table["load_rps"].to_numpy()
     power = profile.table["power_w"].to_numpy()
@@ -211,7 +240,8 @@ def _dominated(profile: Profile, ops: pd.DataFrame) -> np.ndarray:
     gids = ops["group_id"].to_numpy()
     tps = ops["tp"].to_numpy()
     caps = ops["max_load_rps"].to_numpy()
-    for _, idx in ops.groupby(["model", "request_class", "hardware"]).indices.items():
+    for (_, _, hw), idx in ops.groupby(["model", "request_class", "hardware"]).indices.items():
+        idle_w = float(profile.hardware[hw].idle_power_w)
         for i in idx:
             si, ei = starts[gids[i]], ends[gids[i]]
             for j in idx:
@@ -221,9 +251,9 @@ def _dominated(profile: Profile, ops: pd.DataFrame) -> np.ndarray:
                 pts = np.union1d(load[si:ei], load[sj:ej])
                 pts = np.r_[0.0, pts[pts <= caps[i]]]
                 pi = np.interp(pts, load[si:ei], power[si:ei])
-                pj = np.interp(pts, load[sj:ej], power[sj:ej])
+                pj = np.interp(pts, load[sj:ej], power[sj:ej]) + idle_w * (tps[i] - tps[j])
                 if np.all(pj <= pi):
-                    strictly = tps[j] < tps[i] or caps[j] > caps[i] or np.any(pj < pi)
+                    strictly = caps[j] > caps[i] or np.any(pj < pi)
                     if strictly or j < i:
                         dom[i] = True
                         break
