@@ -46,10 +46,15 @@ def test_plans_pass_checker_and_monolithic_is_never_worse(seed, fracs, spill):
     hier = pl.plan(f)
     res = check_plan(prof, pl.inventory.servers, DEFAULT_SLOS, hier, forecast=f, options=pl.options)
     assert res.ok, res.violations
-    # the monolithic optimum (of the linear model) is never worse than the hierarchy's plan
-    # objectives are true powers: the MILPs' order holds within their pieces' error
-    slack = mono.approx_error_bound_w + hier.approx_error_bound_w
-    assert mono.report.objective <= hier.report.objective * (1 + GAP) + slack + 1e-6
+    # both plans' true power is above the global bound of the profile's problem
+    for plan in (mono, hier):
+        assert plan.report.bound <= plan.report.objective * (1 + 1e-9)
+    # objectives are true powers: the MILPs' order holds within their pieces' error when no
+    # instance mixes classes (a mixed instance is priced at full utilisation in the MILPs,
+    # formulations/pool.md "Spilled classes", so its true power may differ either way)
+    if spill == "none":
+        slack = mono.approx_error_bound_w + hier.approx_error_bound_w
+        assert mono.report.objective <= hier.report.objective * (1 + GAP) + slack + 1e-6
 
 
 @SETTINGS
