@@ -11,4 +11,5 @@ from benchmarks.scenarios import (  # noqa: F401  (registration order = run orde
     hier_vs_mono,
     discretisation,
     targets,
+    sweep,
 )

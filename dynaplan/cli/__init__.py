@@ -18,6 +18,7 @@ from dynaplan.cli.console import PIPE_CLOSED_EXIT, PipeClosed, silence_stdout
 from dynaplan.cli.plan import plan_command
 from dynaplan.cli.reconfig import register as register_reconfig
 from dynaplan.cli.replay import register as register_replay
+from dynaplan.cli.sweep import register as register_sweep
 from dynaplan.cli.profile import app as profile_app
 from dynaplan.errors import DynaplanError
 
@@ -42,6 +43,7 @@ app.add_typer(profile_app, name="profile")
 app.command("plan")(plan_command)
 register_reconfig(app)
 register_replay(app)
+register_sweep(app)
 
 try:  # the trace commands live in the workload package
     from dynaplan.cli.trace import app as trace_app

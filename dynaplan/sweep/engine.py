@@ -1,0 +1,291 @@
+"""Run a sweep: every scenario not yet on disk, on Dask ``distributed`` or in this process.
+
+    from dynaplan.sweep import run_sweep
+    df = run_sweep("examples/sweep_capacity.toml", "sweep-out")             # a LocalCluster
+    df = run_sweep(spec, "sweep-out", client=Client("tcp://host:8786"))     # a user's cluster
+
+One code path for every cluster: without a ``client`` the engine starts a ``LocalCluster`` of
+``workers`` single-threaded worker processes (default: the usable CPUs), or connects to
+``scheduler``; ``workers=0`` runs every scenario in this process instead (no Dask), the
+baseline of the tests and the benchmark. Then:
+
+1. scenarios already on disk are skipped (``resume``; a recorded failure too, unless
+   ``retry_failed``), temporaries of a killed run are deleted;
+2. the shared inputs (profiles, traces, grid series) are loaded once here and sent to every
+   worker once (``client.scatter(..., broadcast=True)``); tasks carry only options and futures;
+3. each finished scenario's row is written at once (:class:`~dynaplan.sweep.store.ResultStore`),
+   by this process only. A scenario that raises is a row with status ``error`` and its one-line
+   error; a scenario that kills its worker is re-run by Dask elsewhere, and recorded as an
+   error if it kills workers repeatedly (``KilledWorker``); the sweep goes on;
+4. a ``KeyboardInterrupt`` cancels the scenarios still running, closes what the engine started
+   and is raised again: every row written so far stays, and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import importlib.metadata
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dynaplan.errors import SolverError, ValidationError
+from dynaplan.sweep.expand import Scenario, expand
+from dynaplan.sweep.kinds import ScenarioKind, get_kind, load_shared
+from dynaplan.sweep.spec import SweepSpec, as_spec
+from dynaplan.sweep.store import STATUS_ERROR, STATUS_OK, ResultStore
+
+MAX_ATTEMPTS = 3
+"""Submissions of one scenario whose shared inputs were lost with their workers."""
+
+WORKER_WAIT_S = 120.0
+"""Longest wait for a worker before the shared inputs are scattered (s): a restarting worker on a
+busy machine takes seconds."""
+
+Progress = Callable[[dict, dict], None]  # (row, counts{done, failed, remaining, skipped, total})
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("dynaplan")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree without install
+        return "unknown"
+
+
+VERSION = _version()
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (a scenario's error column)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def run_scenario(kind: ScenarioKind, sid: str, options: dict, shared: dict[str, Any]) -> dict:
+    """One scenario's row: its options, metrics (or error), status, wall time, version and worker.
+    Never raises for an error of the scenario itself (an ``Exception``)."""
+    t0 = time.perf_counter()
+    row = {"scenario_id": sid, "kind": kind.name, **options}
+    try:
+        metrics = kind.run(options, shared)
+        row.update(metrics)
+        row["status"], row["error"] = STATUS_OK, None
+    except Exception as exc:  # noqa: BLE001 - any failure of one scenario is that scenario's result
+        row["status"], row["error"] = STATUS_ERROR, one_line(exc)
+    row["wall_time_s"] = time.perf_counter() - t0
+    row["dynaplan_version"] = VERSION
+    row["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+    row["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return row
+
+
+def _lost_row(kind: ScenarioKind, sc: Scenario, exc: BaseException, attempts: int = 1) -> dict:
+    """The row of a scenario whose task failed outside :func:`run_scenario` (e.g. ``KilledWorker``:
+    it killed the workers that ran it)."""
+    tries = f" (after {attempts} submissions; the workers running it died)" if attempts > 1 else ""
+    return {"scenario_id": sc.scenario_id, "kind": kind.name, **sc.options, "status": STATUS_ERROR,
+            "error": one_line(exc) + tries, "dynaplan_version": VERSION,
+            "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def local_cluster(workers: int):
+    """A ``LocalCluster`` of ``workers`` single-threaded worker processes, quiet, dashboard on a free port.
+
+    Its workers do not get Dask's ``MALLOC_TRIM_THRESHOLD_=65536``: setting that variable turns off
+    glibc's dynamic mmap threshold, so every large numpy temporary is mapped and faulted in anew,
+    and a replay ran 1.5-2x slower in a worker than in this process (measured on 30-minute replays).
+    """
+    import dask
+    from distributed import LocalCluster
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # its INFO lines would drown the progress bar
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                            silence_logs=logging.ERROR)
+
+
+@contextmanager
+def _dask_client(client, scheduler: str | None, workers: int | None):
+    """The user's client as it is, a client of ``scheduler``, or a new LocalCluster (closed after)."""
+    if client is not None:
+        yield client
+        return
+    from distributed import Client
+
+    if scheduler is not None:
+        try:
+            c = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ValidationError(f"--scheduler {scheduler}: cannot connect ({one_line(exc)})") from None
+        try:
+            yield c
+        finally:
+            c.close()
+        return
+    cluster = local_cluster(workers or usable_cpus())
+    try:
+        c = Client(cluster)
+        try:
+            yield c
+        finally:
+            c.close()
+    finally:
+        cluster.close()
+
+
+def _shared_keys(kind: ScenarioKind, todo: list[Scenario]) -> tuple[list[dict], dict[tuple, Any]]:
+    """Per scenario, its shared inputs' keys; and every distinct key loaded once."""
+    per = [kind.shared(sc.options) for sc in todo]
+    keys = list(dict.fromkeys(k for d in per for k in d.values()))
+    return per, {k: load_shared(k) for k in keys}
+
+
+def _run_serial(kind, todo, per, loaded, emit) -> None:
+    for sc, keys in zip(todo, per):
+        emit(run_scenario(kind, sc.scenario_id, sc.options, {n: loaded[k] for n, k in keys.items()}))
+
+
+def _run_dask(client, kind, todo, per, loaded, emit, timing: dict, max_attempts: int = MAX_ATTEMPTS) -> None:
+    """Submit every scenario with futures of the scattered shared inputs; write rows as they come.
+
+    Scattered data have no lineage: when every worker holding a copy dies, Dask forgets them and
+    cancels the scenarios that needed them. Such a scenario is re-submitted with the shared inputs
+    scattered again (at most ``max_attempts`` submissions per scenario); a scenario that keeps
+    killing its workers ends as ``KilledWorker`` or as lost, recorded as an error.
+    """
+    from distributed import as_completed
+
+    keys = list(loaded)
+    shared: dict[tuple, Any] = {}
+
+    def scatter(which: list[tuple]) -> None:
+        if which:
+            futs = client.scatter([loaded[k] for k in which], broadcast=True, hash=False)
+            shared.update(zip(which, futs))
+
+    t0 = time.perf_counter()
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except TimeoutError:
+        raise SolverError(f"no Dask worker joined the scheduler within {WORKER_WAIT_S:g} s") from None
+    scatter(keys)
+    timing["scatter_s"] = time.perf_counter() - t0
+    generation = 0  # how often the shared inputs were scattered again
+    attempts: dict[int, int] = {}
+    made_in: dict[int, int] = {}
+    pending: dict[Any, int] = {}
+
+    def submit(i: int):
+        sc, kk = todo[i], per[i]
+        attempts[i] = attempts.get(i, 0) + 1
+        made_in[i] = generation
+        fut = client.submit(run_scenario, kind, sc.scenario_id, sc.options, {n: shared[k] for n, k in kk.items()},
+                            pure=False, key=f"sweep-{sc.scenario_id}-{os.getpid()}-{time.monotonic_ns()}")
+        pending[fut] = i
+        return fut
+
+    ac = as_completed([submit(i) for i in range(len(todo))])
+    try:
+        for fut in ac:
+            i = pending.pop(fut)
+            try:
+                row = fut.result()
+            except (CancelledError, asyncio.CancelledError) as exc:
+                if per[i] and attempts[i] < max_attempts:  # its shared inputs died with their workers
+                    try:
+                        if made_in[i] == generation:  # once per loss, not once per scenario
+                            client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+                            scatter(keys)
+                            generation += 1
+                        ac.add(submit(i))
+                        continue
+                    except (TimeoutError, OSError) as again:  # no worker came back: this scenario is lost
+                        exc = again
+                row = _lost_row(kind, todo[i], exc, attempts[i])
+            except Exception as exc:  # noqa: BLE001 - KilledWorker, a lost scheduler: this scenario failed
+                row = _lost_row(kind, todo[i], exc, attempts[i])
+            emit(row)
+    finally:  # on an interrupt or an error of the engine: stop what is still queued or running
+        if pending:
+            client.cancel(list(pending), force=True)
+        if shared:
+            client.cancel(list(shared.values()), force=True)
+
+
+def run_sweep(spec: SweepSpec | dict | str | Path, out: str | Path, client=None, *, workers: int | None = None,
+              scheduler: str | None = None, resume: bool = True, retry_failed: bool = False,
+              progress: Progress | None = None) -> pd.DataFrame:
+    """Run every scenario of ``spec`` not yet under ``out``; the rows of all its scenarios (spec order).
+
+    ``client``: a ``dask.distributed.Client`` to run on (left open); else ``scheduler`` (an
+    address) or a new LocalCluster of ``workers`` processes (default: usable CPUs); ``workers=0``:
+    this process, no Dask. ``resume=False`` re-runs scenarios already on disk (their files are
+    replaced); ``retry_failed`` re-runs only the recorded failures. ``progress(row, counts)`` is
+    called after each row is written. ``df.attrs["sweep_timing_s"]`` says where the wall time went
+    (prepare, load of the shared inputs, cluster start, scatter, run). See the module docstring.
+    """
+    t_start = time.perf_counter()
+    spec = as_spec(spec)
+    if workers is not None and workers < 0:
+        raise ValidationError(f"--workers {workers}: expected 0 (this process) or more workers")
+    if client is not None and scheduler is not None:
+        raise ValidationError("client and --scheduler: give one of them, not both")
+    kind = get_kind(spec.kind)
+    kind.check_available()
+    scenarios = expand(spec)  # every scenario validated before anything runs
+    store = ResultStore(out, kind, spec.kept_metrics())
+    store.clean_temporaries()
+    on_disk = store.finished() if resume else {}
+    todo = [sc for sc in scenarios if sc.scenario_id not in on_disk
+            or (retry_failed and on_disk[sc.scenario_id] != STATUS_OK)]
+    counts = {"total": len(scenarios), "skipped": len(scenarios) - len(todo), "done": 0, "failed": 0,
+              "remaining": len(todo)}
+    store.write_meta({"spec": spec.model_dump(mode="json"), "scenarios": len(scenarios),
+                      "columns": store.schema.names, "dynaplan_version": VERSION})
+    if progress is not None:
+        progress({}, dict(counts))
+    timing = {"prepare_s": time.perf_counter() - t_start, "load_s": 0.0, "start_s": 0.0, "scatter_s": 0.0,
+              "run_s": 0.0}
+    if todo:
+        t0 = time.perf_counter()
+        per, loaded = _shared_keys(kind, todo)
+        timing["load_s"] = time.perf_counter() - t0
+
+        def emit(row: dict) -> None:
+            row = {k: v for k, v in row.items() if k in store.schema.names}
+            store.write(row)
+            counts["done" if row["status"] == STATUS_OK else "failed"] += 1
+            counts["remaining"] -= 1
+            if progress is not None:
+                progress(row, dict(counts))
+
+        if workers == 0 and client is None and scheduler is None:
+            t0 = time.perf_counter()
+            _run_serial(kind, todo, per, loaded, emit)
+            timing["run_s"] = time.perf_counter() - t0
+        else:
+            t0 = time.perf_counter()
+            with _dask_client(client, scheduler, workers) as c:
+                timing["start_s"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                _run_dask(c, kind, todo, per, loaded, emit, timing)
+                timing["run_s"] = time.perf_counter() - t0 - timing["scatter_s"]
+    df = store.read([sc.scenario_id for sc in scenarios])
+    df.attrs["sweep_timing_s"] = timing  # where the time went: prepare, load, start, scatter, run (s)
+    return df
+
+
+__all__ = ["VERSION", "local_cluster", "one_line", "run_scenario", "run_sweep", "usable_cpus"]
