@@ -86,8 +86,13 @@ def _capacity_blocks(pl) -> set[str]:
     return set(build_capacity_model(p)[0].con_blocks)
 
 
-BUILT = {"capacity.md": _capacity_blocks, "pool.md": _pool_blocks, "cluster.md": _cluster_blocks, "monolithic.md": _monolithic_blocks,
-         "placement.md": _placement_blocks}
+def _bound_blocks(pl) -> set[str]:
+    pl.global_bound({"SS": 1.0})
+    return set(pl._bound.model.con_blocks)
+
+
+BUILT = {"capacity.md": _capacity_blocks, "pool.md": _pool_blocks, "cluster.md": _cluster_blocks,
+         "monolithic.md": _monolithic_blocks, "placement.md": _placement_blocks, "bound.md": _bound_blocks}
 NO_MODEL = {"instance.md": "rules of an argmin over clocks (no solver): formulations/instance.py cites them"}
 
 

@@ -39,7 +39,13 @@ def test_golden_plan(name):
     stored = GOLDEN["cases"][name]
     got = REGEN.run_case(stored["case"])
     want = stored["expected"]
-    assert got["status"] == want["status"] == "optimal"
+    # a pool solve is proven within its gap; a whole plan is "optimal" only when its gap to the
+    # global bound (planning/bounds.py) is, so plan cases store their honest status
+    assert got["status"] == want["status"]
+    if stored["case"]["call"] == "plan_pool":
+        assert got["status"] == "optimal"
+    else:
+        assert got["status"] in ("optimal", "feasible")
     assert got["power_w"] == pytest.approx(want["power_w"], rel=1e-6)
     assert got["objective"] == pytest.approx(want["objective"], rel=1e-6)
     assert set(got["pools"]) == set(want["pools"])

@@ -46,8 +46,15 @@ def test_plans_pass_checker_and_monolithic_is_never_worse(seed, fracs, spill):
     hier = pl.plan(f)
     res = check_plan(prof, pl.inventory.servers, DEFAULT_SLOS, hier, forecast=f, options=pl.options)
     assert res.ok, res.violations
-    # the monolithic optimum (of the linear model) is never worse than the hierarchy's plan
-    assert mono.report.objective <= hier.report.objective * (1 + GAP) + 1e-6
+    # both plans' true power is above the global bound of the profile's problem
+    for plan in (mono, hier):
+        assert plan.report.bound <= plan.report.objective * (1 + 1e-9)
+    # objectives are true powers: the MILPs' order holds within their pieces' error when no
+    # instance mixes classes (a mixed instance is priced at full utilisation in the MILPs,
+    # formulations/pool.md "Spilled classes", so its true power may differ either way)
+    if spill == "none":
+        slack = mono.approx_error_bound_w + hier.approx_error_bound_w
+        assert mono.report.objective <= hier.report.objective * (1 + GAP) + slack + 1e-6
 
 
 @SETTINGS
@@ -60,7 +67,8 @@ def test_more_load_never_costs_less(seed, fracs, grow):
     except InfeasibleError:
         assume(False)
     small = pl.plan_monolithic(f)
-    assert small.report.objective <= big.report.objective * (1 + GAP) + 1e-6
+    slack = big.approx_error_bound_w + small.approx_error_bound_w  # true powers (see above)
+    assert small.report.objective <= big.report.objective * (1 + GAP) + slack + 1e-6
 
 
 @SETTINGS
@@ -74,7 +82,10 @@ def test_larger_inventory_never_costs_more(seed, fracs, extra):
         assume(False)
     _, pl_big = make(seed, servers=4 + extra)
     big_inv = pl_big.plan_monolithic(f)
-    assert big_inv.report.objective <= small_inv.report.objective * (1 + GAP) + 1e-6
+    # report.objective is the plan's true power (profile interpolation): the MILP is monotone in
+    # the inventory, its plans' true power within the pieces' error of it
+    slack = big_inv.approx_error_bound_w + small_inv.approx_error_bound_w
+    assert big_inv.report.objective <= small_inv.report.objective * (1 + GAP) + slack + 1e-6
 
 
 @SETTINGS

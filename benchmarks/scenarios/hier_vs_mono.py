@@ -1,8 +1,11 @@
 """Hierarchical vs monolithic energy and time on a corpus of forecasts (target c).
 
 Corpus: the Azure conversation and code traces' 1-minute peaks per class at 10, 40, 400, 4,000
-and 12,500 servers (45 req/s mean per 40 servers), and random class mixes (Dirichlet(1), the
-conversation peak's total load) at 40 and 400 servers; default profile, H100 inventory.
+and 12,500 servers (45 req/s mean per 40 servers), random class mixes (Dirichlet(1), the
+conversation peak's total load) at 40 and 400 servers, and ``RANDOM_CASES`` random forecasts on
+2-400 servers (:func:`random_forecasts`); default profile, H100 inventory. Every row also has
+the hierarchical plan's status and gap against the global bound (formulations/bound.md) and the
+bound's time as a share of the plan call's.
 
 For each forecast: the hierarchical plan (HiGHS) and the monolithic plan (HiGHS, 30 s limit, 5 s
 with ``--quick``), both checked with ``check_plan``; energy ratio (plan power, i.e. the
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pandas as pd
 
 from dynaplan.domain.hardware import H100_80GB
@@ -38,7 +42,24 @@ from benchmarks.registry import register_study
 from benchmarks.scenarios.common import check_plans, mix_aware_power_w
 
 SCALES = (10, 40, 400, 4000, 12500)
+RANDOM_CASES = 40
 MIXES = ((0, 40), (1, 40), (2, 40), (3, 40), (0, 400), (1, 400))
+
+
+def random_forecasts(count: int, seed: int = 11) -> list[tuple[int, dict[str, float]]]:
+    """(servers, forecast) pairs: servers log-uniform on 2-400, 1 to min(9, servers) classes
+    with load (a random subset), a Dirichlet(1) split of the conversation peak's total load for
+    that many servers."""
+    rng = np.random.default_rng(seed)
+    names = list(inputs.forecast(40))
+    out = []
+    for _ in range(count):
+        n = int(round(np.exp(rng.uniform(np.log(2), np.log(400)))))
+        k = int(rng.integers(1, min(len(names), n) + 1))
+        classes = rng.choice(names, size=k, replace=False)
+        total = sum(inputs.forecast(n).values())
+        out.append((n, {str(c): float(total * w) for c, w in zip(classes, rng.dirichlet(np.ones(k)))}))
+    return out
 
 
 def corpus(quick: bool) -> list[tuple[str, int, dict]]:
@@ -49,6 +70,7 @@ def corpus(quick: bool) -> list[tuple[str, int, dict]]:
     for name, short in ((inputs.CONV, "conv"), (inputs.CODE, "code")):
         out += [(f"{short}@{n}", n, inputs.forecast(n, name)) for n in SCALES]
     out += [(f"mix{seed}@{n}", n, inputs.dirichlet_forecast(seed, n)) for seed, n in MIXES]
+    out += [(f"rand{seed}@{n}", n, f) for seed, (n, f) in enumerate(random_forecasts(RANDOM_CASES))]
     return out
 
 
@@ -66,6 +88,12 @@ def compare(name: str, servers: int, forecast: dict, mono_limit_s: float) -> dic
     t0 = time.perf_counter()
     hier = hpl.plan(forecast)
     row["hier_wall_s"] = time.perf_counter() - t0
+    # the global bound (formulations/bound.md) runs inside every plan call: its share of the time
+    row["bound_wall_s"] = hpl.bound_time_s
+    row["bound_time_share"] = hpl.bound_time_s / row["hier_wall_s"]
+    row["hier_status"] = hier.report.status.value
+    row["hier_gap_vs_global_bound"] = hier.report.gap
+    row["global_bound_w"] = hier.report.bound
     t0 = time.perf_counter()
     try:
         mono = mpl.plan_monolithic(forecast)

@@ -15,14 +15,16 @@ import numpy as np
 import pandas as pd
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
-from dynaplan.errors import InfeasibleError, ValidationError
+from dynaplan.errors import InfeasibleError, NoSolutionError, ValidationError
 from dynaplan.formulations import cluster as cluster_f
 from dynaplan.formulations import instance as instance_f
 from dynaplan.formulations import network as nw
 from dynaplan.limits import FRAME_ROWS
+from dynaplan.planning.bounds import GlobalBound
 from dynaplan.planning.demand import LOAD_EPS_RPS, LOAD_FLOOR_RPS, CheckedForecast, check_demand
 from dynaplan.planning.demand import plannable as _plannable
 from dynaplan.planning.diagnosis import Diagnosis, check_solution
+from dynaplan.planning.polish import polish
 from dynaplan.planning.registry import FORMULATIONS, ModelKind
 from dynaplan.planning.validate import check_inputs
 from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PlanningState, PoolPlan, check_state
@@ -34,6 +36,13 @@ from dynaplan.solvers import (Backend, SolveOptions, SolveReport, Status, open_s
                               worst_status)
 from dynaplan.solvers.model import ModelArrays
 from dynaplan.validation import checked, excerpt
+
+# When the cluster level's recipes are infeasible the allotment comes from the monolithic MILP,
+# solved only this far: it is re-planned by the pool level and polished, and the plan's own gap
+# is stated against the global bound (formulations/cluster.md, "Hand-off to the pool level").
+FALLBACK_GAP = 1e-2
+FALLBACK_TIME_S = 0.5
+
 
 class Planner:
     """Plans a cluster for per-class load forecasts.
@@ -81,6 +90,8 @@ class Planner:
         self.transition_costs = transition_costs or TransitionCosts()
         self._prices: nw.TransitionPrices | None = None
         self._models: dict = {}
+        self._bound: GlobalBound | None = None  # planning/bounds.py, built on the first plan
+        self.bound_time_s = 0.0  # seconds the last global bound took
         self._clock_chooser: instance_f.ClockChooser | None = None  # built once per (kind, pool); later calls only move bounds
 
     # ------------------------------------------------------------------ helpers
@@ -349,8 +360,10 @@ class Planner:
             now = np.array([float(running.get(h, 0)) for h in cm.model.con_blocks["new_servers"].labels])
             x, report = self._solve_cached(cm, demand, rows={"new_servers": (None, now)}, gap=gap)
         if report.status is Status.INFEASIBLE:
-            # whole-server recipes are coarser than the pools; fall back to the joint allotment
-            mono = self._plan_monolithic(cf, time.perf_counter())
+            # whole-server recipes are coarser than the pools; fall back to the joint allotment,
+            # solved only to FALLBACK_GAP within FALLBACK_TIME_S (the pool level re-plans inside
+            # it and the plan's gap is judged against the global bound anyway)
+            mono = self._fallback_allotment(cf)
             notes.append("cluster level (whole-server recipes) infeasible; allotment taken from the monolithic MILP")
             servers = {p.pool: dict(p.servers) for p in mono.pools}
             routed = {p.pool: dict(p.served_rps) for p in mono.pools}
@@ -368,6 +381,20 @@ class Planner:
             if total > 1:
                 routing[c] = {p: v / total for p, v in shares.items()}
         return Allotment(servers=servers, routing=routing, forecast_rps=f, report=report, notes=tuple(notes))
+
+    def _fallback_allotment(self, cf: CheckedForecast) -> Plan:
+        """The monolithic plan solved to ``FALLBACK_GAP`` within ``FALLBACK_TIME_S``; the full
+        monolithic solve when that finds no plan."""
+        saved = self.solve_options
+        self.solve_options = saved.model_copy(update={"mip_rel_gap": max(saved.mip_rel_gap, FALLBACK_GAP),
+                                                      "time_limit_s": min(saved.time_limit_s, FALLBACK_TIME_S)})
+        try:
+            return self._plan_monolithic(cf, time.perf_counter())
+        except NoSolutionError:
+            pass
+        finally:
+            self.solve_options = saved
+        return self._plan_monolithic(cf, time.perf_counter())
 
     @checked
     def plan(self, forecast: Mapping[str, float] | pd.Series, state: PlanningState | None = None,
@@ -399,6 +426,12 @@ class Planner:
             shares = allotment.routing.get(c) or ({c: 1.0} if allotment.servers.get(c) else {})
             if not shares:
                 unrouted[c] = v
+            total = sum(shares.values())
+            if self._penalty is not None and 0 < total < 1:
+                # best effort: the cluster level's unserved remainder is offered to the pools too
+                # (in its routing's proportions); a pool re-planned inside its servers may well
+                # serve more than the recipes could
+                shares = {p: share / total for p, share in shares.items()}
             for p, share in shares.items():
                 routed.setdefault(p, {})[c] = v * share
         if unrouted and self._penalty is None:
@@ -412,8 +445,15 @@ class Planner:
             pp = self._plan_pool(p, _plannable(routed[p])[0], allotment.servers.get(p, {}), current=cur)
             pools.append(pp)
             reports.append(pp.report)
-        unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}
         notes = list(allotment.notes) + (["pool level only: allotment given by the caller"] if given else [])
+        if not given and state is None:
+            by_pool, _, _, moves = polish({pp.pool: pp for pp in pools}, routed, dict(allotment.servers),
+                                          self.routes, lambda p, loads, srv: self._plan_pool(p, _plannable(loads)[0], srv),
+                                          self._penalty)
+            pools = [by_pool[p] for p in self.classes if p in by_pool]
+            reports = [pp.report for pp in pools]
+            notes += moves
+        unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}
         return self._assemble("hierarchical", f, pools, unserved, None if given else allotment.report, reports,
                               t0, notes)
 
@@ -454,15 +494,31 @@ class Planner:
         power = float(sum(pp.power_w for pp in pools))
         epoch = self.options.pool_epoch_s
         all_reports = [r for r in ([creport] if creport else []) + list(reports) if r is not None]
-        # the objective is the pools' (the cluster level's objective is an intermediate estimate)
-        report = _combine(all_reports, self.backend, objective_reports=list(reports))
         unserved = {c: v for c, v in unserved.items() if v > 1e-6}
+        # the objective is the plan's true power (the profile's, idle GPUs included, plus the
+        # unserved penalty in best effort); the bound is the global one (planning/bounds.py)
+        objective = power + (self._penalty or 0.0) * sum(unserved.values())
+        bound = self.global_bound(f) if pools else None
+        report = _combine(all_reports, self.backend, objective=objective, bound=bound,
+                          tolerance=self.solve_options.mip_rel_gap)
         if unserved and self._penalty is None:
             raise InfeasibleError(f"plan leaves load unserved: {unserved}")
         return Plan(mode=mode, epoch_s=epoch, forecast_rps=f, pools=tuple(pools), unserved_rps=unserved,
                     power_w=power, energy_j=power * epoch, servers=servers, gpus=gpus,
                     approx_error_bound_w=err, cluster_report=creport, report=report,
                     wall_time_s=time.perf_counter() - t0, notes=tuple(notes))
+
+    def global_bound(self, forecast: Mapping[str, float]) -> float | None:
+        """A lower bound (W, plus the unserved penalty in best effort) on every plan of
+        ``forecast`` on this inventory, from the profile alone (:mod:`dynaplan.planning.bounds`,
+        formulations/bound.md); built once per planner, one small solve per call."""
+        demand = check_demand(forecast, self.classes).demand_rps
+        if self._bound is None:
+            self._bound = GlobalBound(self.profile, self.max_load, self.hardware, dict(self.inventory.servers),
+                                      self.classes, self.routes, self._penalty)
+        b, seconds = self._bound.bound(demand, self.solve_options)
+        self.bound_time_s = seconds
+        return b
 
     # ------------------------------------------------------------------ instance level
     def clocks(self, loads: pd.DataFrame) -> pd.DataFrame:
@@ -546,20 +602,22 @@ class _CachedModel:
         self.session = None  # dynaplan.solvers.open_session, opened on the first solve
 
 
-def _combine(reports: list[SolveReport], backend: Backend,
-             objective_reports: list[SolveReport] | None = None) -> SolveReport:
-    """One report for a planning call: worst status, summed times, objective and bound of
-    ``objective_reports`` (the pool solves of a hierarchical plan, or the single monolithic solve)."""
+def _combine(reports: list[SolveReport], backend: Backend, objective: float | None = None,
+             bound: float | None = None, tolerance: float = 0.0) -> SolveReport:
+    """One report for a planning call: summed times; ``objective`` is the plan's true power (plus
+    any unserved penalty) and ``bound`` a global lower bound on the profile's problem
+    (:mod:`dynaplan.planning.bounds`), so the gap says how far the plan is from the best
+    possible one. ``optimal`` only when that gap is within ``tolerance`` and no stage did worse
+    than a solution; the stages' own statuses never certify the whole plan."""
     if not reports:
         return SolveReport(status=Status.OPTIMAL, backend=backend, objective=0.0, bound=0.0, gap=0.0,
                            solve_time_s=0.0, message="nothing to plan")
     worst = worst_status(r.status for r in reports)
-    objective_reports = reports if objective_reports is None else objective_reports
-    objs = [r.objective for r in objective_reports]
-    bounds = [r.bound for r in objective_reports]
-    obj = float(sum(objs)) if all(o is not None for o in objs) else None
-    bnd = float(sum(bounds)) if all(b is not None for b in bounds) else None
+    obj = None if objective is None else float(objective)
+    bnd = None if bound is None or obj is None else float(bound)
     gap = relative_gap(obj, bnd)
+    if worst in (Status.OPTIMAL, Status.FEASIBLE):
+        worst = Status.OPTIMAL if gap is not None and gap <= tolerance + 1e-12 else Status.FEASIBLE
     return SolveReport(status=worst, backend=reports[0].backend, objective=obj, bound=bnd, gap=gap,
                        solve_time_s=sum(r.solve_time_s for r in reports),
                        build_time_s=sum(r.build_time_s for r in reports),

@@ -1,0 +1,115 @@
+"""Polishing a hierarchical plan (``formulations/cluster.md``, "Polishing").
+
+The cluster level plans whole-server recipes, so on small clusters it may open a server more
+than the pools need, or give a class with little load a pool of its own. From the pools the
+pool level planned, a local search tries, with the pool model itself as the judge:
+
+* **release**: a pool with idle GPUs on a hardware type gives up one server of it;
+* **merge**: a pool of at most ``MAX_MERGE_SERVERS`` servers moves its whole load into another pool its classes may spill
+  into (``PlannerOptions.spill``), which takes the first pool's servers but one.
+
+Every move re-plans the pools it touches and is kept only when the plan's objective (true power
+plus any unserved penalty) falls; the search stops when no move improves or after
+``MAX_ROUNDS`` rounds. Pools of more than ``MAX_POLISH_SERVERS`` servers take part in no move
+(large clusters are the cluster level's strength; the moves are for small ones). A move never
+breaks the inventory (it only releases servers), so the polished plan is feasible whenever the
+first one is, and never worse than it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from dynaplan.errors import DynaplanError
+from dynaplan.planning.plan import PoolPlan
+
+MAX_ROUNDS = 8
+# pools with more servers than this take part in no move: the saving (about one server's idle
+# GPUs) is a vanishing share of a large pool and each try costs a solve of that pool
+MAX_POLISH_SERVERS = 64
+# only pools of at most this many servers are offered a merge into another ("tiny" pools)
+MAX_MERGE_SERVERS = 2
+
+PlanPool = Callable[[str, dict[str, float], dict[str, int]], PoolPlan]
+
+
+def _value(pp: PoolPlan, loads: Mapping[str, float], penalty: float | None) -> float:
+    unserved = sum(max(0.0, v - pp.served_rps.get(c, 0.0)) for c, v in loads.items())
+    if unserved > 1e-6 and penalty is None:
+        return float("inf")
+    return pp.power_w + (penalty or 0.0) * unserved
+
+
+def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], servers: dict[str, dict[str, int]],
+           routes: Mapping[str, tuple[str, ...]], plan_pool: PlanPool, penalty: float | None
+           ) -> tuple[dict[str, PoolPlan], dict[str, dict[str, float]], dict[str, dict[str, int]], list[str]]:
+    """Improve ``pools`` (planned for ``routed`` loads on ``servers``) by releases and merges;
+    returns the new pools, routed loads, servers and a note per move taken."""
+    pools, routed, servers = dict(pools), {p: dict(v) for p, v in routed.items()}, \
+        {p: dict(v) for p, v in servers.items()}
+    notes: list[str] = []
+
+    tried: dict[tuple, PoolPlan | None] = {}  # a move not taken is not solved again next round
+
+    def attempt(p: str, loads: dict[str, float], srv: dict[str, int]) -> PoolPlan | None:
+        key = (p, tuple(sorted(loads.items())), tuple(sorted(srv.items())))
+        if key not in tried:
+            try:
+                tried[key] = plan_pool(p, loads, srv)
+            except DynaplanError:  # infeasible on fewer servers: not a move
+                tried[key] = None
+        return tried[key]
+
+    def small(p: str) -> bool:
+        return sum(servers.get(p, {}).values()) <= MAX_POLISH_SERVERS
+
+    for _ in range(MAX_ROUNDS):
+        best = None  # (saving, description, {pool: (plan or None, loads, servers)})
+        for p, pp in pools.items():
+            if not small(p):
+                continue
+            here = _value(pp, routed[p], penalty)
+            for h, k in servers.get(p, {}).items():
+                if k < 1 or pp.idle_gpus.get(h, 0) <= 0:  # a release only pays when GPUs sit idle
+                    continue
+                srv = {**servers[p], h: k - 1}
+                if sum(srv.values()) == 0:
+                    continue
+                new = attempt(p, routed[p], srv)
+                if new is not None:
+                    saving = here - _value(new, routed[p], penalty)
+                    if saving > 1e-6 * max(1.0, here) and (best is None or saving > best[0]):
+                        best = (saving, f"pool {p} releases one {h} server", {p: (new, routed[p], srv)})
+            for q in pools:
+                if sum(servers.get(p, {}).values()) > MAX_MERGE_SERVERS:
+                    break
+                if q == p or not small(q) or not all(q in routes[c] for c in routed[p]):
+                    continue
+                loads = dict(routed[q])
+                for c, v in routed[p].items():
+                    loads[c] = loads.get(c, 0.0) + v
+                srv = dict(servers.get(q, {}))
+                moved = dict(servers.get(p, {}))
+                h0 = max(moved, key=moved.get)
+                moved[h0] -= 1
+                for h, k in moved.items():
+                    srv[h] = srv.get(h, 0) + k
+                new = attempt(q, loads, srv)
+                if new is None:
+                    continue
+                saving = here + _value(pools[q], routed[q], penalty) - _value(new, loads, penalty)
+                if saving > 1e-6 * max(1.0, here) and (best is None or saving > best[0]):
+                    best = (saving, f"pool {p} merged into pool {q}, one {h0} server released",
+                            {q: (new, loads, srv), p: (None, {}, {})})
+        if best is None:
+            break
+        saving, text, change = best
+        for p, (pp, loads, srv) in change.items():
+            if pp is None:
+                pools.pop(p)
+                routed.pop(p, None)
+                servers.pop(p, None)
+            else:
+                pools[p], routed[p], servers[p] = pp, loads, srv
+        notes.append(f"polish: {text} ({saving:.1f} W less)")
+    return pools, routed, servers, notes
