@@ -498,7 +498,7 @@ class Planner:
         # the objective is the plan's true power (the profile's, idle GPUs included, plus the
         # unserved penalty in best effort); the bound is the global one (planning/bounds.py)
         objective = power + (self._penalty or 0.0) * sum(unserved.values())
-        bound = self.global_bound(f) if pools else None
+        bound = self._global_bound(_plannable(f)[0]) if pools else None  # f is checked already
         report = _combine(all_reports, self.backend, objective=objective, bound=bound,
                           tolerance=self.solve_options.mip_rel_gap)
         if unserved and self._penalty is None:
@@ -512,7 +512,10 @@ class Planner:
         """A lower bound (W, plus the unserved penalty in best effort) on every plan of
         ``forecast`` on this inventory, from the profile alone (:mod:`dynaplan.planning.bounds`,
         formulations/bound.md); built once per planner, one small solve per call."""
-        demand = check_demand(forecast, self.classes).demand_rps
+        return self._global_bound(check_demand(forecast, self.classes).demand_rps)
+
+    def _global_bound(self, demand: Mapping[str, float]) -> float | None:
+        """:meth:`global_bound` of plannable loads (checked already)."""
         if self._bound is None:
             self._bound = GlobalBound(self.profile, self.max_load, self.hardware, dict(self.inventory.servers),
                                       self.classes, self.routes, self._penalty)
