@@ -80,7 +80,7 @@ def test_highs_heuristics_per_model_unless_forced(monkeypatch, forced):
 
     monkeypatch.setattr(highs_mod, "_run", spy)
     # only the planning MILPs are counted here, not the global bound's solve (planning/bounds.py)
-    monkeypatch.setattr(Planner, "global_bound", lambda self, forecast: None)
+    monkeypatch.setattr(Planner, "_global_bound", lambda self, demand: None)
     prof = synthetic_profile(seed=3, classes=SCHEME, tps=(4, 8), n_loads=5, clocks=(1200, 1980))
     pl = Planner(prof, {H100_80GB.name: 3}, DEFAULT_SLOS, solve_options=SolveOptions(highs_heuristics=forced))
     f = {"SS": 1.0, "MS": 0.5}
