@@ -5,16 +5,11 @@ on a LocalCluster of 2 workers, reads the results back with pandas, runs the swe
 that finished scenarios are skipped, and checks: one row per scenario and id, every plan solved
 with a bound at most its objective, and more load never cheaper for the same hardware and SLOs.
 
-While ``dynaplan.capacity`` is not installed, the script runs ``examples/sweep_replay.toml`` (a
-replay sweep: policies x load scales) instead and says so; its checks: one row per scenario and
-id, every replay ok, and more load never less energy for the same policy.
-
 Run: python examples/sweep_capacity.py
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import tempfile
 from pathlib import Path
@@ -38,19 +33,8 @@ def check_capacity(df: pd.DataFrame) -> None:
         assert all(set(json.loads(f)) <= set(json.loads(hw)) for f in g["fleet"]), (hw, g["fleet"].tolist())
 
 
-def check_replay(df: pd.DataFrame) -> None:
-    assert (df["status"] == "ok").all(), df.loc[df["status"] != "ok", "error"].tolist()
-    for policy, g in df.groupby("policy"):
-        g = g.sort_values("load_scale")
-        assert g["requests"].is_monotonic_increasing and g["energy_kwh"].is_monotonic_increasing, policy
-        assert ((g["slo_attainment"] >= 0) & (g["slo_attainment"] <= 1)).all()
-
-
 def main() -> None:
-    capacity = importlib.util.find_spec("dynaplan.capacity") is not None
-    spec_path = HERE / ("sweep_capacity.toml" if capacity else "sweep_replay.toml")
-    if not capacity:
-        print("dynaplan.capacity is not installed yet: running the replay sweep examples/sweep_replay.toml instead")
+    spec_path = HERE / "sweep_capacity.toml"
     spec = read_spec(spec_path)
     ids = [s.scenario_id for s in expand(spec)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,7 +48,7 @@ def main() -> None:
         again = run_sweep(spec, out, workers=0, progress=lambda row, counts: seen.append(counts))
         assert seen[-1]["skipped"] == len(ids) and seen[-1]["done"] == 0  # nothing ran twice
         assert again["scenario_id"].tolist() == df["scenario_id"].tolist()
-        (check_capacity if capacity else check_replay)(df)
+        check_capacity(df)
     print(f"{len(ids)} scenarios of {spec_path.name}: checks passed")
 
 
