@@ -85,16 +85,23 @@ def plan_capacity(problem: CapacityProblem, *, time_limit_s: float = 60.0, mip_r
     if _shareable(problem) and method == "auto":
         return _share(problem, opts)
     if method == "monolithic" or (method == "auto" and (coupled or problem.n_periods == 1)):
-        t0 = time.perf_counter()
-        model, idx = build_capacity_model(problem)
-        arrays = model.arrays()
-        build_s = time.perf_counter() - t0
-        sol = solve_arrays(arrays, opts)
-        _raise_unsolved(problem, sol.report)
+        idx, sol, build_s = _build_and_solve(build_capacity_model, problem, opts)
         return extract_plan(problem, idx, sol.x, sol.report.with_build_time(build_s), opts.mip_rel_gap)
     if coupled:
         raise ValidationError("method='decomposed' cannot take energy_cap_kwh or carbon_cap_kg; use 'monolithic'")
     return _decomposed(problem, opts)
+
+
+def _build_and_solve(build, p: CapacityProblem, opts: SolveOptions):
+    """Build ``build(p)`` (timed apart from the solve), solve it, refuse an unsolved answer;
+    returns the model's index, the solution and the build time (s)."""
+    t0 = time.perf_counter()
+    model, idx = build(p)
+    arrays = model.arrays()
+    build_s = time.perf_counter() - t0
+    sol = solve_arrays(arrays, opts)
+    _raise_unsolved(p, sol.report)
+    return idx, sol, build_s
 
 
 def _shareable(p: CapacityProblem) -> bool:
@@ -105,12 +112,7 @@ def _shareable(p: CapacityProblem) -> bool:
 
 def _share(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
     """Mélange-shaped problems through the load-free model (capacity.md, "Mélange configs")."""
-    t0 = time.perf_counter()
-    model, ix = build_share_model(p)
-    arrays = model.arrays()
-    build_s = time.perf_counter() - t0
-    sol = solve_arrays(arrays, opts)
-    _raise_unsolved(p, sol.report)
+    ix, sol, build_s = _build_and_solve(build_share_model, p, opts)
     full, idx = build_capacity_model(p)
     x = np.zeros(full.n_cols)
     x[idx.fleet] = sol.x[ix["fleet"]]

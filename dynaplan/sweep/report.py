@@ -103,7 +103,12 @@ def plot_metric_vs_axis(df: pd.DataFrame, metric: str, x: str, by: str | None, p
     ax.set_xlabel(x)
     ax.set_ylabel(metric)
     ax.set_title(title or f"{metric} vs {x}" + (f" per {by}" if by else ""), fontsize=10)
-    if by is not None:
+    return _finish(plt, fig, ax, path, legend=by is not None)
+
+
+def _finish(plt, fig, ax, path: Path, legend: bool) -> Path:
+    """Legend outside the axes (when asked), grid, tight layout; write ``path`` and close."""
+    if legend:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -128,12 +133,7 @@ def plot_pareto(df: pd.DataFrame, path: Path, title: str = "", color_by: str | N
     ax.set_xlabel("energy (kWh)")
     ax.set_ylabel("cost (USD)")
     ax.set_title(title or f"cost vs energy, {len(ok)} scenarios", fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, legend=True)
 
 
 def standard_figures(df: pd.DataFrame, meta: dict, folder: Path, metric: str | None = None, x: str | None = None,
