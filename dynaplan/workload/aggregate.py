@@ -4,7 +4,8 @@ Windows are aligned to the trace start (``arrival_s == 0``): window ``w`` covers
 ``[w * window_s, (w + 1) * window_s)``; there are ``ceil(duration_s / window_s)`` of them (an
 arrival exactly at ``duration_s`` counts in the last one). Rates divide by the width of the window
 the trace covers: ``window_s``, or less for a last window the trace ends inside (so its rate is
-not under-stated); ``epoch_peaks`` treats its inner windows alike.
+not under-stated; a last sliver under half a window shares the rate of the window before it, so
+it cannot spike); ``epoch_peaks`` treats its inner windows alike.
 
 Shape of the results (:class:`LoadTable`): three *wide* DataFrames, one row per window, one
 column per class, in the class scheme's order::
@@ -123,13 +124,31 @@ def _classes(trace: Trace, class_index, scheme: ClassScheme) -> np.ndarray:
     return classes
 
 
-def _widths_s(trace: Trace, window_s: float, n_windows: int) -> np.ndarray:
-    """Width of each window the trace covers, as a column (n_windows, 1): ``window_s``, less for
-    a window the trace ends inside (a window it does not reach at all keeps ``window_s``: it
-    holds no requests)."""
-    covered = trace.duration_s - np.arange(n_windows) * window_s
-    width = np.where((covered > 0) & (covered < window_s), covered, window_s)
-    return width.reshape(-1, 1)
+def _per_second(x: np.ndarray, trace: Trace, window_s: float) -> np.ndarray:
+    """Sums per window ``x`` (n_windows, n_classes) as rates over the width of each window the
+    trace covers.
+
+    A window the trace ends inside covers ``c < window_s`` of it: its rate divides by ``c`` when
+    ``c`` is at least half a window. A sliver under half a window is joined to the window before
+    it (both get the rate over ``window_s + c``), so an arrival just past a window boundary cannot
+    make a spike of 1/c. A trace shorter than one window has its rate over its span, or over
+    ``window_s`` if that span is (within 1e-9 of a window) zero. Windows after the trace's end
+    hold nothing and keep ``window_s``. Every request is counted once: the sum over windows of
+    rate x covered width is the trace's count.
+    """
+    out = x / window_s
+    last = min(x.shape[0], _n_windows(trace, window_s)) - 1  # the window the trace ends inside
+    covered = trace.duration_s - last * window_s
+    if not 0 < covered < window_s:
+        return out
+    if last == 0:
+        if covered >= 1e-9 * window_s:
+            out[0] = x[0] / covered
+    elif covered >= window_s / 2:
+        out[last] = x[last] / covered
+    else:
+        out[last - 1:last + 1] = (x[last - 1] + x[last]) / (window_s + covered)
+    return out
 
 
 def _n_windows(trace: Trace, window_s: float) -> int:
@@ -168,7 +187,8 @@ def aggregate_load(
 
     A last window the trace covers only in part (its ``duration_s`` is not a whole number of
     windows) is divided by the width it covers, not by ``window_s``: its rate is the rate of the
-    requests in it, as for every other window.
+    requests in it, as for every other window. A last window covered for less than half its
+    width is joined to the one before it (see :func:`_per_second`).
 
     Args:
         trace: the requests.
@@ -183,13 +203,12 @@ def aggregate_load(
     n_windows = _n_windows(trace, window_s)
     counts, tok_in, tok_out = _window_sums(trace, classes, scheme.n_classes, window_s, n_windows)
     names = scheme.names
-    width_s = _widths_s(trace, window_s, n_windows)
     return LoadTable(
         window_s=window_s,
         peak_window_s=None,
-        load_rps=_frame(counts / width_s, window_s, names),
-        input_tokens_per_s=_frame(tok_in / width_s, window_s, names),
-        output_tokens_per_s=_frame(tok_out / width_s, window_s, names),
+        load_rps=_frame(_per_second(counts, trace, window_s), window_s, names),
+        input_tokens_per_s=_frame(_per_second(tok_in, trace, window_s), window_s, names),
+        output_tokens_per_s=_frame(_per_second(tok_out, trace, window_s), window_s, names),
         start=trace.start,
         synthetic=trace.synthetic,
         label=trace.label,
@@ -225,10 +244,9 @@ def epoch_peaks(
     n_epochs = _n_windows(trace, epoch_s)
     counts, tok_in, tok_out = _window_sums(trace, classes, scheme.n_classes, inner_s, n_epochs * ratio)
     names = scheme.names
-    width_s = _widths_s(trace, inner_s, n_epochs * ratio)  # a partial inner window: its covered width
 
-    def peak(x: np.ndarray) -> pd.DataFrame:
-        return _frame((x / width_s).reshape(n_epochs, ratio, -1).max(axis=1), epoch_s, names)
+    def peak(x: np.ndarray) -> pd.DataFrame:  # a partial inner window: over its covered width
+        return _frame(_per_second(x, trace, inner_s).reshape(n_epochs, ratio, -1).max(axis=1), epoch_s, names)
 
     return LoadTable(
         window_s=epoch_s,
