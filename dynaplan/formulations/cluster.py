@@ -24,13 +24,21 @@ from dynaplan.formulations.objective import ENERGY, ObjectiveWeights, define_obj
 from dynaplan.solvers.model import LinearModel
 
 
-def recipes(ops: pd.DataFrame, pools: tuple[str, ...]) -> pd.DataFrame:
+def recipes(ops: pd.DataFrame, pools: tuple[str, ...], gpus_per_server: dict[str, int] | None = None) -> pd.DataFrame:
     """(cluster.recipe) per (pool, hardware): the pool-class configuration of least energy per
-    request at its max load under SLO."""
+    request at its max load under SLO and, with ``gpus_per_server``, the one of most capacity per
+    server (``G_h / tp_k * lmax_k``; the same configuration is kept once)."""
     own = ops[ops["request_class"].isin(pools)].rename(columns={"request_class": "pool"})
     own = own.assign(_e=(own["power_w"] / own["max_load_rps"]).to_numpy())
     own = own.sort_values(["pool", "hardware", "_e", "freq_mhz"])
-    return own.groupby(["pool", "hardware"], as_index=False).head(1)[nw.CFG_COLS].reset_index(drop=True)
+    out = [own.groupby(["pool", "hardware"], as_index=False).head(1)]
+    if gpus_per_server is not None:
+        cap = own["hardware"].map(gpus_per_server).to_numpy() // own["tp"].to_numpy() * own["max_load_rps"].to_numpy()
+        # most capacity first, then least energy per request among equals (a stable order)
+        dense = own.assign(_cap=-cap).sort_values(["pool", "hardware", "_cap", "_e", "freq_mhz"], kind="stable")
+        out.append(dense.groupby(["pool", "hardware"], as_index=False).head(1))
+    keep = pd.concat(out)[nw.CFG_COLS].drop_duplicates()
+    return keep.sort_values(nw.CFG_COLS).reset_index(drop=True)
 
 
 def chord_segments(ops: pd.DataFrame) -> pd.DataFrame:
@@ -48,8 +56,9 @@ def build(ops: pd.DataFrame, routes: dict[str, tuple[str, ...]], demand_rps: dic
     """Build the cluster MILP; returns ``(model, network, blocks)``. ``weights``: the objective
     (:mod:`.objective`; default: power, cluster.obj); ``blocks["load_shift"]``: the objective
     offset per req/s of each class."""
+    gps = {h: hw.gpus_per_server for h, hw in hardware.items()}
     net = nw.build_network(ops, chord_segments(ops), routes, demand_rps, hardware, pools=pools,
-                           keep_configs=recipes(ops, pools))
+                           keep_configs=recipes(ops, pools, gps))
     m = LinearModel("cluster")
     s = nw.define_instance_variables(m, net, recipe=True)
     w = nw.define_utilisation_variables(m, net)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
-from dynaplan.errors import InfeasibleError, NoSolutionError, ValidationError
+from dynaplan.errors import DynaplanError, InfeasibleError, NoSolutionError, ValidationError
 from dynaplan.formulations import cluster as cluster_f
 from dynaplan.formulations import instance as instance_f
 from dynaplan.formulations import network as nw
@@ -41,7 +41,11 @@ from dynaplan.validation import checked, excerpt
 # solved only this far: it is re-planned by the pool level and polished, and the plan's own gap
 # is stated against the global bound (formulations/cluster.md, "Hand-off to the pool level").
 FALLBACK_GAP = 1e-2
-FALLBACK_TIME_S = 0.5
+FALLBACK_NODES = 500
+# the inventory ladder (formulations/cluster.md): at most this many rungs, each one server fewer
+# than the plan above it, stopping at the first that is worse by more than LADDER_TOL (relative)
+LADDER_RUNGS = 4
+LADDER_TOL = 1e-9
 
 
 class Planner:
@@ -151,9 +155,10 @@ class Planner:
 
     def _solve_cached(self, cm: "_CachedModel", demand: Mapping[str, float],
                       servers: Mapping[str, int] | None = None, rows: Mapping[str, tuple] | None = None,
-                      heuristics: bool = False, gap: float | None = None):
+                      heuristics: bool = False, gap: float | None = None, cols: Mapping[str, tuple] | None = None):
         """Solve a cached model for ``demand`` (req/s by class), for pool models fixed
-        ``servers``, and ``rows``: other constraint blocks' new ``(lo, hi)`` (None keeps a side)."""
+        ``servers``, and ``rows``: other constraint blocks' new ``(lo, hi)`` (None keeps a side);
+        ``cols``: variable blocks' new ``(lb, ub)``."""
         t0 = time.perf_counter()
         dblock = cm.model.con_blocks["demand"]
         rhs = np.array([demand.get(c, 0.0) for c in dblock.labels])
@@ -162,9 +167,11 @@ class Planner:
             yb = cm.model.var_blocks["y"]
             ybounds = np.array([float(servers.get(h, 0)) for _, h in yb.labels])
         offset = cm.arrays.offset + float(cm.load_shift @ rhs) - cm.load_shift_built
+        col_bounds = dict(cols or {})
+        if ybounds is not None:
+            col_bounds["y"] = (ybounds, ybounds)
         problem = cm.arrays.with_block_bounds(rows={"demand": (rhs, None), **(rows or {})},
-                                              cols={"y": (ybounds, ybounds)} if ybounds is not None else None,
-                                              offset=offset)
+                                              cols=col_bounds or None, offset=offset)
         if cm.session is None:
             cm.session = open_session(cm.arrays, self.backend, self.solve_options)
         return self._solve(problem, time.perf_counter() - t0, heuristics, gap, cm.session)
@@ -344,8 +351,12 @@ class Planner:
             check_state(state)
         return self._allot(check_demand(forecast, self.classes), state)
 
-    def _allot(self, cf: CheckedForecast, state: PlanningState | None) -> Allotment:
-        """:meth:`allot` for a checked forecast and state."""
+    def _allot(self, cf: CheckedForecast, state: PlanningState | None, caps: Mapping[str, int] | None = None,
+               fallback: bool = True, dense: bool = True) -> Allotment | None:
+        """:meth:`allot` for a checked forecast and state; ``caps``: servers per hardware type the
+        cluster level may use (default: the inventory); without ``fallback`` an allotment the
+        whole-server recipes cannot make is ``None`` instead of the monolithic fallback's; without
+        ``dense`` only the least-energy recipes are used (cluster.recipe)."""
         f, demand, notes = dict(cf.forecast_rps), cf.demand_rps, list(cf.notes)
         if not demand:
             report = _combine([], self.backend)
@@ -353,16 +364,24 @@ class Planner:
         gap = self.options.cluster_mip_rel_gap
         if state is None:
             cm = self._model(ModelKind.CLUSTER)
-            x, report = self._solve_cached(cm, demand, gap=gap)
+            rows = None
+            if caps is not None:
+                labels = cm.model.con_blocks["inventory"].labels
+                rows = {"inventory": (None, np.array([float(caps.get(h, 0)) for h in labels]))}
+            cols = None if dense else {"s": (None, self._energy_recipe_ub(cm))}
+            x, report = self._solve_cached(cm, demand, rows=rows, gap=gap, cols=cols)
         else:
             cm = self._model(ModelKind.CLUSTER_TRANSITIONS)
             running = _running_servers(state)
             now = np.array([float(running.get(h, 0)) for h in cm.model.con_blocks["new_servers"].labels])
             x, report = self._solve_cached(cm, demand, rows={"new_servers": (None, now)}, gap=gap)
         if report.status is Status.INFEASIBLE:
+            if not fallback:
+                return None
             # whole-server recipes are coarser than the pools; fall back to the joint allotment,
-            # solved only to FALLBACK_GAP within FALLBACK_TIME_S (the pool level re-plans inside
-            # it and the plan's gap is judged against the global bound anyway)
+            # solved to FALLBACK_GAP within FALLBACK_NODES branch-and-bound nodes (a limit that
+            # stops at the same point on every machine; the pool level re-plans inside it and the
+            # plan's gap is judged against the global bound anyway)
             mono = self._fallback_allotment(cf)
             notes.append("cluster level (whole-server recipes) infeasible; allotment taken from the monolithic MILP")
             servers = {p.pool: dict(p.servers) for p in mono.pools}
@@ -383,11 +402,13 @@ class Planner:
         return Allotment(servers=servers, routing=routing, forecast_rps=f, report=report, notes=tuple(notes))
 
     def _fallback_allotment(self, cf: CheckedForecast) -> Plan:
-        """The monolithic plan solved to ``FALLBACK_GAP`` within ``FALLBACK_TIME_S``; the full
-        monolithic solve when that finds no plan."""
+        """The monolithic plan solved to ``FALLBACK_GAP`` within ``FALLBACK_NODES`` nodes (and the
+        caller's own time limit); the full monolithic solve when that finds no plan. Deterministic:
+        the plan returned depends on the machine's speed only when the caller's time limit stops a
+        solve first."""
         saved = self.solve_options
         self.solve_options = saved.model_copy(update={"mip_rel_gap": max(saved.mip_rel_gap, FALLBACK_GAP),
-                                                      "time_limit_s": min(saved.time_limit_s, FALLBACK_TIME_S)})
+                                                      "mip_max_nodes": FALLBACK_NODES})
         try:
             return self._plan_monolithic(cf, time.perf_counter())
         except NoSolutionError:
@@ -396,30 +417,32 @@ class Planner:
             self.solve_options = saved
         return self._plan_monolithic(cf, time.perf_counter())
 
-    @checked
-    def plan(self, forecast: Mapping[str, float] | pd.Series, state: PlanningState | None = None,
-             allotment: Allotment | None = None) -> Plan:
-        """Hierarchical plan: the cluster level (unless an ``allotment`` is given), then every
-        pool's MILP inside its servers.
+    def _energy_recipe_ub(self, cm: "_CachedModel") -> np.ndarray:
+        """Upper bounds of the cluster model's recipe servers ``s`` that switch off every recipe but
+        the least-energy one of each (pool, hardware) (cluster.recipe)."""
+        if getattr(cm, "energy_ub", None) is None:
+            keep = cluster_f.recipes(self.ops, self.classes)
+            keys = set(keep[nw.CFG_COLS].itertuples(index=False, name=None))
+            sb = cm.model.var_blocks["s"]
+            cm.energy_ub = np.array([0.0 if (p, h, int(tp), int(f)) not in keys else np.inf
+                                     for p, h, tp, f, _ in sb.labels])
+        return cm.energy_ub
 
-        With ``allotment`` (from :meth:`allot` at the start of the cluster epoch) only the pool
-        level runs: each class's forecast is split over pools in the allotment's proportions.
-        With ``state`` (a :class:`dynaplan.reconfig.ClusterState`, or anything with
-        ``config_counts()`` and ``servers``/``instances``) every level pays the amortised cost of
-        changing the cluster as it is: new servers at the cluster level; added, removed,
-        re-sharded and re-clocked instances at the pool level (formulations/pool.md 6-10).
-        """
-        t0 = time.perf_counter()
-        if state is not None:
-            check_state(state)
-        cf = check_demand(forecast, self.classes)
-        f, demand = dict(cf.forecast_rps), cf.demand_rps
-        if not demand:
-            return self._assemble("hierarchical", f, [], {}, None, [], t0)
-        given = allotment is not None
-        if allotment is None:
-            allotment = self._allot(cf, state)
-        current = _current_by_pool(state) if state is not None else None
+    def _top_caps(self, demand: Mapping[str, float]) -> dict[str, int]:
+        """The first rung of the inventory ladder (cluster.md, "Inventory ladder"): per hardware
+        type, servers enough to serve every class with its least capacity per server, from the
+        forecast and the profile alone (never from the inventory)."""
+        ml = self.max_load[self.max_load["max_load_rps"] > 0]
+        gps = ml["hardware"].map({h: hw.gpus_per_server for h, hw in self.hardware.items()})
+        per_server = (gps // ml["tp"] * ml["max_load_rps"]).groupby(ml["request_class"]).min()
+        need = sum(int(np.ceil(v / per_server[c])) + 1 for c, v in demand.items() if c in per_server.index)
+        return {h: max(1, need) for h in self.hardware}
+
+    def _hierarchy(self, cf: CheckedForecast, allotment: Allotment, current, plan_pool,
+                   polishing: bool) -> tuple[list[PoolPlan], dict[str, float], list[str]]:
+        """The pool level inside ``allotment`` (each class's load split in its proportions),
+        then polishing when asked; returns the pools, the unserved load and the notes."""
+        demand = cf.demand_rps
         routed: dict[str, dict[str, float]] = {}
         unrouted: dict[str, float] = {}
         for c, v in demand.items():
@@ -437,25 +460,128 @@ class Planner:
         if unrouted and self._penalty is None:
             raise InfeasibleError(f"allotment has no pool for class(es) {sorted(unrouted)} "
                                   f"({unrouted} req/s); re-run the cluster level")
-        pools, reports = [], []
+        pools = []
         for p in self.classes:
             if p not in routed:
                 continue
-            cur = None if current is None else current.get(p, {})
-            pp = self._plan_pool(p, _plannable(routed[p])[0], allotment.servers.get(p, {}), current=cur)
-            pools.append(pp)
-            reports.append(pp.report)
-        notes = list(allotment.notes) + (["pool level only: allotment given by the caller"] if given else [])
-        if not given and state is None:
+            if current is None:
+                pools.append(plan_pool(p, routed[p], allotment.servers.get(p, {})))
+            else:
+                pools.append(self._plan_pool(p, _plannable(routed[p])[0], allotment.servers.get(p, {}),
+                                             current=current.get(p, {})))
+        notes = list(allotment.notes)
+        if polishing:
             by_pool, _, _, moves = polish({pp.pool: pp for pp in pools}, routed, dict(allotment.servers),
-                                          self.routes, lambda p, loads, srv: self._plan_pool(p, _plannable(loads)[0], srv),
-                                          self._penalty)
+                                          self.routes, plan_pool, self._penalty)
             pools = [by_pool[p] for p in self.classes if p in by_pool]
-            reports = [pp.report for pp in pools]
             notes += moves
         unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}
-        return self._assemble("hierarchical", f, pools, unserved, None if given else allotment.report, reports,
-                              t0, notes)
+        return pools, unserved, notes
+
+    def _cached_pool_planner(self):
+        """``plan_pool(pool, loads, servers)`` remembering every pool solve of one planning call
+        (the ladder's rungs and polishing re-plan the same pools often); an error is remembered and
+        raised again."""
+        memo: dict[tuple, PoolPlan | Exception] = {}
+
+        def plan_pool(p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> PoolPlan:
+            key = (p, tuple(sorted(loads.items())), tuple(sorted((h, int(n)) for h, n in srv.items() if n)))
+            if key not in memo:
+                try:
+                    memo[key] = self._plan_pool(p, _plannable(loads)[0], srv)
+                except DynaplanError as exc:
+                    memo[key] = exc
+            got = memo[key]
+            if isinstance(got, Exception):
+                raise got
+            return got
+
+        return plan_pool
+
+    def _ladder(self, cf: CheckedForecast) -> tuple[list[PoolPlan], dict[str, float], list[str], SolveReport]:
+        """The inventory ladder (cluster.md): hierarchical plans at server caps that depend on the
+        forecast alone, the best that fits the inventory; the capped hierarchy at the inventory
+        itself (with the monolithic fallback) when none fits."""
+        demand = cf.demand_rps
+        plan_pool = self._cached_pool_planner()
+        inv = dict(self.inventory.servers)
+        rungs = []  # (value, servers used, pools, unserved, notes, cluster report, rung)
+        for dense in (False, True):
+            caps = self._top_caps(demand)
+            best = np.inf
+            for _ in range(LADDER_RUNGS):
+                try:
+                    al = self._allot(cf, None, caps=caps, fallback=False, dense=dense)
+                    if al is None:
+                        break
+                    pools, unserved, notes = self._hierarchy(cf, al, None, plan_pool, True)
+                except DynaplanError:  # a rung the recipes or the pools cannot make ends the ladder
+                    break
+                if self._penalty is None and any(v > 1e-6 for v in unserved.values()):
+                    break
+                value = sum(pp.power_w for pp in pools) + (self._penalty or 0.0) * sum(unserved.values())
+                used: dict[str, int] = {}
+                for pp in pools:
+                    for h, n in pp.servers.items():
+                        used[h] = used.get(h, 0) + n
+                rungs.append((value, used, pools, unserved, notes, al.report, len(rungs)))
+                if value > best * (1 + LADDER_TOL):  # one server fewer made it worse: stop
+                    break
+                best = min(best, value)
+                if not used:
+                    break
+                # next rung: one server fewer than this rung's plan holds, on its most used hardware type
+                h = max(sorted(used), key=lambda k: used[k])
+                caps = {k: used.get(k, 0) for k in self.hardware}
+                caps[h] -= 1
+                if sum(caps.values()) == 0:
+                    break
+        fits = [r for r in rungs if all(n <= inv.get(h, 0) for h, n in r[1].items())]
+        if fits:
+            value, used, pools, unserved, notes, report, step = min(fits, key=lambda r: (r[0], r[6]))
+            notes = notes + [f"inventory ladder: rung {step + 1} of {len(rungs)} "
+                             f"({sum(used.values())} servers; plans at caps set by the forecast alone)"]
+            return pools, unserved, notes, report
+        al = self._allot(cf, None)
+        pools, unserved, notes = self._hierarchy(cf, al, None, plan_pool, True)
+        notes.append(f"inventory ladder: no rung of {len(rungs)} fits the inventory; capped at it")
+        return pools, unserved, notes, al.report
+
+    @checked
+    def plan(self, forecast: Mapping[str, float] | pd.Series, state: PlanningState | None = None,
+             allotment: Allotment | None = None) -> Plan:
+        """Hierarchical plan: the cluster level (unless an ``allotment`` is given), then every
+        pool's MILP inside its servers.
+
+        With ``allotment`` (from :meth:`allot` at the start of the cluster epoch) only the pool
+        level runs: each class's forecast is split over pools in the allotment's proportions.
+        With ``state`` (a :class:`dynaplan.reconfig.ClusterState`, or anything with
+        ``config_counts()`` and ``servers``/``instances``) every level pays the amortised cost of
+        changing the cluster as it is: new servers at the cluster level; added, removed,
+        re-sharded and re-clocked instances at the pool level (formulations/pool.md 6-10).
+        Otherwise the cluster level runs as an inventory ladder and the pools are polished
+        (formulations/cluster.md): a larger inventory never gives a worse plan while the
+        inventory holds one of the ladder's plans.
+        """
+        t0 = time.perf_counter()
+        if state is not None:
+            check_state(state)
+        cf = check_demand(forecast, self.classes)
+        f, demand = dict(cf.forecast_rps), cf.demand_rps
+        if not demand:
+            return self._assemble("hierarchical", f, [], {}, None, [], t0)
+        given = allotment is not None
+        if not given and state is None:
+            pools, unserved, notes, creport = self._ladder(cf)
+            return self._assemble("hierarchical", f, pools, unserved, creport, [pp.report for pp in pools],
+                                  t0, notes)
+        if allotment is None:
+            allotment = self._allot(cf, state)
+        current = _current_by_pool(state) if state is not None else None
+        pools, unserved, notes = self._hierarchy(cf, allotment, current, self._cached_pool_planner(), False)
+        notes += ["pool level only: allotment given by the caller"] if given else []
+        return self._assemble("hierarchical", f, pools, unserved, None if given else allotment.report,
+                              [pp.report for pp in pools], t0, notes)
 
     @checked
     def plan_monolithic(self, forecast: Mapping[str, float] | pd.Series) -> Plan:
@@ -587,7 +713,7 @@ class _CachedModel:
     """A built model, its arrays and solution index, and what building it cost."""
 
     __slots__ = ("model", "arrays", "na", "build_time_s", "first_piece", "net", "transitions", "load_shift",
-                 "load_shift_built", "session")
+                 "load_shift_built", "session", "energy_ub")
 
     def __init__(self, model, arrays: ModelArrays, na: nw.NetArrays, build_time_s: float) -> None:
         self.model = model
@@ -603,6 +729,7 @@ class _CachedModel:
         self.load_shift = np.zeros(0)
         self.load_shift_built = 0.0
         self.session = None  # dynaplan.solvers.open_session, opened on the first solve
+        self.energy_ub = None  # cluster models: the bounds that keep only least-energy recipes
 
 
 def _combine(reports: list[SolveReport], backend: Backend, objective: float | None = None,

@@ -5,8 +5,10 @@ than the pools need, or give a class with little load a pool of its own. From th
 pool level planned, a local search tries, with the pool model itself as the judge:
 
 * **release**: a pool with idle GPUs on a hardware type gives up one server of it;
-* **merge**: a pool of at most ``MAX_MERGE_SERVERS`` servers moves its whole load into another pool its classes may spill
-  into (``PlannerOptions.spill``), which takes the first pool's servers but one.
+* **dissolve**: a pool of at most ``MAX_MERGE_SERVERS`` servers hands each of its classes to
+  another planned pool that class may spill into (``PlannerOptions.spill``); the target taking
+  the most load takes the first pool's servers but one (a *merge* when every class goes to the
+  same pool).
 
 Every move re-plans the pools it touches and is kept only when the plan's objective (true power
 plus any unserved penalty) falls; the search stops when no move improves or after
@@ -18,6 +20,7 @@ first one is, and never worse than it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 
 from dynaplan.errors import DynaplanError
@@ -29,6 +32,8 @@ MAX_ROUNDS = 8
 MAX_POLISH_SERVERS = 64
 # only pools of at most this many servers are offered a merge into another ("tiny" pools)
 MAX_MERGE_SERVERS = 2
+# at most this many ways to hand a tiny pool's classes to other pools are tried per round
+MAX_DISSOLUTIONS = 16
 
 PlanPool = Callable[[str, dict[str, float], dict[str, int]], PoolPlan]
 
@@ -38,6 +43,51 @@ def _value(pp: PoolPlan, loads: Mapping[str, float], penalty: float | None) -> f
     if unserved > 1e-6 and penalty is None:
         return float("inf")
     return pp.power_w + (penalty or 0.0) * unserved
+
+
+def _dissolutions(p: str, loads: Mapping[str, float], pools: Mapping[str, PoolPlan],
+                  routes: Mapping[str, tuple[str, ...]], small: Callable[[str], bool]) -> list[dict[str, str]]:
+    """Every way to hand each class of pool ``p`` to another planned pool its route allows (at
+    most ``MAX_DISSOLUTIONS``, in the routes' order): ``{class: target pool}``."""
+    options = []
+    for c in sorted(loads):
+        qs = [q for q in routes[c] if q != p and q in pools and small(q)]
+        if not qs:
+            return []
+        options.append([(c, q) for q in qs])
+    return [dict(combo) for combo in itertools.islice(itertools.product(*options), MAX_DISSOLUTIONS)]
+
+
+def _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, release: bool):
+    """Pool ``p``'s classes moved to ``targets``; its servers (but one with ``release``) go to the
+    target taking the most load. Returns ``(change, saving, note)``; ``change`` is None when a target cannot
+    take its new load."""
+    gain: dict[str, dict[str, float]] = {}
+    for c, q in targets.items():
+        gain.setdefault(q, {})[c] = routed[p][c]
+    heir = max(sorted(gain), key=lambda q: sum(gain[q].values()))
+    moved = dict(servers.get(p, {}))
+    h0 = max(sorted(moved), key=moved.get)
+    if release:
+        moved[h0] -= 1
+    change, before, after = {p: (None, {}, {})}, here, 0.0
+    for q, extra in gain.items():
+        loads = dict(routed[q])
+        for c, v in extra.items():
+            loads[c] = loads.get(c, 0.0) + v
+        srv = dict(servers.get(q, {}))
+        if q == heir:
+            for h, k in moved.items():
+                srv[h] = srv.get(h, 0) + k
+        new = attempt(q, loads, srv)
+        if new is None:
+            return None, 0.0, ""
+        change[q] = (new, loads, srv)
+        before += _value(pools[q], routed[q], penalty)
+        after += _value(new, loads, penalty)
+    into = ", ".join(f"{c} to {q}" for c, q in sorted(targets.items()))
+    what = f"one {h0} server released" if release else f"its servers to pool {heir}"
+    return change, before - after, f"pool {p} dissolved ({into}), {what}"
 
 
 def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], servers: dict[str, dict[str, int]],
@@ -80,27 +130,12 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
                     saving = here - _value(new, routed[p], penalty)
                     if saving > 1e-6 * max(1.0, here) and (best is None or saving > best[0]):
                         best = (saving, f"pool {p} releases one {h} server", {p: (new, routed[p], srv)})
-            for q in pools:
-                if sum(servers.get(p, {}).values()) > MAX_MERGE_SERVERS:
-                    break
-                if q == p or not small(q) or not all(q in routes[c] for c in routed[p]):
-                    continue
-                loads = dict(routed[q])
-                for c, v in routed[p].items():
-                    loads[c] = loads.get(c, 0.0) + v
-                srv = dict(servers.get(q, {}))
-                moved = dict(servers.get(p, {}))
-                h0 = max(moved, key=moved.get)
-                moved[h0] -= 1
-                for h, k in moved.items():
-                    srv[h] = srv.get(h, 0) + k
-                new = attempt(q, loads, srv)
-                if new is None:
-                    continue
-                saving = here + _value(pools[q], routed[q], penalty) - _value(new, loads, penalty)
-                if saving > 1e-6 * max(1.0, here) and (best is None or saving > best[0]):
-                    best = (saving, f"pool {p} merged into pool {q}, one {h0} server released",
-                            {q: (new, loads, srv), p: (None, {}, {})})
+            if sum(servers.get(p, {}).values()) > MAX_MERGE_SERVERS:
+                continue
+            for targets, release in itertools.product(_dissolutions(p, routed[p], pools, routes, small), (True, False)):
+                change, saving, text = _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, release)
+                if change is not None and saving > 1e-6 * max(1.0, here) and (best is None or saving > best[0]):
+                    best = (saving, text, change)
         if best is None:
             break
         saving, text, change = best

@@ -27,6 +27,8 @@ def _make_highs(opts: SolveOptions):
     h.setOptionValue("mip_rel_gap", float(opts.mip_rel_gap))
     h.setOptionValue("threads", int(opts.threads))
     h.setOptionValue("random_seed", int(opts.seed))
+    if opts.mip_max_nodes is not None:
+        h.setOptionValue("mip_max_nodes", int(opts.mip_max_nodes))
     # Loads sit exactly at SLO capacities often; a loose tolerance lets a solution borrow ~1e-6 of
     # capacity in one model and not in another, which breaks comparisons between plans.
     h.setOptionValue("mip_feasibility_tolerance", 1e-9)

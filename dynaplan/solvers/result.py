@@ -63,6 +63,12 @@ class SolveOptions(InputModel):
     mip_rel_gap: float = Field(default=1e-4, ge=0, description="Relative MIP gap to stop at (fraction).")
     threads: int = Field(default=1, ge=1, description="Solver threads (count).")
     seed: int = Field(default=0, ge=0, description="Random seed of the solver.")
+    mip_max_nodes: int | None = Field(
+        default=None, ge=1,
+        description="HiGHS: branch-and-bound nodes to stop at (count; None: no node limit). A node "
+        "limit stops a MIP solve at the same point on any machine, where a time limit does not; "
+        "the other backends ignore it.",
+    )
     highs_heuristics: bool | None = Field(
         default=None,
         description="Run HiGHS's primal heuristics (feasibility jump, RINS, RENS, ...). None (default) "
