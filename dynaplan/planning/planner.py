@@ -439,9 +439,11 @@ class Planner:
         return {h: max(1, need) for h in self.hardware}
 
     def _hierarchy(self, cf: CheckedForecast, allotment: Allotment, current, plan_pool,
-                   polishing: bool) -> tuple[list[PoolPlan], dict[str, float], list[str]]:
+                   polishing: bool, caps: Mapping[str, int] | None = None
+                   ) -> tuple[list[PoolPlan], dict[str, float], list[str]]:
         """The pool level inside ``allotment`` (each class's load split in its proportions),
-        then polishing when asked; returns the pools, the unserved load and the notes."""
+        then polishing when asked (pools may grow within ``caps``); returns the pools, the
+        unserved load and the notes."""
         demand = cf.demand_rps
         routed: dict[str, dict[str, float]] = {}
         unrouted: dict[str, float] = {}
@@ -472,7 +474,7 @@ class Planner:
         notes = list(allotment.notes)
         if polishing:
             by_pool, _, _, moves = polish({pp.pool: pp for pp in pools}, routed, dict(allotment.servers),
-                                          self.routes, plan_pool, self._penalty)
+                                          self.routes, plan_pool, self._penalty, caps)
             pools = [by_pool[p] for p in self.classes if p in by_pool]
             notes += moves
         unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}
@@ -507,14 +509,16 @@ class Planner:
         inv = dict(self.inventory.servers)
         rungs = []  # (value, servers used, pools, unserved, notes, cluster report, rung)
         for dense in (False, True):
-            caps = self._top_caps(demand)
+            caps, top = self._top_caps(demand), True
             best = np.inf
             for _ in range(LADDER_RUNGS):
                 try:
                     al = self._allot(cf, None, caps=caps, fallback=False, dense=dense)
                     if al is None:
                         break
-                    pools, unserved, notes = self._hierarchy(cf, al, None, plan_pool, True)
+                    # below the top rung the cap is a real one: a pool may grow within it
+                    pools, unserved, notes = self._hierarchy(cf, al, None, plan_pool, True, None if top else caps)
+                    top = False
                 except DynaplanError:  # a rung the recipes or the pools cannot make ends the ladder
                     break
                 if self._penalty is None and any(v > 1e-6 for v in unserved.values()):
@@ -543,7 +547,7 @@ class Planner:
                              f"({sum(used.values())} servers; plans at caps set by the forecast alone)"]
             return pools, unserved, notes, report
         al = self._allot(cf, None)
-        pools, unserved, notes = self._hierarchy(cf, al, None, plan_pool, True)
+        pools, unserved, notes = self._hierarchy(cf, al, None, plan_pool, True, dict(self.inventory.servers))
         notes.append(f"inventory ladder: no rung of {len(rungs)} fits the inventory; capped at it")
         return pools, unserved, notes, al.report
 

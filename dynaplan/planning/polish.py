@@ -5,6 +5,8 @@ than the pools need, or give a class with little load a pool of its own. From th
 pool level planned, a local search tries, with the pool model itself as the judge:
 
 * **release**: a pool with idle GPUs on a hardware type gives up one server of it;
+* **grow** (only below a cap on the servers, an inventory ladder's rung): a pool takes one more
+  server of a hardware type it holds while the plan stays within the cap;
 * **dissolve**: a pool of at most ``MAX_MERGE_SERVERS`` servers hands each of its classes to
   another planned pool that class may spill into (``PlannerOptions.spill``); the target taking
   the most load takes the first pool's servers but one (a *merge* when every class goes to the
@@ -14,8 +16,8 @@ Every move re-plans the pools it touches and is kept only when the plan's object
 plus any unserved penalty) falls; the search stops when no move improves or after
 ``MAX_ROUNDS`` rounds. Pools of more than ``MAX_POLISH_SERVERS`` servers take part in no move
 (large clusters are the cluster level's strength; the moves are for small ones). A move never
-breaks the inventory (it only releases servers), so the polished plan is feasible whenever the
-first one is, and never worse than it.
+breaks the cap (releases and dissolutions only free servers; a growth takes a spare one), so the
+polished plan is feasible whenever the first one is, and never worse than it.
 """
 
 from __future__ import annotations
@@ -91,10 +93,12 @@ def _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, releas
 
 
 def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], servers: dict[str, dict[str, int]],
-           routes: Mapping[str, tuple[str, ...]], plan_pool: PlanPool, penalty: float | None
+           routes: Mapping[str, tuple[str, ...]], plan_pool: PlanPool, penalty: float | None,
+           caps: Mapping[str, int] | None = None
            ) -> tuple[dict[str, PoolPlan], dict[str, dict[str, float]], dict[str, dict[str, int]], list[str]]:
-    """Improve ``pools`` (planned for ``routed`` loads on ``servers``) by releases and merges;
-    returns the new pools, routed loads, servers and a note per move taken."""
+    """Improve ``pools`` (planned for ``routed`` loads on ``servers``) by releases, dissolutions
+    and, with ``caps`` (servers per hardware type the plan may hold), growths; returns the new
+    pools, routed loads, servers and a note per move taken."""
     pools, routed, servers = dict(pools), {p: dict(v) for p, v in routed.items()}, \
         {p: dict(v) for p, v in servers.items()}
     notes: list[str] = []
@@ -113,12 +117,24 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
     def small(p: str) -> bool:
         return sum(servers.get(p, {}).values()) <= MAX_POLISH_SERVERS
 
+    def spare(h: str) -> int:
+        return (caps or {}).get(h, 0) - sum(srv.get(h, 0) for srv in servers.values())
+
     for _ in range(MAX_ROUNDS):
         best = None  # (saving, description, {pool: (plan or None, loads, servers)})
         for p, pp in pools.items():
             if not small(p):
                 continue
             here = _value(pp, routed[p], penalty)
+            for h in sorted(caps or {}):
+                if spare(h) <= 0 or h not in servers.get(p, {}):
+                    continue
+                srv = {**servers[p], h: servers[p][h] + 1}
+                new = attempt(p, routed[p], srv)
+                if new is not None:
+                    saving = here - _value(new, routed[p], penalty)
+                    if saving > 1e-6 * max(1.0, here) and (best is None or saving > best[0]):
+                        best = (saving, f"pool {p} grows by one {h} server", {p: (new, routed[p], srv)})
             for h, k in servers.get(p, {}).items():
                 if k < 1 or pp.idle_gpus.get(h, 0) <= 0:  # a release only pays when GPUs sit idle
                     continue

@@ -1,0 +1,138 @@
+"""The hierarchy's inventory ladder and polishing (formulations/cluster.md) against independent
+computation: the exact one-class optimum of ``tests/exact_reference.py`` (enumeration over
+``Profile.table`` alone), the monolithic MILP solved to proven optimality, and inventory
+monotonicity (a plan drawn from a ladder rung is a candidate for every larger inventory).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from dynaplan.domain.slo import DEFAULT_SLOS
+from dynaplan.planning import Planner, check_plan
+from dynaplan.profiles import Profile
+from dynaplan.solvers import SolveOptions, Status
+from exact_reference import configurations, exact_power_w
+from toy_models import SLOS, TOY, linear_profile
+
+H100 = "h100-80gb"
+LOADS = [0.5] + list(range(2, 21, 2))
+SLOW = settings(max_examples=25, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+@pytest.fixture(scope="module")
+def prof():
+    return Profile.default()
+
+
+def _ladder_rung(plan) -> bool:
+    """Whether the plan was drawn from one of the ladder's rungs (the monotone case)."""
+    return any(n.startswith("inventory ladder: rung") for n in plan.notes)
+
+
+def _proven_monolithic(prof, servers: int, forecast: dict) -> float:
+    """The monolithic MILP's plan, solved to a 1e-6 relative gap (its own proof, not the global
+    bound's: the MILP's incumbent within 1e-6 of its dual bound)."""
+    pl = Planner(prof, {H100: servers}, DEFAULT_SLOS, solve_options=SolveOptions(mip_rel_gap=1e-6, time_limit_s=120))
+    got = {}
+    solve = pl._solve_cached
+
+    def spy(*a, **k):
+        x, rep = solve(*a, **k)
+        got["report"] = rep
+        return x, rep
+
+    pl._solve_cached = spy
+    mono = pl.plan_monolithic(forecast)
+    assert got["report"].status is Status.OPTIMAL, got["report"]
+    return mono.power_w
+
+
+def test_two_class_reproduction_matches_the_monolithic_optimum(prof):
+    """Issue 11: ``{"SL": 2.1938, "MS": 26.1696}`` on 5 H100 planned 4,596 W (3 servers) against a
+    monolithic 3,575 W (2 servers)."""
+    f = {"SL": 2.1938, "MS": 26.1696}
+    pl = Planner(prof, {H100: 5}, DEFAULT_SLOS)
+    hier = pl.plan(f)
+    best = _proven_monolithic(prof, 5, f)
+    assert best == pytest.approx(3574.8, abs=1.0)
+    assert hier.power_w <= best * (1 + 1e-2)
+    assert sum(hier.servers.values()) == 2
+    assert check_plan(prof, {H100: 5}, DEFAULT_SLOS, hier).ok
+    rep = hier.report
+    assert rep.bound <= best and rep.gap == pytest.approx((rep.objective - rep.bound) / rep.objective, abs=1e-12)
+
+
+def _conversation(total_rps: float) -> dict[str, float]:
+    from benchmarks import inputs
+    base = inputs.forecast(40)
+    s = sum(base.values())
+    return {c: v * total_rps / s for c, v in base.items()}
+
+
+def test_conversation_mix_on_40_servers_is_no_worse_than_on_26(prof):
+    """Issue 11: 200 req/s of the conversation mix planned at 74.91 kW on 40 servers, 74.09 kW on
+    26. Every inventory from the ladder's smallest rung up plans the same or better."""
+    f = _conversation(200.0)
+    plans = {n: Planner(prof, {H100: n}, DEFAULT_SLOS).plan(f) for n in (26, 40)}
+    assert all(_ladder_rung(p) for p in plans.values())
+    assert plans[40].power_w <= plans[26].power_w * (1 + 1e-9)
+    assert plans[40].power_w == pytest.approx(plans[26].power_w, rel=1e-9)  # the same rung fits both
+
+
+forecasts = st.lists(st.tuples(st.sampled_from(["SS", "SM", "SL", "MS", "MM", "LS", "LL"]),
+                               st.floats(0.2, 12.0)), min_size=1, max_size=3)
+
+
+@SLOW
+@given(forecasts, st.integers(2, 6), st.integers(1, 4))
+def test_larger_inventory_never_plans_worse(prof, items, servers, extra):
+    """Monotonicity by construction: a plan drawn from a ladder rung fits every larger inventory,
+    whose plan is the best of a candidate set holding it."""
+    f = {}
+    for c, v in items:
+        f[c] = f.get(c, 0.0) + v
+    try:
+        small = Planner(prof, {H100: servers}, DEFAULT_SLOS).plan(f)
+    except Exception as exc:  # an infeasible small inventory says nothing about monotonicity
+        assume(False)
+        raise AssertionError from exc
+    assume(_ladder_rung(small))
+    large = Planner(prof, {H100: servers + extra}, DEFAULT_SLOS).plan(f)
+    assert large.power_w <= small.power_w * (1 + 1e-9)
+    assert _ladder_rung(large)
+
+
+def random_curves(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    curves = {}
+    for tp in (2, 4, 8):
+        for f in (1000, 2000):
+            a = float(rng.uniform(100, 200) * tp)
+            b = float(rng.uniform(20, 80))
+            lmax = int(rng.choice([0, 2, 4, 6, 8, 10, 12])) if tp < 8 else int(rng.choice([8, 10, 14]))
+            curves[(tp, f)] = (a, b, lmax)
+    return curves
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(1, 3), st.floats(0.02, 0.9))
+def test_hierarchy_against_the_exact_optimum(seed, servers, frac):
+    """One class on random linear profiles: the hierarchical plan is never below the exact
+    optimum and within 1% of it (issue 11's target on random forecasts)."""
+    prof = linear_profile(random_curves(seed), LOADS)
+    cfgs = configurations(prof, "AA", SLOS.per_class["AA"].ttft_ms, SLOS.per_class["AA"].tbt_ms)
+    cap = max(c["lmax"] * 8 / c["tp"] for c in cfgs) * servers
+    load = float(frac * cap)
+    exact = exact_power_w(cfgs, load, servers, TOY.gpus_per_server, TOY.idle_power_w)
+    assume(np.isfinite(exact))
+    plan = Planner(prof, {"toy": servers}, SLOS).plan({"AA": load})
+    assert plan.power_w >= exact * (1 - 1e-9)
+    assert plan.power_w <= exact * (1 + 1e-2)
+    rep = plan.report
+    assert rep.bound <= exact * (1 + 1e-9)
+    assert (rep.status is Status.OPTIMAL) == (rep.gap <= Planner(prof, {"toy": servers}, SLOS).solve_options.mip_rel_gap + 1e-12)
