@@ -11,6 +11,7 @@ them afterwards, so one set of blocks serves every objective.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -353,3 +354,31 @@ def define_transition_terms(m: LinearModel, net: Network, n) -> dict:
                       np.r_[v.cols, g.cols, a.cols, q.cols], np.r_[np.ones(nph), np.ones(nph), -tp_k, tp_t], lo=0.0)
     return {"added": a, "removed": r, "reclocked": q, "resharded_gpus": g, "started_gpus": v,
             "t_keys": t_keys, "ph_keys": ph_keys}
+
+
+def transition_rows(net: Network, terms: dict, current: Mapping[tuple[str, int, int], int]) -> dict:
+    """Right-hand sides of :func:`define_transition_terms`' rows for the current instances.
+
+    ``current``: the pool's instances now, count by (hardware, tp, freq_mhz); ``terms``: what
+    :func:`define_transition_terms` returned. Returns ``{block: (lo, hi)}`` for (transition)
+    ``C_k``, (reclock_out) ``E_t`` and (reshard) the GPUs freed: instances on configurations the
+    model lacks (pruned clocks or TP degrees) are removed for sure and free their GPUs for
+    re-sharding. ``None`` keeps a side as built.
+    """
+    cfg = net.configs
+    have = {(h, int(tp), int(f)): k for k, (h, tp, f) in enumerate(zip(cfg["hardware"], cfg["tp"], cfg["freq_mhz"]))}
+    c_k = np.zeros(len(cfg))
+    t_keys, ph_keys = terms["t_keys"], terms["ph_keys"]
+    e_t = np.zeros(len(t_keys))
+    free_gpus = np.zeros(len(ph_keys))
+    t_pos = {(h, tp): i for i, (_, h, tp) in enumerate(t_keys)}
+    ph_pos = {h: i for i, (_, h) in enumerate(ph_keys)}
+    for (h, tp, f), cnt in current.items():
+        if (h, tp, f) in have:
+            c_k[have[(h, tp, f)]] += cnt
+        elif (h, tp) in t_pos:
+            e_t[t_pos[(h, tp)]] += cnt
+            free_gpus[ph_pos[h]] += tp * cnt
+        elif h in ph_pos:
+            free_gpus[ph_pos[h]] += tp * cnt
+    return {"transition": (c_k, c_k), "reclock_out": (None, e_t), "reshard": (None, free_gpus)}
