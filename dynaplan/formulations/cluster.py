@@ -2,9 +2,10 @@
 
 Equations: ``formulations/cluster.md``. The cluster level plans whole servers: ``s[p,k]``
 servers of pool p each filled with m_k = G_h/tp_k instances of configuration k (a *server
-recipe*). Each (pool, hardware) has one recipe, chosen before the solve (cluster.recipe): the
-pool's configuration of least energy per request at its SLO capacity, ``P(lmax_k)/lmax_k``.
-That keeps the cluster MILP to one integer per (pool, hardware), whatever the cluster size.
+recipe*). Each (pool, hardware) has at most two recipes, chosen before the solve
+(cluster.recipe): the pool's configuration of least energy per request at its SLO capacity,
+``P(lmax_k)/lmax_k``, and the one of most capacity per server (for tight inventories). That
+keeps the cluster MILP to two integers per (pool, hardware), whatever the cluster size.
 Power is the single chord of each recipe (one piece).
 
 Minimise (cluster.obj) ``sum m_k A_k s[p,k] + sum B_k w[p,k] + sum D_{k,c}/lmax_{k,c} z[p,k,c]``

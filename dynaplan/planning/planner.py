@@ -44,7 +44,7 @@ FALLBACK_GAP = 1e-2
 FALLBACK_NODES = 500
 # the inventory ladder (formulations/cluster.md): at most this many rungs, each one server fewer
 # than the plan above it, stopping at the first that is worse by more than LADDER_TOL (relative)
-LADDER_RUNGS = 4
+LADDER_RUNGS = 3
 LADDER_TOL = 1e-9
 
 
@@ -409,7 +409,7 @@ class Planner:
         plan_pool = self._cached_pool_planner()
         inv = dict(self.inventory.servers)
         rungs = []  # (value, servers used, pools, unserved, notes, cluster report, rung)
-        for dense in (False, True):
+        for dense in (False,):
             caps, top = self._top_caps(demand), True
             best = np.inf
             for _ in range(LADDER_RUNGS):

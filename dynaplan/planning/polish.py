@@ -127,8 +127,8 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
                 continue
             here = _value(pp, routed[p], penalty)
             for h in sorted(caps or {}):
-                if spare(h) <= 0 or h not in servers.get(p, {}):
-                    continue
+                if spare(h) <= 0 or h not in servers.get(p, {}) or pp.idle_gpus.get(h, 0) > 0:
+                    continue  # a pool with idle GPUs gains nothing from another server
                 srv = {**servers[p], h: servers[p][h] + 1}
                 new = attempt(p, routed[p], srv)
                 if new is not None:
