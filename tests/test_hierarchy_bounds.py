@@ -77,7 +77,7 @@ def test_two_class_reproduction_is_close_to_monolithic_and_not_called_optimal(pr
         assert plan.report.bound <= mono.power_w
         _honest(plan, pl.solve_options.mip_rel_gap)
         assert check_plan(prof, {H100: 5}, DEFAULT_SLOS, plan).ok
-    assert hier.report.status is Status.FEASIBLE  # 8% above the bound here: not proven
+    assert hier.report.status is Status.FEASIBLE  # 6% above the global bound here: not proven
 
 
 def _conversation(total_rps: float) -> dict[str, float]:
@@ -119,4 +119,4 @@ def test_hierarchy_vs_monolithic_on_random_small_forecasts(prof, seed):
     hier, mono = pl.plan(f), pl.plan_monolithic(f)
     bound = pl.global_bound(f)
     assert bound <= min(hier.power_w, mono.power_w) * (1 + 1e-9)
-    assert hier.power_w <= 1.15 * mono.power_w  # measured worst case of the corpus: benchmarks/RESULTS.md
+    assert hier.power_w <= 1.03 * mono.power_w  # issue 11's "never more than 3% above"

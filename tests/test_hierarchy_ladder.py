@@ -136,3 +136,31 @@ def test_hierarchy_against_the_exact_optimum(seed, servers, frac):
     rep = plan.report
     assert rep.bound <= exact * (1 + 1e-9)
     assert (rep.status is Status.OPTIMAL) == (rep.gap <= Planner(prof, {"toy": servers}, SLOS).solve_options.mip_rel_gap + 1e-12)
+
+
+def test_fallback_is_stopped_by_nodes_not_seconds(prof):
+    """The monolithic fallback (cluster.md, "Hand-off to the pool level") stops at a node limit
+    and keeps the caller's time limit, so its plan is the same whatever time limit is left."""
+    from dynaplan.planning import planner as planner_mod
+    from dynaplan.planning.demand import check_demand
+
+    f = {"SL": 2.1938, "MS": 26.1696}
+    plans = []
+    for limit in (20.0, 200.0):
+        pl = Planner(prof, {H100: 5}, DEFAULT_SLOS, solve_options=SolveOptions(time_limit_s=limit))
+        seen = []
+        solve = pl._solve
+
+        def spy(*a, _solve=solve, _pl=pl, _seen=seen, **k):
+            _seen.append(_pl.solve_options)
+            return _solve(*a, **k)
+
+        pl._solve = spy
+        plans.append(pl._fallback_allotment(check_demand(f, pl.classes)))
+        opts = seen[0]
+        assert opts.mip_max_nodes == planner_mod.FALLBACK_NODES
+        assert opts.time_limit_s == limit and opts.mip_rel_gap >= planner_mod.FALLBACK_GAP
+        assert pl.solve_options.mip_max_nodes is None  # restored after the fallback
+    a, b = ([(pp.pool, pp.servers, pp.served_rps, [g.model_dump() for g in pp.groups]) for pp in p.pools]
+            for p in plans)
+    assert a == b
