@@ -409,38 +409,39 @@ class Planner:
         plan_pool = self._cached_pool_planner()
         inv = dict(self.inventory.servers)
         rungs = []  # (value, servers used, pools, unserved, notes, cluster report, rung)
-        for dense in (False,):
-            caps, top = self._top_caps(demand), True
-            best = np.inf
-            for _ in range(LADDER_RUNGS):
-                try:
-                    al = self._allot(cf, None, caps=caps, fallback=False, dense=dense)
-                    if al is None:
-                        break
-                    # below the top rung the cap is a real one: a pool may grow within it
-                    pools, unserved, notes = self._hierarchy(cf, al, None, plan_pool, True, None if top else caps)
-                    top = False
-                except DynaplanError:  # a rung the recipes or the pools cannot make ends the ladder
+        caps = self._top_caps(demand)
+        best = np.inf
+        for rung in range(LADDER_RUNGS):
+            top = rung == 0
+            try:
+                # the top rung: least-energy recipes only (the dense one's chord prices it below the
+                # profile at part load); below it both, since the cap is then a real one
+                al = self._allot(cf, None, caps=caps, fallback=False, dense=not top)
+                if al is None:
                     break
-                if self._penalty is None and any(v > 1e-6 for v in unserved.values()):
-                    break
-                value = sum(pp.power_w for pp in pools) + (self._penalty or 0.0) * sum(unserved.values())
-                used: dict[str, int] = {}
-                for pp in pools:
-                    for h, n in pp.servers.items():
-                        used[h] = used.get(h, 0) + n
-                rungs.append((value, used, pools, unserved, notes, al.report, len(rungs)))
-                if value > best * (1 + LADDER_TOL):  # one server fewer made it worse: stop
-                    break
-                best = min(best, value)
-                if not used:
-                    break
-                # next rung: one server fewer than this rung's plan holds, on its most used hardware type
-                h = max(sorted(used), key=lambda k: used[k])
-                caps = {k: used.get(k, 0) for k in self.hardware}
-                caps[h] -= 1
-                if sum(caps.values()) == 0:
-                    break
+                # a pool may also grow within the rung's cap
+                pools, unserved, notes = self._hierarchy(cf, al, None, plan_pool, True, caps)
+            except DynaplanError:  # a rung the recipes or the pools cannot make ends the ladder
+                break
+            if self._penalty is None and any(v > 1e-6 for v in unserved.values()):
+                break
+            value = sum(pp.power_w for pp in pools) + (self._penalty or 0.0) * sum(unserved.values())
+            used: dict[str, int] = {}
+            for pp in pools:
+                for h, n in pp.servers.items():
+                    used[h] = used.get(h, 0) + n
+            rungs.append((value, used, pools, unserved, notes, al.report, rung))
+            if value > best * (1 + LADDER_TOL):  # one server fewer made it worse: stop
+                break
+            best = min(best, value)
+            if not used:
+                break
+            # next rung: one server fewer than this rung's plan holds, on its most used hardware type
+            h = max(sorted(used), key=lambda k: used[k])
+            caps = {k: used.get(k, 0) for k in self.hardware}
+            caps[h] -= 1
+            if sum(caps.values()) == 0:
+                break
         fits = [r for r in rungs if all(n <= inv.get(h, 0) for h, n in r[1].items())]
         if fits:
             value, used, pools, unserved, notes, report, step = min(fits, key=lambda r: (r[0], r[6]))
