@@ -5,8 +5,8 @@ than the pools need, or give a class with little load a pool of its own. From th
 pool level planned, a local search tries, with the pool model itself as the judge:
 
 * **release**: a pool with idle GPUs on a hardware type gives up one server of it;
-* **grow** (only below a cap on the servers, an inventory ladder's rung): a pool takes one more
-  server of a hardware type it holds while the plan stays within the cap;
+* **grow** (with ``caps``: an inventory ladder rung's cap, or the inventory): a pool without idle
+  GPUs takes one more server of a hardware type it holds while the plan stays within the cap;
 * **dissolve**: a pool of at most ``MAX_MERGE_SERVERS`` servers hands each of its classes to
   another planned pool that class may spill into (``PlannerOptions.spill``); the target taking
   the most load takes the first pool's servers but one (a *merge* when every class goes to the
