@@ -45,6 +45,8 @@ FALLBACK_NODES = 500
 # the inventory ladder (formulations/cluster.md): at most this many rungs, each one server fewer
 # than the plan above it, stopping at the first that is worse by more than LADDER_TOL (relative)
 LADDER_RUNGS = 3
+# rungs below the top only when the top rung's plan holds at most this many servers
+LADDER_MAX_SERVERS = 64
 LADDER_TOL = 1e-9
 
 
@@ -434,8 +436,8 @@ class Planner:
             if value > best * (1 + LADDER_TOL):  # one server fewer made it worse: stop
                 break
             best = min(best, value)
-            if not used:
-                break
+            if not used or sum(used.values()) > LADDER_MAX_SERVERS:
+                break  # a server fewer is a vanishing share of a large plan: one rung
             # next rung: one server fewer than this rung's plan holds, on its most used hardware type
             h = max(sorted(used), key=lambda k: used[k])
             caps = {k: used.get(k, 0) for k in self.hardware}
