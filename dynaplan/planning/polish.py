@@ -5,8 +5,8 @@ than the pools need, or give a class with little load a pool of its own. From th
 pool level planned, a local search tries, with the pool model itself as the judge:
 
 * **release**: a pool with idle GPUs on a hardware type gives up one server of it;
-* **grow** (with ``caps``: an inventory ladder rung's cap, or the inventory): a pool without idle
-  GPUs takes one more server of a hardware type it holds while the plan stays within the cap;
+* **grow** (with ``caps``: an inventory ladder rung's cap, or the inventory): a pool takes one
+  more server of a hardware type it holds while the plan stays within the cap;
 * **dissolve**: a pool of at most ``MAX_MERGE_SERVERS`` servers hands each of its classes to
   another planned pool that class may spill into (``PlannerOptions.spill``); the target taking
   the most load takes the first pool's servers but one (a *merge* when every class goes to the
@@ -127,8 +127,8 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
                 continue
             here = _value(pp, routed[p], penalty)
             for h in sorted(caps or {}):
-                if spare(h) <= 0 or h not in servers.get(p, {}) or pp.idle_gpus.get(h, 0) > 0:
-                    continue  # a pool with idle GPUs gains nothing from another server
+                if spare(h) <= 0 or h not in servers.get(p, {}):
+                    continue
                 srv = {**servers[p], h: servers[p][h] + 1}
                 new = attempt(p, routed[p], srv)
                 if new is not None:
