@@ -255,11 +255,12 @@ class Planner:
         return self._allot(check_demand(forecast, self.classes), state)
 
     def _allot(self, cf: CheckedForecast, state: PlanningState | None, caps: Mapping[str, int] | None = None,
-               fallback: bool = True, dense: bool = True) -> Allotment | None:
+               fallback: bool = True, dense: bool | None = None) -> Allotment | None:
         """:meth:`allot` for a checked forecast and state; ``caps``: servers per hardware type the
         cluster level may use (default: the inventory); without ``fallback`` an allotment the
-        whole-server recipes cannot make is ``None`` instead of the monolithic fallback's; without
-        ``dense`` only the least-energy recipes are used (cluster.recipe)."""
+        whole-server recipes cannot make is ``None`` instead of the monolithic fallback's.
+        ``dense``: False uses the least-energy recipes only, True both recipes (cluster.recipe),
+        None (default) the least-energy ones and both when those alone are infeasible."""
         f, demand, notes = dict(cf.forecast_rps), cf.demand_rps, list(cf.notes)
         if not demand:
             report = _combine([], self.backend)
@@ -271,13 +272,16 @@ class Planner:
             if caps is not None:
                 labels = cm.model.con_blocks["inventory"].labels
                 rows = {"inventory": (None, np.array([float(caps.get(h, 0)) for h in labels]))}
-            cols = None if dense else {"s": (None, self._energy_recipe_ub(cm))}
-            x, report = self._solve_cached(cm, demand, rows=rows, gap=gap, cols=cols)
         else:
             cm = self._model(ModelKind.CLUSTER_TRANSITIONS)
             running = _running_servers(state)
             now = np.array([float(running.get(h, 0)) for h in cm.model.con_blocks["new_servers"].labels])
-            x, report = self._solve_cached(cm, demand, rows={"new_servers": (None, now)}, gap=gap)
+            rows = {"new_servers": (None, now)}
+        for both in ((False, True) if dense is None else (dense,)):
+            cols = None if both else {"s": (None, self._energy_recipe_ub(cm))}
+            x, report = self._solve_cached(cm, demand, rows=rows, gap=gap, cols=cols)
+            if report.status is not Status.INFEASIBLE:
+                break
         if report.status is Status.INFEASIBLE:
             if not fallback:
                 return None
@@ -337,7 +341,8 @@ class Planner:
         forecast and the profile alone (never from the inventory)."""
         ml = self.max_load[self.max_load["max_load_rps"] > 0]
         gps = ml["hardware"].map({h: hw.gpus_per_server for h, hw in self.hardware.items()})
-        per_server = (gps // ml["tp"] * ml["max_load_rps"]).groupby(ml["request_class"]).min()
+        per_server = (gps // ml["tp"] * ml["max_load_rps"]).dropna().groupby(ml["request_class"]).min()
+        per_server = per_server[per_server > 0]
         need = sum(int(np.ceil(v / per_server[c])) + 1 for c, v in demand.items() if c in per_server.index)
         return {h: max(1, need) for h in self.hardware}
 
