@@ -19,6 +19,7 @@ from dynaplan.errors import InfeasibleError, NoSolutionError, ValidationError
 from dynaplan.formulations import cluster as cluster_f
 from dynaplan.formulations import instance as instance_f
 from dynaplan.formulations import network as nw
+from dynaplan.formulations.pool_dp import PoolDP
 from dynaplan.limits import FRAME_ROWS
 from dynaplan.planning.bounds import GlobalBound
 from dynaplan.planning.demand import LOAD_EPS_RPS, LOAD_FLOOR_RPS, CheckedForecast, check_demand
@@ -33,7 +34,7 @@ from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast
 from dynaplan.profiles.profile import Profile
 from dynaplan.domain.transitions import TransitionCosts, amortised_cost
 from dynaplan.solvers import (Backend, SolveOptions, SolveReport, Status, open_session, relative_gap, solve,
-                              worst_status)
+                              StopReason, worst_status)
 from dynaplan.solvers.model import ModelArrays
 from dynaplan.validation import checked, excerpt
 
@@ -90,6 +91,7 @@ class Planner:
         self.transition_costs = transition_costs or TransitionCosts()
         self._prices: nw.TransitionPrices | None = None
         self._models: dict = {}
+        self._pool_dps: dict[tuple[str, str], tuple[PoolDP, np.ndarray]] = {}  # (pool, hardware): the exact pool DP, pool.md DP3
         self._bound: GlobalBound | None = None  # planning/bounds.py, built on the first plan
         self.bound_time_s = 0.0  # seconds the last global bound took
         self._clock_chooser: instance_f.ClockChooser | None = None  # built once per (kind, pool); later calls only move bounds
@@ -241,6 +243,10 @@ class Planner:
         if missing and self._penalty is None:
             raise InfeasibleError(f"pool {pool}: no configuration on its servers {srv} meets the SLO of "
                                   f"class(es) {missing}")
+        if current is None:
+            pp = self._plan_pool_dp(cm, pool, loads, srv, epoch_s)
+            if pp is not None:
+                return pp
         rows = self._transition_rows(cm, current) if current is not None else None
         x, report = self._solve_cached(cm, loads, srv, rows, gap=self.options.pool_mip_rel_gap)
         if report.status is Status.INFEASIBLE:
@@ -252,6 +258,85 @@ class Planner:
             return plans[0]
         return PoolPlan(pool=pool, servers={}, groups=(), served_rps={}, idle_gpus={}, idle_power_w=0.0,
                         power_w=0.0, energy_j=0.0, report=report)
+
+    def _plan_pool_dp(self, cm: "_CachedModel", pool: str, loads: Mapping[str, float], srv: Mapping[str, int],
+                      epoch_s: float) -> PoolPlan | None:
+        """The pool's exact optimum by the dynamic programme (formulations/pool.md, DP1-DP5) when it
+        applies: ``PlannerOptions.pool_dp``, the HiGHS backend, exact pieces, no best effort, the
+        pool's own class only, servers of one hardware type, sizes within DP5. None otherwise (and
+        when no mix carries the load: the MILP then says why)."""
+        o = self.options
+        if (not o.pool_dp or self.backend is not Backend.HIGHS or self._penalty is not None
+                or o.load_segments is not None or any(c != pool for c in loads)):
+            return None
+        used = [h for h, n in srv.items() if n > 0]
+        if len(used) != 1:
+            return None
+        h = used[0]
+        t0 = time.perf_counter()
+        net = cm.net
+        cached = self._pool_dps.get((pool, h))
+        if cached is None:
+            pc = net.pieces[(net.pieces["pool"] == pool) & (net.pieces["hardware"] == h)]
+            lmax = net.configs["own_max_load_rps"].to_numpy(dtype=float)[pc["k"].to_numpy()]
+            dp = PoolDP(pc["tp"].to_numpy(), pc["u_lo"].to_numpy() * lmax, pc["u_hi"].to_numpy() * lmax,
+                        pc["static_w"].to_numpy(), pc["w_per_util"].to_numpy() / lmax,
+                        self.hardware[h].gpus_per_server, self.hardware[h].idle_power_w)
+            cached = self._pool_dps[(pool, h)] = (dp, pc["k"].to_numpy())  # piece -> configuration
+        dp, piece_k = cached
+        sol = dp.solve(loads.get(pool, 0.0), srv[h])
+        if sol is None:
+            return None
+        cfg = net.configs
+        k = piece_k[sol.pieces]
+        lmax = cfg["own_max_load_rps"].to_numpy(dtype=float)[k]
+        load = np.minimum(sol.loads_rps, lmax)
+        load = self._trim_dp_loads(cfg["group_id"].to_numpy(dtype=np.int64)[k], load, loads.get(pool, 0.0))
+        keys, inverse, counts = np.unique(np.c_[k, load], axis=0, return_inverse=True, return_counts=True)
+        gk = keys[:, 0].astype(np.int64)
+        gload = keys[:, 1]
+        gid = cfg["group_id"].to_numpy(dtype=np.int64)[gk]
+        glmax = cfg["own_max_load_rps"].to_numpy(dtype=float)[gk]
+        p_inst = self.profile.interpolate("power_w", gid, gload)
+        total = float(load.sum())
+        groups = []
+        for i in range(len(gk)):
+            cnt, util = int(counts[i]), float(gload[i] / glmax[i])
+            per = {pool: float(gload[i])} if gload[i] > 0 else {}
+            groups.append(InstanceGroup(
+                hardware=h, tp=int(cfg["tp"].iat[gk[i]]), freq_mhz=int(cfg["freq_mhz"].iat[gk[i]]), count=cnt,
+                load_rps_per_instance=per, load_share=float(gload[i]) * cnt / total if total > 0 else 0.0,
+                utilisation=util, power_w_per_instance=float(p_inst[i]), power_w=float(p_inst[i]) * cnt,
+                energy_j=float(p_inst[i]) * cnt * epoch_s, slo_margin=1.0 - util))
+        hw = self.hardware[h]
+        idle = {h: srv[h] * hw.gpus_per_server - sum(g.gpus for g in groups)}
+        idle_w = float(idle[h] * hw.idle_power_w)
+        power = float(sum(g.power_w for g in groups)) + idle_w
+        # the DP's value is the optimum (pool.md DP4), computed in floating point; the plan's power
+        # is the profile's at the instances' loads: the same number up to rounding
+        bound = min(sol.value_w, power)
+        gap = relative_gap(power, bound)
+        tol = max(o.pool_mip_rel_gap if o.pool_mip_rel_gap is not None else self.solve_options.mip_rel_gap, 1e-9)
+        report = SolveReport(status=Status.OPTIMAL if gap <= tol else Status.FEASIBLE, backend=None,
+                             objective=power, bound=bound, gap=gap, solve_time_s=time.perf_counter() - t0,
+                             stop_reason=StopReason.CONVERGED,
+                             message="exact pool dynamic programme (formulations/pool.md, DP1-DP5)")
+        return PoolPlan(pool=pool, servers={h: int(srv[h])}, groups=tuple(groups),
+                        served_rps={pool: total} if total > 1e-12 else {}, idle_gpus=idle, idle_power_w=idle_w,
+                        power_w=power, energy_j=power * epoch_s, report=report)
+
+    def _trim_dp_loads(self, gid: np.ndarray, load: np.ndarray, demand: float) -> np.ndarray:
+        """The DP's instance loads with any load beyond ``demand`` taken off (instances in
+        order) when that leaves the profile's power as it is or lower (it never is lower at an
+        optimum; equal where the curve is flat, e.g. below its lightest load point); else as given."""
+        excess = float(load.sum()) - demand
+        if excess <= 1e-12 * max(demand, 1.0):
+            return load
+        cut = np.minimum(load, np.maximum(excess - (np.cumsum(load) - load), 0.0))
+        trimmed = load - cut
+        before = float(self.profile.interpolate("power_w", gid, load).sum())
+        after = float(self.profile.interpolate("power_w", gid, trimmed).sum())
+        return trimmed if after <= before * (1 + 1e-12) else load
 
     def _pool_plans(self, na: nw.NetArrays, x: np.ndarray, epoch_s: float,
                     reports: dict[str, SolveReport | None]) -> list[PoolPlan]:

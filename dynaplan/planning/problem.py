@@ -94,6 +94,13 @@ class PlannerOptions(InputModel):
         "pool models are small (tens of pieces), so proving their exact optimum to 1e-7 costs little "
         "and the pool's power is within 1e-6 of the profile's optimum (benchmarks/pool_exactness.py).",
     )
+    pool_dp: bool = Field(
+        default=True,
+        description="Solve single-class pools on one hardware type by the exact dynamic programme "
+        "(formulations/pool.md, DP1-DP5) instead of the pool MILP when the backend is HiGHS, the "
+        "pieces are exact (load_segments None), there is no current state and no best effort; "
+        "False: always the MILP.",
+    )
     unserved_penalty_w_per_rps: float = Field(
         default=1e6, gt=0, le=1e12, description="Best-effort penalty per unserved req/s, in objective units (W)."
     )
