@@ -1,0 +1,185 @@
+"""The exact pool dynamic programme (formulations/pool.md, DP1-DP5) against independent references.
+
+The reference (tests/reference_solver.py) reads ``Profile.table`` alone; the pool MILP
+(``PlannerOptions(pool_dp=False)``) is a second, independent formulation of the same problem.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from dynaplan.domain.slo import DEFAULT_SLOS
+from dynaplan.errors import InfeasibleError
+from dynaplan.formulations import pool_dp
+from dynaplan.planning import Planner, PlannerOptions
+from dynaplan.planning.check import check_plan
+from dynaplan.profiles.profile import Profile
+from dynaplan.solvers import Backend, Status
+from dynaplan.testing import profiles
+from reference_solver import pool_optimum_w
+
+HW = "h100-80gb"
+MILP = PlannerOptions(pool_dp=False)
+
+
+@pytest.fixture(scope="module")
+def default_profile():
+    return Profile.default()
+
+
+def reference(profile, pool, load, servers):
+    hw = profile.hardware[HW]
+    slo = DEFAULT_SLOS[pool]
+    return pool_optimum_w(profile.table, profile.models[0], HW, hw.gpus_per_server, hw.idle_power_w, pool,
+                          slo.ttft_ms, slo.tbt_ms, load, servers)
+
+
+def solved_by_dp(pp) -> bool:
+    return pp.report.backend is None and "dynamic programme" in pp.report.message
+
+
+def assert_dp_exact(pp, ref, gpus_per_server=8):
+    """The DP answered; within 1e-6 relative of the reference, never below it; honest report."""
+    assert solved_by_dp(pp)
+    assert pp.power_w >= ref * (1 - 1e-9)
+    assert pp.power_w <= ref * (1 + 1e-6)
+    r = pp.report
+    assert r.status is Status.OPTIMAL
+    assert r.bound <= ref * (1 + 1e-9)
+    assert r.objective == pytest.approx(pp.power_w, rel=1e-12)
+    assert r.gap == pytest.approx((r.objective - r.bound) / r.objective, abs=1e-12)
+    # the plan's own figures add up: instances' power plus the idle GPUs of its servers
+    gpus = sum(g.gpus for g in pp.groups)
+    assert sum(pp.idle_gpus.values()) == sum(pp.servers.values()) * gpus_per_server - gpus
+    assert pp.power_w == pytest.approx(sum(g.power_w for g in pp.groups) + pp.idle_power_w, rel=1e-12)
+
+
+@pytest.mark.parametrize("pool, load, servers, want", [
+    ("LL", 1.1927037040458488, 1, 1536.1),   # issue 11: was 1774.2 W (TP8@1200)
+    ("LL", 0.17715887799571028, 1, 1160.1),  # was 1390.1 W (TP4@1600)
+    ("LM", 0.16168443855892217, 2, 1567.7),  # was 1613.3 W (4 x TP2@1400)
+])
+def test_issue_reproductions_by_dp(default_profile, pool, load, servers, want):
+    s = {HW: servers}
+    pp = Planner(default_profile, s, DEFAULT_SLOS).plan_pool(pool, {pool: load}, s)
+    assert pp.power_w == pytest.approx(want, abs=0.05)
+    assert_dp_exact(pp, reference(default_profile, pool, load, servers))
+    # the load served is the demand (the flat hold below the lightest load point is not over-served)
+    assert pp.served_rps[pool] == pytest.approx(load, rel=1e-12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prof=profiles(), pool=st.sampled_from(["SS", "SM", "ML", "LL"]), servers=st.integers(1, 3),
+       frac=st.floats(0.001, 1.0))
+def test_dp_matches_reference_on_random_profiles(prof, pool, servers, frac):
+    """Random synthetic profiles, pools and loads: the DP within 1e-6 relative of the reference,
+    never below it; no plan exactly when the reference finds none."""
+    hw = prof.hardware[HW]
+    slo = DEFAULT_SLOS[pool]
+    t = prof.table
+    t = t[(t["request_class"] == pool) & (t["hardware"] == HW)]
+    load = float((hw.gpus_per_server * servers / t["tp"] * t["load_rps"]).max()) * frac
+    ref = pool_optimum_w(prof.table, prof.models[0], HW, hw.gpus_per_server, hw.idle_power_w, pool,
+                         slo.ttft_ms, slo.tbt_ms, load, servers)
+    s = {HW: servers}
+    try:
+        pp = Planner(prof, s, DEFAULT_SLOS).plan_pool(pool, {pool: load}, s)
+    except InfeasibleError:
+        assert not np.isfinite(ref)
+        return
+    assert np.isfinite(ref)
+    assert_dp_exact(pp, ref, hw.gpus_per_server)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pool=st.sampled_from(["SS", "SM", "SL", "MS", "MM", "ML", "LS", "LM", "LL"]), servers=st.integers(1, 4),
+       frac=st.floats(0.002, 0.98))
+def test_dp_matches_reference_on_default_profile(default_profile, pool, servers, frac):
+    load = 100.0 * servers * frac ** 3  # log-ish spread from light to beyond capacity
+    ref = reference(default_profile, pool, load, servers)
+    assume(np.isfinite(ref))
+    s = {HW: servers}
+    assert_dp_exact(Planner(default_profile, s, DEFAULT_SLOS).plan_pool(pool, {pool: load}, s), ref)
+
+
+@pytest.fixture(scope="module")
+def planners(default_profile):
+    """DP and MILP planners per pool size, built once (the DP's fronts and the models are cached)."""
+    return {(s, dp): Planner(default_profile, {HW: s}, DEFAULT_SLOS, options=None if dp else MILP)
+            for s in (1, 2, 3) for dp in (True, False)}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(pool=st.sampled_from(["SS", "SM", "SL", "MS", "MM", "ML", "LS", "LM", "LL"]), servers=st.integers(1, 3),
+       load=st.floats(0.01, 120.0))
+def test_dp_equals_pool_milp(planners, pool, servers, load):
+    """The DP and the exact pool MILP (HiGHS, gap 1e-7) find the same optimum on random pools."""
+    s = {HW: servers}
+    try:
+        milp = planners[(servers, False)].plan_pool(pool, {pool: load}, s)
+    except InfeasibleError:
+        with pytest.raises(InfeasibleError):
+            planners[(servers, True)].plan_pool(pool, {pool: load}, s)
+        return
+    dp = planners[(servers, True)].plan_pool(pool, {pool: load}, s)
+    assert solved_by_dp(dp) and milp.report.backend is Backend.HIGHS
+    assert milp.power_w >= dp.power_w * (1 - 1e-9)  # the DP is the optimum
+    assert milp.power_w <= dp.power_w * (1 + 1e-6)  # the MILP proves it to 1e-7
+    assert dp.report.bound >= milp.report.bound * (1 - 1e-9)  # the DP's bound is the optimum itself
+
+
+def test_size_limit_falls_back_to_the_milp(default_profile, monkeypatch):
+    """DP5: a pool beyond the size checks is solved by the MILP, and says so."""
+    monkeypatch.setattr(pool_dp, "MAX_STEP_CANDIDATES", 50)
+    s = {HW: 2}
+    pp = Planner(default_profile, s, DEFAULT_SLOS).plan_pool("SM", {"SM": 30.0}, s)
+    assert pp.report.backend is Backend.HIGHS and pp.report.status is Status.OPTIMAL
+    assert pp.power_w == pytest.approx(reference(default_profile, "SM", 30.0, 2), rel=1e-6)
+
+
+def test_front_store_is_bounded(monkeypatch):
+    """DP5: fronts stop growing at the store limit; extend() says it stopped."""
+    monkeypatch.setattr(pool_dp, "MAX_FRONT_POINTS", 40)
+    dp = pool_dp.PoolDP(tp=[2, 2, 4], lo_rps=[0.0, 1.0, 0.5], hi_rps=[1.0, 2.0, 3.0], a_w=[300.0, 310.0, 500.0],
+                        b_w_per_rps=[20.0, 17.0, 9.0], gpus_per_server=8, idle_w=75.0)
+    assert not dp.extend(dp.units_of(64))
+    assert dp.stored <= 40 and dp.limit is not None
+    assert dp.solve(5.0, 64) is None
+    assert dp.solve(1.5, 1) is not None  # small pools still answer
+
+
+def test_dp_small_hand_case():
+    """One TP2 line: 3 req/s on 4 GPUs at cap 2 req/s each; the optimum is a full instance plus
+    one at 1 req/s (net power is linear, so any split costs the same), idle GPUs none."""
+    dp = pool_dp.PoolDP(tp=[2], lo_rps=[0.0], hi_rps=[2.0], a_w=[300.0], b_w_per_rps=[50.0], gpus_per_server=4,
+                        idle_w=75.0)
+    sol = dp.solve(3.0, 1)
+    assert sol.value_w == pytest.approx(2 * 300.0 + 50.0 * 3.0)
+    assert sorted(sol.loads_rps) == pytest.approx([1.0, 2.0])
+    assert dp.solve(4.5, 1) is None  # beyond two instances' capacity
+
+
+def test_dp_not_used_where_it_does_not_apply(default_profile):
+    """Spilled classes, a current state, another backend or chords: the MILP answers."""
+    s = {HW: 1}
+    pl = Planner(default_profile, s, DEFAULT_SLOS)
+    mixed = pl.plan_pool("SM", {"SM": 5.0, "SS": 2.0}, s)
+    assert mixed.report.backend is Backend.HIGHS
+    cur = pl.plan_pool("SM", {"SM": 5.0}, s, current={(HW, 8, 800): 1})
+    assert cur.report.backend is Backend.HIGHS
+    chords = Planner(default_profile, s, DEFAULT_SLOS, options=PlannerOptions(load_segments=3))
+    assert chords.plan_pool("SM", {"SM": 5.0}, s).report.backend is Backend.HIGHS
+
+
+def test_hierarchical_plan_with_dp_pools_passes_check_plan(default_profile):
+    inv = {HW: 3}
+    f = {"SM": 12.0, "LL": 0.6}
+    pl = Planner(default_profile, inv, DEFAULT_SLOS)
+    plan = pl.plan(f)
+    assert any(solved_by_dp(pp) for pp in plan.pools)
+    chk = check_plan(default_profile, inv, DEFAULT_SLOS, plan, forecast=f)
+    assert chk.ok, chk.violations
