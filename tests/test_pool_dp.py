@@ -141,6 +141,16 @@ def test_size_limit_falls_back_to_the_milp(default_profile, monkeypatch):
     assert pp.power_w == pytest.approx(reference(default_profile, "SM", 30.0, 2), rel=1e-6)
 
 
+def test_pool_beyond_max_gpus_goes_to_the_milp(default_profile):
+    """DP5: more than MAX_GPUS GPUs is not attempted (no front is built for it)."""
+    n = pool_dp.MAX_GPUS // 8 + 1
+    s = {HW: n}
+    pl = Planner(default_profile, s, DEFAULT_SLOS)
+    pp = pl.plan_pool("LL", {"LL": 2.0}, s)
+    assert pp.report.backend is Backend.HIGHS
+    assert not pl._pool_dps or all(len(dp.f_load) == 1 for dp, _ in pl._pool_dps.values())
+
+
 def test_front_store_is_bounded(monkeypatch):
     """DP5: fronts stop growing at the store limit; extend() says it stopped."""
     monkeypatch.setattr(pool_dp, "MAX_FRONT_POINTS", 40)

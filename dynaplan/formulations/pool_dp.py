@@ -9,9 +9,10 @@ front of (load carried, net power) over multisets of such instances (DP3), built
 (pool, hardware) and extended as larger pools ask for it, since it does not depend on the load;
 a query combines a front with at most one more instance at any load of its piece (DP4).
 
-Sizes are checked before every budget step (DP5): a step that would form more than
-:data:`MAX_STEP_CANDIDATES` candidate points, or a front store beyond :data:`MAX_FRONT_POINTS`,
-stops the extension and the caller solves that pool by the MILP instead.
+Sizes are checked up front (DP5): a pool of more than :data:`MAX_GPUS` GPUs is not attempted;
+a budget step that would form more than :data:`MAX_STEP_CANDIDATES` candidate points, or a front
+store beyond :data:`MAX_FRONT_POINTS`, stops the extension. The caller then solves that pool by
+the MILP instead.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from math import gcd
 
 import numpy as np
 
-# DP5: memory bounds. Every stored front point is two float64 and two int32 (24 bytes), so the
-# store is at most ~4.8 MB; one step's candidates (same layout, transient) at most ~48 MB.
-MAX_FRONT_POINTS = 200_000
-MAX_STEP_CANDIDATES = 2_000_000
+# DP5: size bounds. Every stored front point is two float64 and two int32 (24 bytes), so the
+# store is at most ~2.4 MB; one step's candidates (same layout, transient) at most ~24 MB. The
+# fronts grow about quadratically with the budget: on the default profile (H100) building them
+# to 64 GPUs takes up to ~0.2 s once per (pool, hardware), to 128 GPUs over 1 s.
+MAX_GPUS = 64
+MAX_FRONT_POINTS = 100_000
+MAX_STEP_CANDIDATES = 1_000_000
 # relative tolerance on loads: a sum within it of the demand meets the demand, a load within it
 # of a piece's end is at that end
 LOAD_RTOL = 1e-12
@@ -132,8 +136,10 @@ class PoolDP:
         return True
 
     def solve(self, load_rps: float, servers: int) -> DPSolution | None:
-        """The optimum for ``load_rps`` on ``servers`` servers (DP4); None when the size checks
-        stop the fronts short of the pool's GPUs or no mix of instances carries the load."""
+        """The optimum for ``load_rps`` on ``servers`` servers (DP4); None when the pool is larger
+        than the size checks allow (DP5) or no mix of instances carries the load."""
+        if self.gpus_per_server * int(servers) > MAX_GPUS:
+            return None
         budget = self.units_of(servers)
         if not self.extend(budget):
             return None
