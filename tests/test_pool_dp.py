@@ -193,3 +193,38 @@ def test_hierarchical_plan_with_dp_pools_passes_check_plan(default_profile):
     assert any(solved_by_dp(pp) for pp in plan.pools)
     chk = check_plan(default_profile, inv, DEFAULT_SLOS, plan, forecast=f)
     assert chk.ok, chk.violations
+
+
+def _table_power(profile, request_class, tp, freq_mhz, load):
+    """Power at ``load`` from the table's own rows (held below the lightest point), no dynaplan code."""
+    t = profile.table
+    d = t[(t["hardware"] == HW) & (t["request_class"] == request_class) & (t["tp"] == tp)
+          & (t["freq_mhz"] == freq_mhz) & (t["model"] == profile.models[0])].sort_values("load_rps")
+    return float(np.interp(load, d["load_rps"].to_numpy(), d["power_w"].to_numpy()))
+
+
+@pytest.mark.parametrize("loads", [{"SM": 1.0, "SS": 1.0}, {"SM": 5.0, "SS": 5.0}, {"SM": 15.0, "SS": 8.0}])
+def test_mixed_pool_report_claims_no_more_than_it_knows(default_profile, loads):
+    """A pool serving a spilled class (MILP path, surcharge at full utilisation): its objective is
+    the plan's power recomputed from the table (the share-weighted class curves), and it claims
+    no bound and no optimality."""
+    from reference_solver import class_curves
+    s = {HW: 1}
+    pp = Planner(default_profile, s, DEFAULT_SLOS).plan_pool("SM", loads, s)
+    r = pp.report
+    assert r.backend is Backend.HIGHS and r.status is Status.FEASIBLE and r.bound is None and r.gap is None
+    lmax = {}
+    for c in loads:
+        slo = DEFAULT_SLOS[c]
+        for tp, f, pts, _ in class_curves(default_profile.table, default_profile.models[0], HW, c, slo.ttft_ms,
+                                          slo.tbt_ms):
+            lmax[(c, tp, f)] = float(pts[-1])
+    power = pp.idle_power_w
+    for g in pp.groups:
+        u = {c: v / lmax[(c, g.tp, g.freq_mhz)] for c, v in g.load_rps_per_instance.items()}
+        big_u = sum(u.values())
+        p_inst = sum(uc / big_u * _table_power(default_profile, c, g.tp, g.freq_mhz, big_u * lmax[(c, g.tp, g.freq_mhz)])
+                     for c, uc in u.items())
+        power += g.count * p_inst
+    assert r.objective == pytest.approx(power, rel=1e-9)
+    assert pp.power_w == pytest.approx(power, rel=1e-9)

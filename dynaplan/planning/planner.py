@@ -255,6 +255,8 @@ class Planner:
         check_solution(x, report, f"pool {pool}")
         plans = self._pool_plans(cm.na, x, epoch_s, {pool: report})
         if plans:
+            if current is None:
+                return self._mixed_pool_report(pool, loads, plans[0])
             return plans[0]
         return PoolPlan(pool=pool, servers={}, groups=(), served_rps={}, idle_gpus={}, idle_power_w=0.0,
                         power_w=0.0, energy_j=0.0, report=report)
@@ -324,6 +326,25 @@ class Planner:
         return PoolPlan(pool=pool, servers={h: int(srv[h])}, groups=tuple(groups),
                         served_rps={pool: total} if total > 1e-12 else {}, idle_gpus=idle, idle_power_w=idle_w,
                         power_w=power, energy_j=power * epoch_s, report=report)
+
+    def _mixed_pool_report(self, pool: str, loads: Mapping[str, float], pp: PoolPlan) -> PoolPlan:
+        """A pool serving a spilled class: the MILP prices the spill surcharge at full utilisation
+        and its pruning is proven for the pool's own class only (pool.md, "Spilled classes", "Mixed
+        pools: what the report claims"), so neither its objective nor its bound is the profile's.
+        The report then has ``objective`` = the plan's true power (plus the unserved penalty in
+        best effort), no bound and no gap (unknown), and status ``feasible``. Single-class pools
+        are returned as they are."""
+        if not any(c != pool and v > 0 for c, v in loads.items()):
+            return pp
+        r = pp.report
+        unserved = sum(max(0.0, v - pp.served_rps.get(c, 0.0)) for c, v in loads.items())
+        objective = pp.power_w + (self._penalty or 0.0) * (unserved if unserved > 1e-6 else 0.0)
+        update = {"objective": objective, "bound": None, "gap": None,
+                  "message": (r.message + "; " if r.message else "") + "mixed pool: objective is the plan's "
+                             "power; no proven bound on the profile's problem (formulations/pool.md)"}
+        if r.status is Status.OPTIMAL:
+            update["status"] = Status.FEASIBLE
+        return pp.model_copy(update={"report": r.model_copy(update=update)})
 
     def _trim_dp_loads(self, gid: np.ndarray, load: np.ndarray, demand: float) -> np.ndarray:
         """The DP's instance loads with any load beyond ``demand`` taken off (instances in
