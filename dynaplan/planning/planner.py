@@ -292,7 +292,11 @@ class Planner:
         cfg = net.configs
         k = piece_k[sol.pieces]
         lmax = cfg["own_max_load_rps"].to_numpy(dtype=float)[k]
-        load = np.minimum(sol.loads_rps, lmax)
+        # instances on one piece share its load equally: the piece's line is the profile's power on
+        # its range, so the pool's power is unchanged (and a piece's instances make one group)
+        _, piece_of, per_piece = np.unique(sol.pieces, return_inverse=True, return_counts=True)
+        load = np.bincount(piece_of, weights=sol.loads_rps)[piece_of] / per_piece[piece_of]
+        load = np.minimum(load, lmax)
         load = self._trim_dp_loads(cfg["group_id"].to_numpy(dtype=np.int64)[k], load, loads.get(pool, 0.0))
         keys, inverse, counts = np.unique(np.c_[k, load], axis=0, return_inverse=True, return_counts=True)
         gk = keys[:, 0].astype(np.int64)
