@@ -88,10 +88,11 @@ def test_no_approximation_error_with_every_load_point(default_profile):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prof=profiles(), pool=st.sampled_from(["SS", "SM", "ML", "LL"]), servers=st.integers(1, 2),
-       frac=st.floats(0.002, 1.0))
-def test_random_profiles_pools_are_exact(prof, pool, servers, frac):
+       frac=st.floats(0.002, 1.0), dp=st.booleans())
+def test_random_profiles_pools_are_exact(prof, pool, servers, frac, dp):
     """Hypothesis: random synthetic profiles, pools and loads; plan_pool within 1e-6 of the
-    reference, never below it; infeasible exactly when the reference finds no plan."""
+    reference, never below it; infeasible exactly when the reference finds no plan; by the pool
+    DP (the default) and by the pool MILP (``pool_dp=False``)."""
     hw = prof.hardware[HW]
     slo = DEFAULT_SLOS[pool]
     t = prof.table
@@ -102,11 +103,12 @@ def test_random_profiles_pools_are_exact(prof, pool, servers, frac):
                          slo.ttft_ms, slo.tbt_ms, load, servers)
     s = {HW: servers}
     try:
-        pp = Planner(prof, s, DEFAULT_SLOS).plan_pool(pool, {pool: load}, s)
+        pp = Planner(prof, s, DEFAULT_SLOS, options=PlannerOptions(pool_dp=dp)).plan_pool(pool, {pool: load}, s)
     except InfeasibleError:
         assert not np.isfinite(ref)
         return
     assert np.isfinite(ref)
+    assert (pp.report.backend is None) == dp  # the DP answered exactly when asked to
     assert_exact(pp, ref)
 
 
