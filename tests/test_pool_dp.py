@@ -16,25 +16,12 @@ from dynaplan.errors import InfeasibleError
 from dynaplan.formulations import pool_dp
 from dynaplan.planning import Planner, PlannerOptions
 from dynaplan.planning.check import check_plan
-from dynaplan.profiles.profile import Profile
 from dynaplan.solvers import Backend, Status
 from dynaplan.testing import profiles
 from reference_solver import pool_optimum_w
+from test_pool_exact import HW, default_profile, reference  # noqa: F401 (default_profile is a fixture)
 
-HW = "h100-80gb"
 MILP = PlannerOptions(pool_dp=False)
-
-
-@pytest.fixture(scope="module")
-def default_profile():
-    return Profile.default()
-
-
-def reference(profile, pool, load, servers):
-    hw = profile.hardware[HW]
-    slo = DEFAULT_SLOS[pool]
-    return pool_optimum_w(profile.table, profile.models[0], HW, hw.gpus_per_server, hw.idle_power_w, pool,
-                          slo.ttft_ms, slo.tbt_ms, load, servers)
 
 
 def solved_by_dp(pp) -> bool:
@@ -223,8 +210,8 @@ def test_mixed_pool_report_claims_no_more_than_it_knows(default_profile, loads):
     for g in pp.groups:
         u = {c: v / lmax[(c, g.tp, g.freq_mhz)] for c, v in g.load_rps_per_instance.items()}
         big_u = sum(u.values())
-        p_inst = sum(uc / big_u * _table_power(default_profile, c, g.tp, g.freq_mhz, big_u * lmax[(c, g.tp, g.freq_mhz)])
-                     for c, uc in u.items())
+        p_inst = sum(uc / big_u * _table_power(default_profile, c, g.tp, g.freq_mhz,
+                                               big_u * lmax[(c, g.tp, g.freq_mhz)]) for c, uc in u.items())
         power += g.count * p_inst
     assert r.objective == pytest.approx(power, rel=1e-9)
     assert pp.power_w == pytest.approx(power, rel=1e-9)

@@ -91,7 +91,8 @@ class Planner:
         self.transition_costs = transition_costs or TransitionCosts()
         self._prices: nw.TransitionPrices | None = None
         self._models: dict = {}
-        self._pool_dps: dict[tuple[str, str], tuple[PoolDP, np.ndarray]] = {}  # (pool, hardware): the exact pool DP, pool.md DP3
+        # (pool, hardware): the exact pool DP (pool.md DP3) and each of its pieces' configuration
+        self._pool_dps: dict[tuple[str, str], tuple[PoolDP, np.ndarray]] = {}
         self._bound: GlobalBound | None = None  # planning/bounds.py, built on the first plan
         self.bound_time_s = 0.0  # seconds the last global bound took
         self._clock_chooser: instance_f.ClockChooser | None = None  # built once per (kind, pool); later calls only move bounds
