@@ -193,13 +193,14 @@ def _table_power(profile, request_class, tp, freq_mhz, load):
 @pytest.mark.parametrize("loads", [{"SM": 1.0, "SS": 1.0}, {"SM": 5.0, "SS": 5.0}, {"SM": 15.0, "SS": 8.0}])
 def test_mixed_pool_report_claims_no_more_than_it_knows(default_profile, loads):
     """A pool serving a spilled class (MILP path, surcharge at full utilisation): its objective is
-    the plan's power recomputed from the table (the share-weighted class curves), and it claims
-    no bound and no optimality."""
+    the plan's power recomputed from the table (the share-weighted class curves), its bound the
+    DP6 one (below it), and it claims optimality only within the pool gap."""
     from reference_solver import class_curves
     s = {HW: 1}
     pp = Planner(default_profile, s, DEFAULT_SLOS).plan_pool("SM", loads, s)
     r = pp.report
-    assert r.backend is Backend.HIGHS and r.status is Status.FEASIBLE and r.bound is None and r.gap is None
+    assert r.backend is Backend.HIGHS and r.bound is not None and r.bound <= r.objective
+    assert (r.status is Status.OPTIMAL) == (r.gap <= 1e-7 + 1e-12)
     lmax = {}
     for c in loads:
         slo = DEFAULT_SLOS[c]
@@ -215,3 +216,72 @@ def test_mixed_pool_report_claims_no_more_than_it_knows(default_profile, loads):
         power += g.count * p_inst
     assert r.objective == pytest.approx(power, rel=1e-9)
     assert pp.power_w == pytest.approx(power, rel=1e-9)
+
+
+def _uniform_mixed_plans_w(profile, loads, servers):
+    """Power of every plan of n identical instances of one configuration, each carrying 1/n of
+    every class's load, from the table alone (``class_curves``; the share-weighted class curves at
+    the instance's utilisation, idle GPUs at the hardware's idle power): feasible plans, so each
+    is at least the optimum of the mixed pool."""
+    from reference_solver import class_curves
+    hw = profile.hardware[HW]
+    curves = {}
+    for c in loads:
+        slo = DEFAULT_SLOS[c]
+        for tp, f, pts, pw in class_curves(profile.table, profile.models[0], HW, c, slo.ttft_ms, slo.tbt_ms):
+            curves.setdefault((tp, f), {})[c] = (pts, pw)
+    out = []
+    for (tp, f), by_c in curves.items():
+        if set(by_c) != set(loads):
+            continue
+        for n in range(1, hw.gpus_per_server * servers // tp + 1):
+            u = {c: loads[c] / n / by_c[c][0][-1] for c in loads}
+            big_u = sum(u.values())
+            if big_u > 1 + 1e-12:
+                continue
+            p_inst = sum(uc / big_u * float(np.interp(big_u * by_c[c][0][-1], *by_c[c])) for c, uc in u.items())
+            out.append(n * p_inst + hw.idle_power_w * (hw.gpus_per_server * servers - n * tp))
+    return out
+
+
+@pytest.fixture(scope="module")
+def mixed_planners(default_profile):
+    return {s: Planner(default_profile, {HW: s}, DEFAULT_SLOS) for s in (1, 2)}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(pair=st.sampled_from([("SM", "SS"), ("MM", "MS"), ("LM", "LS"), ("SL", "SM")]), servers=st.integers(1, 2),
+       own=st.floats(0.05, 30.0), spilled=st.floats(0.01, 30.0))
+def test_mixed_pool_bound_is_valid(default_profile, mixed_planners, pair, servers, own, spilled):
+    """pool.md DP6: a mixed pool's bound is never above a feasible plan's power, neither the
+    plan's own nor any of the uniform plans built from the table alone; gap and status follow."""
+    pool, other = pair
+    loads = {pool: own, other: spilled}
+    s = {HW: servers}
+    try:
+        pp = mixed_planners[servers].plan_pool(pool, loads, s)
+    except InfeasibleError:
+        assume(False)
+    r = pp.report
+    assert r.objective == pytest.approx(pp.power_w, rel=1e-12)
+    assert r.bound is not None and "lower envelope" in r.message
+    assert r.bound <= pp.power_w * (1 + 1e-12)
+    for power in _uniform_mixed_plans_w(default_profile, loads, servers):
+        assert r.bound <= power * (1 + 1e-9)
+    assert r.gap == pytest.approx((r.objective - r.bound) / r.objective, abs=1e-12)
+    assert (r.status is Status.OPTIMAL) == (r.gap <= 1e-7 + 1e-12)
+
+
+def test_mix_envelope_is_the_pointwise_minimum():
+    """DP6's envelope: on a grid, its pieces give min_c Q_c exactly; one curve gives itself."""
+    c1 = (np.array([0.2, 0.5, 1.0]), np.array([300.0, 340.0, 420.0]))
+    c2 = (np.array([0.1, 0.6, 1.0]), np.array([320.0, 330.0, 400.0]))
+    lo, hi, a, b = pool_dp.mix_envelope([c1, c2], own_lmax_rps=4.0)
+    grid = np.linspace(0.0, 1.0, 2001)
+    want = np.minimum(np.interp(grid, *c1), np.interp(grid, *c2))
+    i = np.clip(np.searchsorted(hi, grid * 4.0, side="left"), 0, len(hi) - 1)
+    assert np.allclose(a[i] + b[i] * grid * 4.0, want, rtol=1e-12, atol=1e-9)
+    lo1, hi1, a1, b1 = pool_dp.mix_envelope([c1], own_lmax_rps=4.0)
+    j = np.clip(np.searchsorted(hi1, grid * 4.0, side="left"), 0, len(hi1) - 1)
+    assert np.allclose(a1[j] + b1[j] * grid * 4.0, np.interp(grid, *c1), rtol=1e-12, atol=1e-9)

@@ -188,3 +188,32 @@ class PoolDP:
         value = best + self.idle_w * self.gpus_per_server * int(servers)
         return DPSolution(value_w=value, pieces=np.asarray(pieces, dtype=np.int64),
                           loads_rps=np.asarray(loads, dtype=float))
+
+
+def mix_envelope(curves: list[tuple[np.ndarray, np.ndarray]], own_lmax_rps: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pieces of the lower envelope of one configuration's class curves (pool.md, DP6).
+
+    ``curves``: per class the configuration may serve, its load points as utilisation
+    (``load / lmax_c``) and the power there (held at the first value below the lightest point).
+    Returns ``(lo, hi, a, b)`` per piece in the pool class's load units (``l = U own_lmax``):
+    ``min_c Q_c(U)`` is exactly ``a + b l`` on ``[lo, hi]``.
+    """
+    pts = np.unique(np.clip(np.concatenate([[0.0, 1.0]] + [u for u, _ in curves]), 0.0, 1.0))
+    vals = np.array([np.interp(pts, u, p) for u, p in curves])  # classes x points
+    # each curve is linear between consecutive points; add every pairwise crossing inside them
+    extra = []
+    for i in range(len(curves)):
+        for j in range(i + 1, len(curves)):
+            d = vals[i] - vals[j]
+            cross = np.flatnonzero(d[:-1] * d[1:] < 0)
+            t = d[cross] / (d[cross] - d[cross + 1])
+            extra.append(pts[cross] + t * (pts[cross + 1] - pts[cross]))
+    if extra:
+        pts = np.unique(np.concatenate([pts] + extra))
+    env = np.min([np.interp(pts, u, p) for u, p in curves], axis=0)
+    lo, hi = pts[:-1] * own_lmax_rps, pts[1:] * own_lmax_rps
+    keep = hi > lo
+    lo, hi, e0, e1 = lo[keep], hi[keep], env[:-1][keep], env[1:][keep]
+    b = (e1 - e0) / (hi - lo)
+    return lo, hi, e0 - b * lo, b

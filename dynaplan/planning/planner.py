@@ -18,6 +18,7 @@ from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import InfeasibleError, NoSolutionError, ValidationError
 from dynaplan.formulations import instance as instance_f
 from dynaplan.formulations import network as nw
+from dynaplan.formulations import pool_dp
 from dynaplan.formulations.pool_dp import PoolDP
 from dynaplan.limits import FRAME_ROWS
 from dynaplan.planning import decode
@@ -93,6 +94,7 @@ class Planner:
         self._models: dict = {}
         # (pool, hardware): the exact pool DP (pool.md DP3) and each of its pieces' configuration
         self._pool_dps: dict[tuple[str, str], tuple[PoolDP, np.ndarray]] = {}
+        self._mix_dps: dict[tuple, tuple] = {}  # (pool, hardware, loaded classes): mixed pools' bound DP, pool.md DP6
         self._bound: GlobalBound | None = None  # planning/bounds.py, built on the first plan
         self.bound_time_s = 0.0  # seconds the last global bound took
         self._clock_chooser: instance_f.ClockChooser | None = None  # built once per (kind, pool); later calls only move bounds
@@ -202,7 +204,11 @@ class Planner:
         """
         if pool not in self.classes:
             raise ValidationError(f"unknown pool {pool!r}; pools are named by class: {list(self.classes)}")
-        return self._plan_pool(pool, check_demand(loads_rps, self.classes).demand_rps, servers, epoch_s, current)
+        loads = check_demand(loads_rps, self.classes).demand_rps
+        pp = self._plan_pool(pool, loads, servers, epoch_s, current)
+        if current is None and pp.report is not None and pp.report.bound is None and pp.report.has_solution:
+            pp = self._bound_mixed_pool(pool, loads, servers, pp)
+        return pp
 
     def _plan_pool(self, pool: str, loads: Mapping[str, float], servers: Mapping[str, int],
                    epoch_s: float | None = None, current: Mapping[tuple, int] | None = None) -> PoolPlan:
@@ -239,6 +245,69 @@ class Planner:
             return plans[0]
         return PoolPlan(pool=pool, servers={}, groups=(), served_rps={}, idle_gpus={}, idle_power_w=0.0,
                         power_w=0.0, energy_j=0.0, report=report)
+
+    def _bound_mixed_pool(self, pool: str, loads: Mapping[str, float], servers: Mapping[str, int],
+                          pp: PoolPlan) -> PoolPlan:
+        """A mixed pool's report with the lower bound of pool.md DP6 (``plan_pool`` only: inside
+        a hierarchical plan the plan's own bound is the global one): the pool DP over the lower
+        envelope of the loaded classes' curves of every SLO-feasible configuration (unpruned),
+        for the demand in pool-class equivalents. Left as it is where the DP does not apply
+        (several hardware types, best effort, beyond DP5's sizes)."""
+        used = [h for h, n in servers.items() if n > 0]
+        if len(used) != 1 or self._penalty is not None:
+            return pp
+        h, n_srv = used[0], int(servers[used[0]])
+        hw = self.hardware[h]
+        if hw.gpus_per_server * n_srv > pool_dp.MAX_GPUS:
+            return pp
+        classes = tuple(sorted(c for c, v in loads.items() if v > 0))
+        key = (pool, h, classes)
+        cached = self._mix_dps.get(key)
+        if cached is None:
+            ml = self.max_load[(self.max_load["hardware"] == h) & (self.max_load["max_load_rps"] > 0)]
+            lm = ml.set_index(["tp", "freq_mhz", "request_class"])
+            starts, ends = self.profile.group_bounds
+            pts = self.profile.table["load_rps"].to_numpy(dtype=float)
+            pw = self.profile.table["power_w"].to_numpy(dtype=float)
+            ratio = {c: np.inf for c in classes}
+            tps, los, his, a_s, b_s = [], [], [], [], []
+            for r in ml[ml["request_class"] == pool].itertuples(index=False):
+                own = float(r.max_load_rps)
+                curves = []
+                for c in classes:
+                    if (r.tp, r.freq_mhz, c) not in lm.index:
+                        continue
+                    row = lm.loc[(r.tp, r.freq_mhz, c)]
+                    lmax_c, g = float(row["max_load_rps"]), int(row["group_id"])
+                    x, y = pts[starts[g]:ends[g]], pw[starts[g]:ends[g]]
+                    curves.append((x / lmax_c, y))
+                    ratio[c] = min(ratio[c], own / lmax_c)
+                if curves:
+                    lo, hi, a, b = pool_dp.mix_envelope(curves, own)
+                    tps.append(np.full(len(lo), int(r.tp)))
+                    los.append(lo), his.append(hi), a_s.append(a), b_s.append(b)
+            dp = None
+            if tps and all(np.isfinite(v) for v in ratio.values()):
+                dp = PoolDP(np.concatenate(tps), np.concatenate(los), np.concatenate(his), np.concatenate(a_s),
+                            np.concatenate(b_s), hw.gpus_per_server, hw.idle_power_w)
+            cached = self._mix_dps[key] = (dp, ratio)
+        dp, ratio = cached
+        if dp is None:
+            return pp
+        t0 = time.perf_counter()
+        sol = dp.solve(sum(ratio[c] * loads[c] for c in classes), n_srv)
+        r = pp.report
+        if sol is None or sol.value_w > r.objective * (1 + 1e-9):  # above a plan: not a bound, none claimed
+            return pp
+        bound = min(sol.value_w * (1 - 1e-12), r.objective)
+        gap = relative_gap(r.objective, bound)
+        tol = self.options.pool_mip_rel_gap if self.options.pool_mip_rel_gap is not None else self.solve_options.mip_rel_gap
+        report = r.model_copy(update={
+            "bound": bound, "gap": gap, "status": Status.OPTIMAL if gap <= tol + 1e-12 else Status.FEASIBLE,
+            "solve_time_s": r.solve_time_s + time.perf_counter() - t0,
+            "message": r.message.replace("no proven bound on the profile's problem",
+                                         "bound: the pool DP on the classes' lower envelope")})
+        return pp.model_copy(update={"report": report})
 
     def _plan_pool_dp(self, cm: "_CachedModel", pool: str, loads: Mapping[str, float], srv: Mapping[str, int],
                       epoch_s: float) -> PoolPlan | None:
