@@ -356,8 +356,8 @@ class Planner:
         and its pruning is proven for the pool's own class only (pool.md, "Spilled classes", "Mixed
         pools: what the report claims"), so neither its objective nor its bound is the profile's.
         The report then has ``objective`` = the plan's true power (plus the unserved penalty in
-        best effort), no bound and no gap (unknown), and status ``feasible``. Single-class pools
-        are returned as they are."""
+        best effort), no bound and no gap (unknown; :meth:`plan_pool` adds pool.md DP6's), and
+        status ``feasible``. Single-class pools are returned as they are."""
         if not any(c != pool and v > 0 for c, v in loads.items()):
             return pp
         r = pp.report
