@@ -274,14 +274,16 @@ class Planner:
             for r in ml[ml["request_class"] == pool].itertuples(index=False):
                 own = float(r.max_load_rps)
                 curves = []
-                for c in classes:
+                # the pool's own class always (an idle instance draws its curve's first value)
+                for c in sorted(set(classes) | {pool}):
                     if (r.tp, r.freq_mhz, c) not in lm.index:
                         continue
                     row = lm.loc[(r.tp, r.freq_mhz, c)]
                     lmax_c, g = float(row["max_load_rps"]), int(row["group_id"])
                     x, y = pts[starts[g]:ends[g]], pw[starts[g]:ends[g]]
                     curves.append((x / lmax_c, y))
-                    ratio[c] = min(ratio[c], own / lmax_c)
+                    if c in ratio:
+                        ratio[c] = min(ratio[c], own / lmax_c)
                 if curves:
                     lo, hi, a, b = pool_dp.mix_envelope(curves, own)
                     tps.append(np.full(len(lo), int(r.tp)))
