@@ -285,3 +285,14 @@ def test_mix_envelope_is_the_pointwise_minimum():
     lo1, hi1, a1, b1 = pool_dp.mix_envelope([c1], own_lmax_rps=4.0)
     j = np.clip(np.searchsorted(hi1, grid * 4.0, side="left"), 0, len(hi1) - 1)
     assert np.allclose(a1[j] + b1[j] * grid * 4.0, np.interp(grid, *c1), rtol=1e-12, atol=1e-9)
+
+
+def test_plan_on_a_given_allotment_names_a_backend(default_profile):
+    """A plan whose pools the DP solved still names the backend that ran (the global bound's)."""
+    inv = {HW: 2}
+    pl = Planner(default_profile, inv, DEFAULT_SLOS)
+    allot = pl.allot({"LL": 0.8})
+    plan = pl.plan({"LL": 0.7}, allotment=allot)
+    assert all(solved_by_dp(pp) for pp in plan.pools)
+    assert plan.report.backend is Backend.HIGHS
+    assert check_plan(default_profile, inv, DEFAULT_SLOS, plan, forecast={"LL": 0.7}).ok

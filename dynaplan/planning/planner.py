@@ -664,7 +664,9 @@ def _combine(reports: list[SolveReport], backend: Backend, objective: float | No
     gap = relative_gap(obj, bnd)
     if worst in (Status.OPTIMAL, Status.FEASIBLE):
         worst = Status.OPTIMAL if gap is not None and gap <= tolerance + 1e-12 else Status.FEASIBLE
-    return SolveReport(status=worst, backend=reports[0].backend, objective=obj, bound=bnd, gap=gap,
+    # the first backend that ran (a pool solved by the exact DP has none; pool.md DP1-DP5)
+    ran = next((r.backend for r in reports if r.backend is not None), backend)
+    return SolveReport(status=worst, backend=ran, objective=obj, bound=bnd, gap=gap,
                        solve_time_s=sum(r.solve_time_s for r in reports),
                        build_time_s=sum(r.build_time_s for r in reports),
                        n_vars=sum(r.n_vars for r in reports), n_cons=sum(r.n_cons for r in reports),
