@@ -8,6 +8,8 @@ instance but at most one at an end of its piece (DP1); per TP degree only the Pa
 front of (load carried, net power) over multisets of such instances (DP3), built once per
 (pool, hardware) and extended as larger pools ask for it, since it does not depend on the load;
 a query combines a front with at most one more instance at any load of its piece (DP4).
+:func:`mix_envelope` makes the pieces of DP6, the same DP as a lower bound on a pool that serves
+spilled classes.
 
 Sizes are checked up front (DP5): a pool of more than :data:`MAX_GPUS` GPUs is not attempted;
 a budget step that would form more than :data:`MAX_STEP_CANDIDATES` candidate points, or a front
