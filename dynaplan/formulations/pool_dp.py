@@ -219,3 +219,42 @@ def mix_envelope(curves: list[tuple[np.ndarray, np.ndarray]], own_lmax_rps: floa
     lo, hi, e0, e1 = lo[keep], hi[keep], env[:-1][keep], env[1:][keep]
     b = (e1 - e0) / (hi - lo)
     return lo, hi, e0 - b * lo, b
+
+
+def mix_bound_dp(profile, max_load, pool: str, classes: tuple[str, ...], hardware: str, hw
+                 ) -> tuple[PoolDP | None, dict[str, float]]:
+    """DP6's problem for pool ``pool`` serving ``classes`` on ``hardware`` (``hw``): the DP over
+    the lower envelope (:func:`mix_envelope`) of the classes' curves, the pool's own always
+    among them, of every configuration meeting the pool's SLO (``max_load``: the profile's max
+    loads under the SLOs, unpruned), and per class ``c`` its ratio ``r_c = min_k lmax_{k,p} /
+    lmax_{k,c}`` (the demand in pool-class equivalents is ``sum_c r_c L_c``). None when some
+    class has no configuration."""
+    ml = max_load[(max_load["hardware"] == hardware) & (max_load["max_load_rps"] > 0)]
+    lm = ml.set_index(["tp", "freq_mhz", "request_class"])
+    starts, ends = profile.group_bounds
+    pts = profile.table["load_rps"].to_numpy(dtype=float)
+    pw = profile.table["power_w"].to_numpy(dtype=float)
+    ratio = {c: np.inf for c in classes}
+    tps, los, his, a_s, b_s = [], [], [], [], []
+    for r in ml[ml["request_class"] == pool].itertuples(index=False):
+        own = float(r.max_load_rps)
+        curves = []
+        # the pool's own class always (an idle instance draws its curve's first value)
+        for c in sorted(set(classes) | {pool}):
+            if (r.tp, r.freq_mhz, c) not in lm.index:
+                continue
+            row = lm.loc[(r.tp, r.freq_mhz, c)]
+            lmax_c, g = float(row["max_load_rps"]), int(row["group_id"])
+            curves.append((pts[starts[g]:ends[g]] / lmax_c, pw[starts[g]:ends[g]]))
+            if c in ratio:
+                ratio[c] = min(ratio[c], own / lmax_c)
+        lo, hi, a, b = mix_envelope(curves, own)
+        tps.append(np.full(len(lo), int(r.tp)))
+        los.append(lo)
+        his.append(hi)
+        a_s.append(a)
+        b_s.append(b)
+    if not tps or not all(np.isfinite(v) for v in ratio.values()):
+        return None, ratio
+    return PoolDP(np.concatenate(tps), np.concatenate(los), np.concatenate(his), np.concatenate(a_s),
+                  np.concatenate(b_s), hw.gpus_per_server, hw.idle_power_w), ratio

@@ -264,35 +264,7 @@ class Planner:
         key = (pool, h, classes)
         cached = self._mix_dps.get(key)
         if cached is None:
-            ml = self.max_load[(self.max_load["hardware"] == h) & (self.max_load["max_load_rps"] > 0)]
-            lm = ml.set_index(["tp", "freq_mhz", "request_class"])
-            starts, ends = self.profile.group_bounds
-            pts = self.profile.table["load_rps"].to_numpy(dtype=float)
-            pw = self.profile.table["power_w"].to_numpy(dtype=float)
-            ratio = {c: np.inf for c in classes}
-            tps, los, his, a_s, b_s = [], [], [], [], []
-            for r in ml[ml["request_class"] == pool].itertuples(index=False):
-                own = float(r.max_load_rps)
-                curves = []
-                # the pool's own class always (an idle instance draws its curve's first value)
-                for c in sorted(set(classes) | {pool}):
-                    if (r.tp, r.freq_mhz, c) not in lm.index:
-                        continue
-                    row = lm.loc[(r.tp, r.freq_mhz, c)]
-                    lmax_c, g = float(row["max_load_rps"]), int(row["group_id"])
-                    x, y = pts[starts[g]:ends[g]], pw[starts[g]:ends[g]]
-                    curves.append((x / lmax_c, y))
-                    if c in ratio:
-                        ratio[c] = min(ratio[c], own / lmax_c)
-                if curves:
-                    lo, hi, a, b = pool_dp.mix_envelope(curves, own)
-                    tps.append(np.full(len(lo), int(r.tp)))
-                    los.append(lo), his.append(hi), a_s.append(a), b_s.append(b)
-            dp = None
-            if tps and all(np.isfinite(v) for v in ratio.values()):
-                dp = PoolDP(np.concatenate(tps), np.concatenate(los), np.concatenate(his), np.concatenate(a_s),
-                            np.concatenate(b_s), hw.gpus_per_server, hw.idle_power_w)
-            cached = self._mix_dps[key] = (dp, ratio)
+            cached = self._mix_dps[key] = pool_dp.mix_bound_dp(self.profile, self.max_load, pool, classes, h, hw)
         dp, ratio = cached
         if dp is None:
             return pp
