@@ -135,7 +135,7 @@ def test_pool_beyond_max_gpus_goes_to_the_milp(default_profile):
     pl = Planner(default_profile, s, DEFAULT_SLOS)
     pp = pl.plan_pool("LL", {"LL": 2.0}, s)
     assert pp.report.backend is Backend.HIGHS
-    assert not pl._pool_dps or all(len(dp.f_load) == 1 for dp, _ in pl._pool_dps.values())
+    assert not pl._pool_dps or all(len(dp.f_load) == 1 for dp, *_ in pl._pool_dps.values())
 
 
 def test_front_store_is_bounded(monkeypatch):

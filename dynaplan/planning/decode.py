@@ -99,11 +99,20 @@ def pool_plans(na: NetArrays, x: np.ndarray, profile: Profile, hardware: Mapping
     return out
 
 
-def dp_pool_plan(sol: DPSolution, piece_k: np.ndarray, configs, profile: Profile, pool: str, hardware: str,
-                 hw: HardwareType, servers: int, demand_rps: float, epoch_s: float) -> PoolPlan:
+def dp_configs(configs) -> dict[str, np.ndarray]:
+    """The columns of the pool network's ``configs`` :func:`dp_pool_plan` reads, as arrays (built
+    once per cached DP)."""
+    return {"lmax": configs["own_max_load_rps"].to_numpy(dtype=float),
+            "gid": configs["group_id"].to_numpy(dtype=np.int64),
+            "tp": configs["tp"].to_numpy(dtype=np.int64), "freq": configs["freq_mhz"].to_numpy(dtype=np.int64)}
+
+
+def dp_pool_plan(sol: DPSolution, piece_k: np.ndarray, cfg: Mapping[str, np.ndarray], profile: Profile, pool: str,
+                 hardware: str, hw: HardwareType, servers: int, demand_rps: float, epoch_s: float) -> PoolPlan:
     """The :class:`PoolPlan` of the pool DP's instances (``sol``: piece and load per instance;
-    ``piece_k``: each DP piece's configuration, a row of the pool network's ``configs``) on
-    ``servers`` servers of ``hardware``; its report is the caller's to set.
+    ``piece_k``: each DP piece's configuration, a row of the pool network's configurations,
+    whose columns :func:`dp_configs` gives) on ``servers`` servers of ``hardware``; its report
+    is the caller's to set.
 
     Instances on one piece share its load equally: the piece's line is the profile's power on its
     range, so the pool's power is unchanged and a piece's instances make one group. Load beyond
@@ -111,16 +120,18 @@ def dp_pool_plan(sol: DPSolution, piece_k: np.ndarray, configs, profile: Profile
     idle GPUs and the pool's power are :func:`~dynaplan.planning.plan.pool_totals`'.
     """
     k = piece_k[sol.pieces]
-    lmax_all = configs["own_max_load_rps"].to_numpy(dtype=float)
-    gid_all = configs["group_id"].to_numpy(dtype=np.int64)
+    lmax_all, gid_all, tp_all, f_all = cfg["lmax"], cfg["gid"], cfg["tp"], cfg["freq"]
     _, piece_of, per_piece = np.unique(sol.pieces, return_inverse=True, return_counts=True)
     load = np.bincount(piece_of, weights=sol.loads_rps)[piece_of] / per_piece[piece_of]
     load = _trim_loads(profile, gid_all[k], np.minimum(load, lmax_all[k]), demand_rps)
-    keys, counts = np.unique(np.c_[k, load], axis=0, return_counts=True)
-    gk, gload = keys[:, 0].astype(np.int64), keys[:, 1]
+    by_key: dict[tuple[int, float], int] = {}  # (configuration, load) -> instances (a few dozen at most)
+    for kk, ll in zip(k.tolist(), load.tolist()):
+        by_key[(kk, ll)] = by_key.get((kk, ll), 0) + 1
+    gk = np.array([kk for kk, _ in by_key], dtype=np.int64)
+    gload = np.array([ll for _, ll in by_key], dtype=float)
+    counts = list(by_key.values())
     p_inst = profile.interpolate("power_w", gid_all[gk], gload)
     total = float(load.sum())
-    tp_all, f_all = configs["tp"].to_numpy(dtype=np.int64), configs["freq_mhz"].to_numpy(dtype=np.int64)
     groups = []
     for i in range(len(gk)):
         cnt, util = int(counts[i]), float(gload[i] / lmax_all[gk[i]])

@@ -93,7 +93,7 @@ class Planner:
         self._prices: nw.TransitionPrices | None = None
         self._models: dict = {}
         # (pool, hardware): the exact pool DP (pool.md DP3) and each of its pieces' configuration
-        self._pool_dps: dict[tuple[str, str], tuple[PoolDP, np.ndarray]] = {}
+        self._pool_dps: dict[tuple[str, str], tuple[PoolDP, np.ndarray, dict]] = {}
         self._mix_dps: dict[tuple, tuple] = {}  # (pool, hardware, loaded classes): mixed pools' bound DP, pool.md DP6
         self._bound: GlobalBound | None = None  # planning/bounds.py, built on the first plan
         self.bound_time_s = 0.0  # seconds the last global bound took
@@ -306,12 +306,13 @@ class Planner:
             dp = PoolDP(pc["tp"].to_numpy(), pc["u_lo"].to_numpy() * lmax, pc["u_hi"].to_numpy() * lmax,
                         pc["static_w"].to_numpy(), pc["w_per_util"].to_numpy() / lmax,
                         self.hardware[h].gpus_per_server, self.hardware[h].idle_power_w)
-            cached = self._pool_dps[(pool, h)] = (dp, pc["k"].to_numpy())  # piece -> configuration
-        dp, piece_k = cached
+            # piece -> configuration, and the configurations' columns the plan is read with
+            cached = self._pool_dps[(pool, h)] = (dp, pc["k"].to_numpy(), decode.dp_configs(net.configs))
+        dp, piece_k, cfg = cached
         sol = dp.solve(loads.get(pool, 0.0), srv[h])
         if sol is None:
             return None
-        pp = decode.dp_pool_plan(sol, piece_k, net.configs, self.profile, pool, h, self.hardware[h], srv[h],
+        pp = decode.dp_pool_plan(sol, piece_k, cfg, self.profile, pool, h, self.hardware[h], srv[h],
                                  loads.get(pool, 0.0), epoch_s)
         power = pp.power_w
         # the DP's value is the optimum (pool.md DP4), computed in floating point; the plan's power
