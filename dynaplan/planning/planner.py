@@ -520,7 +520,7 @@ def _combine(reports: list[SolveReport], backend: Backend, objective: float | No
     obj = None if objective is None else float(objective)
     bnd = None if bound is None or obj is None else float(bound)
     gap = relative_gap(obj, bnd)
-    if worst in (Status.OPTIMAL, Status.FEASIBLE):
+    if worst.has_solution:
         worst = Status.OPTIMAL if gap is not None and gap <= tolerance + 1e-12 else Status.FEASIBLE
     return SolveReport(status=worst, backend=reports[0].backend, objective=obj, bound=bnd, gap=gap,
                        solve_time_s=sum(r.solve_time_s for r in reports),
