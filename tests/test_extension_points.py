@@ -1,6 +1,6 @@
 """Adding a backend and a formulation as a newcomer would, counting the files touched.
 
-A copy of the package (``dynaplan/``, ``formulations/`` and the contract test) gets exactly the
+A copy of the package (``dynaplan/``, ``formulations/`` and ``tests/``) gets exactly the
 edits ``docs/architecture.md`` ("Extension points") lists: a toy solver backend (a
 ``scipy.optimize.milp`` wrapper) and a toy formulation (the monolithic network priced by server
 cost). The files that differ from the original are counted and must be the ones the document
@@ -8,7 +8,8 @@ names; then, in a fresh interpreter on the copy,
 
 * the toy backend is listed by ``backends()``, plans the hierarchy and the monolithic MILP
   through the solver layer (shared verification, fresh-solve sessions: it declares no
-  features), and its plans pass ``check_plan`` with the HiGHS plans' power;
+  features), and its plans pass ``check_plan`` with the HiGHS plans' power; the cross-backend
+  tests of ``tests/test_solver_backends.py`` run it without being edited;
 * the toy formulation is built, solved and read back through the registry, its plan serves
   the forecast at no more server cost than the energy-optimal plan, and its document passes
   the label contract of ``tests/test_contracts.py``.
@@ -166,8 +167,7 @@ def newcomer(tmp_path_factory):
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "dynaplan", copy / "dynaplan", ignore=ignore)
     shutil.copytree(ROOT / "formulations", copy / "formulations", ignore=ignore)
-    (copy / "tests").mkdir()
-    shutil.copy(ROOT / "tests" / "test_contracts.py", copy / "tests" / "test_contracts.py")
+    shutil.copytree(ROOT / "tests", copy / "tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis"))
 
     for rel, anchor, text in BACKEND_EDITS:
         _insert_after(copy / rel, anchor, text)
@@ -265,6 +265,18 @@ def test_the_toy_backend_and_formulation_work_through_the_layers(newcomer):
     assert c["objective"] == pytest.approx(c["server_cost"], rel=1e-6)
     assert c["server_cost"] <= c["energy_plan_server_cost"] + 1e-9
     assert all(c["served"][k] >= v * (1 - 1e-6) for k, v in {"SS": 12.0, "MS": 4.0, "LL": 0.5}.items())
+
+
+def test_the_cross_backend_tests_pick_the_toy_backend_up(newcomer):
+    """No test lists the backends by hand: the solver-layer tests parametrised over ``Backend`` run
+    the toy backend too (optima, infeasibility, time limits, the shared verification, sessions),
+    and the planner's unknown-backend message names it."""
+    copy, _, _ = newcomer
+    res = _run(copy, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_solver_backends.py",
+               "tests/test_input_integrity.py", "-k", "toy or planner_arguments_are_refused")
+    assert res.returncode == 0, res.stdout[-3000:]
+    m = re.search(r"(\d+) passed", res.stdout)
+    assert m and int(m.group(1)) >= 8, res.stdout[-500:]
 
 
 def test_the_toy_formulation_document_meets_the_label_contract(newcomer):
