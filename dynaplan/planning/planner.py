@@ -30,7 +30,7 @@ from dynaplan.planning.plan import Allotment, Plan, PlanningState, PoolPlan, che
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
                                        operating_points, power_segments, spill_targets)
 from dynaplan.profiles.profile import Profile
-from dynaplan.domain.transitions import TransitionCosts, amortised_cost
+from dynaplan.domain.transitions import TransitionCosts
 from dynaplan.solvers import (Backend, SolveOptions, SolveReport, Status, open_session, relative_gap, solve,
                               worst_status)
 from dynaplan.solvers.model import ModelArrays
@@ -173,18 +173,10 @@ class Planner:
         """Amortised prices of changes (W), from :attr:`transition_costs` over
         ``PlannerOptions.transition_amortisation_s`` (default: the pool epoch)."""
         if self._prices is None:
-            epoch = self.options.transition_amortisation_s or self.options.pool_epoch_s
-            c, model = self.transition_costs, self.model
-            reclock, reshard, start, server = {}, {}, {}, {}
-            for name, hw in self.hardware.items():
-                g = hw.gpus_per_server
-                for tp in hw.tp_degrees():
-                    reclock[(name, tp)] = amortised_cost(c, "reclock", model, hw, tp, epoch).power_w
-                reshard[name] = amortised_cost(c, "reshard", model, hw, g, epoch, to_tp=max(1, g // 2)).power_w / g
-                start[name] = amortised_cost(c, "add", model, hw, g, epoch).power_w / g
-                cluster_epoch = self.options.transition_amortisation_s or self.options.cluster_epoch_s
-                server[name] = amortised_cost(c, "add", model, hw, g, cluster_epoch).power_w
-            self._prices = nw.TransitionPrices(reclock, reshard, start, server)
+            o = self.options
+            self._prices = nw.transition_prices(self.transition_costs, self.model, self.hardware,
+                                                o.transition_amortisation_s or o.pool_epoch_s,
+                                                o.transition_amortisation_s or o.cluster_epoch_s)
         return self._prices
 
     def plan_pool(self, pool: str, loads_rps: Mapping[str, float], servers: Mapping[str, int],
