@@ -22,6 +22,7 @@ from dynaplan.limits import FRAME_ROWS
 from dynaplan.planning.bounds import GlobalBound
 from dynaplan.planning.demand import LOAD_EPS_RPS, LOAD_FLOOR_RPS, CheckedForecast, check_demand
 from dynaplan.planning.demand import plannable as _plannable
+from dynaplan.planning.decode import unserved_rps
 from dynaplan.planning.diagnosis import Diagnosis, check_solution
 from dynaplan.planning.polish import polish
 from dynaplan.planning.registry import FORMULATIONS, Formulation, ModelKind
@@ -365,11 +366,8 @@ class Planner:
             self._diagnosis.raise_infeasible(demand, report)
         self._diagnosis.explain_failure(demand, report)
         check_solution(x, report, "monolithic")
-        na = cm.na
         pools = cm.read(self, x, self.options.pool_epoch_s, {})
-        unserved = {}
-        if na.u_cols is not None:
-            unserved = {c: float(v) for c, v in zip(na.demand_classes, np.maximum(x[na.u_cols], 0.0))}
+        unserved = unserved_rps(cm.na, x)
         return self._assemble("monolithic", f, pools, unserved, None, [report], t0, floor_notes)
 
     def _assemble(self, mode, f, pools, unserved, creport, reports, t0, notes=()) -> Plan:
