@@ -112,9 +112,50 @@ def local_cluster(workers: int):
     from distributed import LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.ERROR)  # its INFO lines would drown the progress bar
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), _sigint_ignored():
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                             silence_logs=logging.ERROR)
+
+
+@contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while the LocalCluster's worker processes start, so they inherit that.
+
+    Ctrl-C on a terminal signals the whole process group: the worker processes of a LocalCluster
+    too. Each would print a traceback of its event loop and die, and the scenarios they ran would
+    be lost rather than cancelled. This process alone handles the interrupt (it cancels the
+    scenarios and closes the cluster); a worker restarted later ignores it through
+    :class:`_IgnoreSigint`. Off the main thread (no signal handlers there) nothing changes.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _ignore_sigint_plugin():
+    """A worker plugin making a LocalCluster worker ignore SIGINT (see :func:`_sigint_ignored`);
+    registered workers keep it across restarts."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class _IgnoreSigint(WorkerPlugin):
+        name = "dynaplan-sweep-ignore-sigint"
+
+        def setup(self, worker) -> None:
+            import signal
+            import threading
+
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return _IgnoreSigint()
 
 
 @contextmanager
@@ -138,6 +179,7 @@ def _dask_client(client, scheduler: str | None, workers: int | None):
     cluster = local_cluster(workers or usable_cpus())
     try:
         c = Client(cluster)
+        c.register_plugin(_ignore_sigint_plugin())
         try:
             yield c
         finally:
