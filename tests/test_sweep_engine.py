@@ -274,3 +274,24 @@ def test_replay_kind_passes_its_inventory_and_modelling_options_to_the_replay(tm
     o = seen[0]["options"]
     assert (o.idle_power, o.instance_headroom, o.predictor_accuracy, o.prehistory_s) == ("linear", 0.1, 0.9, 300.0)
     assert json.loads(df["inventory"].iloc[1]) == {"a100-80gb": 6, "h100-80gb": 6}
+
+
+def test_chunk_size_targets_half_second_tasks_and_ends_with_single_scenarios():
+    from dynaplan.sweep.engine import MAX_CHUNK, chunk_size
+
+    assert chunk_size([], queued=100, slots=2) == 1  # nothing known yet
+    assert chunk_size([0.1] * 5, queued=100, slots=2) == 5  # 0.5 s tasks
+    assert chunk_size([0.001] * 5, queued=1000, slots=2) == MAX_CHUNK
+    assert chunk_size([2.0] * 5, queued=100, slots=2) == 1  # long scenarios: one per task
+    assert chunk_size([0.1] * 5, queued=12, slots=2) == 3  # guided: a quarter of what is left on 2 slots
+    assert chunk_size([0.1] * 5, queued=3, slots=2) == 1
+
+
+def test_short_scenarios_run_several_per_task_with_the_serial_results(tmp_path, client):
+    spec = {"kind": "probe", "axes": {"x": list(range(60)), "offset": [0.0, 0.5]}}
+    serial = run_sweep(spec, tmp_path / "serial", workers=0)
+    dist = run_sweep(spec, tmp_path / "dist", client=client)
+    assert dist.attrs["sweep_timing_s"]["tasks"] < len(dist) == 120
+    assert serial["scenario_id"].tolist() == dist["scenario_id"].tolist()
+    pd.testing.assert_series_equal(serial["y"], dist["y"])
+    assert (dist["status"] == "ok").all() and read_results(tmp_path / "dist")["scenario_id"].is_unique

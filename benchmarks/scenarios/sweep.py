@@ -120,7 +120,7 @@ def run(ctx) -> list[str]:
         timing = df.attrs.get("sweep_timing_s", {}) if df is not None else {}
         rows.append({"config": config, "repeat": r, "wall_s": wall, "scenarios": len(scenarios), "loadavg_1m": load,
                      "run_s": timing.get("run_s", wall), "load_s": timing.get("load_s", 0.0),
-                     "scatter_s": timing.get("scatter_s", 0.0)})
+                     "scatter_s": timing.get("scatter_s", 0.0), "tasks": timing.get("tasks")})
         task.advance()
 
     def plain():

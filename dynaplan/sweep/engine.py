@@ -27,6 +27,7 @@ import asyncio
 import datetime as _dt
 import importlib.metadata
 import logging
+import math
 import os
 import socket
 import time
@@ -46,6 +47,12 @@ from dynaplan.sweep.store import STATUS_ERROR, STATUS_OK, ResultStore
 
 MAX_ATTEMPTS = 3
 """Submissions of one scenario whose shared inputs were lost with their workers."""
+
+TASK_TARGET_S = 0.5
+"""Scenarios shorter than this are run a few per task, so that a task takes about this long (s)."""
+
+MAX_CHUNK = 16
+"""Most scenarios in one task."""
 
 WORKER_WAIT_S = 120.0
 """Longest wait for a worker before the shared inputs are scattered (s): a restarting worker on a
@@ -200,17 +207,47 @@ def _run_serial(kind, todo, per, loaded, emit) -> None:
         emit(run_scenario(kind, sc.scenario_id, sc.options, {n: loaded[k] for n, k in keys.items()}))
 
 
+def run_chunk(kind: ScenarioKind, items: list[tuple[str, dict, dict[str, int]]], shared: list) -> list[dict]:
+    """The rows of several scenarios run one after the other in one task: ``items`` are (id,
+    options, {input name: index into ``shared``}), ``shared`` the chunk's distinct shared inputs."""
+    return [run_scenario(kind, sid, options, {n: shared[j] for n, j in names.items()})
+            for sid, options, names in items]
+
+
+def chunk_size(scenario_s: list[float], queued: int, slots: int) -> int:
+    """Scenarios in the next task: enough that a task takes about :data:`TASK_TARGET_S` (from the
+    median time of the scenarios finished so far; one until any has), at most
+    :data:`MAX_CHUNK`, and, towards the end, at most a share of what is left, so the last tasks
+    are single scenarios and no worker waits on another's long task (guided self-scheduling)."""
+    if not scenario_s:
+        return 1
+    recent = sorted(scenario_s[-64:])
+    median = max(recent[len(recent) // 2], 1e-6)
+    k = min(MAX_CHUNK, max(1, int(TASK_TARGET_S / median)))
+    return max(1, min(k, queued // (2 * max(1, slots))))
+
+
 def _run_dask(client, kind, todo, per, loaded, emit, timing: dict, max_attempts: int = MAX_ATTEMPTS) -> None:
-    """Submit every scenario with futures of the scattered shared inputs; write rows as they come.
+    """Run the scenarios on the client's workers, a few tasks ahead of them; write rows as they come.
+
+    Tasks are submitted as workers need them (about two per worker thread in flight), each of one
+    scenario or, once the scenarios' own time is known, of a chunk of short scenarios
+    (:func:`chunk_size`): a task costs the scheduler, the transfers and this process about 10 ms
+    of CPU, which on a 2-core machine is taken from the workers (a capacity plan takes ~0.1 s).
+    The scenarios and what each computes are the same whatever the chunking.
 
     Scattered data have no lineage: when every worker holding a copy dies, Dask forgets them and
-    cancels the scenarios that needed them. Such a scenario is re-submitted with the shared inputs
-    scattered again (at most ``max_attempts`` submissions per scenario); a scenario that keeps
-    killing its workers ends as ``KilledWorker`` or as lost, recorded as an error.
+    cancels the tasks that needed them. Their scenarios are queued again with the shared inputs
+    scattered again (at most ``max_attempts`` submissions per scenario). A chunk that fails
+    otherwise (``KilledWorker``: it killed the workers that ran it) is split into single-scenario
+    tasks, so only a scenario that kills workers on its own is recorded as an error.
     """
+    from collections import deque
+
     from distributed import as_completed
 
     keys = list(loaded)
+    kidx = {k: j for j, k in enumerate(keys)}
     shared: dict[tuple, Any] = {}
 
     def scatter(which: list[tuple]) -> None:
@@ -226,45 +263,76 @@ def _run_dask(client, kind, todo, per, loaded, emit, timing: dict, max_attempts:
     scatter(keys)
     timing["scatter_s"] = time.perf_counter() - t0
     generation = 0  # how often the shared inputs were scattered again
-    attempts: dict[int, int] = {}
-    made_in: dict[int, int] = {}
-    pending: dict[Any, int] = {}
+    attempts = [0] * len(todo)
+    queue = deque(range(len(todo)))
+    solo: set[int] = set()  # scenarios of a failed chunk: run alone from now on
+    pending: dict[Any, tuple[list[int], int]] = {}  # future -> (its scenarios, generation submitted in)
+    scenario_s: list[float] = []
+    slots = {"n": 1, "at": -math.inf}
+    chunks: list[int] = []
 
-    def submit(i: int):
-        sc, kk = todo[i], per[i]
-        attempts[i] = attempts.get(i, 0) + 1
-        made_in[i] = generation
-        fut = client.submit(run_scenario, kind, sc.scenario_id, sc.options, {n: shared[k] for n, k in kk.items()},
-                            pure=False, key=f"sweep-{sc.scenario_id}-{os.getpid()}-{time.monotonic_ns()}")
-        pending[fut] = i
+    def n_slots() -> int:
+        if time.monotonic() - slots["at"] > 2.0:  # a cluster may grow or shrink; ask now and then
+            slots["n"], slots["at"] = max(1, sum(client.nthreads().values())), time.monotonic()
+        return slots["n"]
+
+    def submit() -> Any:
+        k = chunk_size(scenario_s, len(queue), n_slots())
+        idx = [queue.popleft()]
+        while len(idx) < k and queue and queue[0] not in solo and idx[0] not in solo:
+            idx.append(queue.popleft())
+        used = list(dict.fromkeys(k2 for i in idx for k2 in per[i].values()))
+        local = {k2: j for j, k2 in enumerate(used)}
+        items = [(todo[i].scenario_id, todo[i].options, {n: local[k2] for n, k2 in per[i].items()}) for i in idx]
+        for i in idx:
+            attempts[i] += 1
+        fut = client.submit(run_chunk, kind, items, [shared[k2] for k2 in used], pure=False,
+                            key=f"sweep-{todo[idx[0]].scenario_id}-{len(idx)}-{os.getpid()}-{time.monotonic_ns()}")
+        pending[fut] = (idx, generation)
+        chunks.append(len(idx))
         return fut
 
-    ac = as_completed([submit(i) for i in range(len(todo))])
+    def refill(ac) -> None:
+        while queue and len(pending) < 2 * n_slots():
+            ac.add(submit())
+
+    ac = as_completed()
+    refill(ac)
     try:
         for fut in ac:
-            i = pending.pop(fut)
+            idx, made_in = pending.pop(fut)
             try:
-                row = fut.result()
+                rows = fut.result()
             except (CancelledError, asyncio.CancelledError) as exc:
-                if per[i] and attempts[i] < max_attempts:  # its shared inputs died with their workers
+                retry = [i for i in idx if per[i] and attempts[i] < max_attempts]
+                if retry:  # its shared inputs died with their workers
                     try:
-                        if made_in[i] == generation:  # once per loss, not once per scenario
+                        if made_in == generation:  # once per loss, not once per task
                             client.wait_for_workers(1, timeout=WORKER_WAIT_S)
                             scatter(keys)
                             generation += 1
-                        ac.add(submit(i))
-                        continue
-                    except (TimeoutError, OSError) as again:  # no worker came back: this scenario is lost
-                        exc = again
-                row = _lost_row(kind, todo[i], exc, attempts[i])
-            except Exception as exc:  # noqa: BLE001 - KilledWorker, a lost scheduler: this scenario failed
-                row = _lost_row(kind, todo[i], exc, attempts[i])
-            emit(row)
+                        queue.extendleft(reversed(retry))
+                    except (TimeoutError, OSError) as again:  # no worker came back: these scenarios are lost
+                        exc, retry = again, []
+                rows = [_lost_row(kind, todo[i], exc, attempts[i]) for i in idx if i not in retry]
+            except Exception as exc:  # noqa: BLE001 - KilledWorker, a lost scheduler: this task failed
+                if len(idx) > 1:  # find the scenario that failed it: each of them alone
+                    solo.update(idx)
+                    queue.extendleft(reversed(idx))
+                    rows = []
+                else:
+                    rows = [_lost_row(kind, todo[idx[0]], exc, attempts[idx[0]])]
+            for row in rows:
+                if row.get("wall_time_s") is not None:
+                    scenario_s.append(row["wall_time_s"])
+                emit(row)
+            refill(ac)
     finally:  # on an interrupt or an error of the engine: stop what is still queued or running
         if pending:
             client.cancel(list(pending), force=True)
         if shared:
             client.cancel(list(shared.values()), force=True)
+        timing["tasks"] = len(chunks)
 
 
 def run_sweep(spec: SweepSpec | dict | str | Path, out: str | Path, client=None, *, workers: int | None = None,
