@@ -295,3 +295,17 @@ def test_short_scenarios_run_several_per_task_with_the_serial_results(tmp_path, 
     assert serial["scenario_id"].tolist() == dist["scenario_id"].tolist()
     pd.testing.assert_series_equal(serial["y"], dist["y"])
     assert (dist["status"] == "ok").all() and read_results(tmp_path / "dist")["scenario_id"].is_unique
+
+
+def test_the_local_cluster_workers_run_with_the_lean_dask_settings(client):
+    from dynaplan.sweep.engine import LEAN_DASK
+
+    def settings():
+        import os
+
+        import dask
+
+        return {k: dask.config.get(k) for k in LEAN_DASK}, os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+    for got, trim in client.run(settings).values():
+        assert got == LEAN_DASK and trim is None
