@@ -12,7 +12,8 @@ baseline of the tests and the benchmark. Then:
 1. scenarios already on disk are skipped (``resume``; a recorded failure too, unless
    ``retry_failed``), temporaries of a killed run are deleted;
 2. the shared inputs (profiles, traces, grid series) are loaded once here and sent to every
-   worker once (``client.scatter(..., broadcast=True)``); tasks carry only options and futures;
+   worker once (``client.scatter(..., broadcast=True)``); tasks carry only options and futures,
+   one scenario or a few short ones each, submitted as workers need them (:func:`_run_dask`);
 3. each finished scenario's row is written at once (:class:`~dynaplan.sweep.store.ResultStore`),
    by this process only. A scenario that raises is a row with status ``error`` and its one-line
    error; a scenario that kills its worker is re-run by Dask elsewhere, and recorded as an
