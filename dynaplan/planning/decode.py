@@ -3,7 +3,8 @@
 The pool, pool+transitions and monolithic formulations (``formulations/pool.md``,
 ``formulations/monolithic.md``) share the variables of :mod:`dynaplan.formulations.network`;
 :func:`pool_plans` reads a solution ``x`` of any of them through its
-:class:`~dynaplan.formulations.network.NetArrays` index. It lives in the planning layer because
+:class:`~dynaplan.formulations.network.NetArrays` index, :func:`unserved_rps` its best-effort
+slack. It lives in the planning layer because
 the types it builds do; the registry (:mod:`dynaplan.planning.registry`) pairs it with the
 formulations' ``build``.
 """
@@ -96,3 +97,10 @@ def pool_plans(na: NetArrays, x: np.ndarray, profile: Profile, hardware: Mapping
                             idle_gpus=idle, idle_power_w=idle_w, power_w=power, energy_j=power * epoch_s,
                             report=reports.get(p)))
     return out
+
+
+def unserved_rps(na: NetArrays, x: np.ndarray) -> dict[str, float]:
+    """Load left unserved by solution ``x``, by class (req/s; empty for a model without ``u``)."""
+    if na.u_cols is None:
+        return {}
+    return {c: float(v) for c, v in zip(na.demand_classes, np.maximum(x[na.u_cols], 0.0))}

@@ -22,6 +22,7 @@ from dynaplan.limits import FRAME_ROWS
 from dynaplan.planning.bounds import GlobalBound
 from dynaplan.planning.demand import LOAD_EPS_RPS, LOAD_FLOOR_RPS, CheckedForecast, check_demand
 from dynaplan.planning.demand import plannable as _plannable
+from dynaplan.planning.decode import unserved_rps
 from dynaplan.planning.diagnosis import Diagnosis, check_solution
 from dynaplan.planning.polish import polish
 from dynaplan.planning.registry import FORMULATIONS, Formulation, ModelKind
@@ -30,7 +31,7 @@ from dynaplan.planning.plan import Allotment, Plan, PlanningState, PoolPlan, che
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
                                        operating_points, power_segments, spill_targets)
 from dynaplan.profiles.profile import Profile
-from dynaplan.domain.transitions import TransitionCosts, amortised_cost
+from dynaplan.domain.transitions import TransitionCosts
 from dynaplan.solvers import (Backend, SolveOptions, SolveReport, Status, open_session, relative_gap, solve,
                               worst_status)
 from dynaplan.solvers.model import ModelArrays
@@ -173,18 +174,10 @@ class Planner:
         """Amortised prices of changes (W), from :attr:`transition_costs` over
         ``PlannerOptions.transition_amortisation_s`` (default: the pool epoch)."""
         if self._prices is None:
-            epoch = self.options.transition_amortisation_s or self.options.pool_epoch_s
-            c, model = self.transition_costs, self.model
-            reclock, reshard, start, server = {}, {}, {}, {}
-            for name, hw in self.hardware.items():
-                g = hw.gpus_per_server
-                for tp in hw.tp_degrees():
-                    reclock[(name, tp)] = amortised_cost(c, "reclock", model, hw, tp, epoch).power_w
-                reshard[name] = amortised_cost(c, "reshard", model, hw, g, epoch, to_tp=max(1, g // 2)).power_w / g
-                start[name] = amortised_cost(c, "add", model, hw, g, epoch).power_w / g
-                cluster_epoch = self.options.transition_amortisation_s or self.options.cluster_epoch_s
-                server[name] = amortised_cost(c, "add", model, hw, g, cluster_epoch).power_w
-            self._prices = nw.TransitionPrices(reclock, reshard, start, server)
+            o = self.options
+            self._prices = nw.transition_prices(self.transition_costs, self.model, self.hardware,
+                                                o.transition_amortisation_s or o.pool_epoch_s,
+                                                o.transition_amortisation_s or o.cluster_epoch_s)
         return self._prices
 
     def plan_pool(self, pool: str, loads_rps: Mapping[str, float], servers: Mapping[str, int],
@@ -373,11 +366,8 @@ class Planner:
             self._diagnosis.raise_infeasible(demand, report)
         self._diagnosis.explain_failure(demand, report)
         check_solution(x, report, "monolithic")
-        na = cm.na
         pools = cm.read(self, x, self.options.pool_epoch_s, {})
-        unserved = {}
-        if na.u_cols is not None:
-            unserved = {c: float(v) for c, v in zip(na.demand_classes, np.maximum(x[na.u_cols], 0.0))}
+        unserved = unserved_rps(cm.na, x)
         return self._assemble("monolithic", f, pools, unserved, None, [report], t0, floor_notes)
 
     def _assemble(self, mode, f, pools, unserved, creport, reports, t0, notes=()) -> Plan:
@@ -520,7 +510,7 @@ def _combine(reports: list[SolveReport], backend: Backend, objective: float | No
     obj = None if objective is None else float(objective)
     bnd = None if bound is None or obj is None else float(bound)
     gap = relative_gap(obj, bnd)
-    if worst in (Status.OPTIMAL, Status.FEASIBLE):
+    if worst.has_solution:
         worst = Status.OPTIMAL if gap is not None and gap <= tolerance + 1e-12 else Status.FEASIBLE
     return SolveReport(status=worst, backend=reports[0].backend, objective=obj, bound=bnd, gap=gap,
                        solve_time_s=sum(r.solve_time_s for r in reports),
