@@ -12,6 +12,7 @@ from dynaplan.replay.policies import DynamoLLM, ScaleInst
 from dynaplan.replay.policies.common import default_cluster_forecaster, forecast_peak
 from dynaplan.replay.policy import Observation
 from dynaplan.sweep.kinds import load_shared
+from dynaplan.workload import Trace
 from dynaplan.workload.forecast import LastPeakForecaster
 
 HW = "h100-80gb"
@@ -61,3 +62,24 @@ def test_scale_inst_gives_every_class_seen_in_a_ten_minute_history_its_pool(ten_
     seen = [c for c, k in zip(inp.load.class_names, inp.load.counts.sum(axis=(0, 2))) if k > 0]
     assert len(seen) > 1
     assert set(seen) <= set(r.pool_servers.columns)
+
+
+def test_dynamollm_after_an_hour_of_no_traffic_plans_when_requests_come():
+    """Nothing arrives for 40 min, then 30 min of conversation traffic. The cluster level first
+    forecasts nothing and allots no pool (a deployment with no pool serves nothing: those requests
+    are unserved, not an error); the first pool epoch that sees traffic re-plans the cluster level
+    at once instead of waiting for the next cluster epoch, and once the instances are up every
+    request is served."""
+    tr = load_shared(("trace", "azure-conv-2023", 1800.0))
+    late = Trace(arrival_s=tr.arrival_s + 2400.0, input_tokens=tr.input_tokens, output_tokens=tr.output_tokens,
+                 name="late")
+    inp = prepare(late, profile=Profile.default(), inventory={HW: 16}, options=ReplayOptions())
+    r = replay(inp, DynamoLLM())
+    w = r.windows
+    assert r.summary.requests == len(late)
+    assert w.loc[:2400.0, "servers"].sum() == 0
+    # re-planned at the pool epoch after the first requests (2,700 s), not at the cluster epoch of 3,600 s
+    assert w.loc[2700.0:3000.0, "servers"].min() > 0
+    after = w.loc[3300.0:]
+    assert after["requests"].sum() > 5000 and after["unserved"].sum() == 0
+    assert after["met"].sum() >= 0.99 * after["requests"].sum()
