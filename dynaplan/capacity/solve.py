@@ -382,14 +382,13 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
     # the requested gap is shared: half to the fleet-setting MILP, a quarter to the other periods' MILPs
     s_opts = opts.model_copy(update={"mip_rel_gap": 0.5 * tol, "highs_heuristics": True})
     S = [int(np.argmax(d.sum(axis=1)))]
-    best, bound, rounds, n_cuts = None, -np.inf, 0, 0
-    solved: list[tuple] = []
-    while best is None:
+    best, rounds, n_cuts = None, 0, 0
+    solved: list[tuple] = []  # every fleet-setting MILP: each bound is valid for the whole problem
+    while True:
         out = np.setdiff1d(np.arange(p.n_periods), S)
         marginal = (c_t[out].sum() * idle_kwh, float(lb_t[out].sum()))
         cuts: list[tuple[np.ndarray, float, np.ndarray]] = []
         lps: dict[tuple, tuple | None] = {}
-        solved: list[tuple] = []
         if out.size:
             # a first cut at the fleet of the fleet-setting LP relaxation (D5)
             rel, idx_r, _ = _fleet_setting(p, S, y_ub, cuts, marginal, s_opts, relax=True)
@@ -397,7 +396,7 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
             lp = _fixed_fleet_lp(p, out, y_rel, y_ub, opts)
             if lp is not None:
                 cuts.append((y_rel, lp[2], lp[3]))
-        grow = []
+        grow, stalled, here = [], False, None
         for _ in range(8):
             rounds += 1
             left = max(deadline - time.perf_counter(), 0.25 * opts.time_limit_s)
@@ -407,6 +406,7 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
             y = np.rint(sol_s.x[idx_s.fleet]).astype(int)
             solved.append((sol_s, arr_s, s_run))
             per_t: dict = {}
+            lp = None
             if out.size:
                 key = tuple(y.tolist())
                 if key not in lps:
@@ -420,23 +420,36 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
                 if grow:
                     break
             pieces = {t: (sol_s, idx_s, k) for k, t in enumerate(S)} | per_t
-            rep = SolveReport(status=Status.FEASIBLE, backend=Backend.HIGHS, objective=None, bound=float(bound),
+            rep = SolveReport(status=Status.FEASIBLE, backend=Backend.HIGHS, objective=None, bound=None,
                               gap=None, solve_time_s=time.perf_counter() - t0, n_vars=model.n_cols,
                               n_cons=model.n_rows, message="", stop_reason=StopReason.CONVERGED)
             plan = _assemble(p, model, idx, y, pieces, rep, tol)
+            if here is None or plan.report.objective < here[0].report.objective:
+                here = (plan, y, pieces, lp)
             if best is None or plan.report.objective < best[0].report.objective:
-                best = (plan, y, pieces)
+                best = (plan, y, pieces, lp)
             bound = _checked_bound(solved, best[0].report.objective)
             if relative_gap(best[0].report.objective, bound) <= tol or not out.size or time.perf_counter() > deadline:
                 break
             if any(np.array_equal(c[0], y) for c in cuts):
-                break  # the fleet-setting MILP's theta is exact at y: no cut can raise the bound there
+                stalled = True  # theta is exact at y: no cut raises the bound there
+                break
             cuts.append((y.astype(float), lp[2], lp[3]))
-        n_cuts = len(cuts)
+        n_cuts = max(n_cuts, len(cuts))
         if grow:
-            best = None
             S = sorted(set(S) | set(grow))  # (D3)
-    plan, y, pieces = best
+            continue
+        if not stalled or time.perf_counter() > deadline:
+            break
+        # (D6) what is left is the other periods' rounding: the periods whose realised objective
+        # is furthest above their LP join S (whole instances there), a tenth of them at a time
+        plan_h, _, _, lp_h = here
+        x_lp, ix_lp = lp_h[0], lp_h[1]
+        realised = np.array([c_t[t] * plan_h.periods[t].energy_kwh for t in out])
+        relaxed = c_t[out] * x_lp[ix_lp.energy.start + np.arange(out.size)]
+        worst = out[np.argsort(relaxed - realised, kind="stable")][:max(1, out.size // 10)]
+        S = sorted(set(S) | {int(t) for t in worst})
+    plan, y, pieces, _ = best
     bound = _checked_bound(solved, plan.report.objective)
     rep = SolveReport(status=Status.FEASIBLE, backend=Backend.HIGHS, objective=None, bound=float(bound), gap=None,
                       solve_time_s=time.perf_counter() - t0, n_vars=model.n_cols, n_cons=model.n_rows,
