@@ -231,3 +231,21 @@ def test_multi_period_optimum_equals_brute_force_and_the_bound_holds(method):
     assert plan.report.status is Status.OPTIMAL
     assert plan.report.bound <= exact + 1e-6
     assert exact - 1e-6 <= plan.cost_usd <= exact * (1 + 1e-4) + 1e-6
+
+
+def test_replay_reports_attainment_and_flags_a_fleet_that_misses():
+    from dynaplan.capacity.replay import with_replay
+
+    p = capacity_problem(peak_rps=8.0, periods=2, hardware=["h100-80gb", "a100-80gb"])
+    plan = plan_capacity(p, replay=True)
+    rep = plan.replay
+    assert rep["policy"] == "DynamoLLM" and set(rep["slo_attainment_by_class"]) == set(p.classes)
+    assert rep["meets_slos"] == (min(rep["slo_attainment_by_class"].values()) >= 0.99)
+    assert (plan.verdict == "meets SLOs in replay") == rep["meets_slos"]
+    # the same trace on one A100 server: most requests late, every class flagged
+    small = with_replay(plan.model_copy(update={"fleet": {"h100-80gb": 0, "a100-80gb": 1}}), p)
+    assert not small.replay["meets_slos"] and small.verdict.startswith("MISSES SLOs IN REPLAY")
+    assert small.replay["slo_attainment"] < 0.9
+    json.dumps(small.model_dump(mode="json"))
+    with pytest.raises(ValidationError, match="rates"):
+        plan_capacity(capacity_problem(rates={"MM": 1.0}, hardware=["h100-80gb"]), replay=True)

@@ -59,22 +59,42 @@ class CapacityPlan(BaseModel):
     binding: tuple[str, ...] = Field(description="What limits the answer: availability, slo, budget (epsilon caps).")
     periods: tuple[PeriodDeployment, ...]
     report: SolveReport
-    replay: dict | None = Field(default=None, description="Replay of the source trace on the fleet, when asked.")
+    replay: dict | None = Field(default=None, description="Replay of the source trace on the fleet with the "
+                                "DynamoLLM policy, when asked (dynaplan.capacity.replay).")
+    verdict: str = Field(default="not replayed", description="'meets SLOs in replay', 'MISSES SLOs IN REPLAY: "
+                         "<classes>' or 'not replayed'.")
 
     def to_json(self) -> str:
         return self.model_dump_json()
 
 
 def plan_capacity(problem: CapacityProblem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
-                  threads: int = 1, method: str = "auto") -> CapacityPlan:
+                  threads: int = 1, method: str = "auto", replay: bool = False, replay_trace=None,
+                  profile=None, replay_target: float = 0.99, progress=None) -> CapacityPlan:
     """Minimise the problem's objective (``formulations/capacity.md``) with HiGHS.
 
     ``method``: "monolithic" solves the whole MILP at once; "decomposed" (what "auto" picks
-    unless an energy or carbon cap couples the periods) generates the fleet-setting periods
-    (capacity.md, "Decomposition"): the bound is valid for the whole problem and the gap honest.
+    unless an energy or carbon cap couples the periods) generates the fleet-setting periods and
+    cuts on the fleet (capacity.md, "Decomposition"): the bound is valid for the whole problem
+    and the gap honest.
+
+    ``replay=True`` replays the source trace (or ``replay_trace``), scaled to the busiest period,
+    on the chosen fleet with the DynamoLLM policy (:func:`dynaplan.capacity.replay.replay_fleet`)
+    and sets ``plan.replay`` and ``plan.verdict``: a class under ``replay_target`` of its requests
+    within the SLOs marks the plan as missing its SLOs.
 
     Raises InfeasibleError when the offered hardware (recipes, availability) cannot serve some
     period; NoSolutionError when the time limit ends before any plan is found."""
+    plan = _plan(problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads, method=method)
+    if not replay:
+        return plan
+    from dynaplan.capacity.replay import with_replay
+
+    return with_replay(plan, problem, trace=replay_trace, profile=profile, target=replay_target, progress=progress)
+
+
+def _plan(problem: CapacityProblem, *, time_limit_s: float, mip_rel_gap: float, threads: int,
+          method: str) -> CapacityPlan:
     if not isinstance(problem, CapacityProblem):
         raise ValidationError(f"plan_capacity: problem is {type(problem).__name__}; expected CapacityProblem "
                               "(build one with capacity_problem or read_melange)")
