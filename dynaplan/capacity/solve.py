@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import highspy
 import numpy as np
@@ -133,8 +134,32 @@ def _shareable(p: CapacityProblem) -> bool:
 
 
 def _share(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
-    """Mélange-shaped problems through the load-free model (capacity.md, "Mélange configs")."""
-    ix, sol, build_s = _build_and_solve(build_share_model, p, opts)
+    """Mélange-shaped problems through the load-free model (capacity.md, "Mélange configs").
+    When every price is a whole number of cents (or of 10^-k USD, k <= 4), every fleet's cost is
+    on that lattice: the model is solved in those units with an absolute gap under one unit and
+    the bound rounded up to the lattice, which proves the exact optimum (capacity.md, (M1))."""
+    t0 = time.perf_counter()
+    model, ix = build_share_model(p)
+    arrays = model.arrays()
+    build_s = time.perf_counter() - t0
+    scale = _cost_lattice(arrays.cost)
+    if scale is None:
+        sol = solve_arrays(arrays, opts)
+    else:
+        scaled = replace(arrays, cost=np.rint(arrays.cost * scale))
+        h = _make_highs(opts.model_copy(update={"mip_rel_gap": 0.0}))
+        h.setOptionValue("mip_abs_gap", 1.0 - 1e-6)
+        _pass(h, scaled)
+        t1 = time.perf_counter()
+        h.run()
+        sol = _report(h, scaled, time.perf_counter() - t1)
+        r = sol.report
+        if r.has_solution:
+            obj = r.objective / scale
+            bound = None if r.bound is None else min(np.ceil(r.bound - 1e-6) / scale, obj)
+            sol = sol.model_copy(update={"report": r.model_copy(update={
+                "objective": obj, "bound": bound, "gap": relative_gap(obj, bound)})})
+    _raise_unsolved(p, sol.report)
     full, idx = build_capacity_model(p)
     x = np.zeros(full.n_cols)
     x[idx.fleet] = sol.x[ix["fleet"]]
@@ -147,6 +172,17 @@ def _share(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
         x[idx.instances.start + i] = load / kap
         x[idx.groups.start + idx.group_of[i]] += load / kap
     return extract_plan(p, idx, x, sol.report.with_build_time(build_s), opts.mip_rel_gap)
+
+
+def _cost_lattice(cost: np.ndarray) -> float | None:
+    """10^k (k <= 4) when every cost times it is a whole number below 1e9, else None."""
+    for k in range(5):
+        c = cost * 10.0 ** k
+        if np.abs(c).max(initial=0.0) > 1e9:
+            return None
+        if np.all(np.abs(c - np.rint(c)) <= 1e-9 * np.maximum(1.0, np.abs(c))):
+            return 10.0 ** k
+    return None
 
 
 def _raise_unsolved(problem: CapacityProblem, rep: SolveReport) -> None:
