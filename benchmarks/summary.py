@@ -91,7 +91,9 @@ def targets_section(out: Path) -> list[str]:
                              f"Median parts (ms): cluster build {r['cluster_build_s_median_s'] * 1e3:.1f}, cluster "
                              f"solve {r['cluster_solve_s_median_s'] * 1e3:.1f}, pool builds "
                              f"{r['pool_build_s_median_s'] * 1e3:.1f}, pool solves {r['pool_solve_s_median_s'] * 1e3:.1f}, "
-                             f"rest of plan() {r['plan_other_s_median_s'] * 1e3:.1f}, instance level "
+                             f"rest of plan() {r['plan_other_s_median_s'] * 1e3:.1f} (of which the global bound "
+                             f"{r.get('bound_s_median_s', float('nan')) * 1e3:.1f}, a median "
+                             f"{r.get('bound_share_median', float('nan')):.0%} of plan()), instance level "
                              f"{r['instance_s_median_s'] * 1e3:.1f}. Calibration units: median "
                              f"{r['median_calib_units']:.1f}, p95 {r['p95_calib_units']:.1f}.")
     c = target_c(_read(out, "hier_vs_mono"))

@@ -118,6 +118,39 @@ def test_rule_labels_without_a_model_are_cited_by_their_code():
         assert f"({label})" in src, f"instance.md label {label!r} is not cited in formulations/instance.py"
 
 
+# ------------------------------------------------------------------------------------ benchmarks
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _runnable_scripts() -> set[str]:
+    """Modules of ``benchmarks/`` and ``dynaplan/`` run as scripts (``__main__``), the CLIs aside."""
+    files = list((ROOT / "benchmarks").glob("*.py")) + list((ROOT / "dynaplan").rglob("*.py"))
+    return {str(p.relative_to(ROOT)) for p in files
+            if p.name != "__main__.py" and re.search(r"^if __name__ == .__main__.:", p.read_text(), re.M)}
+
+
+def test_every_measurement_script_is_in_the_benchmark_registry_or_says_why_not():
+    """A runnable measurement either has a registered form in ``python -m benchmarks`` (a scenario
+    module imports it) or is listed in ``benchmarks.registry.OUTSIDE`` with its reason."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks.registry import OUTSIDE
+    finally:
+        sys.path.remove(str(ROOT))
+    scenarios = "\n".join(p.read_text() for p in (ROOT / "benchmarks" / "scenarios").glob("*.py"))
+    scripts = _runnable_scripts()
+    assert "benchmarks/pool_exactness.py" in scripts and "dynaplan/replay/experiments.py" in scripts
+    for path in sorted(scripts):
+        module = path[:-3].replace("/", ".")
+        pkg, _, name = module.rpartition(".")
+        registered = f"from {pkg} import {name}\n" in scenarios or f"import {module}\n" in scenarios
+        assert registered or path in OUTSIDE, f"{path}: runs on its own but is neither registered nor in OUTSIDE"
+    for path, why in OUTSIDE.items():
+        assert (ROOT / path).is_file() and len(why) > 40, path
+
+
 # ------------------------------------------------------------------------------------ typed API
 def test_plans_are_read_only_all_the_way_down_and_round_trip(planner):
     plan = planner.plan({"SS": 3.0, "MS": 1.5})

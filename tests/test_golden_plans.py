@@ -54,3 +54,24 @@ def test_golden_plan(name):
         assert g["servers"] == w["servers"], pool
         assert g["groups"] == w["groups"], pool
         assert g["served_rps"] == pytest.approx(w["served_rps"], rel=1e-6, abs=1e-9), pool
+
+
+@pytest.mark.parametrize("name", [n for n, c in GOLDEN["cases"].items()
+                                  if c["case"]["call"] == "plan_pool" and len(c["case"]["loads_rps"]) == 1])
+def test_stored_single_class_pool_optima_are_the_exact_optima(name):
+    """The stored optimum of a single-class pool case is the independent exact solver's
+    (tests/reference_solver.py, from the profile table alone), so a golden file regenerated
+    from a wrong model cannot pass."""
+    from reference_solver import pool_optimum_w
+
+    from dynaplan.domain import DEFAULT_SLOS
+    from dynaplan.profiles import Profile
+
+    case = GOLDEN["cases"][name]["case"]
+    (cls, load), = case["loads_rps"].items()
+    (hw_name, servers), = case["servers"].items()
+    prof = Profile.default()
+    hw = prof.hardware[hw_name]
+    want = pool_optimum_w(prof.table, prof.models[0], hw_name, hw.gpus_per_server, hw.idle_power_w, cls,
+                          DEFAULT_SLOS[cls].ttft_ms, DEFAULT_SLOS[cls].tbt_ms, load, servers)
+    assert GOLDEN["cases"][name]["expected"]["power_w"] == pytest.approx(want, rel=1e-6)

@@ -12,7 +12,7 @@ from collections import Counter
 from functools import lru_cache
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import example, HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
@@ -189,6 +189,9 @@ def test_falling_load_with_spare_servers_never_dips(seed, a, shrink):
 
 @SETTINGS
 @given(seed=st.integers(0, 3), spill=st.sampled_from(["none", "next"]), a=fracs)
+# three identical ML instances, two carrying the same share: placement may deal the shares to
+# other ids than the state has, which is no change to make
+@example(seed=3, spill="next", a=[0.0, 0.0, 0.25, 1.5])
 def test_diff_to_itself_is_empty(seed, spill, a):
     prof, pl, _ = setup(seed, spill, SERVERS)
     pa = plan_for(pl, a)

@@ -10,6 +10,7 @@ from benchmarks.scenarios import (  # noqa: F401  (registration order = run orde
     pareto,
     hier_vs_mono,
     discretisation,
+    exactness,
     targets,
     capacity,
     sweep,

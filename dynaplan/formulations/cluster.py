@@ -7,7 +7,10 @@ pool's configuration of least energy per request at its SLO capacity, ``P(lmax_k
 That keeps the cluster MILP to one integer per (pool, hardware), whatever the cluster size.
 Power is the single chord of each recipe (one piece).
 
-Minimise (cluster.obj) ``sum m_k A_k s[p,k] + sum B_k w[p,k]`` subject to (demand),
+Minimise (cluster.obj) ``sum m_k A_k s[p,k] + sum B_k w[p,k] + sum D_{k,c}/lmax_{k,c} z[p,k,c]``
+(a spilled class's surcharge; plus the new-server prices from a state and ``M sum u_c`` in best
+effort; the load costs are shifted by ``kappa_c`` with ``sum_c kappa_c L_c`` as objective offset,
+:func:`network.load_cost_shift`) subject to (demand),
 (utilisation) ``sum_c z[p,k,c]/lmax_{k,c} <= w[p,k]``, (capacity) ``w[p,k] <= m_k s[p,k]`` and
 (inventory) ``sum_{p,k on h} s[p,k] <= S_h``. The pool level then re-optimises each pool's mix
 inside the servers chosen here; a recipe is a feasible pool plan, so it can only improve.

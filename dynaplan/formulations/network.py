@@ -11,6 +11,7 @@ them afterwards, so one set of blocks serves every objective.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -230,7 +231,6 @@ class NetArrays:
     pc_tp: np.ndarray
     pc_freq: np.ndarray
     pc_gid: np.ndarray
-    pc_own_lmax: np.ndarray
     pc_mult: np.ndarray  # instances per count unit: 1, or instances per server for recipes
     n_cols: np.ndarray
     w_cols: np.ndarray
@@ -255,7 +255,6 @@ def net_arrays(net: Network, blocks: dict, recipe: bool = False) -> NetArrays:
         pc_k=k, pc_pool=pc["pool"].to_numpy(dtype=object), pc_hw=pc["hardware"].to_numpy(dtype=object),
         pc_tp=tp, pc_freq=pc["freq_mhz"].to_numpy(dtype=np.int64),
         pc_gid=cfg["group_id"].to_numpy(dtype=np.int64)[k],
-        pc_own_lmax=cfg["own_max_load_rps"].to_numpy(dtype=float)[k],
         pc_mult=(g // tp) if recipe else np.ones(len(pc), dtype=np.int64),
         n_cols=(blocks["s"] if recipe else blocks["n"]).cols, w_cols=blocks["w"].cols,
         arc_k=arcs["k"].to_numpy(dtype=np.int64), arc_class=arcs["request_class"].to_numpy(dtype=object),
@@ -311,11 +310,13 @@ def define_transition_terms(m: LinearModel, net: Network, n) -> dict:
     (transition)  sum_j n[k,j] - a[k] + r[k] = C_k           a, r >= 0: instances added / removed at k
     (reclock_in)  q[t] - sum_{k in t} a[k] <= 0               q: instances that only change clock
     (reclock_out) q[t] - sum_{k in t} r[k] <= E_t             (E_t: instances of t on pruned clocks)
-    (reshard)     g[p,h] - sum_t tp_t (sum_{k in t} r[k] - q[t]) <= sum_t tp_t E_t
+    (reshard)     g[p,h] - sum_t tp_t (sum_{k in t} r[k] - q[t]) <= sum_t tp_t E_t + F_h
     (start)       v[p,h] + g[p,h] - sum_t tp_t (sum_{k in t} a[k] - q[t]) >= 0
     with t = (pool, hardware, TP); g: GPUs re-sharded in place; v: GPUs of newly started
-    instances. Priced by ``define_objective`` (:class:`TransitionPrices`): q x reclock, g x reshard
-    per GPU, v x start per GPU. ``C_k`` and ``E_t`` are right-hand sides set per call.
+    instances; E_t: instances of t now at a clock the model lacks; F_h: GPUs of instances now at a
+    (hardware, TP) the model lacks. Priced by ``define_objective`` (:class:`TransitionPrices`):
+    q x reclock, g x reshard per GPU, v x start per GPU. ``C_k``, ``E_t`` and the reshard
+    right-hand side are set per call (:func:`transition_rows`).
     """
     cfg = net.configs
     k_labels = list(cfg[CFG_COLS].itertuples(index=False, name=None))
@@ -353,3 +354,31 @@ def define_transition_terms(m: LinearModel, net: Network, n) -> dict:
                       np.r_[v.cols, g.cols, a.cols, q.cols], np.r_[np.ones(nph), np.ones(nph), -tp_k, tp_t], lo=0.0)
     return {"added": a, "removed": r, "reclocked": q, "resharded_gpus": g, "started_gpus": v,
             "t_keys": t_keys, "ph_keys": ph_keys}
+
+
+def transition_rows(net: Network, terms: dict, current: Mapping[tuple[str, int, int], int]) -> dict:
+    """Right-hand sides of :func:`define_transition_terms`' rows for the current instances.
+
+    ``current``: the pool's instances now, count by (hardware, tp, freq_mhz); ``terms``: what
+    :func:`define_transition_terms` returned. Returns ``{block: (lo, hi)}`` for (transition)
+    ``C_k``, (reclock_out) ``E_t`` and (reshard) the GPUs freed: instances on configurations the
+    model lacks (pruned clocks or TP degrees) are removed for sure and free their GPUs for
+    re-sharding. ``None`` keeps a side as built.
+    """
+    cfg = net.configs
+    have = {(h, int(tp), int(f)): k for k, (h, tp, f) in enumerate(zip(cfg["hardware"], cfg["tp"], cfg["freq_mhz"]))}
+    c_k = np.zeros(len(cfg))
+    t_keys, ph_keys = terms["t_keys"], terms["ph_keys"]
+    e_t = np.zeros(len(t_keys))
+    free_gpus = np.zeros(len(ph_keys))
+    t_pos = {(h, tp): i for i, (_, h, tp) in enumerate(t_keys)}
+    ph_pos = {h: i for i, (_, h) in enumerate(ph_keys)}
+    for (h, tp, f), cnt in current.items():
+        if (h, tp, f) in have:
+            c_k[have[(h, tp, f)]] += cnt
+        elif (h, tp) in t_pos:
+            e_t[t_pos[(h, tp)]] += cnt
+            free_gpus[ph_pos[h]] += tp * cnt
+        elif h in ph_pos:
+            free_gpus[ph_pos[h]] += tp * cnt
+    return {"transition": (c_k, c_k), "reclock_out": (None, e_t), "reshard": (None, free_gpus)}

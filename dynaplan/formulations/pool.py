@@ -2,7 +2,11 @@
 
 Equations: ``formulations/pool.md``. Minimise (pool.obj) the pool's power
 
-    sum_{k,j} (A_{k,j} - e_h tp_k) n_{k,j} + sum_{k,j} B_{k,j} w_{k,j} + sum_h e_h G_h y_h  [+ M sum_c u_c]
+    sum_{k,j} (A_{k,j} - e_h tp_k) n_{k,j} + sum_{k,j} B_{k,j} w_{k,j} + sum_h e_h G_h y_h
+      + sum_{k,c} D_{k,c} / lmax_{k,c} z_{k,c}  [+ M sum_c u_c]
+
+(D: a spilled class's surcharge; the load costs are shifted by ``kappa_c`` with
+``sum_c kappa_c L_c`` as objective offset, :func:`network.load_cost_shift`)
 
 subject to (demand) ``sum_k z_{k,c} (+ u_c) >= L_c``, (utilisation)
 ``sum_c z_{k,c}/lmax_{k,c} = sum_j w_{k,j}``, (capacity, piece_floor)

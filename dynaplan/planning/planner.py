@@ -16,7 +16,6 @@ import pandas as pd
 
 from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import InfeasibleError, NoSolutionError, ValidationError
-from dynaplan.formulations import cluster as cluster_f
 from dynaplan.formulations import instance as instance_f
 from dynaplan.formulations import network as nw
 from dynaplan.limits import FRAME_ROWS
@@ -25,9 +24,9 @@ from dynaplan.planning.demand import LOAD_EPS_RPS, LOAD_FLOOR_RPS, CheckedForeca
 from dynaplan.planning.demand import plannable as _plannable
 from dynaplan.planning.diagnosis import Diagnosis, check_solution
 from dynaplan.planning.polish import polish
-from dynaplan.planning.registry import FORMULATIONS, ModelKind
+from dynaplan.planning.registry import FORMULATIONS, Formulation, ModelKind
 from dynaplan.planning.validate import check_inputs
-from dynaplan.planning.plan import Allotment, InstanceGroup, Plan, PlanningState, PoolPlan, check_state
+from dynaplan.planning.plan import Allotment, Plan, PlanningState, PoolPlan, check_state, plan_totals
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
                                        operating_points, power_segments, spill_targets)
 from dynaplan.profiles.profile import Profile
@@ -138,7 +137,7 @@ class Planner:
         prices = self.transition_prices if form.transitions else None
         m, net, blocks = form.build(self, pool, prices)
         cached = _CachedModel(m, m.arrays(), nw.net_arrays(net, blocks, recipe=form.recipe),
-                              time.perf_counter() - t0)
+                              time.perf_counter() - t0, form)
         cached.net = net
         cached.transitions = blocks.get("transitions")
         # objective offset per unit of demand (objective.define_objective), aligned with the demand rows,
@@ -188,28 +187,6 @@ class Planner:
             self._prices = nw.TransitionPrices(reclock, reshard, start, server)
         return self._prices
 
-    def _transition_rows(self, cm: "_CachedModel", current: Mapping[tuple, int]) -> dict:
-        """Right-hand sides of the transition rows from the pool's current instances by
-        (hardware, tp, freq_mhz); instances on configurations the model lacks (pruned clocks or
-        TP degrees) are removed for sure and free their GPUs for re-sharding."""
-        cfg = cm.net.configs
-        have = {(h, int(tp), int(f)): k for k, (h, tp, f) in enumerate(zip(cfg["hardware"], cfg["tp"], cfg["freq_mhz"]))}
-        c_k = np.zeros(len(cfg))
-        t_keys, ph_keys = cm.transitions["t_keys"], cm.transitions["ph_keys"]
-        e_t = np.zeros(len(t_keys))
-        free_gpus = np.zeros(len(ph_keys))
-        t_pos = {(h, tp): i for i, (_, h, tp) in enumerate(t_keys)}
-        ph_pos = {h: i for i, (_, h) in enumerate(ph_keys)}
-        for (h, tp, f), cnt in current.items():
-            if (h, tp, f) in have:
-                c_k[have[(h, tp, f)]] += cnt
-            elif (h, tp) in t_pos:
-                e_t[t_pos[(h, tp)]] += cnt
-                free_gpus[ph_pos[h]] += tp * cnt
-            elif h in ph_pos:
-                free_gpus[ph_pos[h]] += tp * cnt
-        return {"transition": (c_k, c_k), "reclock_out": (None, e_t), "reshard": (None, free_gpus)}
-
     def plan_pool(self, pool: str, loads_rps: Mapping[str, float], servers: Mapping[str, int],
                   epoch_s: float | None = None, current: Mapping[tuple, int] | None = None) -> PoolPlan:
         """Pool level: the instance mix of ``pool`` serving ``loads_rps`` inside ``servers``.
@@ -241,94 +218,17 @@ class Planner:
         if missing and self._penalty is None:
             raise InfeasibleError(f"pool {pool}: no configuration on its servers {srv} meets the SLO of "
                                   f"class(es) {missing}")
-        rows = self._transition_rows(cm, current) if current is not None else None
+        rows = nw.transition_rows(cm.net, cm.transitions, current) if current is not None else None
         x, report = self._solve_cached(cm, loads, srv, rows, gap=self.options.pool_mip_rel_gap)
         if report.status is Status.INFEASIBLE:
             self._diagnosis.raise_infeasible_pool(pool, loads, srv, report)
         self._diagnosis.explain_failure(loads, report)
         check_solution(x, report, f"pool {pool}")
-        plans = self._pool_plans(cm.na, x, epoch_s, {pool: report})
+        plans = cm.read(self, x, epoch_s, {pool: report})
         if plans:
             return plans[0]
         return PoolPlan(pool=pool, servers={}, groups=(), served_rps={}, idle_gpus={}, idle_power_w=0.0,
                         power_w=0.0, energy_j=0.0, report=report)
-
-    def _pool_plans(self, na: nw.NetArrays, x: np.ndarray, epoch_s: float,
-                    reports: dict[str, SolveReport | None]) -> list[PoolPlan]:
-        """Read a pool-network solution into one :class:`PoolPlan` per pool with instances.
-
-        Instances of a configuration share its load equally; an instance's power is the profile's
-        (:meth:`Profile.mixed_power_w`: each served class's curve at the instance's utilisation,
-        weighted by the class's share of it), not the piecewise-linear model of the MILP.
-        """
-        count = np.rint(x[na.n_cols]).astype(np.int64) * na.pc_mult  # instances per (config, piece)
-        w = np.maximum(x[na.w_cols], 0.0)
-        n_cfg = int(na.pc_k.max()) + 1 if na.pc_k.size else 0
-        w_cfg = np.bincount(na.pc_k, weights=w, minlength=n_cfg)
-        share = np.where(w_cfg[na.pc_k] > 1e-12, w / np.where(w_cfg[na.pc_k] > 1e-12, w_cfg[na.pc_k], 1.0), 0.0)
-        z = np.maximum(x[na.z_cols], 0.0)
-        z[z < 1e-9] = 0.0
-        # the utilisation the load really needs (w may carry slack on CP-SAT's grid), split by w
-        u_cfg = np.bincount(na.arc_k, weights=z / na.arc_lmax, minlength=n_cfg)
-        util = np.where(count > 0, share * u_cfg[na.pc_k] / np.maximum(count, 1), 0.0)
-        used = np.flatnonzero(count > 0)
-        p_inst = np.zeros(len(count))
-        if used.size:  # every (used piece, class routed to its configuration) pair; arcs are sorted by k
-            lo = np.searchsorted(na.arc_k, na.pc_k[used], side="left")
-            lens = np.searchsorted(na.arc_k, na.pc_k[used], side="right") - lo
-            pair_inst = np.repeat(np.arange(used.size), lens)
-            pair_arc = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(lo, lens)
-            pair_load = z[pair_arc] * (share[used] / count[used])[pair_inst]
-            p_inst[used] = self.profile.mixed_power_w(pair_inst, na.arc_gid[pair_arc], na.arc_lmax[pair_arc],
-                                                      pair_load, na.pc_gid[used])
-        servers_by: dict[str, dict[str, int]] = {}
-        if na.y_cols is not None:
-            for p, h, v in zip(na.hp_pool, na.hp_hw, np.rint(x[na.y_cols]).astype(np.int64)):
-                if v > 0:
-                    servers_by.setdefault(p, {})[h] = servers_by.get(p, {}).get(h, 0) + int(v)
-        else:  # recipes: servers are the recipe counts
-            for p, h, v in zip(na.pc_pool, na.pc_hw, np.rint(x[na.n_cols]).astype(np.int64)):
-                if v > 0:
-                    servers_by.setdefault(p, {})[h] = servers_by.get(p, {}).get(h, 0) + int(v)
-        loads_of_cfg: dict[int, list[tuple[str, float]]] = {}
-        served_by: dict[str, dict[str, float]] = {}
-        for k, c, zz in zip(na.arc_k, na.arc_class, z):
-            if zz > 0:
-                loads_of_cfg.setdefault(int(k), []).append((c, float(zz)))
-        pool_of_cfg = {int(k): p for k, p in zip(na.pc_k, na.pc_pool)}
-        for k, lst in loads_of_cfg.items():
-            for c, zz in lst:
-                p = pool_of_cfg[k]
-                served_by.setdefault(p, {})[c] = served_by.get(p, {}).get(c, 0.0) + zz
-        out = []
-        for p in self.classes:
-            ks = used[na.pc_pool[used] == p]
-            if ks.size == 0:
-                continue
-            total = sum(served_by.get(p, {}).values())
-            groups = []
-            for i in ks:
-                cnt = int(count[i])
-                per = {c: zz * share[i] / cnt for c, zz in loads_of_cfg.get(int(na.pc_k[i]), []) if zz * share[i] > 0}
-                groups.append(InstanceGroup(
-                    hardware=na.pc_hw[i], tp=int(na.pc_tp[i]), freq_mhz=int(na.pc_freq[i]), count=cnt,
-                    load_rps_per_instance=per, load_share=sum(per.values()) * cnt / total if total > 0 else 0.0,
-                    utilisation=float(util[i]), power_w_per_instance=float(p_inst[i]),
-                    power_w=float(p_inst[i]) * cnt, energy_j=float(p_inst[i]) * cnt * epoch_s,
-                    slo_margin=1.0 - float(util[i])))
-            groups = tuple(groups)
-            servers = servers_by.get(p, {})
-            gpus_used: dict[str, int] = {}
-            for g in groups:
-                gpus_used[g.hardware] = gpus_used.get(g.hardware, 0) + g.gpus
-            idle = {h: n * self.hardware[h].gpus_per_server - gpus_used.get(h, 0) for h, n in servers.items()}
-            idle_w = float(sum(n * self.hardware[h].idle_power_w for h, n in idle.items()))
-            power = sum(g.power_w for g in groups) + idle_w
-            out.append(PoolPlan(pool=p, servers=servers, groups=groups,
-                                served_rps={c: v for c, v in served_by.get(p, {}).items() if v > 1e-12},
-                                idle_gpus=idle, idle_power_w=idle_w, power_w=power, energy_j=power * epoch_s,
-                                report=reports.get(p)))
-        return out
 
     # ------------------------------------------------------------------ cluster / hierarchy
     @checked
@@ -371,7 +271,7 @@ class Planner:
         else:
             self._diagnosis.explain_failure(demand, report)
             check_solution(x, report, "cluster level")
-            servers, routed = cluster_f.allotment(cm.na, x)
+            servers, routed = cm.read(self, x, self.options.cluster_epoch_s, {})
         routing: dict[str, dict[str, float]] = {}
         for p, loads in routed.items():
             for c, v in loads.items():
@@ -474,24 +374,19 @@ class Planner:
         self._diagnosis.explain_failure(demand, report)
         check_solution(x, report, "monolithic")
         na = cm.na
-        pools = self._pool_plans(na, x, self.options.pool_epoch_s, {})
+        pools = cm.read(self, x, self.options.pool_epoch_s, {})
         unserved = {}
         if na.u_cols is not None:
             unserved = {c: float(v) for c, v in zip(na.demand_classes, np.maximum(x[na.u_cols], 0.0))}
         return self._assemble("monolithic", f, pools, unserved, None, [report], t0, floor_notes)
 
     def _assemble(self, mode, f, pools, unserved, creport, reports, t0, notes=()) -> Plan:
-        servers: dict[str, int] = {}
-        gpus: dict[str, int] = {}
+        servers, gpus, power = plan_totals(pools)
         err = 0.0
         cfg_err = self.segments.groupby(["hardware", "tp", "freq_mhz", "request_class"])["segment_error_w"].max()
         for pp in pools:
-            for h, n in pp.servers.items():
-                servers[h] = servers.get(h, 0) + n
             for g in pp.groups:
-                gpus[g.hardware] = gpus.get(g.hardware, 0) + g.gpus
                 err += g.count * float(cfg_err.get((g.hardware, g.tp, g.freq_mhz, pp.pool), 0.0))
-        power = float(sum(pp.power_w for pp in pools))
         epoch = self.options.pool_epoch_s
         all_reports = [r for r in ([creport] if creport else []) + list(reports) if r is not None]
         unserved = {c: v for c, v in unserved.items() if v > 1e-6}
@@ -586,11 +481,13 @@ def _running_servers(state) -> dict[str, int]:
 class _CachedModel:
     """A built model, its arrays and solution index, and what building it cost."""
 
-    __slots__ = ("model", "arrays", "na", "build_time_s", "first_piece", "net", "transitions", "load_shift",
-                 "load_shift_built", "session")
+    __slots__ = ("model", "arrays", "na", "build_time_s", "formulation", "first_piece", "net", "transitions",
+                 "load_shift", "load_shift_built", "session")
 
-    def __init__(self, model, arrays: ModelArrays, na: nw.NetArrays, build_time_s: float) -> None:
+    def __init__(self, model, arrays: ModelArrays, na: nw.NetArrays, build_time_s: float,
+                 formulation: Formulation) -> None:
         self.model = model
+        self.formulation = formulation
         self.arrays = arrays
         self.na = na
         self.build_time_s = build_time_s
@@ -603,6 +500,10 @@ class _CachedModel:
         self.load_shift = np.zeros(0)
         self.load_shift_built = 0.0
         self.session = None  # dynaplan.solvers.open_session, opened on the first solve
+
+    def read(self, planner: "Planner", x: np.ndarray, epoch_s: float, reports: Mapping[str, SolveReport | None]):
+        """The formulation's typed result of solution ``x`` (:class:`~dynaplan.planning.registry.Formulation`)."""
+        return self.formulation.read(planner, self.na, x, epoch_s, reports)
 
 
 def _combine(reports: list[SolveReport], backend: Backend, objective: float | None = None,

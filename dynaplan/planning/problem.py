@@ -56,7 +56,6 @@ class PlannerOptions(InputModel):
 
     cluster_epoch_s: float = Field(default=1800.0, gt=0, le=MAX_DURATION_S, description="Cluster-level period (s).")
     pool_epoch_s: float = Field(default=300.0, gt=0, le=MAX_DURATION_S, description="Pool-level period (s).")
-    instance_epoch_s: float = Field(default=5.0, gt=0, le=MAX_DURATION_S, description="Instance-level period (s).")
     spill: str = Field(
         default="next",
         description="Which pools may take a class's load: 'none' (own pool only), 'next' (own and "
@@ -80,19 +79,18 @@ class PlannerOptions(InputModel):
         description="Epoch over which a transition's energy is spread when planning from a state (s); "
         "None: the pool epoch. Longer means stronger hysteresis.",
     )
+    # Why these defaults, with the measurements behind them: benchmarks/RESULTS.md (target b) for
+    # the cluster gap, benchmarks/pool_exactness.py for the pool gap.
     cluster_mip_rel_gap: float | None = Field(
         default=1e-3, ge=0,
         description="Relative MIP gap of the cluster level (fraction); None: SolveOptions.mip_rel_gap. "
         "The cluster objective (whole-server recipes, chords) is an estimate the pool level "
-        "re-optimises inside the allotment, so proving it to 0.01% buys nothing: at 12,500 servers "
-        "1e-3 instead of 1e-4 cut the hierarchy's p95 from 312 to 114 ms and moved the plans' "
-        "energy by at most 0.026% (benchmarks/RESULTS.md, target b).",
+        "re-optimises inside the allotment, so a tighter gap here buys little.",
     )
     pool_mip_rel_gap: float | None = Field(
         default=1e-7, ge=0,
         description="Relative MIP gap of the pool level (fraction); None: SolveOptions.mip_rel_gap. The "
-        "pool models are small (tens of pieces), so proving their exact optimum to 1e-7 costs little "
-        "and the pool's power is within 1e-6 of the profile's optimum (benchmarks/pool_exactness.py).",
+        "pool models are small (tens of pieces), so their optimum is proven almost exactly.",
     )
     unserved_penalty_w_per_rps: float = Field(
         default=1e6, gt=0, le=1e12, description="Best-effort penalty per unserved req/s, in objective units (W)."
@@ -140,7 +138,7 @@ def operating_points(profile: Profile, slos: SLOTable, prune_dominated: bool = T
 
 
 def power_segments(profile: Profile, ops: pd.DataFrame, n_segments: int | None = None) -> pd.DataFrame:
-    """Piecewise-linear power in utilisation for every operating point (pool.segments).
+    """Piecewise-linear power in utilisation for every operating point (pool.md, "Load representation").
 
     Breakpoints are profile load points up to ``l^max``: all of them when ``n_segments`` is None
     (the profile's own interpolation, exact), else the lightest, ``l^max`` and points spread

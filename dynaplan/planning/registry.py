@@ -1,9 +1,10 @@
 """The planner's formulations, chosen by a typed key instead of by name.
 
 Each :class:`ModelKind` names one model the planner builds and caches; :data:`FORMULATIONS`
-holds, per kind, how to build it from the planner's inputs and what it is (whole-server recipes
-or instances per piece, one model per pool or one for the cluster, with or without transition
-terms). Adding a formulation is one enum member and one registry entry.
+holds, per kind, how to build it from the planner's inputs, how to read its solution back into
+typed results, and what it is (whole-server recipes or instances per piece, one model per pool
+or one for the cluster, with or without transition terms). Adding a formulation is one enum
+member and one registry entry.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from types import MappingProxyType
 from dynaplan.formulations import cluster as cluster_f
 from dynaplan.formulations import monolithic as mono_f
 from dynaplan.formulations import pool as pool_f
+from dynaplan.planning.decode import pool_plans
 
 
 class ModelKind(str, Enum):
@@ -30,11 +32,15 @@ class ModelKind(str, Enum):
 
 @dataclass(frozen=True)
 class Formulation:
-    """How to build one kind of model: ``build(planner, pool, transition_prices)`` returns
-    ``(model, network, blocks)``; ``recipe``: its count variables are whole servers (``s``);
-    ``per_pool``: one model per pool; ``transitions``: it prices changes from a current state."""
+    """One kind of model: ``build(planner, pool, transition_prices)`` returns ``(model, network,
+    blocks)`` (nothing solved); ``read(planner, net_arrays, x, epoch_s, reports)`` turns a
+    solution ``x`` into the kind's typed result (pool-network models: a list of
+    :class:`~dynaplan.planning.plan.PoolPlan`; recipe models: servers and routed load by pool);
+    ``recipe``: its count variables are whole servers (``s``); ``per_pool``: one model per pool;
+    ``transitions``: it prices changes from a current state."""
 
     build: Callable
+    read: Callable
     recipe: bool = False
     per_pool: bool = False
     transitions: bool = False
@@ -56,10 +62,18 @@ def _monolithic(pl, pool, prices):
                         pl.hardware, pl.classes, pl._penalty)
 
 
+def _read_pools(pl, na, x, epoch_s, reports):
+    return pool_plans(na, x, pl.profile, pl.hardware, pl.classes, epoch_s, reports)
+
+
+def _read_allotment(pl, na, x, epoch_s, reports):
+    return cluster_f.allotment(na, x)
+
+
 FORMULATIONS: Mapping[ModelKind, Formulation] = MappingProxyType({
-    ModelKind.POOL: Formulation(_pool, per_pool=True),
-    ModelKind.POOL_TRANSITIONS: Formulation(_pool, per_pool=True, transitions=True),
-    ModelKind.CLUSTER: Formulation(_cluster, recipe=True),
-    ModelKind.CLUSTER_TRANSITIONS: Formulation(_cluster, recipe=True, transitions=True),
-    ModelKind.MONOLITHIC: Formulation(_monolithic),
+    ModelKind.POOL: Formulation(_pool, _read_pools, per_pool=True),
+    ModelKind.POOL_TRANSITIONS: Formulation(_pool, _read_pools, per_pool=True, transitions=True),
+    ModelKind.CLUSTER: Formulation(_cluster, _read_allotment, recipe=True),
+    ModelKind.CLUSTER_TRANSITIONS: Formulation(_cluster, _read_allotment, recipe=True, transitions=True),
+    ModelKind.MONOLITHIC: Formulation(_monolithic, _read_pools),
 })

@@ -6,7 +6,9 @@
 * :mod:`.placement` — the plan's instances on concrete servers and GPU blocks (CP-SAT, through
   :mod:`dynaplan.solvers`);
 * :mod:`.diff` — :func:`diff`: the ordered, timed, make-before-break actions and any dips;
-* :mod:`.apply` — :func:`apply` the actions to a state, one at a time or all at once.
+* :mod:`.apply` — :func:`apply` the actions to a state, one at a time or all at once;
+* :mod:`.actions` — the typed actions, dips and summaries a diff returns; :mod:`.capacity` —
+  :class:`CapacityModel`, a pool's capacity under SLO at every step of a change.
 
 See ``docs/reconfiguration.md`` and ``formulations/placement.md``.
 """

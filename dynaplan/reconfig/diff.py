@@ -623,12 +623,12 @@ def _assign_loads(sched: _Scheduler, state: ClusterState, final: dict[str, Place
         for p in (a.pool_from, a.pool_to):
             if p:
                 done_at[p] = max(done_at.get(p, sched.t0), a.end_s)
+    moved = {a.instance for a in sched.actions if a.pool_from != a.pool_to and a.kind != "start"}
+    current = {iid: ({} if settled.get(iid) is None or iid in moved else settled[iid].load_rps) for iid in final}
+    final = _keep_current_loads(final, current)
     todo = []
     for iid, pi in final.items():
-        cur = settled.get(iid)
-        moved = any(a.instance == iid and a.pool_from != a.pool_to and a.kind != "start" for a in sched.actions)
-        now = {} if cur is None or moved else cur.load_rps
-        if _same_load(now, pi.load_rps):
+        if _same_load(current[iid], pi.load_rps):
             continue
         todo.append((done_at.get(pi.pool, sched.t0), pi.pool, iid, pi))
     for t, pool, iid, pi in sorted(todo, key=lambda x: (x[0], x[1], x[2])):
@@ -638,6 +638,31 @@ def _assign_loads(sched: _Scheduler, state: ClusterState, final: dict[str, Place
             start_s=t, end_s=t, pool_from=pool, pool_to=pool, tp_from=pi.tp, tp_to=pi.tp, gpus_from=pi.gpus,
             gpus_to=pi.gpus, freq_from_mhz=pi.freq_mhz, freq_to_mhz=pi.freq_mhz, load_rps=dict(pi.load_rps),
             cost=assign_cost(c), reason=f"pool {pool} at its target: the plan's load split"))
+
+
+def _keep_current_loads(final: dict[str, PlacedInstance], current: dict[str, dict]) -> dict[str, PlacedInstance]:
+    """The plan's loads re-dealt among interchangeable target instances (same pool, hardware, TP and
+    clock), so that an instance already carrying one of its group's target loads keeps it: which
+    of two identical instances takes which share of the pool's load is the plan's arbitrary
+    choice, and reassigning it is not a change to make."""
+    groups: dict[tuple, list[str]] = {}
+    for iid, pi in final.items():
+        groups.setdefault((pi.pool, pi.hardware, pi.tp, pi.freq_mhz), []).append(iid)
+    out = dict(final)
+    for ids in groups.values():
+        if len(ids) < 2:
+            continue
+        loads = [final[i].load_rps for i in ids]
+        dealt: dict[str, dict] = {}
+        for iid in ids:  # first, every instance whose current load is one of the targets keeps it
+            k = next((n for n, ld in enumerate(loads) if _same_load(current[iid], ld)), None)
+            if k is not None:
+                dealt[iid] = loads.pop(k)
+        for iid in ids:  # the rest take the remaining targets in order
+            if iid not in dealt:
+                dealt[iid] = loads.pop(0)
+        out.update({iid: final[iid].model_copy(update={"load_rps": dict(dealt[iid])}) for iid in ids})
+    return out
 
 
 def _same_load(a: dict, b: dict) -> bool:

@@ -89,7 +89,7 @@ def restricted_profile(profile: Profile, *, hardware: str, freq_mhz: int | None 
 def planner_for(ctx: ReplayContext, profile: Profile | None = None, *, spill: str = "next",
                 inventory: Mapping[str, int] | None = None) -> Planner:
     opts = PlannerOptions(best_effort=True, spill=spill, cluster_epoch_s=ctx.cluster_epoch_s,
-                          pool_epoch_s=ctx.pool_epoch_s, instance_epoch_s=ctx.window_s)
+                          pool_epoch_s=ctx.pool_epoch_s)
     return Planner(profile or ctx.profile, dict(inventory or ctx.inventory), ctx.slos, options=opts,
                    transition_costs=ctx.transition_costs, model=ctx.model)
 

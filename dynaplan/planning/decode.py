@@ -1,0 +1,98 @@
+"""Reading a pool-network solution back into typed results (:class:`PoolPlan`, :class:`InstanceGroup`).
+
+The pool, pool+transitions and monolithic formulations (``formulations/pool.md``,
+``formulations/monolithic.md``) share the variables of :mod:`dynaplan.formulations.network`;
+:func:`pool_plans` reads a solution ``x`` of any of them through its
+:class:`~dynaplan.formulations.network.NetArrays` index. It lives in the planning layer because
+the types it builds do; the registry (:mod:`dynaplan.planning.registry`) pairs it with the
+formulations' ``build``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from dynaplan.domain.hardware import HardwareType
+from dynaplan.formulations.network import NetArrays
+from dynaplan.planning.plan import InstanceGroup, PoolPlan, pool_totals
+from dynaplan.profiles.profile import Profile
+from dynaplan.solvers.result import SolveReport
+
+
+def pool_plans(na: NetArrays, x: np.ndarray, profile: Profile, hardware: Mapping[str, HardwareType],
+               pools: Iterable[str], epoch_s: float, reports: Mapping[str, SolveReport | None]) -> list[PoolPlan]:
+    """One :class:`PoolPlan` per pool of ``pools`` (in that order) that has instances in ``x``.
+
+    Instances of a configuration share its load equally; an instance's power is the profile's
+    (:meth:`Profile.mixed_power_w`: each served class's curve at the instance's utilisation,
+    weighted by the class's share of it), not the piecewise-linear model of the MILP. Idle GPUs
+    and the pool's power are :func:`~dynaplan.planning.plan.pool_totals`'. ``reports``: the
+    solve report of each pool, if any; ``epoch_s``: the epoch the energy figures cover (s).
+    """
+    count = np.rint(x[na.n_cols]).astype(np.int64) * na.pc_mult  # instances per (config, piece)
+    w = np.maximum(x[na.w_cols], 0.0)
+    n_cfg = int(na.pc_k.max()) + 1 if na.pc_k.size else 0
+    w_cfg = np.bincount(na.pc_k, weights=w, minlength=n_cfg)
+    share = np.where(w_cfg[na.pc_k] > 1e-12, w / np.where(w_cfg[na.pc_k] > 1e-12, w_cfg[na.pc_k], 1.0), 0.0)
+    z = np.maximum(x[na.z_cols], 0.0)
+    z[z < 1e-9] = 0.0
+    # the utilisation the load really needs (w may carry slack on CP-SAT's grid), split by w
+    u_cfg = np.bincount(na.arc_k, weights=z / na.arc_lmax, minlength=n_cfg)
+    util = np.where(count > 0, share * u_cfg[na.pc_k] / np.maximum(count, 1), 0.0)
+    used = np.flatnonzero(count > 0)
+    p_inst = np.zeros(len(count))
+    if used.size:  # every (used piece, class routed to its configuration) pair; arcs are sorted by k
+        lo = np.searchsorted(na.arc_k, na.pc_k[used], side="left")
+        lens = np.searchsorted(na.arc_k, na.pc_k[used], side="right") - lo
+        pair_inst = np.repeat(np.arange(used.size), lens)
+        pair_arc = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(lo, lens)
+        pair_load = z[pair_arc] * (share[used] / count[used])[pair_inst]
+        p_inst[used] = profile.mixed_power_w(pair_inst, na.arc_gid[pair_arc], na.arc_lmax[pair_arc],
+                                             pair_load, na.pc_gid[used])
+    servers_by: dict[str, dict[str, int]] = {}
+    if na.y_cols is not None:
+        for p, h, v in zip(na.hp_pool, na.hp_hw, np.rint(x[na.y_cols]).astype(np.int64)):
+            if v > 0:
+                servers_by.setdefault(p, {})[h] = servers_by.get(p, {}).get(h, 0) + int(v)
+    else:  # recipes: servers are the recipe counts
+        for p, h, v in zip(na.pc_pool, na.pc_hw, np.rint(x[na.n_cols]).astype(np.int64)):
+            if v > 0:
+                servers_by.setdefault(p, {})[h] = servers_by.get(p, {}).get(h, 0) + int(v)
+    loads_of_cfg: dict[int, list[tuple[str, float]]] = {}
+    served_by: dict[str, dict[str, float]] = {}
+    for k, c, zz in zip(na.arc_k, na.arc_class, z):
+        if zz > 0:
+            loads_of_cfg.setdefault(int(k), []).append((c, float(zz)))
+    pool_of_cfg = {int(k): p for k, p in zip(na.pc_k, na.pc_pool)}
+    for k, lst in loads_of_cfg.items():
+        for c, zz in lst:
+            p = pool_of_cfg[k]
+            served_by.setdefault(p, {})[c] = served_by.get(p, {}).get(c, 0.0) + zz
+    gpus_per_server = {h: hw.gpus_per_server for h, hw in hardware.items()}
+    idle_power_w = {h: hw.idle_power_w for h, hw in hardware.items()}
+    out = []
+    for p in pools:
+        ks = used[na.pc_pool[used] == p]
+        if ks.size == 0:
+            continue
+        total = sum(served_by.get(p, {}).values())
+        groups = []
+        for i in ks:
+            cnt = int(count[i])
+            per = {c: zz * share[i] / cnt for c, zz in loads_of_cfg.get(int(na.pc_k[i]), []) if zz * share[i] > 0}
+            groups.append(InstanceGroup(
+                hardware=na.pc_hw[i], tp=int(na.pc_tp[i]), freq_mhz=int(na.pc_freq[i]), count=cnt,
+                load_rps_per_instance=per, load_share=sum(per.values()) * cnt / total if total > 0 else 0.0,
+                utilisation=float(util[i]), power_w_per_instance=float(p_inst[i]),
+                power_w=float(p_inst[i]) * cnt, energy_j=float(p_inst[i]) * cnt * epoch_s,
+                slo_margin=1.0 - float(util[i])))
+        groups = tuple(groups)
+        servers = servers_by.get(p, {})
+        idle, idle_w, power = pool_totals(groups, servers, gpus_per_server, idle_power_w)
+        out.append(PoolPlan(pool=p, servers=servers, groups=groups,
+                            served_rps={c: v for c, v in served_by.get(p, {}).items() if v > 1e-12},
+                            idle_gpus=idle, idle_power_w=idle_w, power_w=power, energy_j=power * epoch_s,
+                            report=reports.get(p)))
+    return out

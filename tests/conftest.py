@@ -1,0 +1,18 @@
+"""Test-suite settings shared by every test module.
+
+Hypothesis profiles: ``ci`` (the default) draws the same examples on every run
+(``derandomize=True``), so a run of the suite on a fresh checkout is reproducible and a property
+that fails does so for everyone; ``explore`` draws fresh random examples on every run, to hunt
+for new counterexamples: ``python -m pytest --hypothesis-profile=explore``. A
+counterexample found by exploring becomes a regression test (an ``@example`` or a plain test).
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
