@@ -2,14 +2,17 @@
 classes on the default profile, and Mélange-format instances against Mélange's own model on
 PuLP + CBC in the same process.
 
-Rows of ``capacity.csv``: ``part`` (horizon | hardware | melange), the size, ``solve_s`` (median
-wall of ``plan_capacity`` over the repeats, build included), ``status, objective, bound, gap``.
-Mélange rows add ``cbc_s`` (median wall of building and solving Mélange's binary-assignment model
-with PuLP's CBC), ``cbc_status``, ``cbc_objective`` and ``speedup`` = cbc_s / solve_s. The
-instances are synthetic at paper scale: 4 GPU types with costs of the Mélange paper's GPUs (L4,
-A10G, A100, H100 per hour), per-bucket throughputs decreasing with the bucket's input and output
-sizes, random per-GPU factors (seeded), 6x6 and 10x10 buckets, 1..1000 req/s, slice factors
-1..16. Without ``pulp`` installed the Mélange comparison is skipped (our solve still runs).
+Rows of ``capacity.csv``: ``part`` (horizon | hardware | classes | melange), the size,
+``solve_s`` (median wall of ``plan_capacity`` over the repeats, build included), ``status,
+objective, bound, gap``. ``classes`` keeps the load of the first k classes of the 24-period,
+3-type problem. Mélange rows add ``cbc_s`` (wall of building and solving Mélange's
+binary-assignment model with PuLP's CBC once, time-limited: 60 s, 10 s quick), ``cbc_status``,
+``cbc_objective``, ``cbc_time_limited``, ``cbc_above_optimum`` (CBC's answer costs more than our
+proven optimum) and ``speedup`` = cbc_s / solve_s. The instances are synthetic at paper scale: 4
+GPU types with costs of the Mélange paper's GPUs (L4, A10G, A100, H100 per hour), per-bucket
+throughputs decreasing with the bucket's input and output sizes, random per-GPU factors (seeded),
+6x6 and 10x10 buckets, 1..1000 req/s, slice factors 1..16. Without ``pulp`` installed the Mélange
+comparison is skipped (our solve still runs).
 """
 
 from __future__ import annotations
