@@ -107,7 +107,7 @@ def _plan(problem: CapacityProblem, *, time_limit_s: float, mip_rel_gap: float, 
     coupled = problem.energy_cap_kwh is not None or problem.carbon_cap_kg is not None
     if _shareable(problem) and method == "auto":
         return _share(problem, opts)
-    if method == "monolithic" or (method == "auto" and (coupled or problem.n_periods == 1)):
+    if method == "monolithic" or (method == "auto" and coupled):
         idx, sol, build_s = _build_and_solve(build_capacity_model, problem, opts)
         return extract_plan(problem, idx, sol.x, sol.report.with_build_time(build_s), opts.mip_rel_gap)
     if coupled:
@@ -137,7 +137,8 @@ def _share(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
     """Mélange-shaped problems through the load-free model (capacity.md, "Mélange configs").
     When every price is a whole number of cents (or of 10^-k USD, k <= 4), every fleet's cost is
     on that lattice: the model is solved in those units with an absolute gap under one unit and
-    the bound rounded up to the lattice, which proves the exact optimum (capacity.md, (M1))."""
+    the bound rounded up to the lattice, which proves the exact optimum (capacity.md, (M1)); the
+    sliced model carries the divisible optimum as a lower bound on its fleet cost ((M2))."""
     t0 = time.perf_counter()
     model, ix = build_share_model(p)
     arrays = model.arrays()
@@ -146,19 +147,17 @@ def _share(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
     if scale is None:
         sol = solve_arrays(arrays, opts)
     else:
-        scaled = replace(arrays, cost=np.rint(arrays.cost * scale))
-        h = _make_highs(opts.model_copy(update={"mip_rel_gap": 0.0}))
-        h.setOptionValue("mip_abs_gap", 1.0 - 1e-6)
-        _pass(h, scaled)
-        t1 = time.perf_counter()
-        h.run()
-        sol = _report(h, scaled, time.perf_counter() - t1)
-        r = sol.report
-        if r.has_solution:
-            obj = r.objective / scale
-            bound = None if r.bound is None else min(np.ceil(r.bound - 1e-6) / scale, obj)
-            sol = sol.model_copy(update={"report": r.model_copy(update={
-                "objective": obj, "bound": bound, "gap": relative_gap(obj, bound)})})
+        if p.assignment == "sliced":
+            # (M2) the divisible optimum is a lower bound of the sliced one: a row on the fleet cost
+            div_model, _ = build_share_model(p.model_copy(update={"assignment": "divisible"}))
+            div = _lattice_solve(div_model.arrays(), scale, opts)
+            if div.report.bound is not None:
+                H = len(p.offers)
+                model.add_constraints("cap.divisible_bound", ["cost"], np.zeros(H, dtype=np.int64),
+                                      ix["fleet"].start + np.arange(H), arrays.cost[ix["fleet"]],
+                                      lo=float(div.report.bound) - 0.5 / scale)  # half a unit: exact-safe
+                arrays = model.arrays()
+        sol = _lattice_solve(arrays, scale, opts)
     _raise_unsolved(p, sol.report)
     full, idx = build_capacity_model(p)
     x = np.zeros(full.n_cols)
@@ -172,6 +171,25 @@ def _share(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
         x[idx.instances.start + i] = load / kap
         x[idx.groups.start + idx.group_of[i]] += load / kap
     return extract_plan(p, idx, x, sol.report.with_build_time(build_s), opts.mip_rel_gap)
+
+
+def _lattice_solve(arrays, scale: float, opts: SolveOptions) -> Solution:
+    """(M1) Solve with costs in units of 1/scale USD, an absolute gap under one unit, and the bound
+    rounded up to the lattice (every fleet's cost is on it); objective and bound back in USD."""
+    scaled = replace(arrays, cost=np.rint(arrays.cost * scale))
+    h = _make_highs(opts.model_copy(update={"mip_rel_gap": 0.0}))
+    h.setOptionValue("mip_abs_gap", 1.0 - 1e-6)
+    _pass(h, scaled)
+    t1 = time.perf_counter()
+    h.run()
+    sol = _report(h, scaled, time.perf_counter() - t1)
+    r = sol.report
+    if not r.has_solution:
+        return sol
+    obj = r.objective / scale
+    bound = None if r.bound is None else min(np.ceil(r.bound - 1e-6) / scale, obj)
+    return sol.model_copy(update={"report": r.model_copy(update={
+        "objective": obj, "bound": bound, "gap": relative_gap(obj, bound)})})
 
 
 def _cost_lattice(cost: np.ndarray) -> float | None:
