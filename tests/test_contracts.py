@@ -118,6 +118,47 @@ def test_rule_labels_without_a_model_are_cited_by_their_code():
         assert f"({label})" in src, f"instance.md label {label!r} is not cited in formulations/instance.py"
 
 
+# ------------------------------------------------------------------------------------ layers
+# Lower layers never import upper ones (docs/architecture.md, "Layers"); a package may import
+# any package of a lower rank.
+LAYERS = {"errors": 0, "validation": 1, "limits": 1, "domain": 2, "solvers": 2, "profiles": 3, "workload": 3,
+          "formulations": 4, "planning": 5, "reconfig": 6, "replay": 6, "capacity": 6, "sweep": 7,
+          "cli": 8, "testing": 8, "__main__": 8, "__init__": 8}
+# Modules that sit below their package: the capacity planner's validated inputs are the problem
+# layer its formulation is built from (formulations/capacity.py reads a CapacityProblem).
+MODULE_LAYERS = {"dynaplan.capacity.problem": 1}
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    out = set()
+    for n in ast.walk(ast.parse(path.read_text())):
+        if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("dynaplan."):
+            out.add(n.module)
+        elif isinstance(n, ast.Import):
+            out |= {a.name for a in n.names if a.name.startswith("dynaplan.")}
+    return out
+
+
+def _layer(module: str) -> int:
+    for m, rank in MODULE_LAYERS.items():
+        if module == m or module.startswith(m + "."):
+            return rank
+    return LAYERS[module.split(".")[1]]
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    pkg = Path(__file__).resolve().parents[1] / "dynaplan"
+    upward = []
+    for path in pkg.rglob("*.py"):
+        module = "dynaplan." + ".".join(path.relative_to(pkg).with_suffix("").parts)
+        assert module.split(".")[1] in LAYERS, f"{module}: a package with no layer in LAYERS"
+        upward += [f"{module} -> {m}" for m in _imports(path)
+                   if m.split(".")[1] != module.split(".")[1] and _layer(m) > _layer(module)]
+    assert not upward, upward
+
+
 # ------------------------------------------------------------------------------------ benchmarks
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -43,7 +43,10 @@ def test_golden_plan(name):
     # global bound (planning/bounds.py) is, so plan cases store their honest status
     assert got["status"] == want["status"]
     if stored["case"]["call"] == "plan_pool":
-        assert got["status"] == "optimal"
+        # a pool serving a spilled class has no proven bound on the profile's problem
+        # (formulations/pool.md, "Mixed pools: what the report claims"): feasible, never optimal
+        spill = any(c != stored["case"]["pool"] for c in stored["case"]["loads_rps"])
+        assert got["status"] == ("feasible" if spill else "optimal")
     else:
         assert got["status"] in ("optimal", "feasible")
     assert got["power_w"] == pytest.approx(want["power_w"], rel=1e-6)

@@ -48,3 +48,25 @@ def test_diagnosis_module_gives_the_planners_reasons(planner):
     with pytest.raises(InfeasibleError, match="needs at least"):
         planner.plan({"LL": 1e6})
     assert diagnosis.fewest_pools(["SS", "MS"], {"SS": ["SS"], "MS": ["MS"]}, limit=1) == 2
+
+
+def test_every_formulation_reads_its_solution_back_into_typed_results(planner):
+    """Each registry entry pairs ``build`` with ``read``: a solution of every kind comes back as
+    that kind's typed result (pool plans, or servers and routed load per pool), serving the demand."""
+    from dynaplan.planning.plan import PoolPlan
+
+    demand = {"SS": 3.0}
+    for kind in ModelKind:
+        form = FORMULATIONS[kind]
+        cm = planner._model(kind, "SS" if form.per_pool else None)
+        x, report = planner._solve_cached(cm, demand, {"h100-80gb": 2} if form.per_pool else None)
+        assert report.has_solution, (kind, report)
+        out = cm.read(planner, x, 300.0, {})
+        if form.recipe:
+            servers, routed = out
+            assert sum(sum(s.values()) for s in servers.values()) >= 1, kind
+            assert sum(r.get("SS", 0.0) for r in routed.values()) == pytest.approx(3.0), kind
+        else:
+            assert out and all(isinstance(pp, PoolPlan) for pp in out), kind
+            assert sum(pp.served_rps.get("SS", 0.0) for pp in out) == pytest.approx(3.0), kind
+            assert all(pp.energy_j == pytest.approx(pp.power_w * 300.0) for pp in out), kind

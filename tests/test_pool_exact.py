@@ -88,10 +88,11 @@ def test_no_approximation_error_with_every_load_point(default_profile):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prof=profiles(), pool=st.sampled_from(["SS", "SM", "ML", "LL"]), servers=st.integers(1, 2),
-       frac=st.floats(0.002, 1.0))
-def test_random_profiles_pools_are_exact(prof, pool, servers, frac):
+       frac=st.floats(0.002, 1.0), dp=st.booleans())
+def test_random_profiles_pools_are_exact(prof, pool, servers, frac, dp):
     """Hypothesis: random synthetic profiles, pools and loads; plan_pool within 1e-6 of the
-    reference, never below it; infeasible exactly when the reference finds no plan."""
+    reference, never below it; infeasible exactly when the reference finds no plan; by the pool
+    DP (the default) and by the pool MILP (``pool_dp=False``)."""
     hw = prof.hardware[HW]
     slo = DEFAULT_SLOS[pool]
     t = prof.table
@@ -102,11 +103,12 @@ def test_random_profiles_pools_are_exact(prof, pool, servers, frac):
                          slo.ttft_ms, slo.tbt_ms, load, servers)
     s = {HW: servers}
     try:
-        pp = Planner(prof, s, DEFAULT_SLOS).plan_pool(pool, {pool: load}, s)
+        pp = Planner(prof, s, DEFAULT_SLOS, options=PlannerOptions(pool_dp=dp)).plan_pool(pool, {pool: load}, s)
     except InfeasibleError:
         assert not np.isfinite(ref)
         return
     assert np.isfinite(ref)
+    assert (pp.report.backend is None) == dp  # the DP answered exactly when asked to
     assert_exact(pp, ref)
 
 
@@ -123,3 +125,37 @@ def test_cpsat_keeps_full_load_plans(default_profile, pool, load):
     assert r.bound <= ref * (1 + 1e-9)
     assert r.status in (Status.OPTIMAL, Status.FEASIBLE)
     assert r.gap == pytest.approx((r.objective - r.bound) / r.objective, abs=1e-9)
+
+
+def _full_load_cases():
+    """Loads at which the best plans run instances exactly at their SLO capacity: one instance, and
+    every GPU of the server held at that capacity, of a few configurations (from the table alone)."""
+    from reference_solver import class_curves
+    prof = Profile.default()
+    out = []
+    for pool in ("SM", "MS", "LL"):
+        slo = DEFAULT_SLOS[pool]
+        curves = class_curves(prof.table, prof.models[0], HW, pool, slo.ttft_ms, slo.tbt_ms)
+        tp, f, loads, _ = max(curves, key=lambda c: (c[2][-1], -c[0]))  # highest SLO capacity
+        out.append((pool, float(loads[-1]), f"{pool} one TP{tp}@{f} at lmax"))
+        out.append((pool, float(loads[-1]) * (8 // tp), f"{pool} {8 // tp} x TP{tp}@{f} at lmax"))
+    return out
+
+
+@pytest.mark.parametrize("pool, load, what", _full_load_cases(), ids=lambda v: v if isinstance(v, str) else "")
+def test_cpsat_within_its_tolerance_at_full_load(default_profile, pool, load, what):
+    """CP-SAT (MILP path: the DP serves HiGHS only) at loads that put instances exactly at their
+    SLO capacity: never below the exact optimum, within CPSAT_RTOL (2e-3, tests/test_planner_backends.py)
+    of it, a bound valid for the profile's problem and a gap that is (objective - bound) / objective."""
+    s = {HW: 1}
+    ref = reference(default_profile, pool, load, 1)
+    assume_finite = np.isfinite(ref)
+    assert assume_finite, what
+    pp = Planner(default_profile, s, DEFAULT_SLOS, backend="cpsat").plan_pool(pool, {pool: load}, s)
+    assert pp.report.backend.value == "cpsat"
+    assert ref * (1 - 1e-9) <= pp.power_w <= ref * (1 + 2e-3), what
+    r = pp.report
+    assert r.bound <= ref * (1 + 1e-9)
+    assert r.gap == pytest.approx((r.objective - r.bound) / r.objective, abs=1e-9)
+    if r.status is Status.OPTIMAL:
+        assert pp.power_w <= ref * (1 + 1e-4 + 1e-9)  # the default mip_rel_gap

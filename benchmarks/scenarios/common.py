@@ -59,7 +59,7 @@ def pool_plan_as_plan(pp: PoolPlan, loads_rps: dict[str, float], epoch_s: float 
 
 def check_plans(profile, slos, inventory, plan: Plan) -> tuple[bool, str]:
     """check_plan, a solved status and a finite objective."""
-    if plan.report.status.value not in ("optimal", "feasible"):
+    if not plan.report.has_solution:
         return False, f"plan status {plan.report.status.value}: {plan.report.message}"
     if plan.report.objective is None or not math.isfinite(plan.report.objective):
         return False, "plan objective not finite"

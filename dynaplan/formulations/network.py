@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dynaplan.domain.hardware import HardwareType
+from dynaplan.domain.transitions import TransitionCosts, amortised_cost
 from dynaplan.solvers.model import LinearModel
 
 CFG_COLS = ["pool", "hardware", "tp", "freq_mhz"]
@@ -302,6 +303,22 @@ class TransitionPrices:
     reshard_w_per_gpu: dict
     start_w_per_gpu: dict
     server_start_w: dict
+
+
+def transition_prices(costs: TransitionCosts, model: str, hardware: Mapping[str, HardwareType],
+                      pool_epoch_s: float, cluster_epoch_s: float) -> TransitionPrices:
+    """The :class:`TransitionPrices` of ``costs`` (:func:`dynaplan.domain.transitions.amortised_cost`):
+    re-clocks, re-shards (per GPU, to half the server's TP) and instance starts (per GPU) spread over
+    ``pool_epoch_s``; whole-server starts over ``cluster_epoch_s`` (s)."""
+    reclock, reshard, start, server = {}, {}, {}, {}
+    for name, hw in hardware.items():
+        g = hw.gpus_per_server
+        for tp in hw.tp_degrees():
+            reclock[(name, tp)] = amortised_cost(costs, "reclock", model, hw, tp, pool_epoch_s).power_w
+        reshard[name] = amortised_cost(costs, "reshard", model, hw, g, pool_epoch_s, to_tp=max(1, g // 2)).power_w / g
+        start[name] = amortised_cost(costs, "add", model, hw, g, pool_epoch_s).power_w / g
+        server[name] = amortised_cost(costs, "add", model, hw, g, cluster_epoch_s).power_w
+    return TransitionPrices(reclock, reshard, start, server)
 
 
 def define_transition_terms(m: LinearModel, net: Network, n) -> dict:

@@ -18,10 +18,14 @@ from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import InfeasibleError, NoSolutionError, ValidationError
 from dynaplan.formulations import instance as instance_f
 from dynaplan.formulations import network as nw
+from dynaplan.formulations import pool_dp
+from dynaplan.formulations.pool_dp import PoolDP
 from dynaplan.limits import FRAME_ROWS
+from dynaplan.planning import decode
 from dynaplan.planning.bounds import GlobalBound
 from dynaplan.planning.demand import LOAD_EPS_RPS, LOAD_FLOOR_RPS, CheckedForecast, check_demand
 from dynaplan.planning.demand import plannable as _plannable
+from dynaplan.planning.decode import unserved_rps
 from dynaplan.planning.diagnosis import Diagnosis, check_solution
 from dynaplan.planning.polish import polish
 from dynaplan.planning.registry import FORMULATIONS, Formulation, ModelKind
@@ -30,9 +34,9 @@ from dynaplan.planning.plan import Allotment, Plan, PlanningState, PoolPlan, che
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
                                        operating_points, power_segments, spill_targets)
 from dynaplan.profiles.profile import Profile
-from dynaplan.domain.transitions import TransitionCosts, amortised_cost
+from dynaplan.domain.transitions import TransitionCosts
 from dynaplan.solvers import (Backend, SolveOptions, SolveReport, Status, open_session, relative_gap, solve,
-                              worst_status)
+                              StopReason, worst_status)
 from dynaplan.solvers.model import ModelArrays
 from dynaplan.validation import checked, excerpt
 
@@ -89,6 +93,9 @@ class Planner:
         self.transition_costs = transition_costs or TransitionCosts()
         self._prices: nw.TransitionPrices | None = None
         self._models: dict = {}
+        # (pool, hardware): the exact pool DP (pool.md DP3) and each of its pieces' configuration
+        self._pool_dps: dict[tuple[str, str], tuple[PoolDP, np.ndarray, dict]] = {}
+        self._mix_dps: dict[tuple, tuple] = {}  # (pool, hardware, loaded classes): mixed pools' bound DP, pool.md DP6
         self._bound: GlobalBound | None = None  # planning/bounds.py, built on the first plan
         self.bound_time_s = 0.0  # seconds the last global bound took
         self._clock_chooser: instance_f.ClockChooser | None = None  # built once per (kind, pool); later calls only move bounds
@@ -173,18 +180,10 @@ class Planner:
         """Amortised prices of changes (W), from :attr:`transition_costs` over
         ``PlannerOptions.transition_amortisation_s`` (default: the pool epoch)."""
         if self._prices is None:
-            epoch = self.options.transition_amortisation_s or self.options.pool_epoch_s
-            c, model = self.transition_costs, self.model
-            reclock, reshard, start, server = {}, {}, {}, {}
-            for name, hw in self.hardware.items():
-                g = hw.gpus_per_server
-                for tp in hw.tp_degrees():
-                    reclock[(name, tp)] = amortised_cost(c, "reclock", model, hw, tp, epoch).power_w
-                reshard[name] = amortised_cost(c, "reshard", model, hw, g, epoch, to_tp=max(1, g // 2)).power_w / g
-                start[name] = amortised_cost(c, "add", model, hw, g, epoch).power_w / g
-                cluster_epoch = self.options.transition_amortisation_s or self.options.cluster_epoch_s
-                server[name] = amortised_cost(c, "add", model, hw, g, cluster_epoch).power_w
-            self._prices = nw.TransitionPrices(reclock, reshard, start, server)
+            o = self.options
+            self._prices = nw.transition_prices(self.transition_costs, self.model, self.hardware,
+                                                o.transition_amortisation_s or o.pool_epoch_s,
+                                                o.transition_amortisation_s or o.cluster_epoch_s)
         return self._prices
 
     def plan_pool(self, pool: str, loads_rps: Mapping[str, float], servers: Mapping[str, int],
@@ -198,7 +197,11 @@ class Planner:
         """
         if pool not in self.classes:
             raise ValidationError(f"unknown pool {pool!r}; pools are named by class: {list(self.classes)}")
-        return self._plan_pool(pool, check_demand(loads_rps, self.classes).demand_rps, servers, epoch_s, current)
+        loads = check_demand(loads_rps, self.classes).demand_rps
+        pp = self._plan_pool(pool, loads, servers, epoch_s, current)
+        if current is None and pp.report is not None and pp.report.bound is None and pp.report.has_solution:
+            pp = self._bound_mixed_pool(pool, loads, servers, pp)
+        return pp
 
     def _plan_pool(self, pool: str, loads: Mapping[str, float], servers: Mapping[str, int],
                    epoch_s: float | None = None, current: Mapping[tuple, int] | None = None) -> PoolPlan:
@@ -218,6 +221,10 @@ class Planner:
         if missing and self._penalty is None:
             raise InfeasibleError(f"pool {pool}: no configuration on its servers {srv} meets the SLO of "
                                   f"class(es) {missing}")
+        if current is None:
+            pp = self._plan_pool_dp(cm, pool, loads, srv, epoch_s)
+            if pp is not None:
+                return pp
         rows = nw.transition_rows(cm.net, cm.transitions, current) if current is not None else None
         x, report = self._solve_cached(cm, loads, srv, rows, gap=self.options.pool_mip_rel_gap)
         if report.status is Status.INFEASIBLE:
@@ -226,9 +233,110 @@ class Planner:
         check_solution(x, report, f"pool {pool}")
         plans = cm.read(self, x, epoch_s, {pool: report})
         if plans:
+            if current is None:
+                return self._mixed_pool_report(pool, loads, plans[0])
             return plans[0]
         return PoolPlan(pool=pool, servers={}, groups=(), served_rps={}, idle_gpus={}, idle_power_w=0.0,
                         power_w=0.0, energy_j=0.0, report=report)
+
+    def _bound_mixed_pool(self, pool: str, loads: Mapping[str, float], servers: Mapping[str, int],
+                          pp: PoolPlan) -> PoolPlan:
+        """A mixed pool's report with the lower bound of pool.md DP6 (``plan_pool`` only: inside
+        a hierarchical plan the plan's own bound is the global one): the pool DP over the lower
+        envelope of the loaded classes' curves of every SLO-feasible configuration (unpruned),
+        for the demand in pool-class equivalents. Left as it is where the DP does not apply
+        (several hardware types, best effort, beyond DP5's sizes)."""
+        used = [h for h, n in servers.items() if n > 0]
+        if len(used) != 1 or self._penalty is not None:
+            return pp
+        h, n_srv = used[0], int(servers[used[0]])
+        hw = self.hardware[h]
+        if hw.gpus_per_server * n_srv > pool_dp.MAX_GPUS:
+            return pp
+        classes = tuple(sorted(c for c, v in loads.items() if v > 0))
+        key = (pool, h, classes)
+        cached = self._mix_dps.get(key)
+        if cached is None:
+            cached = self._mix_dps[key] = pool_dp.mix_bound_dp(self.profile, self.max_load, pool, classes, h, hw)
+        dp, ratio = cached
+        if dp is None:
+            return pp
+        t0 = time.perf_counter()
+        sol = dp.solve(sum(ratio[c] * loads[c] for c in classes), n_srv)
+        r = pp.report
+        if sol is None or sol.value_w > r.objective * (1 + 1e-9):  # above a plan: not a bound, none claimed
+            return pp
+        bound = min(sol.value_w * (1 - 1e-12), r.objective)
+        gap = relative_gap(r.objective, bound)
+        tol = self.options.pool_mip_rel_gap if self.options.pool_mip_rel_gap is not None else self.solve_options.mip_rel_gap
+        report = r.model_copy(update={
+            "bound": bound, "gap": gap, "status": Status.OPTIMAL if gap <= tol + 1e-12 else Status.FEASIBLE,
+            "solve_time_s": r.solve_time_s + time.perf_counter() - t0,
+            "message": r.message.replace("no proven bound on the profile's problem",
+                                         "bound: the pool DP on the classes' lower envelope")})
+        return pp.model_copy(update={"report": report})
+
+    def _plan_pool_dp(self, cm: "_CachedModel", pool: str, loads: Mapping[str, float], srv: Mapping[str, int],
+                      epoch_s: float) -> PoolPlan | None:
+        """The pool's exact optimum by the dynamic programme (formulations/pool.md, DP1-DP5) when it
+        applies: ``PlannerOptions.pool_dp``, the HiGHS backend, exact pieces, no best effort, the
+        pool's own class only, servers of one hardware type, sizes within DP5. None otherwise (and
+        when no mix carries the load: the MILP then says why)."""
+        o = self.options
+        if (not o.pool_dp or self.backend is not Backend.HIGHS or self._penalty is not None
+                or o.load_segments is not None or any(c != pool for c in loads)):
+            return None
+        used = [h for h, n in srv.items() if n > 0]
+        if len(used) != 1:
+            return None
+        h = used[0]
+        t0 = time.perf_counter()
+        net = cm.net
+        cached = self._pool_dps.get((pool, h))
+        if cached is None:
+            pc = net.pieces[(net.pieces["pool"] == pool) & (net.pieces["hardware"] == h)]
+            lmax = net.configs["own_max_load_rps"].to_numpy(dtype=float)[pc["k"].to_numpy()]
+            dp = PoolDP(pc["tp"].to_numpy(), pc["u_lo"].to_numpy() * lmax, pc["u_hi"].to_numpy() * lmax,
+                        pc["static_w"].to_numpy(), pc["w_per_util"].to_numpy() / lmax,
+                        self.hardware[h].gpus_per_server, self.hardware[h].idle_power_w)
+            # piece -> configuration, and the configurations' columns the plan is read with
+            cached = self._pool_dps[(pool, h)] = (dp, pc["k"].to_numpy(), decode.dp_configs(net.configs))
+        dp, piece_k, cfg = cached
+        sol = dp.solve(loads.get(pool, 0.0), srv[h])
+        if sol is None:
+            return None
+        pp = decode.dp_pool_plan(sol, piece_k, cfg, self.profile, pool, h, self.hardware[h], srv[h],
+                                 loads.get(pool, 0.0), epoch_s)
+        power = pp.power_w
+        # the DP's value is the optimum (pool.md DP4), computed in floating point; the plan's power
+        # is the profile's at the instances' loads: the same number up to rounding
+        bound = min(sol.value_w, power)
+        gap = relative_gap(power, bound)
+        tol = max(o.pool_mip_rel_gap if o.pool_mip_rel_gap is not None else self.solve_options.mip_rel_gap, 1e-9)
+        report = SolveReport(status=Status.OPTIMAL if gap <= tol else Status.FEASIBLE, backend=None,
+                             objective=power, bound=bound, gap=gap, solve_time_s=time.perf_counter() - t0,
+                             stop_reason=StopReason.CONVERGED,
+                             message="exact pool dynamic programme (formulations/pool.md, DP1-DP5)")
+        return pp.model_copy(update={"report": report})
+
+    def _mixed_pool_report(self, pool: str, loads: Mapping[str, float], pp: PoolPlan) -> PoolPlan:
+        """A pool serving a spilled class: the MILP prices the spill surcharge at full utilisation
+        and its pruning is proven for the pool's own class only (pool.md, "Spilled classes", "Mixed
+        pools: what the report claims"), so neither its objective nor its bound is the profile's.
+        The report then has ``objective`` = the plan's true power (plus the unserved penalty in
+        best effort), no bound and no gap (unknown; :meth:`plan_pool` adds pool.md DP6's), and
+        status ``feasible``. Single-class pools are returned as they are."""
+        if not any(c != pool and v > 0 for c, v in loads.items()):
+            return pp
+        r = pp.report
+        unserved = sum(max(0.0, v - pp.served_rps.get(c, 0.0)) for c, v in loads.items())
+        objective = pp.power_w + (self._penalty or 0.0) * (unserved if unserved > 1e-6 else 0.0)
+        update = {"objective": objective, "bound": None, "gap": None,
+                  "message": (r.message + "; " if r.message else "") + "mixed pool: objective is the plan's "
+                             "power; no proven bound on the profile's problem (formulations/pool.md)"}
+        if r.status is Status.OPTIMAL:
+            update["status"] = Status.FEASIBLE
+        return pp.model_copy(update={"report": r.model_copy(update=update)})
 
     # ------------------------------------------------------------------ cluster / hierarchy
     @checked
@@ -373,11 +481,8 @@ class Planner:
             self._diagnosis.raise_infeasible(demand, report)
         self._diagnosis.explain_failure(demand, report)
         check_solution(x, report, "monolithic")
-        na = cm.na
         pools = cm.read(self, x, self.options.pool_epoch_s, {})
-        unserved = {}
-        if na.u_cols is not None:
-            unserved = {c: float(v) for c, v in zip(na.demand_classes, np.maximum(x[na.u_cols], 0.0))}
+        unserved = unserved_rps(cm.na, x)
         return self._assemble("monolithic", f, pools, unserved, None, [report], t0, floor_notes)
 
     def _assemble(self, mode, f, pools, unserved, creport, reports, t0, notes=()) -> Plan:
@@ -520,9 +625,11 @@ def _combine(reports: list[SolveReport], backend: Backend, objective: float | No
     obj = None if objective is None else float(objective)
     bnd = None if bound is None or obj is None else float(bound)
     gap = relative_gap(obj, bnd)
-    if worst in (Status.OPTIMAL, Status.FEASIBLE):
+    if worst.has_solution:
         worst = Status.OPTIMAL if gap is not None and gap <= tolerance + 1e-12 else Status.FEASIBLE
-    return SolveReport(status=worst, backend=reports[0].backend, objective=obj, bound=bnd, gap=gap,
+    # the first backend that ran (a pool solved by the exact DP has none; pool.md DP1-DP5)
+    ran = next((r.backend for r in reports if r.backend is not None), backend)
+    return SolveReport(status=worst, backend=ran, objective=obj, bound=bnd, gap=gap,
                        solve_time_s=sum(r.solve_time_s for r in reports),
                        build_time_s=sum(r.build_time_s for r in reports),
                        n_vars=sum(r.n_vars for r in reports), n_cons=sum(r.n_cons for r in reports),

@@ -92,6 +92,13 @@ class PlannerOptions(InputModel):
         description="Relative MIP gap of the pool level (fraction); None: SolveOptions.mip_rel_gap. The "
         "pool models are small (tens of pieces), so their optimum is proven almost exactly.",
     )
+    pool_dp: bool = Field(
+        default=True,
+        description="Solve single-class pools on one hardware type by the exact dynamic programme "
+        "(formulations/pool.md, DP1-DP5) instead of the pool MILP when the backend is HiGHS, the "
+        "pieces are exact (load_segments None), there is no current state and no best effort; "
+        "False: always the MILP.",
+    )
     unserved_penalty_w_per_rps: float = Field(
         default=1e6, gt=0, le=1e12, description="Best-effort penalty per unserved req/s, in objective units (W)."
     )

@@ -21,6 +21,11 @@ class Status(str, Enum):
     INFEASIBLE = "infeasible"      # proven: no solution exists (or, see StopReason, no bounded one)
     ERROR = "error"                # the backend failed
 
+    @property
+    def has_solution(self) -> bool:
+        """A solution came with it (optimal or feasible)."""
+        return self in (Status.OPTIMAL, Status.FEASIBLE)
+
 
 # Worst-of ranking used to combine the reports of several solves into one (0 is best).
 STATUS_RANK: dict[Status, int] = {s: i for i, s in enumerate(Status)}
@@ -104,7 +109,7 @@ class SolveReport(BaseModel):
 
     @property
     def has_solution(self) -> bool:
-        return self.status in (Status.OPTIMAL, Status.FEASIBLE)
+        return self.status.has_solution
 
     def with_build_time(self, build_time_s: float) -> "SolveReport":
         return self.model_copy(update={"build_time_s": build_time_s})
