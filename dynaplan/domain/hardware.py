@@ -5,7 +5,7 @@ NVIDIA H100-80GB SXM and A100-80GB SXM data sheets and the GPU idle power used b
 (MIT); NVIDIA H200 SXM and HGX/DGX B200 specifications for the two newer types.
 
 Prices are **placeholders** with one home: the on-demand column of the hardware catalogue,
-``dynaplan/capacity/data/catalogue.csv`` (USD per 8-GPU server-hour, AWS EC2 on-demand, Linux,
+``dynaplan/domain/data/catalogue.csv`` (USD per 8-GPU server-hour, AWS EC2 on-demand, Linux,
 us-east-1, with each row's ``price_source`` and ``price_date``), read here so that the planner's
 cost objective and the capacity planner price a server alike. They are NOT a quote; providers
 differ and prices change often, so set your own
@@ -23,7 +23,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from dynaplan.validation import MAX_GPU_POWER_W, InputModel
 
 
-_CATALOGUE = Path(__file__).resolve().parent.parent / "capacity" / "data" / "catalogue.csv"
+_CATALOGUE = Path(__file__).resolve().parent / "data" / "catalogue.csv"
 
 
 def _catalogue_price(name: str) -> dict:
@@ -35,7 +35,7 @@ def _catalogue_price(name: str) -> dict:
                 est = "an estimate, " if "on_demand" in row["placeholder"].split(";") else ""
                 return {"price_usd_per_server_h": float(row["on_demand_usd_per_server_h"]),
                         "price_source": f"placeholder: {row['price_source']} ({est}{row['price_date']}; "
-                                        "dynaplan/capacity/data/catalogue.csv)"[:300]}
+                                        "dynaplan/domain/data/catalogue.csv)"[:300]}
     raise KeyError(f"{name}: no row in {_CATALOGUE}")
 
 
