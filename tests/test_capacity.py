@@ -167,3 +167,85 @@ def test_pareto_front_trades_cost_for_energy():
     assert greenest.report.bound <= cheapest.energy_kwh + 1e-6
     for pl in front:
         assert pl.report.bound <= pl.report.objective + 1e-6
+
+
+def _tiny_problem():
+    """Two types, two classes, three hourly periods whose busiest period does not have the most
+    load of every class: the fleet must serve a period the fleet-setting period does not cover."""
+    from dynaplan.capacity import CapacityProblem, Offer, Recipe
+
+    offers = (Offer(hardware="big", gpus_per_server=2, price_usd_per_server_h=3.0, idle_power_w=40.0),
+              Offer(hardware="small", gpus_per_server=1, price_usd_per_server_h=1.0, idle_power_w=20.0))
+    # (hardware, class, capacity req/s, static W, W per unit utilisation)
+    rows = [("big", "a", 5.0, 150.0, 300.0), ("big", "b", 3.0, 160.0, 250.0),
+            ("small", "a", 2.0, 60.0, 120.0), ("small", "b", 1.5, 70.0, 90.0)]
+    recipes = tuple(Recipe(hardware=h, request_class=c, tp=1, freq_mhz=1000, max_load_rps=k, static_w=a,
+                           w_per_util=b) for h, c, k, a, b in rows)
+    demand = ((9.0, 1.0), (2.0, 5.5), (4.0, 2.0))
+    return CapacityProblem(classes=("a", "b"), period_s=3600.0, demand_rps=demand, offers=offers, recipes=recipes,
+                           electricity_usd_per_kwh=(0.5, 2.0, 1.0), carbon_g_per_kwh=(100.0, 100.0, 100.0)), rows
+
+
+def _brute_tiny(p, rows) -> float:
+    """The tiny problem's optimum by enumeration (independent of the code under test): every fleet,
+    every whole instance count per (type, class); within a class the load fills the instances of
+    the least W per req/s first (power is linear in load on one piece)."""
+    gpus = {o.hardware: o.gpus_per_server for o in p.offers}
+    price = {o.hardware: o.price_usd_per_server_h for o in p.offers}
+    idle = {o.hardware: o.idle_power_w for o in p.offers}
+    best = math.inf
+    for yb, ys in itertools.product(range(6), range(9)):
+        fleet = {"big": yb, "small": ys}
+        total = sum(price[h] * fleet[h] for h in fleet) * p.horizon_h
+        for t, dem in enumerate(p.demand_rps):
+            period = math.inf
+            for counts in itertools.product(range(7), repeat=len(rows)):
+                used = {h: sum(n for n, r in zip(counts, rows) if r[0] == h) for h in fleet}
+                if any(used[h] > gpus[h] * fleet[h] for h in fleet):
+                    continue
+                w, ok = 0.0, True
+                for c_i, c in enumerate(p.classes):
+                    left = dem[c_i]
+                    mine = sorted(((b / k, k * n, a * n) for n, (h, cc, k, a, b) in zip(counts, rows) if cc == c),
+                                  key=lambda z: z[0])
+                    for per_rps, cap, static in mine:
+                        take = min(cap, left)
+                        w += static + per_rps * take
+                        left -= take
+                    if left > 1e-9:
+                        ok = False
+                        break
+                if ok:
+                    w += sum((gpus[h] * fleet[h] - used[h]) * idle[h] for h in fleet)
+                    period = min(period, w / 1000.0 * p.electricity_usd_per_kwh[t])
+            total += period
+        best = min(best, total)
+    return best
+
+
+@pytest.mark.parametrize("method", ["decomposed", "monolithic"])
+def test_multi_period_optimum_equals_brute_force_and_the_bound_holds(method):
+    p, rows = _tiny_problem()
+    exact = _brute_tiny(p, rows)
+    plan = plan_capacity(p, method=method, mip_rel_gap=1e-4)
+    assert plan.report.status is Status.OPTIMAL
+    assert plan.report.bound <= exact + 1e-6
+    assert exact - 1e-6 <= plan.cost_usd <= exact * (1 + 1e-4) + 1e-6
+
+
+def test_replay_reports_attainment_and_flags_a_fleet_that_misses():
+    from dynaplan.capacity.replay import with_replay
+
+    p = capacity_problem(peak_rps=8.0, periods=2, hardware=["h100-80gb", "a100-80gb"])
+    plan = plan_capacity(p, replay=True)
+    rep = plan.replay
+    assert rep["policy"] == "DynamoLLM" and set(rep["slo_attainment_by_class"]) == set(p.classes)
+    assert rep["meets_slos"] == (min(rep["slo_attainment_by_class"].values()) >= 0.99)
+    assert (plan.verdict == "meets SLOs in replay") == rep["meets_slos"]
+    # the same trace on one A100 server: most requests late, every class flagged
+    small = with_replay(plan.model_copy(update={"fleet": {"h100-80gb": 0, "a100-80gb": 1}}), p)
+    assert not small.replay["meets_slos"] and small.verdict.startswith("MISSES SLOs IN REPLAY")
+    assert small.replay["slo_attainment"] < 0.9
+    json.dumps(small.model_dump(mode="json"))
+    with pytest.raises(ValidationError, match="rates"):
+        plan_capacity(capacity_problem(rates={"MM": 1.0}, hardware=["h100-80gb"]), replay=True)

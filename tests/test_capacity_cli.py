@@ -34,3 +34,14 @@ def test_bad_flags_are_one_line_and_exit_2(tmp_path):
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and word in lines[0], (args, res.stderr)
     assert not (tmp_path / "capacity.json").exists()  # nothing written on failure
+
+
+def test_a_fleet_missing_its_slos_in_replay_is_flagged_and_exits_1(tmp_path):
+    # a target of 100% of requests within the SLOs: a P99-sized fleet misses it in some class
+    res = _run("--peak-rps", "8", "--periods", "2", "--hardware", "h100-80gb,a100-80gb", "--replay",
+               "--replay-target", "1.0", cwd=tmp_path)
+    assert res.returncode == 1, res.stderr
+    assert "misses its SLOs in replay" in res.stderr
+    plan = json.loads((tmp_path / "capacity.json").read_text())["plans"][0]
+    assert plan["verdict"].startswith("MISSES SLOs IN REPLAY") and plan["replay"]["meets_slos"] is False
+    assert "MISSES SLOs IN REPLAY" in (tmp_path / "capacity.csv").read_text()

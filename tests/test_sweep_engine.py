@@ -209,7 +209,8 @@ def test_capacity_kind_maps_the_capacity_api_onto_a_row(tmp_path, monkeypatch):
         calls.append(kw)
         return kw
 
-    def plan_capacity(problem, *, time_limit_s, mip_rel_gap):
+    def plan_capacity(problem, *, time_limit_s, mip_rel_gap, method):
+        assert method == "monolithic"
         n = round(10 * problem["growth"])
         hw = (problem["hardware"] or ["h100-80gb"])[0]
         return types.SimpleNamespace(fleet={hw: n}, cost_usd=100.0 * n, cost_usd_per_h=100.0 * n / 24,
@@ -223,7 +224,8 @@ def test_capacity_kind_maps_the_capacity_api_onto_a_row(tmp_path, monkeypatch):
     import dynaplan
 
     monkeypatch.setattr(dynaplan, "capacity", fake, raising=False)
-    spec = {"kind": "capacity", "base": {"periods": 6, "availability": {"h100-80gb": [0, 64]}},
+    spec = {"kind": "capacity", "base": {"periods": 6, "availability": {"h100-80gb": [0, 64]}, "method": "monolithic",
+                                         "energy_cap_kwh": 900.0, "load_segments": 4},
             "axes": {"growth": [1.0, 2.0], "hardware": [["h100-80gb"], ["a100-80gb", "h100-80gb"]],
                      "slo_scale": [1.0, 1.5]}}
     df = run_sweep(spec, tmp_path / "o", workers=0)
@@ -232,7 +234,8 @@ def test_capacity_kind_maps_the_capacity_api_onto_a_row(tmp_path, monkeypatch):
     assert all(c["trace"].name == "azure-conv-2023" and hasattr(c["trace"], "arrival_s") for c in calls)  # shared
     assert calls[0]["trace"] is calls[1]["trace"]  # loaded once
     assert {c["slo_scale"] for c in calls} == {1.0, 1.5} and calls[0]["availability"] == {"h100-80gb": (0, 64)}
-    assert "time_limit_s" not in calls[0] and "mip_rel_gap" not in calls[0]
+    assert "time_limit_s" not in calls[0] and "mip_rel_gap" not in calls[0] and "method" not in calls[0]
+    assert calls[0]["energy_cap_kwh"] == 900.0 and calls[0]["load_segments"] == 4 and calls[0]["carbon_cap_kg"] is None
     row = df[(df["growth"] == 2.0)].iloc[0]
     assert row["servers"] == 20 and row["cost_usd"] == 2000.0 and json.loads(row["fleet"]) == {
         json.loads(row["hardware"])[0]: 20}
@@ -249,3 +252,60 @@ def test_a_scheduler_address_runs_the_same_sweep(tmp_path, client):
         list(client.run(__import__("os").getpid).values())).all()  # ran on that cluster's workers
     with pytest.raises(ValidationError, match="--scheduler tcp://127.0.0.1:1: cannot connect"):
         run_sweep(spec, tmp_path / "p", scheduler="tcp://127.0.0.1:1")
+
+
+def test_replay_kind_passes_its_inventory_and_modelling_options_to_the_replay(tmp_path, monkeypatch):
+    import dynaplan.replay.engine as engine
+
+    seen = []
+    real = engine.prepare
+
+    def spy(trace, **kw):
+        seen.append(kw)
+        return real(trace, **kw)
+
+    monkeypatch.setattr(engine, "prepare", spy)
+    spec = {"kind": "replay", "base": {"trace_duration_s": 600.0, "policy": "SinglePool", "idle_power": "linear",
+                                       "instance_headroom": 0.1, "predictor_accuracy": 0.9, "prehistory_s": 300.0},
+            "axes": {"inventory": [{"h100-80gb": 6}, {"a100-80gb": 6, "h100-80gb": 6}]}}
+    df = run_sweep(spec, tmp_path / "o", workers=0)
+    assert (df["status"] == "ok").all(), df["error"].tolist()
+    assert [k["inventory"] for k in seen] == [{"h100-80gb": 6}, {"a100-80gb": 6, "h100-80gb": 6}]
+    o = seen[0]["options"]
+    assert (o.idle_power, o.instance_headroom, o.predictor_accuracy, o.prehistory_s) == ("linear", 0.1, 0.9, 300.0)
+    assert json.loads(df["inventory"].iloc[1]) == {"a100-80gb": 6, "h100-80gb": 6}
+
+
+def test_chunk_size_targets_half_second_tasks_and_ends_with_single_scenarios():
+    from dynaplan.sweep.engine import MAX_CHUNK, chunk_size
+
+    assert chunk_size([], queued=100, slots=2) == 1  # nothing known yet
+    assert chunk_size([0.1] * 5, queued=100, slots=2) == 5  # 0.5 s tasks
+    assert chunk_size([0.001] * 5, queued=1000, slots=2) == MAX_CHUNK
+    assert chunk_size([2.0] * 5, queued=100, slots=2) == 1  # long scenarios: one per task
+    assert chunk_size([0.1] * 5, queued=12, slots=2) == 3  # guided: a quarter of what is left on 2 slots
+    assert chunk_size([0.1] * 5, queued=3, slots=2) == 1
+
+
+def test_short_scenarios_run_several_per_task_with_the_serial_results(tmp_path, client):
+    spec = {"kind": "probe", "axes": {"x": list(range(60)), "offset": [0.0, 0.5]}}
+    serial = run_sweep(spec, tmp_path / "serial", workers=0)
+    dist = run_sweep(spec, tmp_path / "dist", client=client)
+    assert dist.attrs["sweep_timing_s"]["tasks"] < len(dist) == 120
+    assert serial["scenario_id"].tolist() == dist["scenario_id"].tolist()
+    pd.testing.assert_series_equal(serial["y"], dist["y"])
+    assert (dist["status"] == "ok").all() and read_results(tmp_path / "dist")["scenario_id"].is_unique
+
+
+def test_the_local_cluster_workers_run_with_the_lean_dask_settings(client):
+    from dynaplan.sweep.engine import LEAN_DASK
+
+    def settings():
+        import os
+
+        import dask
+
+        return {k: dask.config.get(k) for k in LEAN_DASK}, os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+    for got, trim in client.run(settings).values():
+        assert got == LEAN_DASK and trim is None

@@ -77,6 +77,20 @@ def test_bad_scenario_values_fail_before_anything_runs_naming_the_scenario():
         expand(_spec(axes={"policy": ["SinglePool,ScaleFreq"]}))
 
 
+def test_replay_scenarios_take_an_inventory_or_hardware_and_servers_and_checked_time_scales():
+    s = expand(_spec(axes={"inventory": [{"h100-80gb": 8}, {"a100-80gb": 4, "h100-80gb": 4}]}))
+    assert [sc.options["inventory"] for sc in s] == [{"h100-80gb": 8}, {"a100-80gb": 4, "h100-80gb": 4}]
+    assert len({sc.scenario_id for sc in s}) == 2
+    for values, words in (({"inventory": [{"h100-80gb": 8}], "servers": [3]}, "give inventory or servers, not both"),
+                          ({"inventory": [{}]}, "ReplayScenario.inventory: give servers"),
+                          ({"pool_epoch_s": [7.0]}, "pool_epoch_s: must be a whole multiple of window_s"),
+                          ({"predictor_accuracy": [1.5]}, "ReplayScenario.predictor_accuracy"),
+                          ({"idle_power": ["off"]}, "ReplayScenario.idle_power")):
+        with pytest.raises(ValidationError) as err:
+            expand(_spec(axes=values))
+        assert words in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
 def test_read_spec_toml_yaml_and_bad_files(tmp_path):
     (tmp_path / "prof.json").write_text("{}")
     (tmp_path / "s.toml").write_text('kind = "replay"\n[base]\nprofile = "prof.json"\n[axes]\nseed = [1, 2]\n')

@@ -21,6 +21,10 @@ its cluster once). Every run starts with a fresh output folder; one untimed warm
 first in this process and on every worker. Kind: ``capacity`` when :mod:`dynaplan.capacity` is
 installed (growth x hardware set x SLO scale of a one-period per-class load), else ``replay``
 (policies x load scales on 30 minutes of the conversation trace) — the CSV names the kind.
+Each run also records the CPU seconds of this process and of its worker processes
+(``cpu_driver_s``, ``cpu_workers_s``); ``cpu_overhead_2_workers`` = CPU of the 2-worker sweep /
+CPU of the plain loop - 1 is what the engine adds, and bounds the speed-up on 2 free cores by
+2 / (1 + it) whatever else runs on the machine (a busy machine inflates both a little).
 Writes ``sweep_engine.csv`` (one row per run) and ``sweep_engine_summary.csv`` (the ratios).
 """
 
@@ -79,6 +83,23 @@ def _engine(spec, root: Path, tag: str, **kw) -> tuple[float, pd.DataFrame]:
     return time.perf_counter() - t0, df
 
 
+def _cpu_s() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its child processes (the worker
+    processes of every LocalCluster it started, idle ones included)."""
+    import psutil
+
+    me = psutil.Process()
+    kids = 0.0
+    for p in me.children(recursive=True):
+        try:
+            t = p.cpu_times()
+            kids += t.user + t.system
+        except psutil.Error:  # exited
+            pass
+    t = me.cpu_times()
+    return t.user + t.system, kids
+
+
 def _cluster(n: int):
     from distributed import Client
 
@@ -113,14 +134,17 @@ def run(ctx) -> list[str]:
 
     def measure(config: str, r: int, fn) -> None:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        cpu0 = _cpu_s()
         wall, df = fn()
+        cpu1 = _cpu_s()
         if df is not None and not (df["status"] == "ok").all():
             bad = df.loc[df["status"] != "ok", "error"].iloc[0]
             failures.append(f"sweep_engine {config}: {int((df['status'] != 'ok').sum())} scenarios failed: {bad}")
         timing = df.attrs.get("sweep_timing_s", {}) if df is not None else {}
         rows.append({"config": config, "repeat": r, "wall_s": wall, "scenarios": len(scenarios), "loadavg_1m": load,
                      "run_s": timing.get("run_s", wall), "load_s": timing.get("load_s", 0.0),
-                     "scatter_s": timing.get("scatter_s", 0.0)})
+                     "scatter_s": timing.get("scatter_s", 0.0), "tasks": timing.get("tasks"),
+                     "cpu_driver_s": cpu1[0] - cpu0[0], "cpu_workers_s": cpu1[1] - cpu0[1]})
         task.advance()
 
     def plain():
@@ -164,13 +188,15 @@ def run(ctx) -> list[str]:
     overhead = run_med["engine_1_worker"] / med["plain"] - 1  # per scenario: the run phase vs the scenarios
     overhead_total = med["engine_1_worker"] / med["plain"] - 1  # with the sweep's one-off load and scatter
     serial = run_med["engine_serial"] / med["plain"] - 1
+    cpu = df.assign(cpu_s=df["cpu_driver_s"] + df["cpu_workers_s"]).groupby("config")["cpu_s"].median()
+    cpu_overhead = cpu["engine_2_workers"] / cpu["plain"] - 1  # CPU the engine adds: speed-up <= 2 / (1 + it)
     summary = pd.DataFrame([{
         "kind": spec.kind, "scenarios": len(scenarios), "repeats": repeats, "plain_median_s": med["plain"],
         "per_scenario_s": med["plain"] / len(scenarios), "engine_serial_median_s": med["engine_serial"],
         "engine_1_worker_median_s": med["engine_1_worker"], "engine_2_workers_median_s": med["engine_2_workers"],
         "speedup_2_workers": speedup, "speedup_target": SPEEDUP_TARGET, "speedup_met": speedup >= SPEEDUP_TARGET,
         "overhead_1_worker": overhead, "overhead_1_worker_total": overhead_total,
-        "overhead_serial": serial, "overhead_target": OVERHEAD_TARGET,
+        "overhead_serial": serial, "overhead_target": OVERHEAD_TARGET, "cpu_overhead_2_workers": cpu_overhead,
         "overhead_met": overhead < OVERHEAD_TARGET, "cpu_model": info["cpu_model"], "cpus_usable": info["cpus_usable"],
         "loadavg_1m_start": info.get("loadavg_1m_start"), "calib_median_ms": info["calib_median_ms"],
         "quick": ctx.quick}])
@@ -178,5 +204,6 @@ def run(ctx) -> list[str]:
     ctx.log(f"sweep_engine: {len(scenarios)} {spec.kind} scenarios, plain {med['plain']:.2f} s; 2 workers "
             f"{speedup:.2f}x faster (target {SPEEDUP_TARGET}x); engine overhead per scenario {100 * overhead:+.1f}% on "
             f"1 worker ({100 * overhead_total:+.1f}% with the one-off load and scatter), {100 * serial:+.1f}% in "
-            f"this process (target < {100 * OVERHEAD_TARGET:.0f}%)")
+            f"this process (target < {100 * OVERHEAD_TARGET:.0f}%); CPU of the 2-worker sweep {100 * cpu_overhead:+.1f}% "
+            f"over the scenarios' own")
     return failures

@@ -111,7 +111,7 @@ def _hourly_envelope(trace_name: str, periods: int, period_s: float) -> np.ndarr
     return env[idx].reshape(periods, minutes).mean(axis=1)
 
 
-def _trace_load(trace, classes: tuple[str, ...], periods: int, period_s: float) -> tuple[np.ndarray, str]:
+def _trace_load(trace, classes: tuple[str, ...], periods: int, period_s: float) -> tuple[np.ndarray, np.ndarray, str]:
     from dynaplan.workload import epoch_peaks, load_trace
 
     tr = load_trace(trace) if not hasattr(trace, "arrival_s") else trace
@@ -120,7 +120,7 @@ def _trace_load(trace, classes: tuple[str, ...], periods: int, period_s: float) 
     peaks = epoch_peaks(tr, epoch_s=epoch, inner_window_s=300.0).load_rps
     base = np.array([float(peaks[c].max()) if c in peaks else 0.0 for c in classes])
     env = _hourly_envelope(getattr(tr, "name", str(trace)), periods, period_s)
-    return env[:, None] * base[None, :], (f"trace {tr.name}: per-class peak 5-min rates x the weekly "
+    return env[:, None] * base[None, :], base, (f"trace {tr.name}: per-class peak 5-min rates x the weekly "
                                           f"{'coding' if 'code' in str(tr.name) else 'conversation'} envelope "
                                           "(docs/workload.md), from Thursday 00:00 UTC")
 
@@ -216,10 +216,13 @@ def capacity_problem(
     if periods is not None:
         periods = int(number(periods, "periods", lo=1, hi=MAX_PERIODS))
     period_s = number(period_s, "period_s", lo=60.0, hi=1e7, unit="s")
+    trace_name, factor = None, None  # the trace and the factor that scales it to the busiest period
     if rates is not None:
         d, basis = _rates_load(rates, classes, periods), "per-class rates as given"
     elif trace is not None:
-        d, basis = _trace_load(trace, classes, periods or 24, period_s)
+        d, base, basis = _trace_load(trace, classes, periods or 24, period_s)
+        trace_name = str(getattr(trace, "name", trace)) if not isinstance(trace, (str, Path)) else str(trace)
+        factor = float(d.sum(axis=1).max() / max(base.sum(), 1e-300))
     else:
         raise ValidationError("load: give a trace or rates")
     if peak_rps is not None and mean_rps is not None:
@@ -228,16 +231,19 @@ def capacity_problem(
     if peak_rps is not None:
         peak_rps = number(peak_rps, "peak_rps", lo=0.0, hi=MAX_FORECAST_RPS, lo_open=True, unit="req/s")
         d = d * (peak_rps / max(total.max(), 1e-300))
+        factor = None if factor is None else factor * peak_rps / max(total.max(), 1e-300)
         basis += f"; scaled so the busiest period carries {peak_rps:g} req/s"
     elif mean_rps is not None:
         mean_rps = number(mean_rps, "mean_rps", lo=0.0, hi=MAX_FORECAST_RPS, lo_open=True, unit="req/s")
         d = d * (mean_rps / max(total.mean(), 1e-300))
+        factor = None if factor is None else factor * mean_rps / max(total.mean(), 1e-300)
         basis += f"; scaled to a mean of {mean_rps:g} req/s"
     else:
         basis += "; unscaled"
     growth = number(growth, "growth", lo=0.0, hi=1e6, lo_open=True)
     if growth != 1.0:
         d = d * growth
+        factor = None if factor is None else factor * growth
         basis += f"; x{growth:g} growth"
     n_t = d.shape[0]
     base_slos = slos or DEFAULT_SLOS
@@ -264,4 +270,7 @@ def capacity_problem(
         electricity_usd_per_kwh=tuple(_series(el, n_t, "electricity_usd_per_kwh", "USD/kWh").tolist()),
         carbon_g_per_kwh=tuple(ci.tolist()), carbon_source=ci_src,
         carbon_price_usd_per_t=number(carbon_price_usd_per_t, "carbon_price_usd_per_t", lo=0.0, hi=1e6),
-        pue=cat.pue, objective=objective, idle=idle, energy_cap_kwh=energy_cap_kwh, carbon_cap_kg=carbon_cap_kg)
+        pue=cat.pue, objective=objective, idle=idle, energy_cap_kwh=energy_cap_kwh, carbon_cap_kg=carbon_cap_kg,
+        trace=trace_name, trace_scale=factor if factor and factor > 0 else None,
+        slo_ms=tuple((c, float(v.ttft_ms), float(v.tbt_ms)) for c, v in scaled.per_class.items()),
+        profile_source=str(prof.source))

@@ -1,6 +1,6 @@
 """The hardware catalogue: server types one can buy or rent, with prices, source and date.
 
-Prices live in one place, ``dynaplan/capacity/data/catalogue.csv`` (with a ``price_source``,
+Prices live in one place, ``dynaplan/domain/data/catalogue.csv`` (with a ``price_source``,
 ``price_date`` and a ``placeholder`` column naming the prices that are indicative values, not
 published list prices). Technical data (GPUs per server, idle power) comes from
 :mod:`dynaplan.domain.hardware`.
@@ -101,7 +101,7 @@ def _opt(v: str) -> float | None:
 
 def default_catalogue() -> Catalogue:
     """The bundled catalogue: H100, A100, H200 and B200 servers (``data/catalogue.csv``)."""
-    text = (resources.files("dynaplan.capacity") / "data" / "catalogue.csv").read_text()
+    text = (resources.files("dynaplan.domain") / "data" / "catalogue.csv").read_text()
     entries = []
     for row in csv.DictReader(text.splitlines()):
         hw = DEFAULT_HARDWARE[row["hardware"]]

@@ -97,6 +97,13 @@ class CapacityProblem(InputModel):
     fleet_extra_per_server: tuple[float, ...] | None = Field(
         default=None, description="Extra objective per server of each type (objective units): the idle energy "
         "of periods a sub-problem leaves out (decomposition).")
+    trace: str | None = Field(default=None, description="Bundled name or path of the trace the load comes from "
+                              "(None: per-class rates), for replay.")
+    trace_scale: float | None = Field(default=None, gt=0, description="Rate factor that turns the trace into the "
+                                      "busiest period's load (-), for replay.")
+    slo_ms: tuple[tuple[str, float, float], ...] = Field(
+        default=(), description="The SLOs the recipes meet: (class, P99 TTFT ms, P99 TBT ms), for replay.")
+    profile_source: str = Field(default="", description="The profile's source (a path, or 'bundled:...').")
     fleet_hours_h: float | None = Field(
         default=None, gt=0, description="Hours the fleet is paid for (None: the horizon); set when a "
         "sub-problem of some periods carries the whole horizon's fleet cost.")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
+import highspy
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynaplan.capacity.problem import CapacityProblem
 from dynaplan.errors import InfeasibleError, NoSolutionError, ValidationError
 from dynaplan.formulations.capacity import build_capacity_model, build_share_model, energy_objective_per_kwh
-from dynaplan.solvers.highs import solve_arrays
+from dynaplan.solvers.highs import _make_highs, _pass, _report, solve_arrays
+from dynaplan.solvers.model import INF
 from dynaplan.solvers.result import Backend, Solution, SolveOptions, SolveReport, Status, StopReason, relative_gap
 
 
@@ -57,22 +60,42 @@ class CapacityPlan(BaseModel):
     binding: tuple[str, ...] = Field(description="What limits the answer: availability, slo, budget (epsilon caps).")
     periods: tuple[PeriodDeployment, ...]
     report: SolveReport
-    replay: dict | None = Field(default=None, description="Replay of the source trace on the fleet, when asked.")
+    replay: dict | None = Field(default=None, description="Replay of the source trace on the fleet with the "
+                                "DynamoLLM policy, when asked (dynaplan.capacity.replay).")
+    verdict: str = Field(default="not replayed", description="'meets SLOs in replay', 'MISSES SLOs IN REPLAY: "
+                         "<classes>' or 'not replayed'.")
 
     def to_json(self) -> str:
         return self.model_dump_json()
 
 
 def plan_capacity(problem: CapacityProblem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
-                  threads: int = 1, method: str = "auto") -> CapacityPlan:
+                  threads: int = 1, method: str = "auto", replay: bool = False, replay_trace=None,
+                  profile=None, replay_target: float = 0.99, progress=None) -> CapacityPlan:
     """Minimise the problem's objective (``formulations/capacity.md``) with HiGHS.
 
     ``method``: "monolithic" solves the whole MILP at once; "decomposed" (what "auto" picks
-    unless an energy or carbon cap couples the periods) generates the fleet-setting periods
-    (capacity.md, "Decomposition"): the bound is valid for the whole problem and the gap honest.
+    unless an energy or carbon cap couples the periods) generates the fleet-setting periods and
+    cuts on the fleet (capacity.md, "Decomposition"): the bound is valid for the whole problem
+    and the gap honest.
+
+    ``replay=True`` replays the source trace (or ``replay_trace``), scaled to the busiest period,
+    on the chosen fleet with the DynamoLLM policy (:func:`dynaplan.capacity.replay.replay_fleet`)
+    and sets ``plan.replay`` and ``plan.verdict``: a class under ``replay_target`` of its requests
+    within the SLOs marks the plan as missing its SLOs.
 
     Raises InfeasibleError when the offered hardware (recipes, availability) cannot serve some
     period; NoSolutionError when the time limit ends before any plan is found."""
+    plan = _plan(problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads, method=method)
+    if not replay:
+        return plan
+    from dynaplan.capacity.replay import with_replay
+
+    return with_replay(plan, problem, trace=replay_trace, profile=profile, target=replay_target, progress=progress)
+
+
+def _plan(problem: CapacityProblem, *, time_limit_s: float, mip_rel_gap: float, threads: int,
+          method: str) -> CapacityPlan:
     if not isinstance(problem, CapacityProblem):
         raise ValidationError(f"plan_capacity: problem is {type(problem).__name__}; expected CapacityProblem "
                               "(build one with capacity_problem or read_melange)")
@@ -84,7 +107,7 @@ def plan_capacity(problem: CapacityProblem, *, time_limit_s: float = 60.0, mip_r
     coupled = problem.energy_cap_kwh is not None or problem.carbon_cap_kg is not None
     if _shareable(problem) and method == "auto":
         return _share(problem, opts)
-    if method == "monolithic" or (method == "auto" and (coupled or problem.n_periods == 1)):
+    if method == "monolithic" or (method == "auto" and coupled):
         idx, sol, build_s = _build_and_solve(build_capacity_model, problem, opts)
         return extract_plan(problem, idx, sol.x, sol.report.with_build_time(build_s), opts.mip_rel_gap)
     if coupled:
@@ -111,8 +134,31 @@ def _shareable(p: CapacityProblem) -> bool:
 
 
 def _share(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
-    """Mélange-shaped problems through the load-free model (capacity.md, "Mélange configs")."""
-    ix, sol, build_s = _build_and_solve(build_share_model, p, opts)
+    """Mélange-shaped problems through the load-free model (capacity.md, "Mélange configs").
+    When every price is a whole number of cents (or of 10^-k USD, k <= 4), every fleet's cost is
+    on that lattice: the model is solved in those units with an absolute gap under one unit and
+    the bound rounded up to the lattice, which proves the exact optimum (capacity.md, (M1)); the
+    sliced model carries the divisible optimum as a lower bound on its fleet cost ((M2))."""
+    t0 = time.perf_counter()
+    model, ix = build_share_model(p)
+    arrays = model.arrays()
+    build_s = time.perf_counter() - t0
+    scale = _cost_lattice(arrays.cost)
+    if scale is None:
+        sol = solve_arrays(arrays, opts)
+    else:
+        if p.assignment == "sliced":
+            # (M2) the divisible optimum is a lower bound of the sliced one: a row on the fleet cost
+            div_model, _ = build_share_model(p.model_copy(update={"assignment": "divisible"}))
+            div = _lattice_solve(div_model.arrays(), scale, opts)
+            if div.report.bound is not None:
+                H = len(p.offers)
+                model.add_constraints("cap.divisible_bound", ["cost"], np.zeros(H, dtype=np.int64),
+                                      ix["fleet"].start + np.arange(H), arrays.cost[ix["fleet"]],
+                                      lo=float(div.report.bound) - 0.5 / scale)  # half a unit: exact-safe
+                arrays = model.arrays()
+        sol = _lattice_solve(arrays, scale, opts)
+    _raise_unsolved(p, sol.report)
     full, idx = build_capacity_model(p)
     x = np.zeros(full.n_cols)
     x[idx.fleet] = sol.x[ix["fleet"]]
@@ -125,6 +171,36 @@ def _share(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
         x[idx.instances.start + i] = load / kap
         x[idx.groups.start + idx.group_of[i]] += load / kap
     return extract_plan(p, idx, x, sol.report.with_build_time(build_s), opts.mip_rel_gap)
+
+
+def _lattice_solve(arrays, scale: float, opts: SolveOptions) -> Solution:
+    """(M1) Solve with costs in units of 1/scale USD, an absolute gap under one unit, and the bound
+    rounded up to the lattice (every fleet's cost is on it); objective and bound back in USD."""
+    scaled = replace(arrays, cost=np.rint(arrays.cost * scale))
+    h = _make_highs(opts.model_copy(update={"mip_rel_gap": 0.0}))
+    h.setOptionValue("mip_abs_gap", 1.0 - 1e-6)
+    _pass(h, scaled)
+    t1 = time.perf_counter()
+    h.run()
+    sol = _report(h, scaled, time.perf_counter() - t1)
+    r = sol.report
+    if not r.has_solution:
+        return sol
+    obj = r.objective / scale
+    bound = None if r.bound is None else min(np.ceil(r.bound - 1e-6) / scale, obj)
+    return sol.model_copy(update={"report": r.model_copy(update={
+        "objective": obj, "bound": bound, "gap": relative_gap(obj, bound)})})
+
+
+def _cost_lattice(cost: np.ndarray) -> float | None:
+    """10^k (k <= 4) when every cost times it is a whole number below 1e9, else None."""
+    for k in range(5):
+        c = cost * 10.0 ** k
+        if np.abs(c).max(initial=0.0) > 1e9:
+            return None
+        if np.all(np.abs(c - np.rint(c)) <= 1e-9 * np.maximum(1.0, np.abs(c))):
+            return 10.0 ** k
+    return None
 
 
 def _raise_unsolved(problem: CapacityProblem, rep: SolveReport) -> None:
@@ -164,7 +240,7 @@ def _marginal_energy_lb(p: CapacityProblem, idx, t: int) -> float:
     idle_w = np.array([o.idle_power_w for o in p.offers]) * (p.idle == "idle")
     a = idx.static_w - idx.tp * idle_w[idx.hw_of]
     if (a < 0).any():
-        return 0.0
+        return -np.inf  # an instance below its GPUs' idle power: no bound of this kind
     per_rps = (a + idx.w_per_rps * idx.cap_rps) / idx.cap_rps  # W per req/s at each capacity point
     best = np.full(len(p.classes), np.inf)
     np.minimum.at(best, idx.class_of, per_rps)
@@ -173,104 +249,287 @@ def _marginal_energy_lb(p: CapacityProblem, idx, t: int) -> float:
     return float(energy_objective_per_kwh(p)[t] * idx.kwh_per_w * (d @ best))
 
 
-def _other_periods(p: CapacityProblem, out: np.ndarray, y: np.ndarray, opts: SolveOptions, deadline: float,
-                   budget: float = 0.0):
-    """(D2) Deployments of the periods ``out`` on the fixed fleet ``y``: one LP over them all, each
-    group's instance count rounded up (capacity is kept: L_g <= kappa_g N_g); a period whose
-    rounded instances do not fit the fleet is solved as its own MILP. Returns
-    ({period: (solution, index, position)}, periods the fleet cannot serve)."""
-    per_t: dict[int, tuple] = {}
-    bad: list[int] = []
-    if out.size == 0:
-        return per_t, bad
-    sub = _subproblem(p, out, fleet=y, fleet_cost=False)
-    lp, ix = _solve(sub, opts, relax=True)
-    if lp.report.status == Status.INFEASIBLE or lp.x is None:
-        todo = list(out)
-        x = None
+def _fixed_fleet_lp(p: CapacityProblem, out: np.ndarray, y: np.ndarray, y_ub: np.ndarray, opts: SolveOptions):
+    """(D5) The LP relaxation of the periods ``out`` on the fleet ``y``, fleet unpriced (its idle
+    energy kept), every column bound taken from the fleet ``y_ub`` so that none depends on ``y``.
+    Returns (x, index, phi(y), g) with ``g`` the reduced costs of the fixed fleet columns: a
+    subgradient of the LP's value phi, convex in ``y``, so ``phi(y) + g (y' - y) <= phi(y')`` for
+    every fleet ``y' <= y_ub``. None when no fractional deployment of ``y`` serves ``out``."""
+    sub = _subproblem(p, out, fleet=y_ub, fleet_cost=False)
+    model, ix = build_capacity_model(sub)
+    arr = model.arrays().relaxed()
+    lb, ub = arr.lb.copy(), arr.ub.copy()
+    lb[ix.fleet] = y
+    ub[ix.fleet] = y
+    arr = arr.with_bounds(lb=lb, ub=ub)
+    h = _make_highs(opts.model_copy(update={"mip_rel_gap": 0.0}))
+    _pass(h, arr)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    s = h.getSolution()
+    x = np.asarray(s.col_value, dtype=float)
+    g = np.asarray(s.col_dual, dtype=float)[ix.fleet]
+    return x, ix, float(h.getInfo().objective_function_value) + arr.offset, g
+
+
+def _fleet_setting(p: CapacityProblem, S, y_ub: np.ndarray, cuts, marginal, opts: SolveOptions, relax: bool = False,
+                   known_ub: float = np.inf):
+    """(D1) The MILP of the periods ``S`` with the fleet priced over the whole horizon and one
+    variable theta standing for the other periods' energy: theta >= every cut
+    ``phi_k + g_k (y - y_k)`` (D5) and theta >= ``marginal = (w, b)``: ``w y + b``, (D4)."""
+    offers = tuple(o.model_copy(update={"max_servers": int(min(o.max_servers, y_ub[j]))})
+                   for j, o in enumerate(p.offers))
+    sub = _subproblem(p, S).model_copy(update={"offers": offers})
+    model, idx = build_capacity_model(sub)
+    H = len(p.offers)
+    th = model.add_vars("outer", ["theta"], lb=-INF, cost=1.0)
+    rows = [(marginal[0], marginal[1])] + [(g, phi - float(g @ yk)) for yk, phi, g in cuts]
+    k = len(rows)
+    # (cap.outer) theta - w_k y >= b_k
+    model.add_constraints("cap.outer", range(k), np.repeat(np.arange(k), H + 1),
+                          np.tile(np.r_[th.start, idx.fleet.start + np.arange(H)], k),
+                          np.concatenate([np.r_[1.0, -np.asarray(w, dtype=float)] for w, _ in rows]),
+                          lo=[b for _, b in rows])
+    arrays = model.arrays()
+    if relax:
+        sol = solve_arrays(arrays, opts, relax=True)
     else:
-        x = lp.x.copy()
-        G = ix.n_groups
-        L = np.zeros((len(out), G))
-        np.add.at(L, (slice(None), ix.group_of), x[ix.load].reshape(len(out), ix.n_recipes))
-        kmax = np.zeros(G)
-        np.maximum.at(kmax, ix.group_of, np.array([r.max_load_rps for r in p.recipes]))
-        Nv = np.minimum(np.ceil(L / kmax[None, :] - 1e-9), np.ceil(x[ix.groups].reshape(len(out), G) - 1e-7))
-        x[ix.groups] = Nv.ravel()
-        g_hw = np.array([k[0] for k in ix.group_keys], dtype=np.int64)
-        g_tp = np.array([k[2] for k in ix.group_keys], dtype=float)
-        used = np.zeros((len(out), len(p.offers)))
-        np.add.at(used, (slice(None), g_hw), Nv * g_tp[None, :])
-        fits = (used <= (np.array([o.gpus_per_server for o in p.offers]) * y)[None, :] + 1e-9).all(axis=1)
-        for k, t in enumerate(out):
-            if fits[k]:
-                per_t[int(t)] = (Solution(x=x, report=lp.report), ix, k)
-        todo = [t for k, t in enumerate(out) if not fits[k]]
+        sol = _solve_checked(arrays, opts, known_ub)
+    _raise_unsolved(p, sol.report)
+    return sol, idx, arrays
+
+
+def _solve_checked(arrays, opts: SolveOptions, known_ub: float) -> Solution:
+    """Solve the fleet-setting MILP; a dual bound above ``known_ub`` (the objective of a plan
+    already found, an upper bound of the MILP's optimum) is wrong: HiGHS 1.x with presolve and
+    1e-9 feasibility tolerances has been seen to stop "optimal" above a feasible point. The
+    MILP is then solved again without presolve, and its bound is kept only if it passes the same check."""
+    sol = solve_arrays(arrays, opts)
+    if sol.report.bound is None or sol.report.bound <= known_ub + 1e-9 * max(abs(known_ub), 1.0):
+        return sol
+    h = _make_highs(opts)
+    h.setOptionValue("presolve", "off")
+    _pass(h, arrays)
+    h.run()
+    again = _report(h, arrays, sol.report.solve_time_s)
+    if again.report.bound is not None and again.report.bound > known_ub + 1e-9 * max(abs(known_ub), 1.0):
+        again = again.model_copy(update={"report": again.report.model_copy(update={"bound": known_ub})})
+    return again
+
+
+def _checked_bound(solved: list, objective: float) -> float:
+    """The best bound of the fleet-setting MILPs solved so far that none exceeds ``objective``
+    (a plan's, an upper bound of the optimum); one that does is solved again
+    (:func:`_solve_checked`) and replaced. Updates ``solved`` in place."""
+    out = -np.inf
+    for i, (sol, arrays, opts) in enumerate(solved):
+        b = sol.report.bound
+        if b is not None and b > objective + 1e-9 * max(abs(objective), 1.0):
+            sol = _solve_checked(arrays, opts, objective)
+            solved[i] = (sol, arrays, opts)
+            b = sol.report.bound
+        if b is not None:
+            out = max(out, b)
+    return out
+
+
+def _group_arrays(p: CapacityProblem, ix):
+    g_hw = np.array([k[0] for k in ix.group_keys], dtype=np.int64)
+    g_cl = np.array([k[1] for k in ix.group_keys], dtype=np.int64)
+    g_tp = np.array([k[2] for k in ix.group_keys], dtype=float)
+    lmax = ix.cap_rps
+    kmax = np.zeros(ix.n_groups)
+    np.maximum.at(kmax, ix.group_of, lmax)
+    top = np.full(ix.n_groups, -1, dtype=np.int64)  # the recipe of largest capacity in each group
+    for i in np.argsort(lmax, kind="stable"):
+        top[ix.group_of[i]] = i
+    return g_hw, g_cl, g_tp, kmax, top
+
+
+def _other_periods(p: CapacityProblem, out: np.ndarray, y: np.ndarray, lp, fleet_sol, opts: SolveOptions,
+                   deadline: float, budget: float = 0.0):
+    """(D2) Deployments of the periods ``out`` on the fixed fleet ``y`` from the LP ``lp`` of
+    :func:`_fixed_fleet_lp`: each group's instance count rounded up (capacity is kept:
+    L_g <= kappa_g N_g). A period whose rounded instances do not fit the fleet is repaired from the
+    deployment of a fleet-setting period with at least its load in every class (``fleet_sol`` =
+    (solution, index, S)): class by class, the rounded instances replace that deployment's while
+    they fit. A period with no such fleet-setting period is solved as its own MILP on the fleet.
+    Returns ({period: (solution, index, position)}, periods the fleet cannot serve)."""
+    per_t: dict[int, tuple] = {}
+    if out.size == 0:
+        return per_t, []
+    x, ix, phi, _ = lp
+    x = x.copy()
+    G, P, H = ix.n_groups, ix.n_recipes, len(p.offers)
+    g_hw, g_cl, g_tp, kmax, top = _group_arrays(p, ix)
+    L = np.zeros((len(out), G))
+    np.add.at(L, (slice(None), ix.group_of), x[ix.load].reshape(len(out), P))
+    Nv = np.minimum(np.ceil(L / kmax[None, :] - 1e-9), np.ceil(x[ix.groups].reshape(len(out), G) - 1e-7))
+    x[ix.groups] = Nv.ravel()
+    used = np.zeros((len(out), H))
+    np.add.at(used, (slice(None), g_hw), Nv * g_tp[None, :])
+    room = np.array([o.gpus_per_server for o in p.offers]) * y
+    fits = (used <= room[None, :] + 1e-9).all(axis=1)
+    rep = SolveReport(status=Status.FEASIBLE, backend=Backend.HIGHS, objective=phi, bound=phi, gap=0.0,
+                      solve_time_s=0.0, n_vars=0, n_cons=0, message="lp")
+    d = p.demand()
+    sol_s, idx_s, S = fleet_sol
+    N_s = np.rint(sol_s.x[idx_s.groups].reshape(len(S), G))
+    todo = []
+    for k, t in enumerate(out):
+        if not fits[k]:
+            cover = [j for j, s in enumerate(S) if (d[s] >= d[t] * (1 - 1e-12)).all()]
+            if not cover:
+                todo.append(int(t))
+                continue
+            nb = N_s[cover[0]]
+            use_a = np.zeros(len(p.classes), dtype=bool)
+            u_b = np.zeros((len(p.classes), H))
+            u_a = np.zeros((len(p.classes), H))
+            np.add.at(u_b, (g_cl, g_hw), nb * g_tp)
+            np.add.at(u_a, (g_cl, g_hw), Nv[k] * g_tp)
+            cur = u_b.sum(axis=0)
+            for c in np.argsort((u_a - u_b).sum(axis=1), kind="stable"):
+                nxt = cur - u_b[c] + u_a[c]
+                if (nxt <= room + 1e-9).all():
+                    cur, use_a[c] = nxt, True
+            take_b = ~use_a[g_cl]
+            n_new = np.where(take_b, nb, Nv[k])
+            x[ix.groups.start + k * G: ix.groups.start + (k + 1) * G] = n_new
+            lo = ix.load.start + k * P
+            for c in np.flatnonzero(~use_a):
+                gs = np.flatnonzero(g_cl == c)
+                capc = float((kmax[gs] * nb[gs]).sum())
+                rec = np.flatnonzero(np.isin(ix.group_of, gs))
+                x[lo + rec] = 0.0
+                if d[t, c] > 0:
+                    x[lo + top[gs]] = d[t, c] * kmax[gs] * nb[gs] / capc
+        per_t[int(t)] = (Solution(x=x, report=rep), ix, k)
+    bad: list[int] = []
     for t in todo:
         left = max(deadline - time.perf_counter(), 0.25 * opts.time_limit_s)
-        sub_t = _subproblem(p, [int(t)], fleet=y, fleet_cost=False)
-        est = float(lp.report.objective or 0.0) / max(len(out), 1) if x is not None else 0.0
-        gap_t = float(np.clip(budget / max(est, 1e-12), opts.mip_rel_gap, 0.5))
-        sol_t, idx_t = _solve(sub_t, opts.model_copy(update={"time_limit_s": left, "mip_rel_gap": gap_t}))
+        est = float(phi) / max(len(out), 1)
+        gap_t = float(np.clip(budget / max(len(todo), 1) / max(est, 1e-12), opts.mip_rel_gap, 0.5))
+        sol_t, idx_t = _solve(_subproblem(p, [t], fleet=y, fleet_cost=False),
+                              opts.model_copy(update={"time_limit_s": left, "mip_rel_gap": gap_t}))
         if sol_t.report.status == Status.INFEASIBLE:
-            bad.append(int(t))
+            bad.append(t)
             if len(bad) >= 4:
                 break
             continue
         _raise_unsolved(p, sol_t.report)
-        per_t[int(t)] = (sol_t, idx_t, 0)
+        per_t[t] = (sol_t, idx_t, 0)
     return per_t, bad
 
 
+def _assemble(p: CapacityProblem, model, idx, y, pieces, report: SolveReport, tol: float) -> CapacityPlan:
+    """The whole deployment from the fleet-setting and the other periods' solutions."""
+    x = np.zeros(model.n_cols)
+    P, G = idx.n_recipes, idx.n_groups
+    x[idx.fleet] = y
+    for t, (sol, ix, k) in pieces.items():
+        for blk, w in (("groups", G), ("instances", P), ("load", P)):
+            src, dst = getattr(ix, blk), getattr(idx, blk)
+            x[dst.start + t * w: dst.start + (t + 1) * w] = sol.x[src.start + k * w: src.start + (k + 1) * w]
+        x[idx.energy.start + t] = sol.x[ix.energy.start + k]
+    return extract_plan(p, idx, x, report, tol)
+
+
 def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
-    """Fleet-setting periods S, grown until the fleet serves every period (capacity.md, (D1)-(D4))."""
+    """Fleet-setting periods S and cuts on the fleet (capacity.md, (D1)-(D5)): rounds until the
+    realised plan is within the requested gap of the bound, or no new cut is found."""
     t0 = time.perf_counter()
     deadline = t0 + opts.time_limit_s
     d = p.demand()
     model, idx = build_capacity_model(p)
+    y_ub = np.rint(model.arrays().ub[idx.fleet]).astype(int)
     c_t = energy_objective_per_kwh(p)
     idle_kwh = idx.kwh_per_w * np.array([o.idle_power_w * o.gpus_per_server for o in p.offers]) * (p.idle == "idle")
     lb_t = np.array([_marginal_energy_lb(p, idx, t) for t in range(p.n_periods)])
+    if not np.isfinite(lb_t).all():
+        # some instance draws less than its idle GPUs: more instances save energy, so neither
+        # (D4) nor the column bounds of (D5) hold; solve the whole model
+        idx_m, sol, build_s = _build_and_solve(build_capacity_model, p, opts)
+        return extract_plan(p, idx_m, sol.x, sol.report.with_build_time(build_s), opts.mip_rel_gap)
+    tol = opts.mip_rel_gap
+    # the requested gap is shared: half to the fleet-setting MILP, a quarter to the other periods' MILPs
+    s_opts = opts.model_copy(update={"mip_rel_gap": 0.5 * tol, "highs_heuristics": True})
     S = [int(np.argmax(d.sum(axis=1)))]
-    iters = 0
+    best, rounds, n_cuts = None, 0, 0
+    solved: list[tuple] = []  # every fleet-setting MILP: each bound is valid for the whole problem
     while True:
-        iters += 1
         out = np.setdiff1d(np.arange(p.n_periods), S)
-        extra = tuple((c_t[out].sum() * idle_kwh).tolist())
-        left = max(deadline - time.perf_counter(), 0.25 * opts.time_limit_s)
-        sub = _subproblem(p, S).model_copy(update={"fleet_extra_per_server": extra})
-        # the requested gap is shared: a quarter to the S-problem, a quarter to the other periods' MILPs,
-        # the rest for their bounds (D4)
-        sol_s, idx_s = _solve(sub, opts.model_copy(update={"time_limit_s": left,
-                                                           "mip_rel_gap": 0.25 * opts.mip_rel_gap}))  # (D1)
-        _raise_unsolved(p, sol_s.report)
-        y = np.rint(sol_s.x[idx_s.fleet]).astype(int)
-        # the other periods' MILPs share a quarter of the requested gap (in objective units) evenly
-        budget = 0.25 * opts.mip_rel_gap * max(sol_s.report.objective or 0.0, 0.0) / max(len(out), 1)
-        per_t, bad = _other_periods(p, out, y, opts, deadline, budget)  # (D2)
-        if not bad:
+        marginal = (c_t[out].sum() * idle_kwh, float(lb_t[out].sum()))
+        cuts: list[tuple[np.ndarray, float, np.ndarray]] = []
+        lps: dict[tuple, tuple | None] = {}
+        if out.size:
+            # a first cut at the fleet of the fleet-setting LP relaxation (D5)
+            rel, idx_r, _ = _fleet_setting(p, S, y_ub, cuts, marginal, s_opts, relax=True)
+            y_rel = rel.x[idx_r.fleet]
+            lp = _fixed_fleet_lp(p, out, y_rel, y_ub, opts)
+            if lp is not None:
+                cuts.append((y_rel, lp[2], lp[3]))
+        grow, stalled, here = [], False, None
+        for _ in range(8):
+            rounds += 1
+            left = max(deadline - time.perf_counter(), 0.25 * opts.time_limit_s)
+            known = best[0].report.objective if best is not None else np.inf
+            s_run = s_opts.model_copy(update={"time_limit_s": left})
+            sol_s, idx_s, arr_s = _fleet_setting(p, S, y_ub, cuts, marginal, s_run, known_ub=known)  # (D1)
+            y = np.rint(sol_s.x[idx_s.fleet]).astype(int)
+            solved.append((sol_s, arr_s, s_run))
+            per_t: dict = {}
+            lp = None
+            if out.size:
+                key = tuple(y.tolist())
+                if key not in lps:
+                    lps[key] = _fixed_fleet_lp(p, out, y, y_ub, opts)  # (D5)
+                lp = lps[key]
+                if lp is None:
+                    grow = [int(t) for t in out if _fixed_fleet_lp(p, np.array([t]), y, y_ub, opts) is None][:4]
+                    break
+                budget = 0.25 * tol * max(sol_s.report.objective or 0.0, 0.0)
+                per_t, grow = _other_periods(p, out, y, lp, (sol_s, idx_s, S), opts, deadline, budget)  # (D2)
+                if grow:
+                    break
+            pieces = {t: (sol_s, idx_s, k) for k, t in enumerate(S)} | per_t
+            rep = SolveReport(status=Status.FEASIBLE, backend=Backend.HIGHS, objective=None, bound=None,
+                              gap=None, solve_time_s=time.perf_counter() - t0, n_vars=model.n_cols,
+                              n_cons=model.n_rows, message="", stop_reason=StopReason.CONVERGED)
+            plan = _assemble(p, model, idx, y, pieces, rep, tol)
+            if here is None or plan.report.objective < here[0].report.objective:
+                here = (plan, y, pieces, lp)
+            if best is None or plan.report.objective < best[0].report.objective:
+                best = (plan, y, pieces, lp)
+            bound = _checked_bound(solved, best[0].report.objective)
+            if relative_gap(best[0].report.objective, bound) <= tol or not out.size or time.perf_counter() > deadline:
+                break
+            if any(np.array_equal(c[0], y) for c in cuts):
+                stalled = True  # theta is exact at y: no cut raises the bound there
+                break
+            cuts.append((y.astype(float), lp[2], lp[3]))
+        n_cuts = max(n_cuts, len(cuts))
+        if grow:
+            S = sorted(set(S) | set(grow))  # (D3)
+            continue
+        if not stalled or time.perf_counter() > deadline:
             break
-        S = sorted(set(S) | set(bad))  # (D3)
-    # (D4) the S-problem's bound (it carries the other periods' idle energy) plus their marginal bounds
-    bound = (sol_s.report.bound if sol_s.report.bound is not None else -np.inf) + float(lb_t[out].sum())
-    x = np.zeros(model.n_cols)
-    P = idx.n_recipes
-    x[idx.fleet] = y
-    G = idx.n_groups
-    pieces = {t: (sol_s, idx_s, k) for k, t in enumerate(S)} | per_t
-    for t, (sol, ix, k) in pieces.items():
-        x[idx.groups.start + t * G: idx.groups.start + (t + 1) * G] = sol.x[ix.groups.start + k * G: ix.groups.start + (k + 1) * G]
-        for blk in ("instances", "load"):
-            src = getattr(ix, blk)
-            dst = getattr(idx, blk)
-            x[dst.start + t * P: dst.start + (t + 1) * P] = sol.x[src.start + k * P: src.start + (k + 1) * P]
-        x[idx.energy.start + t] = sol.x[ix.energy.start + k]
-    elapsed = time.perf_counter() - t0
+        # (D6) what is left is the other periods' rounding: the periods whose realised objective
+        # is furthest above their LP join S (whole instances there), a tenth of them at a time
+        plan_h, _, _, lp_h = here
+        x_lp, ix_lp = lp_h[0], lp_h[1]
+        realised = np.array([c_t[t] * plan_h.periods[t].energy_kwh for t in out])
+        relaxed = c_t[out] * x_lp[ix_lp.energy.start + np.arange(out.size)]
+        worst = out[np.argsort(relaxed - realised, kind="stable")][:max(1, out.size // 10)]
+        S = sorted(set(S) | {int(t) for t in worst})
+    plan, y, pieces, _ = best
+    bound = _checked_bound(solved, plan.report.objective)
     rep = SolveReport(status=Status.FEASIBLE, backend=Backend.HIGHS, objective=None, bound=float(bound), gap=None,
-                      solve_time_s=elapsed, n_vars=model.n_cols, n_cons=model.n_rows,
-                      message=f"decomposed: {len(S)} fleet-setting period(s), {iters} round(s)",
+                      solve_time_s=time.perf_counter() - t0, n_vars=model.n_cols, n_cons=model.n_rows,
+                      message=f"decomposed: {len(S)} fleet-setting period(s), {n_cuts} fleet cut(s), {rounds} round(s)",
                       stop_reason=StopReason.CONVERGED)
-    plan = extract_plan(p, idx, x, rep, opts.mip_rel_gap)
+    plan = _assemble(p, model, idx, y, pieces, rep, tol)
     if plan.report.status != Status.OPTIMAL:
         plan = plan.model_copy(update={"report": plan.report.model_copy(update={"stop_reason": StopReason.OTHER_LIMIT})})
     return plan
@@ -303,11 +562,12 @@ def realise(p: CapacityProblem, idx, x: np.ndarray):
     load_p = np.clip(x[idx.load].reshape(T, idx.n_recipes), 0.0, None)
     L = np.zeros((T, G))
     np.add.at(L, (slice(None), idx.group_of), load_p)
-    lmax = np.array([r.max_load_rps for r in p.recipes])
+    lmax = idx.cap_rps  # u_hi * max_load_rps: what a piece carries in (cap.capacity)
     with np.errstate(divide="ignore", invalid="ignore"):
         per = np.where(N > 0, L / np.where(N > 0, N, 1.0), 0.0)   # load of one instance (req/s)
     cost = idx.static_w[None, :] + idx.w_per_rps[None, :] * per[:, idx.group_of]   # (T, P)
-    cost = np.where(lmax[None, :] >= per[:, idx.group_of] * (1 - 1e-9) - 1e-9, cost, np.inf)
+    # a piece carries at most its upper end u_hi * max_load_rps, as in (cap.capacity)
+    cost = np.where(idx.cap_rps[None, :] >= per[:, idx.group_of] * (1 - 1e-9) - 1e-9, cost, np.inf)
     best = np.full((T, G), -1, dtype=np.int64)
     best_w = np.full((T, G), np.inf)
     for i in range(idx.n_recipes):
@@ -341,7 +601,7 @@ def extract_plan(p: CapacityProblem, idx, x: np.ndarray, report: SolveReport, to
     err_kwh = float(sum(N[t, g] * idx.error_w[best[t, g]] for t in range(T) for g in range(G) if N[t, g] > 0
                         and best[t, g] >= 0) * idx.kwh_per_w)
     d = p.demand()
-    lmax = np.array([r.max_load_rps for r in p.recipes])
+    lmax = idx.cap_rps  # u_hi * max_load_rps: what a piece carries in (cap.capacity)
     gcap = np.zeros(G)
     np.maximum.at(gcap, idx.group_of, lmax)
     cap_c = np.zeros((T, len(p.classes)))

@@ -61,13 +61,31 @@ def _headroom_table(plan) -> Table:
     return t
 
 
+def _replay_table(plans, growths) -> Table:
+    t = Table(title="replay of the trace on the fleet (DynamoLLM policy): requests within the SLOs")
+    t.add_column("growth")
+    classes = list(next(pl for pl in plans if pl.replay).replay["slo_attainment_by_class"]) if any(
+        pl.replay for pl in plans) else []
+    for c in classes:
+        t.add_column(c)
+    t.add_column("verdict")
+    for g, pl in zip(growths, plans):
+        if not pl.replay:
+            continue
+        by = pl.replay["slo_attainment_by_class"]
+        t.add_row(f"{g:g}", *[f"{by[c]:.3%}" for c in classes],
+                  pl.verdict if pl.replay["meets_slos"] else f"[bold red]{pl.verdict}[/bold red]")
+    return t
+
+
 def _csv(plans, growths) -> str:
-    lines = ["growth,hardware,servers,cost_usd_per_h,fleet_usd,energy_usd,carbon_usd,energy_kwh,carbon_kg,status,gap"]
+    lines = ["growth,hardware,servers,cost_usd_per_h,fleet_usd,energy_usd,carbon_usd,energy_kwh,carbon_kg,status,gap,"
+             "verdict"]
     for g, pl in zip(growths, plans):
         for h, n in pl.fleet.items():
             lines.append(f"{g},{h},{n},{pl.cost_usd_per_h:.6g},{pl.fleet_usd:.6g},{pl.energy_usd:.6g},"
                          f"{pl.carbon_usd:.6g},{pl.energy_kwh:.6g},{pl.carbon_kg:.6g},{pl.report.status.value},"
-                         f"{'' if pl.report.gap is None else f'{pl.report.gap:.3g}'}")
+                         f"{'' if pl.report.gap is None else f'{pl.report.gap:.3g}'},\"{pl.verdict}\"")
     return "\n".join(lines) + "\n"
 
 
@@ -135,10 +153,15 @@ def capacity_command(
     csv_out: Path = typer.Option(Path("capacity.csv"), "--csv", help="Write the fleet table as CSV here."),
     plot: bool = typer.Option(False, "--plot", help="Write PNGs: fleet mix and cost vs growth, Pareto front."),
     plot_dir: Path = typer.Option(Path("."), "--plot-dir", help="Directory of the PNGs."),
+    replay: bool = typer.Option(False, "--replay", help="Replay the trace, scaled to the busiest period, on each "
+                                "fleet with the DynamoLLM policy and report SLO attainment per class."),
+    replay_target: float = typer.Option(0.99, "--replay-target", help="Share of a class's requests that must "
+                                        "meet the SLOs in the replay (fraction)."),
 ) -> None:
     """Size a fleet across GPU types for a load curve: cost, energy, carbon, SLO headroom."""
     from dynaplan.capacity import capacity_problem, plan_capacity, read_melange
     from dynaplan.capacity.pareto import pareto_front
+    from dynaplan.capacity.replay import with_replay
 
     growths = _floats(growth, "--growth")
     out, err = out_console(), err_console()
@@ -161,10 +184,20 @@ def capacity_command(
                         periods=periods, hardware=hw, availability=_availability(availability), price=price,
                         electricity_usd_per_kwh=electricity, carbon_price_usd_per_t=carbon_price,
                         objective=objective, idle=idle))
+        if replay and melange is not None:
+            raise ValidationError("--replay: a Mélange config has no trace to replay")
+        if not 0 < replay_target <= 1:
+            raise ValidationError(f"--replay-target {replay_target:g}: expected a fraction in (0, 1]")
         plans = []
         for g, prob in zip(growths, problems):
             with err.status(f"solving growth x{g:g} ({prob.n_periods} periods, {len(prob.offers)} types) ..."):
                 plans.append(plan_capacity(prob, time_limit_s=time_limit))
+            if replay:
+                with err.status(f"replaying the trace x{prob.trace_scale:.3g} on the fleet of growth x{g:g} ...") as st:
+                    def progress(done, total, st=st, g=g):
+                        st.update(f"replaying the trace on the fleet of growth x{g:g}: {done}/{total} epochs")
+                    plans[-1] = with_replay(plans[-1], prob, profile=profile, target=replay_target,
+                                            progress=progress)
         front = ()
         if pareto:
             with err.status(f"Pareto front, {pareto} points ..."):
@@ -172,6 +205,8 @@ def capacity_command(
         out.print(f"load: {plans[0].load_basis}")
         out.print(_table(plans, growths))
         out.print(_headroom_table(plans[-1]))
+        if replay:
+            out.print(_replay_table(plans, growths))
         for pl in plans:
             if pl.report.status.value != "optimal":
                 out.print(f"note: not proven optimal ({pl.report.status.value}, gap "
@@ -186,6 +221,11 @@ def capacity_command(
             outs.write(fpath, lambda tmp: _plot_pareto(front, tmp))
         written = outs.commit()
     err.print("wrote " + ", ".join(str(p) for p in written))
+    missed = [f"x{g:g}" for g, pl in zip(growths, plans) if pl.replay and not pl.replay["meets_slos"]]
+    if missed:
+        err.print(f"[bold red]error:[/bold red] the fleet of growth {', '.join(missed)} misses its SLOs in replay "
+                  "(see the verdict in the table and the JSON)")
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -94,14 +94,31 @@ def _run(spec_path: Path, out: Path, scheduler: str | None, workers: int | None,
                            retry_failed=retry_failed, progress=on_row)
         except KeyboardInterrupt:
             bar.stop()
-            rows = len(list(out.glob("part-*.parquet"))) if out.is_dir() else 0
-            print(f"dynaplan: interrupted; {rows} scenario rows are in {out}; run the same command again to resume",
-                  file=sys.stderr)
-            raise
+            print(interrupted_line(spec, out), file=sys.stderr)
+            raise typer.Exit(130) from None
     failed = _print_summary(df, read_meta(out), f"sweep {spec.name}: {spec.kind}, {len(df)} scenarios -> {out}")
     out_console().print(f"this run: {seen['done'] + seen['failed']} scenarios run ({seen['failed']} failed), "
                         f"{seen['skipped']} already in {out}", highlight=False)
     return 1 if failed else 0
+
+
+def interrupted_line(spec, out: Path) -> str:
+    """The one line of an interrupted sweep: how many of its scenarios have their row in ``out``
+    (read from disk, so exact whenever the interrupt came) and how to resume."""
+    from dynaplan.sweep.expand import expand
+    from dynaplan.sweep.kinds import get_kind
+    from dynaplan.sweep.store import ResultStore
+
+    ids = [sc.scenario_id for sc in expand(spec)]
+    try:
+        status = ResultStore(out, get_kind(spec.kind), spec.kept_metrics()).finished()
+    except ValidationError:  # out holds another sweep's rows: none of this one is there
+        status = {}
+    mine = [status[i] for i in ids if i in status]
+    failed = sum(st != STATUS_OK for st in mine)
+    failed = f" ({failed} failed)" if failed else ""
+    return (f"dynaplan: interrupted; {len(mine)} of {len(ids)} scenarios finished{failed}, their rows kept in "
+            f"{out}; run the same command again to resume the other {len(ids) - len(mine)}")
 
 
 def _report(folder: Path, plot: bool, metric: str | None, x: str | None, by: str | None) -> int:
@@ -155,4 +172,4 @@ def register(app: typer.Typer) -> None:
     app.command("sweep")(sweep_command)
 
 
-__all__ = ["register", "summary_table", "sweep_command"]
+__all__ = ["interrupted_line", "register", "summary_table", "sweep_command"]

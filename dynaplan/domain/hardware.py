@@ -4,20 +4,39 @@ Numbers for the defaults are public specifications (see ``docs/profiles.md``, "H
 NVIDIA H100-80GB SXM and A100-80GB SXM data sheets and the GPU idle power used by splitwise-sim
 (MIT); NVIDIA H200 SXM and HGX/DGX B200 specifications for the two newer types.
 
-Prices are **placeholders**: indicative on-demand cloud list prices per 8-GPU server-hour (AWS
-EC2, Linux, us-east-1), NOT a quote; providers differ and prices change often, so set your own
-(``model_copy(update={"price_usd_per_server_h": ...})``). They are of two dates, and each type's
-``price_source`` says which: H100 and A100 are the 2023 list prices of p5.48xlarge and
-p4de.24xlarge; H200 (p5en.48xlarge) and B200 (p6-b200.48xlarge) are the list prices after AWS's
-June 2025 GPU price reduction, under which p5.48xlarge lists at 55.04 USD/h, not 98.32. Compare
-fleets on prices of one date.
+Prices are **placeholders** with one home: the on-demand column of the hardware catalogue,
+``dynaplan/domain/data/catalogue.csv`` (USD per 8-GPU server-hour, AWS EC2 on-demand, Linux,
+us-east-1, with each row's ``price_source`` and ``price_date``), read here so that the planner's
+cost objective and the capacity planner price a server alike. They are NOT a quote; providers
+differ and prices change often, so set your own
+(``model_copy(update={"price_usd_per_server_h": ...})``, or a catalogue of your own for
+capacity planning).
 """
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from dynaplan.validation import MAX_GPU_POWER_W, InputModel
+
+
+_CATALOGUE = Path(__file__).resolve().parent / "data" / "catalogue.csv"
+
+
+def _catalogue_price(name: str) -> dict:
+    """``price_usd_per_server_h`` and ``price_source`` of type ``name`` from the catalogue's
+    on-demand column (read as a file: the catalogue module itself imports this one)."""
+    with _CATALOGUE.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["hardware"] == name:
+                est = "an estimate, " if "on_demand" in row["placeholder"].split(";") else ""
+                return {"price_usd_per_server_h": float(row["on_demand_usd_per_server_h"]),
+                        "price_source": f"placeholder: {row['price_source']} ({est}{row['price_date']}; "
+                                        "dynaplan/domain/data/catalogue.csv)"[:300]}
+    raise KeyError(f"{name}: no row in {_CATALOGUE}")
 
 
 class HardwareType(InputModel):
@@ -83,9 +102,7 @@ H100_80GB = HardwareType(
     gpu_memory_gb=80.0,
     idle_power_w=75.0,
     max_power_w=700.0,
-    price_usd_per_server_h=98.32,
-    price_source="placeholder: AWS EC2 p5.48xlarge on-demand, Linux, us-east-1, 2023 list price "
-                 "(55.04 USD/h on the June 2025 list)",
+    **_catalogue_price("h100-80gb"),
     interconnect_gb_s=900.0,
     peak_tflops_bf16=989.0,
     hbm_bandwidth_tb_s=3.35,
@@ -98,9 +115,7 @@ A100_80GB = HardwareType(
     gpu_memory_gb=80.0,
     idle_power_w=63.0,
     max_power_w=400.0,
-    price_usd_per_server_h=40.97,
-    price_source="placeholder: AWS EC2 p4de.24xlarge on-demand, Linux, us-east-1, 2023 list price "
-                 "(before the June 2025 reduction)",
+    **_catalogue_price("a100-80gb"),
     interconnect_gb_s=600.0,
     peak_tflops_bf16=312.0,
     hbm_bandwidth_tb_s=2.0,
@@ -114,9 +129,7 @@ H200_141GB = HardwareType(
     gpu_memory_gb=141.0,  # H200 SXM data sheet: 141 GB HBM3e
     idle_power_w=75.0,  # assumption: the H100's (same chip); no published idle figure
     max_power_w=700.0,  # H200 SXM data sheet: configurable up to 700 W
-    price_usd_per_server_h=63.296,
-    price_source="placeholder: AWS EC2 p5en.48xlarge (8x H200) on-demand, Linux, us-east-1, list price "
-                 "after the June 2025 reduction",
+    **_catalogue_price("h200-141gb"),
     interconnect_gb_s=900.0,  # NVLink 4, as H100
     peak_tflops_bf16=989.0,  # dense; H100's compute
     hbm_bandwidth_tb_s=4.8,  # H200 SXM data sheet
@@ -131,9 +144,7 @@ B200_180GB = HardwareType(
     gpu_memory_gb=180.0,  # DGX B200 user guide: 1,440 GB total GPU memory over 8 GPUs
     idle_power_w=140.0,  # assumption: public nvidia-smi idle readings of ~140 W; no data sheet value
     max_power_w=1000.0,  # HGX B200: 1,000 W per GPU
-    price_usd_per_server_h=113.9328,
-    price_source="placeholder: AWS EC2 p6-b200.48xlarge (8x B200) on-demand, Linux, us-east-1, list price "
-                 "after the June 2025 reduction",
+    **_catalogue_price("b200-180gb"),
     interconnect_gb_s=1800.0,  # NVLink 5: 1.8 TB/s per GPU (DGX B200: 14.4 TB/s aggregate)
     peak_tflops_bf16=2250.0,  # HGX B200 at 1,000 W: 4.5 PFLOP/s sparse BF16 per GPU, dense is half
     hbm_bandwidth_tb_s=8.0,  # DGX B200: 64 TB/s over 8 GPUs

@@ -175,6 +175,17 @@ def build_capacity_model(p: CapacityProblem) -> tuple[LinearModel, CapacityIndex
         need_gpus = np.ceil(need_gpus - 1e-7)
     m.add_constraints("cap.class_gpus", [(t, c) for t in range(T) for c in p.classes],
                       gt * C + g_cl[gg], N.start + gt * G + gg, g_tp[gg], lo=need_gpus.ravel())
+    if w_cost > 0 and not p.shared_instances and price.max(initial=0.0) > 0:
+        # (cap.class_cost) valid inequality: the fleet cost of class c's GPUs is at least the least
+        # cost of whole instances carrying d_{t,c}, K_{t,c} (a small covering knapsack per (t, c))
+        usd_gpu = (price / gpus)[g_hw] * g_tp                    # fleet cost of one instance of g
+        keep = [(t, c) for t in range(T) for c in range(C) if d[t, c] > 0]
+        K = np.array([class_cost_bound(d[t, c], g_cap[g_cl == c], usd_gpu[g_cl == c]) for t, c in keep])
+        sel = [np.flatnonzero(g_cl == c) for _, c in keep]
+        m.add_constraints("cap.class_cost", [(t, p.classes[c]) for t, c in keep],
+                          np.concatenate([np.full(len(s_), k) for k, s_ in enumerate(sel)] or [np.zeros(0)]),
+                          np.concatenate([N.start + t * G + s_ for (t, _), s_ in zip(keep, sel)] or [np.zeros(0)]),
+                          np.concatenate([usd_gpu[s_] for s_ in sel] or [np.zeros(0)]), lo=K)
     # (cap.energy) e_t = k [ sum_p (A_p - tp_p w^idle_h) n + B_p l + sum_h w^idle_h G_h y_h ]
     m.add_constraints("cap.energy", range(T),
                       np.r_[np.arange(T), tt, tt, np.repeat(np.arange(T), H)],
@@ -229,6 +240,45 @@ def _slices(m: LinearModel, p: CapacityProblem, d, hw_of, class_of, l_col, tt, p
             cols.append(ms.start + j)
     m.add_constraints("cap.slice_count", [(t, p.classes[c]) for t, c in ctc], rows, cols, np.ones(len(rows)),
                       lo=float(S), hi=float(S))
+
+
+def class_cost_bound(demand_rps: float, cap_rps: np.ndarray, cost: np.ndarray) -> float:
+    """K of (cap.class_cost): the least ``cost @ N`` over whole ``N >= 0`` with ``cap_rps @ N >=
+    demand_rps``, or a lower bound of it (the knapsack's LP bound when its exact search is cut
+    short). Exact search: the optimum takes some count of the best-ratio item and covers the rest
+    with other items; every candidate count of each item is tried by depth-first search with the
+    LP bound as the pruning rule."""
+    if demand_rps <= 0 or cap_rps.size == 0:
+        return 0.0
+    cap_rps = np.asarray(cap_rps, dtype=float)
+    cost = np.asarray(cost, dtype=float)
+    order = np.argsort(cost / cap_rps)
+    cap_rps, cost = cap_rps[order], cost[order]
+    ratio = cost / cap_rps
+    # suffix minimum of the ratio: the LP bound of covering r with items i.. is r * min ratio[i:]
+    best = [np.inf]
+    budget = [20_000]
+
+    def search(i: int, r: float, acc: float) -> None:
+        if r <= 1e-9 * max(demand_rps, 1.0):
+            best[0] = min(best[0], acc)
+            return
+        if i == cap_rps.size or acc + r * ratio[i] >= best[0] - 1e-12:
+            return
+        budget[0] -= 1
+        if budget[0] < 0:
+            return
+        top = int(np.ceil(r / cap_rps[i] - 1e-12))
+        for n in range(top, -1, -1):
+            search(i + 1, r - n * cap_rps[i], acc + n * cost[i])
+            if budget[0] < 0:
+                return
+
+    search(0, float(demand_rps), 0.0)
+    lp = float(demand_rps * ratio[0])
+    if budget[0] < 0 or not np.isfinite(best[0]):
+        return lp
+    return float(max(best[0], lp))
 
 
 def build_share_model(p: CapacityProblem) -> tuple[LinearModel, dict]:

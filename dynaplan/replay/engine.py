@@ -229,9 +229,7 @@ def _out_of_profile(trace: Trace, true_class: np.ndarray, scheme, n_windows: int
 def _groups(inp: ReplayInput, dep: Deployment,
             hw_names: list[str]) -> tuple[Groups, list[tuple[str, str, int]], list[str]]:
     tab, names = inp.tables, inp.load.class_names
-    pools = list(dep.pools)
-    if not pools:
-        raise ValidationError("deployment has no pool")
+    pools = list(dep.pools)  # none (a policy that runs nothing, e.g. no traffic forecast): all unserved
     pidx = {p: i for i, p in enumerate(pools)}
     c_n = len(names)
     routing = np.zeros((c_n, len(pools)))

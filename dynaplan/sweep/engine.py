@@ -12,7 +12,8 @@ baseline of the tests and the benchmark. Then:
 1. scenarios already on disk are skipped (``resume``; a recorded failure too, unless
    ``retry_failed``), temporaries of a killed run are deleted;
 2. the shared inputs (profiles, traces, grid series) are loaded once here and sent to every
-   worker once (``client.scatter(..., broadcast=True)``); tasks carry only options and futures;
+   worker once (``client.scatter(..., broadcast=True)``); tasks carry only options and futures,
+   one scenario or a few short ones each, submitted as workers need them (:func:`_run_dask`);
 3. each finished scenario's row is written at once (:class:`~dynaplan.sweep.store.ResultStore`),
    by this process only. A scenario that raises is a row with status ``error`` and its one-line
    error; a scenario that kills its worker is re-run by Dask elsewhere, and recorded as an
@@ -27,6 +28,7 @@ import asyncio
 import datetime as _dt
 import importlib.metadata
 import logging
+import math
 import os
 import socket
 import time
@@ -46,6 +48,12 @@ from dynaplan.sweep.store import STATUS_ERROR, STATUS_OK, ResultStore
 
 MAX_ATTEMPTS = 3
 """Submissions of one scenario whose shared inputs were lost with their workers."""
+
+TASK_TARGET_S = 0.5
+"""Scenarios shorter than this are run a few per task, so that a task takes about this long (s)."""
+
+MAX_CHUNK = 16
+"""Most scenarios in one task."""
 
 WORKER_WAIT_S = 120.0
 """Longest wait for a worker before the shared inputs are scattered (s): a restarting worker on a
@@ -101,20 +109,76 @@ def _lost_row(kind: ScenarioKind, sc: Scenario, exc: BaseException, attempts: in
             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
+LEAN_DASK = {
+    "distributed.worker.profile.enabled": False,  # a statistical profiler sampling every thread every 10 ms
+    "distributed.admin.tick.interval": "1s",  # event-loop watchdog (warns of a loop blocked for 3 s); 20 ms
+    "distributed.admin.system-monitor.interval": "2s",  # the dashboard's CPU / memory / network series; 500 ms
+}
+"""Dask settings of the LocalCluster the engine starts. Measured idle on 2 worker processes: the
+driving process (scheduler, nannies) and the workers took about 120 ms of CPU per second with
+Dask's defaults, 30 ms with these; a 0.1-s capacity plan pays that while it runs. Nothing a
+scenario computes depends on them."""
+
+
 def local_cluster(workers: int):
     """A ``LocalCluster`` of ``workers`` single-threaded worker processes, quiet, dashboard on a free port.
 
     Its workers do not get Dask's ``MALLOC_TRIM_THRESHOLD_=65536``: setting that variable turns off
     glibc's dynamic mmap threshold, so every large numpy temporary is mapped and faulted in anew,
     and a replay ran 1.5-2x slower in a worker than in this process (measured on 30-minute replays).
+
+    Dask's diagnostics that run all the time are turned down (:data:`LEAN_DASK`): they take CPU
+    from the scenarios on a small machine, where the scheduler and the workers share the cores.
     """
     import dask
     from distributed import LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.ERROR)  # its INFO lines would drown the progress bar
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    config = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None, **LEAN_DASK}
+    with dask.config.set(config), _sigint_ignored():
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                             silence_logs=logging.ERROR)
+
+
+@contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while the LocalCluster's worker processes start, so they inherit that.
+
+    Ctrl-C on a terminal signals the whole process group: the worker processes of a LocalCluster
+    too. Each would print a traceback of its event loop and die, and the scenarios they ran would
+    be lost rather than cancelled. This process alone handles the interrupt (it cancels the
+    scenarios and closes the cluster); a worker restarted later ignores it through
+    :class:`_IgnoreSigint`. Off the main thread (no signal handlers there) nothing changes.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _ignore_sigint_plugin():
+    """A worker plugin making a LocalCluster worker ignore SIGINT (see :func:`_sigint_ignored`);
+    registered workers keep it across restarts."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class _IgnoreSigint(WorkerPlugin):
+        name = "dynaplan-sweep-ignore-sigint"
+
+        def setup(self, worker) -> None:
+            import signal
+            import threading
+
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return _IgnoreSigint()
 
 
 @contextmanager
@@ -138,6 +202,7 @@ def _dask_client(client, scheduler: str | None, workers: int | None):
     cluster = local_cluster(workers or usable_cpus())
     try:
         c = Client(cluster)
+        c.register_plugin(_ignore_sigint_plugin())
         try:
             yield c
         finally:
@@ -158,17 +223,47 @@ def _run_serial(kind, todo, per, loaded, emit) -> None:
         emit(run_scenario(kind, sc.scenario_id, sc.options, {n: loaded[k] for n, k in keys.items()}))
 
 
+def run_chunk(kind: ScenarioKind, items: list[tuple[str, dict, dict[str, int]]], shared: list) -> list[dict]:
+    """The rows of several scenarios run one after the other in one task: ``items`` are (id,
+    options, {input name: index into ``shared``}), ``shared`` the chunk's distinct shared inputs."""
+    return [run_scenario(kind, sid, options, {n: shared[j] for n, j in names.items()})
+            for sid, options, names in items]
+
+
+def chunk_size(scenario_s: list[float], queued: int, slots: int) -> int:
+    """Scenarios in the next task: enough that a task takes about :data:`TASK_TARGET_S` (from the
+    median time of the scenarios finished so far; one until any has), at most
+    :data:`MAX_CHUNK`, and, towards the end, at most a share of what is left, so the last tasks
+    are single scenarios and no worker waits on another's long task (guided self-scheduling)."""
+    if not scenario_s:
+        return 1
+    recent = sorted(scenario_s[-64:])
+    median = max(recent[len(recent) // 2], 1e-6)
+    k = min(MAX_CHUNK, max(1, int(TASK_TARGET_S / median)))
+    return max(1, min(k, queued // (2 * max(1, slots))))
+
+
 def _run_dask(client, kind, todo, per, loaded, emit, timing: dict, max_attempts: int = MAX_ATTEMPTS) -> None:
-    """Submit every scenario with futures of the scattered shared inputs; write rows as they come.
+    """Run the scenarios on the client's workers, a few tasks ahead of them; write rows as they come.
+
+    Tasks are submitted as workers need them (about two per worker thread in flight), each of one
+    scenario or, once the scenarios' own time is known, of a chunk of short scenarios
+    (:func:`chunk_size`): a task costs the scheduler, the transfers and this process about 10 ms
+    of CPU, which on a 2-core machine is taken from the workers (a capacity plan takes ~0.1 s).
+    The scenarios and what each computes are the same whatever the chunking.
 
     Scattered data have no lineage: when every worker holding a copy dies, Dask forgets them and
-    cancels the scenarios that needed them. Such a scenario is re-submitted with the shared inputs
-    scattered again (at most ``max_attempts`` submissions per scenario); a scenario that keeps
-    killing its workers ends as ``KilledWorker`` or as lost, recorded as an error.
+    cancels the tasks that needed them. Their scenarios are queued again with the shared inputs
+    scattered again (at most ``max_attempts`` submissions per scenario). A chunk that fails
+    otherwise (``KilledWorker``: it killed the workers that ran it) is split into single-scenario
+    tasks, so only a scenario that kills workers on its own is recorded as an error.
     """
+    from collections import deque
+
     from distributed import as_completed
 
     keys = list(loaded)
+    kidx = {k: j for j, k in enumerate(keys)}
     shared: dict[tuple, Any] = {}
 
     def scatter(which: list[tuple]) -> None:
@@ -184,45 +279,76 @@ def _run_dask(client, kind, todo, per, loaded, emit, timing: dict, max_attempts:
     scatter(keys)
     timing["scatter_s"] = time.perf_counter() - t0
     generation = 0  # how often the shared inputs were scattered again
-    attempts: dict[int, int] = {}
-    made_in: dict[int, int] = {}
-    pending: dict[Any, int] = {}
+    attempts = [0] * len(todo)
+    queue = deque(range(len(todo)))
+    solo: set[int] = set()  # scenarios of a failed chunk: run alone from now on
+    pending: dict[Any, tuple[list[int], int]] = {}  # future -> (its scenarios, generation submitted in)
+    scenario_s: list[float] = []
+    slots = {"n": 1, "at": -math.inf}
+    chunks: list[int] = []
 
-    def submit(i: int):
-        sc, kk = todo[i], per[i]
-        attempts[i] = attempts.get(i, 0) + 1
-        made_in[i] = generation
-        fut = client.submit(run_scenario, kind, sc.scenario_id, sc.options, {n: shared[k] for n, k in kk.items()},
-                            pure=False, key=f"sweep-{sc.scenario_id}-{os.getpid()}-{time.monotonic_ns()}")
-        pending[fut] = i
+    def n_slots() -> int:
+        if time.monotonic() - slots["at"] > 2.0:  # a cluster may grow or shrink; ask now and then
+            slots["n"], slots["at"] = max(1, sum(client.nthreads().values())), time.monotonic()
+        return slots["n"]
+
+    def submit() -> Any:
+        k = chunk_size(scenario_s, len(queue), n_slots())
+        idx = [queue.popleft()]
+        while len(idx) < k and queue and queue[0] not in solo and idx[0] not in solo:
+            idx.append(queue.popleft())
+        used = list(dict.fromkeys(k2 for i in idx for k2 in per[i].values()))
+        local = {k2: j for j, k2 in enumerate(used)}
+        items = [(todo[i].scenario_id, todo[i].options, {n: local[k2] for n, k2 in per[i].items()}) for i in idx]
+        for i in idx:
+            attempts[i] += 1
+        fut = client.submit(run_chunk, kind, items, [shared[k2] for k2 in used], pure=False,
+                            key=f"sweep-{todo[idx[0]].scenario_id}-{len(idx)}-{os.getpid()}-{time.monotonic_ns()}")
+        pending[fut] = (idx, generation)
+        chunks.append(len(idx))
         return fut
 
-    ac = as_completed([submit(i) for i in range(len(todo))])
+    def refill(ac) -> None:
+        while queue and len(pending) < 2 * n_slots():
+            ac.add(submit())
+
+    ac = as_completed()
+    refill(ac)
     try:
         for fut in ac:
-            i = pending.pop(fut)
+            idx, made_in = pending.pop(fut)
             try:
-                row = fut.result()
+                rows = fut.result()
             except (CancelledError, asyncio.CancelledError) as exc:
-                if per[i] and attempts[i] < max_attempts:  # its shared inputs died with their workers
+                retry = [i for i in idx if per[i] and attempts[i] < max_attempts]
+                if retry:  # its shared inputs died with their workers
                     try:
-                        if made_in[i] == generation:  # once per loss, not once per scenario
+                        if made_in == generation:  # once per loss, not once per task
                             client.wait_for_workers(1, timeout=WORKER_WAIT_S)
                             scatter(keys)
                             generation += 1
-                        ac.add(submit(i))
-                        continue
-                    except (TimeoutError, OSError) as again:  # no worker came back: this scenario is lost
-                        exc = again
-                row = _lost_row(kind, todo[i], exc, attempts[i])
-            except Exception as exc:  # noqa: BLE001 - KilledWorker, a lost scheduler: this scenario failed
-                row = _lost_row(kind, todo[i], exc, attempts[i])
-            emit(row)
+                        queue.extendleft(reversed(retry))
+                    except (TimeoutError, OSError) as again:  # no worker came back: these scenarios are lost
+                        exc, retry = again, []
+                rows = [_lost_row(kind, todo[i], exc, attempts[i]) for i in idx if i not in retry]
+            except Exception as exc:  # noqa: BLE001 - KilledWorker, a lost scheduler: this task failed
+                if len(idx) > 1:  # find the scenario that failed it: each of them alone
+                    solo.update(idx)
+                    queue.extendleft(reversed(idx))
+                    rows = []
+                else:
+                    rows = [_lost_row(kind, todo[idx[0]], exc, attempts[idx[0]])]
+            for row in rows:
+                if row.get("wall_time_s") is not None:
+                    scenario_s.append(row["wall_time_s"])
+                emit(row)
+            refill(ac)
     finally:  # on an interrupt or an error of the engine: stop what is still queued or running
         if pending:
             client.cancel(list(pending), force=True)
         if shared:
             client.cancel(list(shared.values()), force=True)
+        timing["tasks"] = len(chunks)
 
 
 def run_sweep(spec: SweepSpec | dict | str | Path, out: str | Path, client=None, *, workers: int | None = None,
@@ -288,4 +414,5 @@ def run_sweep(spec: SweepSpec | dict | str | Path, out: str | Path, client=None,
     return df
 
 
-__all__ = ["VERSION", "local_cluster", "one_line", "run_scenario", "run_sweep", "usable_cpus"]
+__all__ = ["LEAN_DASK", "VERSION", "chunk_size", "local_cluster", "one_line", "run_chunk", "run_scenario", "run_sweep",
+           "usable_cpus"]

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from dynaplan.errors import ValidationError
 from dynaplan.validation import InputModel
@@ -159,6 +159,8 @@ class ReplayScenario(InputModel):
     policy: str = Field("DynamoLLM", description="One replay policy (dynaplan.replay.policies).")
     hardware: str = Field("h100-80gb", description="Hardware type of the inventory.")
     servers: int = Field(40, ge=1, le=100_000, description="Servers in the inventory (count).")
+    inventory: dict[str, int] | None = Field(None, description="Servers per hardware type (count): a set of "
+                                             "types and their availability; None: {hardware: servers}.")
     load_scale: float = Field(1.0, gt=0, le=1000, description="Multiplies the trace's arrival rate (factor).")
     slo_scale: float = Field(1.0, gt=0, le=1000, description="Multiplies every TTFT and TBT target (factor).")
     peak_scale: float = Field(1.0, gt=0, le=1000, description="Static policies are sized for this multiple "
@@ -173,6 +175,35 @@ class ReplayScenario(InputModel):
     price: str | None = Field(None, description="Hourly electricity price CSV (USD/MWh); None: bundled CAISO.")
     price_column: str = "US-CAL-CISO"
     grid_mode: Literal["hour_of_day", "calendar"] = "hour_of_day"
+    instance_headroom: float = Field(0.05, ge=0, description="Utilisation margin of the instance level (fraction).")
+    prehistory_s: float | None = Field(None, ge=0, description="Trace start shown to policies as the time before "
+                                       "it (s); None: one cluster epoch.")
+    predictor_accuracy: float = Field(0.81, ge=0, le=1, description="Output-length predictor accuracy (fraction).")
+    predictor_over_fraction: float = Field(0.5, ge=0, le=1, description="Share of mis-predictions to the larger "
+                                           "output bin (fraction).")
+    idle_power: Literal["busy-fraction", "linear", "hold"] = "busy-fraction"
+
+    @field_validator("inventory")
+    @classmethod
+    def _some_servers(cls, value):
+        if value is not None:
+            if not value:
+                raise ValueError("give servers for at least one hardware type")
+            bad = {h: n for h, n in value.items() if not 0 <= n <= 100_000}
+            if bad:
+                raise ValueError(f"server counts must be 0 to 100000; got {bad}")
+            if sum(value.values()) < 1:
+                raise ValueError(f"no server in {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_inventory_and_valid_time_scales(self) -> "ReplayScenario":
+        if self.inventory is not None:
+            both = sorted({"hardware", "servers"} & self.model_fields_set)
+            if both:
+                raise ValueError(f"give inventory or {' and '.join(both)}, not both")
+        replay_options(self.model_dump())  # the time scales' cross-checks (whole multiples), now
+        return self
 
     @field_validator("policy")
     @classmethod
@@ -198,22 +229,38 @@ def _replay_shared(o: dict) -> dict[str, tuple]:
             "grid": ("grid", o["carbon"], o["carbon_column"], o["price"], o["price_column"], o["grid_mode"])}
 
 
+def replay_options(o: dict):
+    """The :class:`~dynaplan.replay.engine.ReplayOptions` of resolved replay options ``o``."""
+    from dynaplan.replay.engine import ReplayOptions
+
+    return ReplayOptions(window_s=o["window_s"], pool_epoch_s=o["pool_epoch_s"], cluster_epoch_s=o["cluster_epoch_s"],
+                         rate_window_s=o["rate_window_s"], predictor_seed=o["seed"], grid_mode=o["grid_mode"],
+                         instance_headroom=o["instance_headroom"], prehistory_s=o["prehistory_s"],
+                         predictor_accuracy=o["predictor_accuracy"],
+                         predictor_over_fraction=o["predictor_over_fraction"], idle_power=o["idle_power"])
+
+
+def replay_inventory(o: dict) -> dict[str, int]:
+    """Servers per hardware type of resolved replay options ``o``."""
+    return dict(o["inventory"]) if o["inventory"] is not None else {o["hardware"]: o["servers"]}
+
+
 def run_replay(o: dict, shared: Mapping[str, Any]) -> dict:
     """Replay ``o['policy']`` over the shared trace, scaled by ``load_scale``; the summary's metrics."""
     from dynaplan.domain.slo import DEFAULT_SLOS
-    from dynaplan.replay.engine import ReplayOptions, prepare, replay
+    from dynaplan.replay.engine import prepare, replay
     from dynaplan.replay.load import scale_trace
     from dynaplan.replay.policies import make_policies
 
     prof, tr = shared["profile"], shared["trace"]
-    if o["hardware"] not in prof.hardware:
-        raise ValidationError(f"hardware {o['hardware']!r}: unknown; the profile knows {sorted(prof.hardware)}")
+    inventory = replay_inventory(o)
+    unknown = sorted(set(inventory) - set(prof.hardware))
+    if unknown:
+        raise ValidationError(f"hardware {unknown[0]!r}: unknown; the profile knows {sorted(prof.hardware)}")
     if o["load_scale"] != 1.0:
         tr = scale_trace(tr, o["load_scale"], seed=o["seed"], label=f"load_scale {o['load_scale']:g}")
-    opts = ReplayOptions(window_s=o["window_s"], pool_epoch_s=o["pool_epoch_s"], cluster_epoch_s=o["cluster_epoch_s"],
-                         rate_window_s=o["rate_window_s"], predictor_seed=o["seed"], grid_mode=o["grid_mode"])
-    inp = prepare(tr, profile=prof, slos=scaled_slos(DEFAULT_SLOS, o["slo_scale"]),
-                  inventory={o["hardware"]: o["servers"]}, options=opts, grid=shared["grid"])
+    inp = prepare(tr, profile=prof, slos=scaled_slos(DEFAULT_SLOS, o["slo_scale"]), inventory=inventory,
+                  options=replay_options(o), grid=shared["grid"])
     (policy,) = make_policies([o["policy"]], peak_scale=o["peak_scale"])
     s = replay(inp, policy).summary
     row = {m: getattr(s, m) for m in REPLAY_METRICS if m != "replay_wall_time_s"}
@@ -250,8 +297,13 @@ class CapacityScenario(InputModel):
     slo_scale: float = Field(1.0, gt=0, description="Multiplies every TTFT and TBT target (factor).")
     objective: Literal["cost", "energy", "carbon"] = "cost"
     idle: Literal["idle", "off"] = "idle"
+    load_segments: int = Field(3, ge=1, description="Pieces of each recipe's power curve (count).")
+    energy_cap_kwh: float | None = Field(None, gt=0, description="Cap on the horizon's energy (kWh); None: none.")
+    carbon_cap_kg: float | None = Field(None, gt=0, description="Cap on the horizon's carbon (kgCO2); None: none.")
     time_limit_s: float = Field(60.0, gt=0, description="Solver time limit per plan (s).")
     mip_rel_gap: float = Field(1e-3, ge=0, le=1, description="Relative MIP gap at which the solver stops.")
+    method: Literal["auto", "monolithic", "decomposed"] = Field("auto", description="How plan_capacity solves: "
+                                                                 "the whole MILP or period by period.")
 
 
 CAPACITY_METRICS: dict[str, MetricType] = {
@@ -260,7 +312,7 @@ CAPACITY_METRICS: dict[str, MetricType] = {
     "solve_bound": "float", "solve_gap": "float", "solve_wall_time_s": "float", "solve_backend": "str",
 }
 """The plan's totals and its solve report (``solve_wall_time_s`` = build + solve time of the report)."""
-_PLAN_OPTIONS = ("time_limit_s", "mip_rel_gap")
+_PLAN_OPTIONS = ("time_limit_s", "mip_rel_gap", "method")
 
 
 def _capacity_shared(o: dict) -> dict[str, tuple]:
@@ -285,7 +337,7 @@ def run_capacity(o: dict, shared: Mapping[str, Any]) -> dict:
     if kw["availability"] is not None:
         kw["availability"] = {hw: tuple(mm) for hw, mm in kw["availability"].items()}
     plan = capacity.plan_capacity(capacity.capacity_problem(**kw), time_limit_s=o["time_limit_s"],
-                                  mip_rel_gap=o["mip_rel_gap"])
+                                  mip_rel_gap=o["mip_rel_gap"], method=o["method"])
     rep = plan.report
     fleet = {str(k): int(v) for k, v in dict(plan.fleet).items()}
     return {"cost_usd": plan.cost_usd, "cost_usd_per_h": plan.cost_usd_per_h, "energy_kwh": plan.energy_kwh,

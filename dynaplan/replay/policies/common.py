@@ -138,8 +138,12 @@ def default_cluster_forecaster(ctx: ReplayContext, headroom: float = 0.1) -> For
 def forecast_peak(obs: Observation, forecaster: Forecaster, epoch_s: float,
                   names: tuple[str, ...], max_epochs: int = 400) -> dict[str, float]:
     """The next epoch's per-class peak from the last ``max_epochs`` epoch peaks of the history
-    (enough for a daily season of 30-min epochs several times over); empty history: zeros."""
+    (enough for a daily season of 30-min epochs several times over). A history shorter than one
+    epoch (a trace shorter than the cluster epoch: its mirrored start is all there is before it)
+    is one epoch of its own length, so the forecast is its peak, not zero; empty history: zeros."""
     peaks = obs.peaks(epoch_s, last=max_epochs)
+    if len(peaks) == 0 and len(obs.history_rps) > 0:
+        peaks = obs.peaks(len(obs.history_rps) * obs.window_s)
     if len(peaks) == 0:
         return {c: 0.0 for c in names}
     peaks.columns = list(names)

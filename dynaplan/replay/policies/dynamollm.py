@@ -92,6 +92,15 @@ class DynamoLLM(Policy):
 
     def decide(self, obs: Observation) -> Deployment | None:
         ctx = self.ctx
+        pool_fc = forecast_peak(obs, self._pfc, ctx.pool_epoch_s, ctx.class_names)
         if obs.level == "cluster" or self.allotment is None:
             self._allot(forecast_peak(obs, self._cfc, ctx.cluster_epoch_s, ctx.class_names))
-        return self._deployment(forecast_peak(obs, self._pfc, ctx.pool_epoch_s, ctx.class_names))
+        elif self._unrouted(pool_fc):  # traffic of a class the allotment gave no pool (e.g. the
+            # first requests after epochs of none): the cluster level re-plans now, not at the
+            # next cluster epoch
+            cluster_fc = forecast_peak(obs, self._cfc, ctx.cluster_epoch_s, ctx.class_names)
+            self._allot({c: max(v, pool_fc.get(c, 0.0)) for c, v in cluster_fc.items()})
+        return self._deployment(pool_fc)
+
+    def _unrouted(self, forecast: dict[str, float]) -> bool:
+        return any(v > 0 and sum((self.allotment.routing.get(c) or {}).values()) <= 0 for c, v in forecast.items())
