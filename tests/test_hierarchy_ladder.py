@@ -164,3 +164,26 @@ def test_fallback_is_stopped_by_nodes_not_seconds(prof):
     a, b = ([(pp.pool, pp.servers, pp.served_rps, [g.model_dump() for g in pp.groups]) for pp in p.pools]
             for p in plans)
     assert a == b
+
+
+def test_single_allotment_search_plans_honestly_and_is_refused_by_name_when_unknown(prof):
+    """``cluster_search="single"`` (one allotment on the inventory, then polishing: the faster
+    path for a scheduler) gives a plan check_plan accepts, never below the global bound, with a
+    gap consistent with it; an unknown value is refused naming the option."""
+    from dynaplan.errors import ValidationError
+    from dynaplan.planning import PlannerOptions
+
+    f = {"SL": 2.1938, "MS": 26.1696, "LL": 1.5}
+    single = Planner(prof, {H100: 8}, DEFAULT_SLOS, options=PlannerOptions(cluster_search="single"))
+    ladder = Planner(prof, {H100: 8}, DEFAULT_SLOS)
+    ps, pl = single.plan(f), ladder.plan(f)
+    for p in (ps, pl):
+        check_plan(prof, {H100: 8}, DEFAULT_SLOS, p)
+    bound = single.global_bound(f)
+    assert ps.report.bound == pytest.approx(bound)
+    assert ps.power_w >= bound * (1 - 1e-9)
+    assert ps.report.gap == pytest.approx((ps.power_w - bound) / ps.power_w, abs=1e-9)
+    assert not any(n.startswith("inventory ladder") for n in ps.notes)
+    assert any(n.startswith("inventory ladder") for n in pl.notes)
+    with pytest.raises((ValidationError, ValueError), match="cluster_search"):
+        PlannerOptions(cluster_search="greedy")

@@ -16,7 +16,9 @@ forecast (the baseline the hierarchy replaces), and so is the global bound's tim
 12,500 (median and p95 both reported; met means p95).
 
 A sensitivity row repeats (b) at 12,500 servers with ``mip_rel_gap=1e-3`` instead of the
-default 1e-4 (the cluster MILP there spends most of its time closing the last 0.01%).
+default 1e-4 (the cluster MILP there spends most of its time closing the last 0.01%), and one at
+40 servers with ``PlannerOptions.cluster_search="single"`` (one allotment instead of the
+inventory ladder), with the power it gives up against the ladder per forecast.
 
 (c) is computed from the ``hier_vs_mono`` study by ``summary.md``.
 
@@ -112,14 +114,14 @@ def _pool_level(ctx, rounds: int, task) -> tuple[list[dict], list[dict], list[st
     return rows, calls, failures
 
 
-def _hierarchy(ctx, servers: int, rounds: int, with_mono: bool, task, mip_rel_gap: float = 1e-4
-               ) -> tuple[list[dict], list[dict], list[str]]:
+def _hierarchy(ctx, servers: int, rounds: int, with_mono: bool, task, mip_rel_gap: float = 1e-4,
+               search: str = "ladder") -> tuple[list[dict], list[dict], list[str]]:
     point = Point("servers", servers)
     st = inputs.setting(point)
     forecasts = inputs.epoch_forecasts(servers)
     failures, calls = [], []
     t0 = time.perf_counter()
-    pl = Planner(st.profile, st.inventory, st.slos, options=st.options,
+    pl = Planner(st.profile, st.inventory, st.slos, options=st.options.model_copy(update={"cluster_search": search}),
                  solve_options=inputs.solve_options(10.0, mip_rel_gap))
     construct_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -137,6 +139,7 @@ def _hierarchy(ctx, servers: int, rounds: int, with_mono: bool, task, mip_rel_ga
             plan, clocks, plan_s, inst_s = run_hierarchy(pl, f)
             wall = time.perf_counter() - t0
             calls.append({"target": "b", "backend": "highs", "servers": servers, "mip_rel_gap": mip_rel_gap,
+                          "cluster_search": search,
                           "round": r, "forecast": i,
                           "wall_s": wall, "plan_s": plan_s, "instance_s": inst_s, **plan_parts(plan),
                           "bound_s": pl.bound_time_s,
@@ -159,8 +162,11 @@ def _hierarchy(ctx, servers: int, rounds: int, with_mono: bool, task, mip_rel_ga
     parts["bound_share_median"] = median(df["bound_s"] / df["plan_s"])  # the global bound's share of plan()
     default_gap = mip_rel_gap == inputs.solve_options().mip_rel_gap
     row = {"target": f"(b) hierarchy {servers} servers <= {target * 1e3:.0f} ms"
-                     + ("" if default_gap else f" [sensitivity: mip_rel_gap {mip_rel_gap:g}]"),
-           "key": f"b{servers}" + ("" if default_gap else f"_gap{mip_rel_gap:g}"), "mip_rel_gap": mip_rel_gap,
+                     + ("" if default_gap else f" [sensitivity: mip_rel_gap {mip_rel_gap:g}]")
+                     + ("" if search == "ladder" else f" [cluster_search {search}]"),
+           "key": f"b{servers}" + ("" if default_gap else f"_gap{mip_rel_gap:g}")
+                  + ("" if search == "ladder" else f"_{search}"), "mip_rel_gap": mip_rel_gap,
+           "cluster_search": search,
            "servers": servers, "calls": len(df), "pools": float(np.median(df["pools"])),
            "pools_range": f"{df['pools'].min()}-{df['pools'].max()}",
            "instances": float(np.median(df["instances"])), "median_s": median(df["wall_s"]), "p95_s": p95(df["wall_s"]),
@@ -182,15 +188,19 @@ def run(ctx) -> list[str]:
     rounds_a = 2 if ctx.quick else 30
     rounds_b = 1 if ctx.quick else 5
     sizes = (40,) if ctx.quick else (40, 12500)
-    variants = [(n, 1e-4) for n in sizes] + ([] if ctx.quick else [(12500, 1e-3)])
+    # the default (inventory ladder) at each size; sensitivity rows: a looser gap at 12,500 servers,
+    # and the single-allotment search (PlannerOptions.cluster_search) at 40
+    variants = [(n, 1e-4, "ladder") for n in sizes] + ([] if ctx.quick else [(12500, 1e-3, "ladder"),
+                                                                            (40, 1e-4, "single")])
     task = ctx.task("targets", rounds_a + len(variants) * (rounds_b + 2))
     rows, calls, failures = [], [], []
     r, c, f = _pool_level(ctx, rounds_a, task)
     rows += r
     calls += c
     failures += f
-    for n, gap in variants:
-        r, c, f = _hierarchy(ctx, n, rounds_b, with_mono=not ctx.quick and gap == 1e-4, task=task, mip_rel_gap=gap)
+    for n, gap, search in variants:
+        r, c, f = _hierarchy(ctx, n, rounds_b, with_mono=not ctx.quick and gap == 1e-4 and search == "ladder",
+                             task=task, mip_rel_gap=gap, search=search)
         rows += r
         calls += c
         failures += f
@@ -201,6 +211,11 @@ def run(ctx) -> list[str]:
             obj = b[b["servers"] == row["servers"]].groupby(["mip_rel_gap", "forecast"])["objective"].median().unstack(0)
             if 1e-4 in obj.columns:
                 row["obj_rel_diff_vs_default_gap"] = float((obj[row["mip_rel_gap"]] / obj[1e-4] - 1).max())
+        if row["key"].startswith("b") and row["cluster_search"] != "ladder":
+            same = b[(b["servers"] == row["servers"]) & (b["mip_rel_gap"] == row["mip_rel_gap"])]
+            obj = same.groupby(["cluster_search", "forecast"])["objective"].median().unstack(0)
+            if "ladder" in obj.columns:  # how much power the faster search gives up, worst forecast
+                row["obj_rel_diff_vs_ladder"] = float((obj[row["cluster_search"]] / obj["ladder"] - 1).max())
     df = pd.DataFrame(rows)
     df["calib_median_ms"] = calib["calib_median_ms"]
     df["median_calib_units"] = df["median_s"] * 1e3 / calib["calib_median_ms"]

@@ -563,9 +563,17 @@ class Planner:
             notes = notes + [f"inventory ladder: rung {step + 1} of {len(rungs)} "
                              f"({sum(used.values())} servers; plans at caps set by the forecast alone)"]
             return pools, unserved, notes, report
-        al = self._allot(cf, None)
-        pools, unserved, notes = self._hierarchy(cf, al, None, plan_pool, True, dict(self.inventory.servers))
+        pools, unserved, notes, report = self._single(cf, plan_pool)
         notes.append(f"inventory ladder: no rung of {len(rungs)} fits the inventory; capped at it")
+        return pools, unserved, notes, report
+
+    def _single(self, cf: CheckedForecast, plan_pool=None
+                ) -> tuple[list[PoolPlan], dict[str, float], list[str], SolveReport]:
+        """One allotment on the inventory (with the monolithic fallback), the pool level inside it,
+        then polishing within the inventory."""
+        al = self._allot(cf, None)
+        pools, unserved, notes = self._hierarchy(cf, al, None, plan_pool or self._cached_pool_planner(), True,
+                                                 dict(self.inventory.servers))
         return pools, unserved, notes, al.report
 
     @checked
@@ -593,7 +601,10 @@ class Planner:
             return self._assemble("hierarchical", f, [], {}, None, [], t0)
         given = allotment is not None
         if not given and state is None:
-            pools, unserved, notes, creport = self._ladder(cf)
+            if self.options.cluster_search == "ladder":
+                pools, unserved, notes, creport = self._ladder(cf)
+            else:
+                pools, unserved, notes, creport = self._single(cf)
             return self._assemble("hierarchical", f, pools, unserved, creport, [pp.report for pp in pools],
                                   t0, notes)
         if allotment is None:

@@ -19,6 +19,8 @@ the piece ranges that are the cheapest clock of their TP somewhere (pool.md, "Pr
 
 from __future__ import annotations
 
+from typing import Literal
+
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -98,6 +100,15 @@ class PlannerOptions(InputModel):
         "(formulations/pool.md, DP1-DP5) instead of the pool MILP when the backend is HiGHS, the "
         "pieces are exact (load_segments None), there is no current state and no best effort; "
         "False: always the MILP.",
+    )
+    cluster_search: Literal["ladder", "single"] = Field(
+        default="ladder",
+        description="How Planner.plan (no state, no allotment given) runs the cluster level: 'ladder', "
+        "the inventory ladder of formulations/cluster.md (up to 3 hierarchical plans at caps set by the "
+        "forecast; closest to the monolithic optimum, monotone in the inventory); 'single', one "
+        "allotment on the inventory then polishing (several times faster, for schedulers with a tight "
+        "latency budget; no monotonicity guarantee). Either way the plan's gap is stated against "
+        "the global bound.",
     )
     unserved_penalty_w_per_rps: float = Field(
         default=1e6, gt=0, le=1e12, description="Best-effort penalty per unserved req/s, in objective units (W)."
