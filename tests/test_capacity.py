@@ -249,3 +249,25 @@ def test_replay_reports_attainment_and_flags_a_fleet_that_misses():
     json.dumps(small.model_dump(mode="json"))
     with pytest.raises(ValidationError, match="rates"):
         plan_capacity(capacity_problem(rates={"MM": 1.0}, hardware=["h100-80gb"]), replay=True)
+
+
+def test_recipes_are_remembered_per_profile_and_question():
+    """The same question of the same profile object gives the same (frozen) recipes without
+    recomputing; another SLO table, hardware set or load segment count is another question, and
+    a profile object of its own is never served another's recipes."""
+    from dynaplan.capacity import build
+    from dynaplan.domain.slo import DEFAULT_SLOS, SLO, SLOTable
+    from dynaplan.profiles import Profile
+
+    prof = Profile.default()
+    first = build.recipes_from_profile(prof, DEFAULT_SLOS, ["h100-80gb"])
+    assert build.recipes_from_profile(prof, DEFAULT_SLOS, ["h100-80gb"]) is first
+    assert first == build._recipes(prof, DEFAULT_SLOS, ["h100-80gb"], 3, None)  # as computed afresh
+    tight = SLOTable(per_class={c: SLO(ttft_ms=s.ttft_ms * 0.5, tbt_ms=s.tbt_ms * 0.5)
+                                for c, s in DEFAULT_SLOS.per_class.items()})
+    other = build.recipes_from_profile(prof, tight, ["h100-80gb"])
+    assert other == build._recipes(prof, tight, ["h100-80gb"], 3, None) and other != first
+    assert build.recipes_from_profile(prof, DEFAULT_SLOS, ["a100-80gb"]) != first
+    assert build.recipes_from_profile(prof, DEFAULT_SLOS, ["h100-80gb"], 1) != first
+    fresh = Profile.default()
+    assert build.recipes_from_profile(fresh, DEFAULT_SLOS, ["h100-80gb"]) is not first

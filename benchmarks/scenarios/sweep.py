@@ -2,8 +2,9 @@
 
 One sweep of N scenarios (64; ``--quick``: 4), each of its own time run four ways in the same run:
 
-* **plain** — a loop calling the kind's ``run(options, shared)`` directly in this process: the
-  scenarios' own time, no engine (the baseline);
+* **plain** — a loop calling the kind's ``run(options, shared)`` directly in this process, its
+  shared inputs loaded once inside the timed run: the scenarios' own time, no engine (the
+  baseline);
 * **engine, this process** — ``run_sweep(..., workers=0)``: expansion, ids, one parquet file per
   row, no Dask;
 * **engine, 1 worker** — ``run_sweep`` on a ``LocalCluster`` of one worker process: adds scatter,
@@ -65,8 +66,17 @@ def _spec(quick: bool) -> dict:
             "axes": {"policy": pols, "load_scale": loads, "seed": seeds}}
 
 
-def _plain(kind, scenarios, loaded) -> float:
+def _plain(kind, scenarios, loaded=None) -> float:
+    """The scenarios in a loop in this process. Without ``loaded``, the shared inputs are loaded
+    inside the timed run, once for the sweep, as one process running the sweep does (and as the
+    engine does): every run then starts from the same cold state, whatever a shared input
+    remembers between scenarios (e.g. the capacity recipes of a profile)."""
+    from dynaplan.sweep.kinds import load_shared
+
     t0 = time.perf_counter()
+    if loaded is None:
+        loaded = {k: load_shared(k) for k in dict.fromkeys(k for sc in scenarios
+                                                             for k in kind.shared(sc.options).values())}
     for sc in scenarios:
         shared = {n: loaded[k] for n, k in kind.shared(sc.options).items()}
         kind.run(sc.options, shared)
@@ -148,7 +158,7 @@ def run(ctx) -> list[str]:
         task.advance()
 
     def plain():
-        return _plain(kind, scenarios, loaded), None
+        return _plain(kind, scenarios), None
 
     try:
         _plain(kind, warm, loaded)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -40,10 +41,32 @@ def _restrict(profile: Profile, hardware: Sequence[str]) -> Profile:
     return Profile(sub, source=profile.source, hardware=hw, classes=profile.classes, complete=False)
 
 
+# recipes already computed, per profile object (weakly held: a profile no longer used frees its
+# entries) and per (SLOs, hardware, load segments, model); at most _MEMO_PER_PROFILE per profile
+_MEMO: "weakref.WeakKeyDictionary[Profile, dict]" = weakref.WeakKeyDictionary()
+_MEMO_PER_PROFILE = 256
+
+
 def recipes_from_profile(profile: Profile, slos: SLOTable, hardware: Sequence[str], load_segments: int = 3,
                          model: str | None = None) -> tuple[Recipe, ...]:
     """Per-instance recipes (``formulations/capacity.md``, "Recipes"): every non-dominated
-    operating point meeting the SLOs on ``hardware``, with its piecewise-linear power pieces."""
+    operating point meeting the SLOs on ``hardware``, with its piecewise-linear power pieces.
+
+    Remembered per profile object and arguments (a sweep or a growth study asks the same question
+    of one profile many times; the recipes are frozen, so sharing them is safe). A profile is
+    treated as immutable, as everywhere in dynaplan."""
+    key = (slos.model_dump_json(), tuple(hardware), int(load_segments), model)
+    memo = _MEMO.setdefault(profile, {})
+    if key not in memo:
+        if len(memo) >= _MEMO_PER_PROFILE:
+            memo.clear()
+        memo[key] = _recipes(profile, slos, hardware, load_segments, model)
+    return memo[key]
+
+
+def _recipes(profile: Profile, slos: SLOTable, hardware: Sequence[str], load_segments: int,
+             model: str | None) -> tuple[Recipe, ...]:
+    """:func:`recipes_from_profile`, computed."""
     sub = _restrict(profile, hardware)
     if len(sub.table) == 0:
         return ()
