@@ -15,22 +15,10 @@ from dynaplan.planning import Planner, PlannerOptions, check_plan
 from dynaplan.profiles import Profile
 from dynaplan.solvers import Status
 from exact_reference import configurations, exact_power_w
-from toy_models import SLOS, TOY, linear_profile
+from toy_models import SLOS, TOY, linear_profile, random_curves
 
 H100 = "h100-80gb"
 LOADS = [0.5] + list(range(2, 21, 2))
-
-
-def random_curves(seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    curves = {}
-    for tp in (2, 4, 8):
-        for f in (1000, 2000):
-            a = float(rng.uniform(100, 200) * tp)
-            b = float(rng.uniform(20, 80))
-            lmax = int(rng.choice([0, 2, 4, 6, 8, 10, 12])) if tp < 8 else int(rng.choice([8, 10, 14]))
-            curves[(tp, f)] = (a, b, lmax)
-    return curves
 
 
 def _honest(plan, tol: float) -> None:

@@ -16,7 +16,7 @@ from dynaplan.planning import Planner, check_plan
 from dynaplan.profiles import Profile
 from dynaplan.solvers import SolveOptions, Status
 from exact_reference import configurations, exact_power_w
-from toy_models import SLOS, TOY, linear_profile
+from toy_models import SLOS, TOY, linear_profile, random_curves
 
 H100 = "h100-80gb"
 LOADS = [0.5] + list(range(2, 21, 2))
@@ -105,18 +105,6 @@ def test_larger_inventory_never_plans_worse(prof, items, servers, extra):
     large = Planner(prof, {H100: servers + extra}, DEFAULT_SLOS).plan(f)
     assert large.power_w <= small.power_w * (1 + 1e-9)
     assert _ladder_rung(large)
-
-
-def random_curves(seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    curves = {}
-    for tp in (2, 4, 8):
-        for f in (1000, 2000):
-            a = float(rng.uniform(100, 200) * tp)
-            b = float(rng.uniform(20, 80))
-            lmax = int(rng.choice([0, 2, 4, 6, 8, 10, 12])) if tp < 8 else int(rng.choice([8, 10, 14]))
-            curves[(tp, f)] = (a, b, lmax)
-    return curves
 
 
 @settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

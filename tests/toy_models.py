@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from dynaplan.domain import ClassScheme, HardwareType, SLOTable, TokenBins
@@ -30,3 +31,17 @@ def linear_profile(curves: dict, loads, model: str = "m") -> Profile:
                              load_rps=float(load), power_w=a + b * load, ttft_p99_ms=ttft, tbt_p99_ms=20.0,
                              throughput_rps=float(load)))
     return Profile(pd.DataFrame(rows), hardware={"toy": TOY}, classes=ONE)
+
+
+def random_curves(seed: int) -> dict:
+    """Random linear power curves ``{(tp, freq_mhz): (static W, W per req/s, max load under SLO)}`` for
+    :func:`linear_profile` (TP 2/4/8 at two clocks; a max load of 0: the SLO is never met)."""
+    rng = np.random.default_rng(seed)
+    curves = {}
+    for tp in (2, 4, 8):
+        for f in (1000, 2000):
+            a = float(rng.uniform(100, 200) * tp)
+            b = float(rng.uniform(20, 80))
+            lmax = int(rng.choice([0, 2, 4, 6, 8, 10, 12])) if tp < 8 else int(rng.choice([8, 10, 14]))
+            curves[(tp, f)] = (a, b, lmax)
+    return curves

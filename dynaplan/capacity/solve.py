@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dynaplan.capacity.problem import CapacityProblem
 from dynaplan.errors import InfeasibleError, NoSolutionError, ValidationError
-from dynaplan.formulations.capacity import build_capacity_model, build_share_model, energy_objective_per_kwh
+from dynaplan.formulations.capacity import (build_capacity_model, build_share_model, energy_objective_per_kwh,
+                                            objective_weights)
 from dynaplan.solvers.highs import _make_highs, _pass, _report, solve_arrays
 from dynaplan.solvers.model import INF
 from dynaplan.solvers.result import Backend, Solution, SolveOptions, SolveReport, Status, StopReason, relative_gap
@@ -544,11 +545,6 @@ def _check_servable(p: CapacityProblem) -> None:
                                   f"{', '.join(p.hardware)} meets its SLO")
 
 
-def _objective_weights(p: CapacityProblem) -> tuple[float, float, float]:
-    return {"cost": (1.0, 0.0, 0.0), "energy": (0.0, 1.0, 0.0), "carbon": (0.0, 0.0, 1.0),
-            "weighted": p.weights}[p.objective]
-
-
 def realise(p: CapacityProblem, idx, x: np.ndarray):
     """The deployment a solution stands for, with its power recomputed (capacity.md, (R1)-(R2)):
     per period and group g, N_g whole instances share the group's load evenly and each runs the
@@ -635,7 +631,7 @@ def extract_plan(p: CapacityProblem, idx, x: np.ndarray, report: SolveReport, to
             p.carbon_cap_kg is not None and kg.sum() >= p.carbon_cap_kg * (1 - 1e-6)):
         binding.append("budget")
     total = fleet_usd + float(e_usd.sum() + c_usd.sum())
-    wc, we, wk = _objective_weights(p)
+    wc, we, wk = objective_weights(p)
     objective = wc * total + we * float(kwh.sum()) + wk * float(kg.sum())
     if report.has_solution:
         bound = None if report.bound is None else min(report.bound, objective)
