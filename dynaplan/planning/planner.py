@@ -286,6 +286,31 @@ class Planner:
                                          "bound: the pool DP on the classes' lower envelope")})
         return pp.model_copy(update={"report": report})
 
+    def _pool_lower_bound(self, pool: str, loads: Mapping[str, float], servers: Mapping[str, int]) -> float:
+        """A lower bound (W) on every plan of ``pool`` serving ``loads`` on exactly ``servers``:
+        pool.md DP6 (valid for single-class and mixed pools alike; cluster.md, polish.bound).
+        ``-inf`` where DP6 does not apply (several hardware types, best effort, beyond DP5's
+        sizes, a class no configuration serves) or finds no mix: then nothing is claimed."""
+        used = [h for h, n in servers.items() if n > 0]
+        if len(used) != 1 or self._penalty is not None:
+            return -np.inf
+        h, n_srv = used[0], int(servers[used[0]])
+        hw = self.hardware[h]
+        if hw.gpus_per_server * n_srv > pool_dp.MAX_GPUS:
+            return -np.inf
+        classes = tuple(sorted(c for c, v in loads.items() if v > 0))
+        key = (pool, h, classes)
+        cached = self._mix_dps.get(key)
+        if cached is None:
+            cached = self._mix_dps[key] = pool_dp.mix_bound_dp(self.profile, self.max_load, pool, classes, h, hw)
+        dp, ratio = cached
+        if dp is None:
+            return -np.inf
+        sol = dp.solve(sum(ratio[c] * loads[c] for c in classes), n_srv)
+        if sol is None:
+            return -np.inf
+        return float(sol.value_w) * (1 - 1e-9)  # less a relative 1e-9 for the DP's rounding
+
     def _plan_pool_dp(self, cm: "_CachedModel", pool: str, loads: Mapping[str, float], srv: Mapping[str, int],
                       epoch_s: float) -> PoolPlan | None:
         """The pool's exact optimum by the dynamic programme (formulations/pool.md, DP1-DP5) when it
@@ -490,7 +515,8 @@ class Planner:
         notes = list(allotment.notes)
         if polishing:
             by_pool, _, _, moves = polish({pp.pool: pp for pp in pools}, routed, dict(allotment.servers),
-                                          self.routes, plan_pool, self._penalty, caps)
+                                          self.routes, plan_pool, self._penalty, caps,
+                                          lower_bound=self._pool_lower_bound)
             pools = [by_pool[p] for p in self.classes if p in by_pool]
             notes += moves
         unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}

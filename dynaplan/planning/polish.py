@@ -38,6 +38,8 @@ MAX_MERGE_SERVERS = 2
 MAX_DISSOLUTIONS = 16
 
 PlanPool = Callable[[str, dict[str, float], dict[str, int]], PoolPlan]
+# a lower bound (W) on every plan of a pool for loads on exactly those servers; -inf: unknown
+LowerBound = Callable[[str, dict[str, float], dict[str, int]], float]
 
 
 def _value(pp: PoolPlan, loads: Mapping[str, float], penalty: float | None) -> float:
@@ -60,10 +62,12 @@ def _dissolutions(p: str, loads: Mapping[str, float], pools: Mapping[str, PoolPl
     return [dict(combo) for combo in itertools.islice(itertools.product(*options), MAX_DISSOLUTIONS)]
 
 
-def _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, release: bool):
+def _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, release: bool,
+              bound: Callable[[str, dict, dict], float] | None = None, beat: float = -float("inf")):
     """Pool ``p``'s classes moved to ``targets``; its servers (but one with ``release``) go to the
     target taking the most load. Returns ``(change, saving, note)``; ``change`` is None when a target cannot
-    take its new load."""
+    take its new load, or when ``bound`` (a lower bound on a pool's value) shows the saving cannot
+    exceed ``beat`` (cluster.md, polish.bound): then no pool is solved."""
     gain: dict[str, dict[str, float]] = {}
     for c, q in targets.items():
         gain.setdefault(q, {})[c] = routed[p][c]
@@ -73,6 +77,7 @@ def _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, releas
     if release:
         moved[h0] -= 1
     change, before, after = {p: (None, {}, {})}, here, 0.0
+    moves = []
     for q, extra in gain.items():
         loads = dict(routed[q])
         for c, v in extra.items():
@@ -81,6 +86,13 @@ def _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, releas
         if q == heir:
             for h, k in moved.items():
                 srv[h] = srv.get(h, 0) + k
+        moves.append((q, loads, srv))
+    if bound is not None:
+        # (polish.bound) the saving is at most here + sum_q (value_q - LB_q(new loads, servers))
+        most = here + sum(_value(pools[q], routed[q], penalty) - bound(q, loads, srv) for q, loads, srv in moves)
+        if most <= beat:
+            return None, 0.0, ""
+    for q, loads, srv in moves:
         new = attempt(q, loads, srv)
         if new is None:
             return None, 0.0, ""
@@ -94,11 +106,16 @@ def _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, releas
 
 def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], servers: dict[str, dict[str, int]],
            routes: Mapping[str, tuple[str, ...]], plan_pool: PlanPool, penalty: float | None,
-           caps: Mapping[str, int] | None = None
+           caps: Mapping[str, int] | None = None, lower_bound: LowerBound | None = None
            ) -> tuple[dict[str, PoolPlan], dict[str, dict[str, float]], dict[str, dict[str, int]], list[str]]:
     """Improve ``pools`` (planned for ``routed`` loads on ``servers``) by releases, dissolutions
     and, with ``caps`` (servers per hardware type the plan may hold), growths; returns the new
-    pools, routed loads, servers and a note per move taken."""
+    pools, routed loads, servers and a note per move taken.
+
+    ``lower_bound(pool, loads, servers)``: a lower bound on every plan of that pool (W, -inf when
+    unknown); a move whose saving it shows cannot beat the best move found so far (or the
+    improvement threshold) is not solved (cluster.md, polish.bound). The moves taken are the
+    same with or without it."""
     pools, routed, servers = dict(pools), {p: dict(v) for p, v in routed.items()}, \
         {p: dict(v) for p, v in servers.items()}
     notes: list[str] = []
@@ -113,6 +130,22 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
             except DynaplanError:  # infeasible on fewer servers: not a move
                 tried[key] = None
         return tried[key]
+
+    bounds: dict[tuple, float] = {}
+
+    def bound(p: str, loads: dict[str, float], srv: dict[str, int]) -> float:
+        key = (p, tuple(sorted(loads.items())), tuple(sorted(srv.items())))
+        if key not in bounds:
+            bounds[key] = lower_bound(p, loads, srv) if lower_bound is not None else -float("inf")
+        return bounds[key]
+
+    def beat(here: float, best) -> float:
+        """The saving a move must exceed to be taken."""
+        return max(1e-6 * max(1.0, here), best[0] if best is not None else -float("inf"))
+
+    def hopeless(p: str, here: float, srv: dict[str, int], best) -> bool:
+        """(polish.bound) pool ``p`` re-planned on ``srv`` cannot save more than ``beat``."""
+        return lower_bound is not None and here - bound(p, routed[p], srv) <= beat(here, best)
 
     def small(p: str) -> bool:
         return sum(servers.get(p, {}).values()) <= MAX_POLISH_SERVERS
@@ -130,6 +163,8 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
                 if spare(h) <= 0 or h not in servers.get(p, {}):
                     continue
                 srv = {**servers[p], h: servers[p][h] + 1}
+                if hopeless(p, here, srv, best):
+                    continue
                 new = attempt(p, routed[p], srv)
                 if new is not None:
                     saving = here - _value(new, routed[p], penalty)
@@ -139,7 +174,7 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
                 if k < 1 or pp.idle_gpus.get(h, 0) <= 0:  # a release only pays when GPUs sit idle
                     continue
                 srv = {**servers[p], h: k - 1}
-                if sum(srv.values()) == 0:
+                if sum(srv.values()) == 0 or hopeless(p, here, srv, best):
                     continue
                 new = attempt(p, routed[p], srv)
                 if new is not None:
@@ -149,7 +184,8 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
             if sum(servers.get(p, {}).values()) > MAX_MERGE_SERVERS:
                 continue
             for targets, release in itertools.product(_dissolutions(p, routed[p], pools, routes, small), (True, False)):
-                change, saving, text = _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, release)
+                change, saving, text = _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, release,
+                                                 bound if lower_bound is not None else None, beat(here, best))
                 if change is not None and saving > 1e-6 * max(1.0, here) and (best is None or saving > best[0]):
                     best = (saving, text, change)
         if best is None:
