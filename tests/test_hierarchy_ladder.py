@@ -175,3 +175,23 @@ def test_single_allotment_search_plans_honestly_and_is_refused_by_name_when_unkn
     assert any(n.startswith("inventory ladder") for n in pl.notes)
     with pytest.raises((ValidationError, ValueError), match="cluster_search"):
         PlannerOptions(cluster_search="greedy")
+
+
+@pytest.mark.parametrize("forecast,servers", [({"SL": 2.1938, "MS": 26.1696}, 5), ({"SM": 3.0, "SS": 8.0, "LL": 0.4}, 6)])
+def test_pruned_polish_gives_the_same_plan_as_unpruned(prof, forecast, servers):
+    """cluster.md polish.bound: pruning by the pools' DP6 bound never changes the moves taken."""
+    pruned = Planner(prof, {H100: servers}, DEFAULT_SLOS).plan(forecast)
+    plain = Planner(prof, {H100: servers}, DEFAULT_SLOS)
+    plain._pool_lower_bound = lambda *a: -np.inf
+    full = plain.plan(forecast)
+    assert pruned.power_w == pytest.approx(full.power_w, rel=1e-12)
+    assert pruned.notes == full.notes
+
+
+@pytest.mark.parametrize("pool,loads,n", [("SM", {"SM": 3.0, "SS": 2.0}, 1), ("MS", {"MS": 20.0, "SL": 2.0}, 2),
+                                           ("LL", {"LL": 1.19}, 1)])
+def test_pool_lower_bound_never_above_a_fresh_pool_solve(prof, pool, loads, n):
+    pl = Planner(prof, {H100: 4}, DEFAULT_SLOS)
+    lb = pl._pool_lower_bound(pool, loads, {H100: n})
+    assert np.isfinite(lb)
+    assert lb <= Planner(prof, {H100: 4}, DEFAULT_SLOS).plan_pool(pool, loads, {H100: n}).power_w * (1 + 1e-12)
