@@ -65,6 +65,8 @@ class CapacityPlan(BaseModel):
                                 "DynamoLLM policy, when asked (dynaplan.capacity.replay).")
     verdict: str = Field(default="not replayed", description="'meets SLOs in replay', 'MISSES SLOs IN REPLAY: "
                          "<classes>' or 'not replayed'.")
+    period_plans: tuple[dict, ...] | None = Field(default=None, description="On request: each period planned on the fleet "
+                                       "with the Planner (dynaplan.capacity.deploy.PeriodPlan), as dicts.")
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -72,7 +74,8 @@ class CapacityPlan(BaseModel):
 
 def plan_capacity(problem: CapacityProblem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
                   threads: int = 1, method: str = "auto", replay: bool = False, replay_trace=None,
-                  profile=None, replay_target: float = 0.99, progress=None) -> CapacityPlan:
+                  profile=None, replay_target: float = 0.99, progress=None,
+                  period_plans: bool = False) -> CapacityPlan:
     """Minimise the problem's objective (``formulations/capacity.md``) with HiGHS.
 
     ``method``: "monolithic" solves the whole MILP at once; "decomposed" (what "auto" picks
@@ -85,9 +88,16 @@ def plan_capacity(problem: CapacityProblem, *, time_limit_s: float = 60.0, mip_r
     and sets ``plan.replay`` and ``plan.verdict``: a class under ``replay_target`` of its requests
     within the SLOs marks the plan as missing its SLOs.
 
+    ``period_plans=True`` plans every period's load on the chosen fleet with the Planner and
+    attaches the Plans (:mod:`dynaplan.capacity.deploy`), each with its power next to the model's.
+
     Raises InfeasibleError when the offered hardware (recipes, availability) cannot serve some
     period; NoSolutionError when the time limit ends before any plan is found."""
     plan = _plan(problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads, method=method)
+    if period_plans:
+        from dynaplan.capacity.deploy import with_period_plans
+
+        plan = with_period_plans(plan, problem, profile=profile)
     if not replay:
         return plan
     from dynaplan.capacity.replay import with_replay

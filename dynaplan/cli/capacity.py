@@ -157,6 +157,8 @@ def capacity_command(
                                 "fleet with the DynamoLLM policy and report SLO attainment per class."),
     replay_target: float = typer.Option(0.99, "--replay-target", help="Share of a class's requests that must "
                                         "meet the SLOs in the replay (fraction)."),
+    period_plans: bool = typer.Option(False, "--period-plans", help="Plan every period on each fleet with the "
+                                      "Planner and write the Plans into the JSON, with their power next to the model's."),
 ) -> None:
     """Size a fleet across GPU types for a load curve: cost, energy, carbon, SLO headroom."""
     from dynaplan.capacity import capacity_problem, plan_capacity, read_melange
@@ -192,6 +194,15 @@ def capacity_command(
         for g, prob in zip(growths, problems):
             with err.status(f"solving growth x{g:g} ({prob.n_periods} periods, {len(prob.offers)} types) ..."):
                 plans.append(plan_capacity(prob, time_limit_s=time_limit))
+            if period_plans and melange is None:
+                from dynaplan.capacity.deploy import with_period_plans
+
+                with err.status(f"planning every period of growth x{g:g} on its fleet with the Planner ..."):
+                    plans[-1] = with_period_plans(plans[-1], prob, profile=profile)
+                unserved = [pp["period"] for pp in plans[-1].period_plans if not pp["served"]]
+                if unserved:
+                    out.print(f"[bold red]note:[/bold red] growth x{g:g}: the Planner cannot serve period(s) "
+                              f"{unserved} on the fleet (see period_plans in the JSON)")
             if replay:
                 with err.status(f"replaying the trace x{prob.trace_scale:.3g} on the fleet of growth x{g:g} ...") as st:
                     def progress(done, total, st=st, g=g):
