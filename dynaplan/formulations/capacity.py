@@ -74,16 +74,16 @@ def fleet_upper_bounds(p: CapacityProblem, hw_of, class_of, tp, cap) -> np.ndarr
     whole load with the type's *least* capacity per GPU, plus one instance of every recipe for
     rounding. More servers only add rent and idle power (prices and powers are >= 0)."""
     d = p.demand()
+    H, C = len(p.offers), len(p.classes)
     gpus = np.array([o.gpus_per_server for o in p.offers], dtype=float)
-    out = np.zeros(len(p.offers))
-    for h in range(len(p.offers)):
-        need = np.zeros(d.shape[0])
-        for c in range(len(p.classes)):
-            sel = (hw_of == h) & (class_of == c)
-            if not sel.any():
-                continue
-            need += d[:, c] * (tp[sel] / cap[sel]).max() + np.where(d[:, c] > 0, tp[sel].sum(), 0.0)
-        out[h] = np.ceil(need.max(initial=0.0) / gpus[h] - 1e-9) + 1
+    # per (type, class): the most GPUs per req/s of any recipe, and the GPUs of one instance of each
+    worst = np.full((H, C), -np.inf)
+    np.maximum.at(worst, (hw_of, class_of), tp / cap)
+    one_each = np.zeros((H, C))
+    np.add.at(one_each, (hw_of, class_of), tp)
+    has = np.isfinite(worst)
+    need = d @ np.where(has, worst, 0.0).T + (d > 0) @ one_each.T   # (T, H) GPUs
+    out = np.ceil(need.max(axis=0, initial=0.0) / gpus - 1e-9) + 1
     lo = np.array([o.min_servers for o in p.offers], dtype=float)
     hi = np.array([o.max_servers for o in p.offers], dtype=float)
     return np.maximum(lo, np.minimum(hi, out))
