@@ -271,3 +271,28 @@ def test_recipes_are_remembered_per_profile_and_question():
     assert build.recipes_from_profile(prof, DEFAULT_SLOS, ["h100-80gb"], 1) != first
     fresh = Profile.default()
     assert build.recipes_from_profile(fresh, DEFAULT_SLOS, ["h100-80gb"]) is not first
+
+
+def test_precomputed_recipes_give_the_same_problem_and_a_mismatched_set_is_refused():
+    """A RecipeSet made by recipe_set() for a problem's profile and question gives the problem the
+    builder computes itself (also after a round-trip through pickle, as to a sweep worker, and for a
+    profile object read again); one made for other SLOs, hardware, segments or profile is refused."""
+    import pickle
+
+    from dynaplan.capacity import recipe_set
+
+    prof = Profile.default()
+    kw = {"rates": {"SS": 6.0, "MM": 3.0, "LS": 1.0}, "hardware": ["a100-80gb", "h100-80gb"], "slo_scale": 1.5}
+    own = capacity_problem(profile=prof, **kw)
+    given = pickle.loads(pickle.dumps(recipe_set(profile=prof, hardware=kw["hardware"], slo_scale=1.5)))
+    assert capacity_problem(profile=Profile.default(), recipes=given, **kw) == own
+    for wrong in (recipe_set(profile=prof, hardware=kw["hardware"], slo_scale=1.0),
+                  recipe_set(profile=prof, hardware=["h100-80gb"], slo_scale=1.5),
+                  recipe_set(profile=prof, hardware=kw["hardware"], slo_scale=1.5, load_segments=2)):
+        with pytest.raises(ValidationError, match="recipes: computed for other SLOs, hardware or load segments"):
+            capacity_problem(profile=prof, recipes=wrong, **kw)
+    other = Profile(prof.table.assign(power_w=prof.table["power_w"] * 1.01), source="other")
+    with pytest.raises(ValidationError, match="recipes: computed for another profile than other"):
+        capacity_problem(profile=other, recipes=given, **kw)
+    with pytest.raises(ValidationError, match="recipes: tuple; expected a RecipeSet"):
+        capacity_problem(profile=prof, recipes=given.recipes, **kw)

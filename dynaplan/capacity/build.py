@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -42,9 +43,41 @@ def _restrict(profile: Profile, hardware: Sequence[str]) -> Profile:
 
 
 # recipes already computed, per profile object (weakly held: a profile no longer used frees its
-# entries) and per (SLOs, hardware, load segments, model); at most _MEMO_PER_PROFILE per profile
+# entries) and per question (:func:`recipe_question`); at most _MEMO_PER_PROFILE per profile
 _MEMO: "weakref.WeakKeyDictionary[Profile, dict]" = weakref.WeakKeyDictionary()
 _MEMO_PER_PROFILE = 256
+_FINGERPRINTS: "weakref.WeakKeyDictionary[Profile, str]" = weakref.WeakKeyDictionary()
+
+
+def profile_fingerprint(profile: Profile) -> str:
+    """A digest of the profile's content (its table, hardware types and classes), the same in every
+    process that holds a copy of it; computed once per profile object."""
+    fp = _FINGERPRINTS.get(profile)
+    if fp is None:
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=16)
+        h.update(pd.util.hash_pandas_object(profile.table, index=False).to_numpy().tobytes())
+        h.update(repr(sorted((k, repr(v)) for k, v in profile.hardware.items())).encode())
+        h.update(repr(profile.classes).encode())
+        fp = _FINGERPRINTS[profile] = h.hexdigest()
+    return fp
+
+
+def recipe_question(slos: SLOTable, hardware: Sequence[str], load_segments: int = 3,
+                    model: str | None = None) -> tuple:
+    """What a recipe set answers: the SLOs, the hardware, the load segments and the model."""
+    return (slos.model_dump_json(), tuple(hardware), int(load_segments), model)
+
+
+@dataclass(frozen=True)
+class RecipeSet:
+    """Recipes computed once and handed to :func:`capacity_problem` (e.g. by a sweep, to every
+    worker): the recipes and what they answer, which the builder checks against its own problem."""
+
+    profile_fingerprint: str
+    question: tuple
+    recipes: tuple[Recipe, ...]
 
 
 def recipes_from_profile(profile: Profile, slos: SLOTable, hardware: Sequence[str], load_segments: int = 3,
@@ -55,13 +88,35 @@ def recipes_from_profile(profile: Profile, slos: SLOTable, hardware: Sequence[st
     Remembered per profile object and arguments (a sweep or a growth study asks the same question
     of one profile many times; the recipes are frozen, so sharing them is safe). A profile is
     treated as immutable, as everywhere in dynaplan."""
-    key = (slos.model_dump_json(), tuple(hardware), int(load_segments), model)
+    key = recipe_question(slos, hardware, load_segments, model)
     memo = _MEMO.setdefault(profile, {})
     if key not in memo:
         if len(memo) >= _MEMO_PER_PROFILE:
             memo.clear()
         memo[key] = _recipes(profile, slos, hardware, load_segments, model)
     return memo[key]
+
+
+def _hardware(hardware: Sequence[str] | None, cat: Catalogue) -> tuple[str, ...]:
+    return tuple(hardware) if hardware else (cat.default_hardware or cat.names)
+
+
+def _scaled_slos(slos: SLOTable | None, slo_scale: float) -> SLOTable:
+    base = slos or DEFAULT_SLOS
+    slo_scale = number(slo_scale, "slo_scale", lo=0.0, hi=1e3, lo_open=True)
+    return SLOTable(per_class={c: SLO(ttft_ms=s.ttft_ms * slo_scale, tbt_ms=s.tbt_ms * slo_scale)
+                               for c, s in base.per_class.items()})
+
+
+def recipe_set(*, profile=None, hardware: Sequence[str] | None = None, catalogue: Catalogue | None = None,
+               slo_scale: float = 1.0, slos: SLOTable | None = None, load_segments: int = 3) -> RecipeSet:
+    """The recipes :func:`capacity_problem` with these arguments would compute, as a
+    :class:`RecipeSet` to pass it as ``recipes=`` (compute once, use in many problems)."""
+    prof = _profile(profile)
+    hw = _hardware(hardware, catalogue or default_catalogue())
+    scaled = _scaled_slos(slos, slo_scale)
+    return RecipeSet(profile_fingerprint(prof), recipe_question(scaled, hw, load_segments),
+                     recipes_from_profile(prof, scaled, hw, load_segments))
 
 
 def _recipes(profile: Profile, slos: SLOTable, hardware: Sequence[str], load_segments: int,
@@ -197,6 +252,22 @@ def carbon_series(carbon, periods: int) -> tuple[np.ndarray, str]:
     return _series(carbon, periods, "carbon", "gCO2/kWh"), "user series"
 
 
+def _given_recipes(given: RecipeSet | None, prof: Profile, scaled: SLOTable, hw: tuple[str, ...],
+                   load_segments: int) -> tuple[Recipe, ...]:
+    """The problem's recipes: ``given`` if it was computed for this profile and question, else refused;
+    computed (remembered) when None."""
+    if given is None:
+        return recipes_from_profile(prof, scaled, hw, load_segments)
+    if not isinstance(given, RecipeSet):
+        raise ValidationError(f"recipes: {type(given).__name__}; expected a RecipeSet from recipe_set()")
+    if given.profile_fingerprint != profile_fingerprint(prof):
+        raise ValidationError(f"recipes: computed for another profile than {prof.source}; recompute them")
+    if given.question != recipe_question(scaled, hw, load_segments):
+        raise ValidationError(f"recipes: computed for other SLOs, hardware or load segments than this problem's "
+                              f"({list(hw)}, {load_segments} segments); recompute them")
+    return given.recipes
+
+
 def capacity_problem(
     *,
     profile=None,
@@ -221,14 +292,17 @@ def capacity_problem(
     load_segments: int = 3,
     energy_cap_kwh: float | None = None,
     carbon_cap_kg: float | None = None,
+    recipes: RecipeSet | None = None,
 ) -> CapacityProblem:
     """The capacity question for a load, the catalogue's hardware and a profile (see
-    ``docs/capacity.md``). ``periods`` defaults to 24 for a trace and 1 for a rate mapping."""
+    ``docs/capacity.md``). ``periods`` defaults to 24 for a trace and 1 for a rate mapping.
+    ``recipes``: precomputed by :func:`recipe_set` for this profile and question (else refused);
+    None: computed here."""
     prof = _profile(profile)
     cat = catalogue or default_catalogue()
     if price not in PRICE_KINDS:
         raise ValidationError(f"price={price!r}; expected one of {', '.join(PRICE_KINDS)}")
-    hw = tuple(hardware) if hardware else (cat.default_hardware or cat.names)
+    hw = _hardware(hardware, cat)
     for h in hw:
         cat.entry(h)
     missing = [h for h in hw if h not in set(prof.table["hardware"].unique())]
@@ -269,11 +343,8 @@ def capacity_problem(
         factor = None if factor is None else factor * growth
         basis += f"; x{growth:g} growth"
     n_t = d.shape[0]
-    base_slos = slos or DEFAULT_SLOS
-    slo_scale = number(slo_scale, "slo_scale", lo=0.0, hi=1e3, lo_open=True)
-    scaled = SLOTable(per_class={c: SLO(ttft_ms=s.ttft_ms * slo_scale, tbt_ms=s.tbt_ms * slo_scale)
-                                 for c, s in base_slos.per_class.items()})
-    recipes = recipes_from_profile(prof, scaled, hw, load_segments)
+    scaled = _scaled_slos(slos, slo_scale)
+    recipes = _given_recipes(recipes, prof, scaled, hw, load_segments)
     avail = dict(availability or {})
     unknown = [h for h in avail if h not in hw]
     if unknown:

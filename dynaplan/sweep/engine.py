@@ -215,16 +215,37 @@ def _dask_client(client, scheduler: str | None, workers: int | None):
         cluster.close()
 
 
-def _shared_keys(kind: ScenarioKind, todo: list[Scenario]) -> tuple[list[dict], dict[tuple, Any]]:
-    """Per scenario, its shared inputs' keys; and every distinct key loaded once."""
-    per = [kind.shared(sc.options) for sc in todo]
-    keys = list(dict.fromkeys(k for d in per for k in d.values()))
-    return per, {k: load_shared(k) for k in keys}
+def _shared_keys(kind: ScenarioKind, todo: list[Scenario]) -> tuple[list[dict], dict[tuple, Any], dict[tuple, dict]]:
+    """Per scenario, its shared and derived inputs' keys; every distinct shared key loaded once; and
+    every distinct derived key with the shared inputs (names -> keys) it is derived from."""
+    per, derived = [], {}
+    for sc in todo:
+        keys = kind.shared(sc.options)
+        extra = kind.derived(sc.options) if kind.derived is not None else {}
+        for k in extra.values():
+            derived.setdefault(k, keys)
+        per.append({**keys, **extra})
+    loads = list(dict.fromkeys(k for sc_keys in per for k in sc_keys.values() if k not in derived))
+    return per, {k: load_shared(k) for k in loads}, derived
 
 
-def _run_serial(kind, todo, per, loaded, emit) -> None:
+def derive_input(kind: ScenarioKind, key: tuple, shared: dict[str, Any]) -> Any:
+    """A derived input (:attr:`ScenarioKind.derive`), or None if deriving it fails: each scenario
+    needing it then computes it itself, and fails with its own error row if that fails again."""
+    try:
+        return kind.derive(key, shared)
+    except Exception:  # noqa: BLE001 - the scenarios report the error, each in its row
+        return None
+
+
+def _run_serial(kind, todo, per, loaded, derived, emit) -> None:
+    made: dict[tuple, Any] = {}
     for sc, keys in zip(todo, per):
-        emit(run_scenario(kind, sc.scenario_id, sc.options, {n: loaded[k] for n, k in keys.items()}))
+        for k in keys.values():
+            if k in derived and k not in made:  # when first needed, as a worker would
+                made[k] = derive_input(kind, k, {n: loaded[k2] for n, k2 in derived[k].items()})
+        emit(run_scenario(kind, sc.scenario_id, sc.options, {n: made[k] if k in derived else loaded[k]
+                                                               for n, k in keys.items()}))
 
 
 def run_chunk(kind: ScenarioKind, items: list[tuple[str, dict, dict[str, int]]], shared: list) -> list[dict]:
@@ -247,7 +268,7 @@ def chunk_size(scenario_s: list[float], queued: int, slots: int) -> int:
     return max(1, min(k, queued // (2 * max(1, slots))))
 
 
-def _run_dask(client, kind, todo, per, loaded, emit, timing: dict, max_attempts: int = MAX_ATTEMPTS) -> None:
+def _run_dask(client, kind, todo, per, loaded, derived, emit, timing: dict, max_attempts: int = MAX_ATTEMPTS) -> None:
     """Run the scenarios on the client's workers, a few tasks ahead of them; write rows as they come.
 
     Tasks are submitted as workers need them (about two per worker thread in flight), each of one
@@ -255,6 +276,10 @@ def _run_dask(client, kind, todo, per, loaded, emit, timing: dict, max_attempts:
     (:func:`chunk_size`): a task costs the scheduler, the transfers and this process about 10 ms
     of CPU, which on a 2-core machine is taken from the workers (a capacity plan takes ~0.1 s).
     The scenarios and what each computes are the same whatever the chunking.
+
+    Derived inputs (:attr:`ScenarioKind.derived`, e.g. a capacity sweep's recipes per question) are
+    one task each, submitted after the scatter: each is computed once, on one worker, and Dask sends
+    its result to the other workers that run scenarios needing it.
 
     Scattered data have no lineage: when every worker holding a copy dies, Dask forgets them and
     cancels the tasks that needed them. Their scenarios are queued again with the shared inputs
@@ -274,6 +299,9 @@ def _run_dask(client, kind, todo, per, loaded, emit, timing: dict, max_attempts:
         if which:
             futs = client.scatter([loaded[k] for k in which], broadcast=True, hash=False)
             shared.update(zip(which, futs))
+        for k, names in derived.items():  # after the inputs they derive from; again after a loss
+            shared[k] = client.submit(derive_input, kind, k, {n: shared[k2] for n, k2 in names.items()}, pure=False,
+                                      key=f"sweep-derive-{len(shared)}-{os.getpid()}-{time.monotonic_ns()}")
 
     t0 = time.perf_counter()
     try:
@@ -391,7 +419,7 @@ def run_sweep(spec: SweepSpec | dict | str | Path, out: str | Path, client=None,
               "run_s": 0.0}
     if todo:
         t0 = time.perf_counter()
-        per, loaded = _shared_keys(kind, todo)
+        per, loaded, derived = _shared_keys(kind, todo)
         timing["load_s"] = time.perf_counter() - t0
 
         def emit(row: dict) -> None:
@@ -404,19 +432,19 @@ def run_sweep(spec: SweepSpec | dict | str | Path, out: str | Path, client=None,
 
         if workers == 0 and client is None and scheduler is None:
             t0 = time.perf_counter()
-            _run_serial(kind, todo, per, loaded, emit)
+            _run_serial(kind, todo, per, loaded, derived, emit)
             timing["run_s"] = time.perf_counter() - t0
         else:
             t0 = time.perf_counter()
             with _dask_client(client, scheduler, workers) as c:
                 timing["start_s"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                _run_dask(c, kind, todo, per, loaded, emit, timing)
+                _run_dask(c, kind, todo, per, loaded, derived, emit, timing)
                 timing["run_s"] = time.perf_counter() - t0 - timing["scatter_s"]
     df = store.read([sc.scenario_id for sc in scenarios])
     df.attrs["sweep_timing_s"] = timing  # where the time went: prepare, load, start, scatter, run (s)
     return df
 
 
-__all__ = ["LEAN_DASK", "VERSION", "chunk_size", "local_cluster", "one_line", "run_chunk", "run_scenario", "run_sweep",
+__all__ = ["LEAN_DASK", "VERSION", "chunk_size", "derive_input", "local_cluster", "one_line", "run_chunk", "run_scenario", "run_sweep",
            "usable_cpus"]

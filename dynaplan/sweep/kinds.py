@@ -46,6 +46,11 @@ class ScenarioKind:
     path_options: tuple[str, ...] = ()  # options naming files, resolved against the spec's folder
     description: str = ""
     requires: tuple[str, ...] = ()  # modules run() imports; checked before a sweep starts
+    # inputs derived from the shared ones, computed once per sweep (on a worker) and shared like them:
+    # resolved options -> {input name: key}; derive(key, shared inputs of a scenario) -> value. A
+    # derived input that fails is None in run()'s ``shared``: run() then computes it itself.
+    derived: Callable[[dict], dict[str, tuple]] | None = None
+    derive: Callable[[tuple, Mapping[str, Any]], Any] | None = None
 
     def check_available(self) -> None:
         """A ValidationError naming the first module of :attr:`requires` that is not installed."""
@@ -322,6 +327,20 @@ def _capacity_shared(o: dict) -> dict[str, tuple]:
     return keys
 
 
+def _capacity_derived(o: dict) -> dict[str, tuple]:
+    hw = tuple(o["hardware"]) if o["hardware"] else None
+    return {"recipes": ("recipes", o["profile"], hw, float(o["slo_scale"]), int(o["load_segments"]))}
+
+
+def derive_capacity(key: tuple, shared: Mapping[str, Any]):
+    """The :class:`~dynaplan.capacity.RecipeSet` of a derived key: one recipe question, asked once per sweep."""
+    from dynaplan import capacity
+
+    _, _, hw, slo_scale, load_segments = key
+    return capacity.recipe_set(profile=shared["profile"], hardware=hw, catalogue=shared["catalogue"],
+                               slo_scale=slo_scale, load_segments=load_segments)
+
+
 def _value(x):
     return getattr(x, "value", x)
 
@@ -334,6 +353,8 @@ def run_capacity(o: dict, shared: Mapping[str, Any]) -> dict:
     kw["profile"], kw["catalogue"] = shared["profile"], shared["catalogue"]
     if "trace" in shared:
         kw["trace"] = shared["trace"]
+    if shared.get("recipes") is not None:  # computed once for the sweep; checked against this problem
+        kw["recipes"] = shared["recipes"]
     if kw["availability"] is not None:
         kw["availability"] = {hw: tuple(mm) for hw, mm in kw["availability"].items()}
     plan = capacity.plan_capacity(capacity.capacity_problem(**kw), time_limit_s=o["time_limit_s"],
@@ -350,6 +371,7 @@ def run_capacity(o: dict, shared: Mapping[str, Any]) -> dict:
 CAPACITY = register(ScenarioKind(
     name="capacity", options=CapacityScenario, metrics=CAPACITY_METRICS, run=run_capacity, shared=_capacity_shared,
     path_options=("profile", "trace", "carbon"), requires=("dynaplan.capacity",),
+    derived=_capacity_derived, derive=derive_capacity,
     description="one capacity plan (dynaplan.capacity.plan_capacity)"))
 
 
