@@ -28,7 +28,8 @@ def test_melange_config_through_the_cli(tmp_path):
 def test_bad_flags_are_one_line_and_exit_2(tmp_path):
     for args, word in ((["--growth", "x"], "--growth"), (["--availability", "h100-80gb"], "--availability"),
                        (["--melange", "missing.json"], "missing.json"),
-                       (["--hardware", "tpu-v9", "--periods", "1"], "tpu-v9")):
+                       (["--hardware", "tpu-v9", "--periods", "1"], "tpu-v9"),
+                       (["--melange", str(MELANGE_EXAMPLE), "--period-plans"], "--period-plans")):
         res = _run(*args, cwd=tmp_path)
         assert res.returncode == 2, (args, res.stderr)
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()]

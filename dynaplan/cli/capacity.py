@@ -188,13 +188,15 @@ def capacity_command(
                         objective=objective, idle=idle))
         if replay and melange is not None:
             raise ValidationError("--replay: a Mélange config has no trace to replay")
+        if period_plans and melange is not None:
+            raise ValidationError("--period-plans: a Mélange config has no profile to plan its periods with")
         if not 0 < replay_target <= 1:
             raise ValidationError(f"--replay-target {replay_target:g}: expected a fraction in (0, 1]")
         plans = []
         for g, prob in zip(growths, problems):
             with err.status(f"solving growth x{g:g} ({prob.n_periods} periods, {len(prob.offers)} types) ..."):
                 plans.append(plan_capacity(prob, time_limit_s=time_limit))
-            if period_plans and melange is None:
+            if period_plans:
                 from dynaplan.capacity.deploy import with_period_plans
 
                 with err.status(f"planning every period of growth x{g:g} on its fleet with the Planner ..."):
