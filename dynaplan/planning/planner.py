@@ -256,27 +256,12 @@ class Planner:
         envelope of the loaded classes' curves of every SLO-feasible configuration (unpruned),
         for the demand in pool-class equivalents. Left as it is where the DP does not apply
         (several hardware types, best effort, beyond DP5's sizes)."""
-        used = [h for h, n in servers.items() if n > 0]
-        if len(used) != 1 or self._penalty is not None:
-            return pp
-        h, n_srv = used[0], int(servers[used[0]])
-        hw = self.hardware[h]
-        if hw.gpus_per_server * n_srv > pool_dp.MAX_GPUS:
-            return pp
-        classes = tuple(sorted(c for c, v in loads.items() if v > 0))
-        key = (pool, h, classes)
-        cached = self._mix_dps.get(key)
-        if cached is None:
-            cached = self._mix_dps[key] = pool_dp.mix_bound_dp(self.profile, self.max_load, pool, classes, h, hw)
-        dp, ratio = cached
-        if dp is None:
-            return pp
         t0 = time.perf_counter()
-        sol = dp.solve(sum(ratio[c] * loads[c] for c in classes), n_srv)
+        value = self._dp6_value(pool, loads, servers)
         r = pp.report
-        if sol is None or sol.value_w > r.objective * (1 + 1e-9):  # above a plan: not a bound, none claimed
+        if value is None or value > r.objective * (1 + 1e-9):  # above a plan: not a bound, none claimed
             return pp
-        bound = min(sol.value_w * (1 - 1e-12), r.objective)
+        bound = min(value * (1 - 1e-12), r.objective)
         gap = relative_gap(r.objective, bound)
         tol = self.options.pool_mip_rel_gap if self.options.pool_mip_rel_gap is not None else self.solve_options.mip_rel_gap
         report = r.model_copy(update={
@@ -286,18 +271,18 @@ class Planner:
                                          "bound: the pool DP on the classes' lower envelope")})
         return pp.model_copy(update={"report": report})
 
-    def _pool_lower_bound(self, pool: str, loads: Mapping[str, float], servers: Mapping[str, int]) -> float:
-        """A lower bound (W) on every plan of ``pool`` serving ``loads`` on exactly ``servers``:
-        pool.md DP6 (valid for single-class and mixed pools alike; cluster.md, polish.bound).
-        ``-inf`` where DP6 does not apply (several hardware types, best effort, beyond DP5's
-        sizes, a class no configuration serves) or finds no mix: then nothing is claimed."""
+    def _dp6_value(self, pool: str, loads: Mapping[str, float], servers: Mapping[str, int]) -> float | None:
+        """The DP's optimum of pool.md DP6's single-class problem for ``pool`` serving ``loads`` on
+        exactly ``servers`` (W, before any rounding allowance); None where DP6 does not apply
+        (several hardware types, best effort, beyond DP5's sizes, a class no configuration serves)
+        or finds no mix. The DPs are built once per (pool, hardware, loaded classes)."""
         used = [h for h, n in servers.items() if n > 0]
         if len(used) != 1 or self._penalty is not None:
-            return -np.inf
+            return None
         h, n_srv = used[0], int(servers[used[0]])
         hw = self.hardware[h]
         if hw.gpus_per_server * n_srv > pool_dp.MAX_GPUS:
-            return -np.inf
+            return None
         classes = tuple(sorted(c for c, v in loads.items() if v > 0))
         key = (pool, h, classes)
         cached = self._mix_dps.get(key)
@@ -305,11 +290,16 @@ class Planner:
             cached = self._mix_dps[key] = pool_dp.mix_bound_dp(self.profile, self.max_load, pool, classes, h, hw)
         dp, ratio = cached
         if dp is None:
-            return -np.inf
+            return None
         sol = dp.solve(sum(ratio[c] * loads[c] for c in classes), n_srv)
-        if sol is None:
-            return -np.inf
-        return float(sol.value_w) * (1 - 1e-9)  # less a relative 1e-9 for the DP's rounding
+        return None if sol is None else float(sol.value_w)
+
+    def _pool_lower_bound(self, pool: str, loads: Mapping[str, float], servers: Mapping[str, int]) -> float:
+        """A lower bound (W) on every plan of ``pool`` serving ``loads`` on exactly ``servers``:
+        pool.md DP6 (valid for single-class and mixed pools alike; cluster.md, polish.bound);
+        ``-inf`` where :meth:`_dp6_value` has none: then nothing is claimed."""
+        value = self._dp6_value(pool, loads, servers)
+        return -np.inf if value is None else value * (1 - 1e-9)  # less a relative 1e-9 for the DP's rounding
 
     def _plan_pool_dp(self, cm: "_CachedModel", pool: str, loads: Mapping[str, float], srv: Mapping[str, int],
                       epoch_s: float) -> PoolPlan | None:
