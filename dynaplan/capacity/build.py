@@ -133,12 +133,52 @@ def _recipes(profile: Profile, slos: SLOTable, hardware: Sequence[str], load_seg
     seg = power_segments(sub, ops, load_segments)
     seg = seg.merge(ops[["hardware", "tp", "freq_mhz", "request_class", "max_load_rps"]],
                     on=["hardware", "tp", "freq_mhz", "request_class"])
+    curves = _curves(sub, ops)
+    seg = _below_profile(seg, curves)
     seg = seg[hull_pieces(seg)].reset_index(drop=True)
-    return tuple(Recipe(hardware=r.hardware, request_class=r.request_class, tp=int(r.tp), freq_mhz=int(r.freq_mhz),
-                        segment=int(r.segment), max_load_rps=float(r.max_load_rps), u_hi=float(min(1.0, r.u_hi)),
-                        static_w=float(r.static_w), w_per_util=float(r.w_per_util),
-                        segment_error_w=float(r.segment_error_w))
-                 for r in seg.itertuples(index=False))
+    out = []
+    for r in seg.itertuples(index=False):
+        x, q = curves[(r.hardware, int(r.tp), int(r.freq_mhz), r.request_class)]
+        out.append(Recipe(hardware=r.hardware, request_class=r.request_class, tp=int(r.tp), freq_mhz=int(r.freq_mhz),
+                          segment=int(r.segment), max_load_rps=float(r.max_load_rps), u_hi=float(min(1.0, r.u_hi)),
+                          static_w=float(r.static_w), w_per_util=float(r.w_per_util),
+                          segment_error_w=float(r.segment_error_w), curve_load_rps=x, curve_power_w=q))
+    return tuple(out)
+
+
+def _curves(profile: Profile, ops: pd.DataFrame) -> dict[tuple, tuple[tuple[float, ...], tuple[float, ...]]]:
+    """Per operating point, the profile's load points up to its SLO capacity and their power:
+    what the plan's power is computed from (capacity.md, (R2))."""
+    starts, ends = profile.group_bounds
+    load = profile.table["load_rps"].to_numpy(dtype=float)
+    power = profile.table["power_w"].to_numpy(dtype=float)
+    out = {}
+    for r in ops.itertuples(index=False):
+        s, e = starts[r.group_id], ends[r.group_id]
+        m = int(np.searchsorted(load[s:e], r.max_load_rps * (1 + 1e-12), side="right"))
+        x = load[s:s + m].copy()
+        x[-1] = r.max_load_rps  # the last point meeting the SLO is lmax (up to rounding)
+        out[(r.hardware, int(r.tp), int(r.freq_mhz), r.request_class)] = (tuple(x.tolist()),
+                                                                         tuple(power[s:s + m].tolist()))
+    return out
+
+
+def _below_profile(seg: pd.DataFrame, curves: dict) -> pd.DataFrame:
+    """(cap.pieces_below) Lower every piece's line by the most it exceeds the profile on its load
+    range, so that no piece prices an instance above the profile's power: the model is then a
+    relaxation of the profile's problem and its bound valid for it. The profile is linear between
+    its points, so the largest excess over a range is at a point of it or at the range's ends.
+    On the bundled profiles (concave between their points) no piece moves."""
+    a = seg["static_w"].to_numpy(dtype=float).copy()
+    b = seg["w_per_util"].to_numpy(dtype=float)
+    for i, r in enumerate(seg.itertuples(index=False)):
+        x, q = curves[(r.hardware, int(r.tp), int(r.freq_mhz), r.request_class)]
+        x, q = np.asarray(x) / r.max_load_rps, np.asarray(q)
+        u = np.unique(np.r_[x[(x >= r.u_lo) & (x <= r.u_hi)], r.u_lo, r.u_hi])
+        excess = float(np.max(a[i] + b[i] * u - np.interp(u, x, q)))
+        if excess > 1e-9 * max(1.0, float(q.max())):
+            a[i] -= excess
+    return seg.assign(static_w=a)
 
 
 def _lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:

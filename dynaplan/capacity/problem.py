@@ -62,6 +62,30 @@ class Recipe(InputModel):
     w_per_util: float = Field(default=0.0, ge=-1e7, le=1e7, description="Piece slope B (W per unit utilisation).")
     segment_error_w: float = Field(default=0.0, ge=0, le=1e7,
                                    description="Largest distance between the piece-wise curve and the profile (W per instance).")
+    curve_load_rps: tuple[float, ...] = Field(
+        default=(), description="The profile's load points of this operating point up to max_load_rps (req/s, "
+        "increasing); empty when there is no profile (Mélange): the plan's power is then the piece's.")
+    curve_power_w: tuple[float, ...] = Field(
+        default=(), description="The profile's power at curve_load_rps (W per instance).")
+
+    @model_validator(mode="after")
+    def _check_curve(self) -> "Recipe":
+        x, y = self.curve_load_rps, self.curve_power_w
+        if len(x) != len(y):
+            raise ValueError(f"{self.hardware}/{self.request_class} TP{self.tp}@{self.freq_mhz}: curve_load_rps has "
+                             f"{len(x)} values, curve_power_w {len(y)}")
+        if x and (not all(np.isfinite(x + y)) or min(x) < 0 or min(y) < 0 or any(b <= a for a, b in zip(x, x[1:]))
+                  or abs(x[-1] - self.max_load_rps) > 1e-9 * max(1.0, self.max_load_rps)):
+            raise ValueError(f"{self.hardware}/{self.request_class} TP{self.tp}@{self.freq_mhz}: curve_load_rps must "
+                             "increase from >= 0 to max_load_rps, with finite powers >= 0")
+        return self
+
+    def true_power_w(self, load_rps: np.ndarray) -> np.ndarray | None:
+        """The profile's power of one instance at ``load_rps`` (its linear interpolation, held at its
+        first value below the lightest point); None without a curve."""
+        if not self.curve_load_rps:
+            return None
+        return np.interp(load_rps, self.curve_load_rps, self.curve_power_w)
 
 
 class CapacityProblem(InputModel):

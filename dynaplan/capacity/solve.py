@@ -54,8 +54,9 @@ class CapacityPlan(BaseModel):
     carbon_kg: float
     peak_power_w: float = Field(description="Highest facility power over the periods (W, PUE applied).")
     power_model_error_kwh: float = Field(
-        description="Largest difference between the energy of the piecewise-linear power model used and the "
-        "profile's own interpolation for this deployment (kWh, over the horizon).")
+        description="How far the reported energy may be from the profile's own interpolation for this "
+        "deployment (kWh, over the horizon): 0 when every instance's power is the profile's (problems built "
+        "from a profile, capacity.md (R2)); the power pieces' error where there is no profile curve.")
     headroom: dict[str, float] = Field(description="Per class, the smallest over periods of "
                                        "1 - load / SLO capacity of the instances serving it (fraction).")
     binding: tuple[str, ...] = Field(description="What limits the answer: availability, slo, budget (epsilon caps).")
@@ -571,9 +572,16 @@ def realise(p: CapacityProblem, idx, x: np.ndarray):
     lmax = idx.cap_rps  # u_hi * max_load_rps: what a piece carries in (cap.capacity)
     with np.errstate(divide="ignore", invalid="ignore"):
         per = np.where(N > 0, L / np.where(N > 0, N, 1.0), 0.0)   # load of one instance (req/s)
-    cost = idx.static_w[None, :] + idx.w_per_rps[None, :] * per[:, idx.group_of]   # (T, P)
+    ell = per[:, idx.group_of]   # (T, P): the load of one instance of each recipe's group
+    cost = idx.static_w[None, :] + idx.w_per_rps[None, :] * ell
     # a piece carries at most its upper end u_hi * max_load_rps, as in (cap.capacity)
-    cost = np.where(idx.cap_rps[None, :] >= per[:, idx.group_of] * (1 - 1e-9) - 1e-9, cost, np.inf)
+    fits = idx.cap_rps[None, :] >= ell * (1 - 1e-9) - 1e-9
+    for i, r in enumerate(p.recipes):
+        q = r.true_power_w(ell[:, i])
+        if q is not None:  # (R2): the profile's own power at that load, the clock able to carry it up to lmax
+            cost[:, i] = q
+            fits[:, i] = r.max_load_rps >= ell[:, i] * (1 - 1e-9) - 1e-9
+    cost = np.where(fits, cost, np.inf)
     best = np.full((T, G), -1, dtype=np.int64)
     best_w = np.full((T, G), np.inf)
     for i in range(idx.n_recipes):
@@ -604,8 +612,10 @@ def extract_plan(p: CapacityProblem, idx, x: np.ndarray, report: SolveReport, to
     kg = kwh * np.asarray(p.carbon_g_per_kwh) / 1000.0
     e_usd, c_usd = kwh * el, kg / 1000.0 * p.carbon_price_usd_per_t
     fleet_usd = float(idx.fleet_usd_per_server @ y)
+    # the pieces' error only where a plan's power comes from a piece (no profile curve: Mélange)
+    exact = np.array([bool(r.curve_load_rps) for r in p.recipes], dtype=bool)
     err_kwh = float(sum(N[t, g] * idx.error_w[best[t, g]] for t in range(T) for g in range(G) if N[t, g] > 0
-                        and best[t, g] >= 0) * idx.kwh_per_w)
+                        and best[t, g] >= 0 and not exact[best[t, g]]) * idx.kwh_per_w)
     d = p.demand()
     lmax = idx.cap_rps  # u_hi * max_load_rps: what a piece carries in (cap.capacity)
     gcap = np.zeros(G)
