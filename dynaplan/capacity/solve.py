@@ -483,7 +483,8 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
     """Fleet-setting periods S and cuts on the fleet (capacity.md, (D1)-(D5)): rounds until the
     realised plan is within the requested gap of the bound, or no new cut is found."""
     t0 = time.perf_counter()
-    deadline = t0 + opts.time_limit_s
+    rent = any(o.rents_on_demand for o in p.offers)
+    deadline = t0 + (0.75 if rent else 1.0) * opts.time_limit_s  # with on-demand rent, a quarter for (D7)
     d = p.demand()
     model, idx = build_capacity_model(p)
     y_ub = np.rint(model.arrays().ub[idx.fleet]).astype(int)
@@ -572,6 +573,9 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
         worst = out[np.argsort(relaxed - realised, kind="stable")][:max(1, out.size // 10)]
         S = sorted(set(S) | {int(t) for t in worst})
     plan, y, pieces, _ = best
+    if rent:
+        pieces = _polish_on_demand(p, model, idx, y, pieces, S, opts, t0 + opts.time_limit_s)  # (D7)
+        plan = _assemble(p, model, idx, y, pieces, plan.report, tol)
     bound = _checked_bound(solved, plan.report.objective)
     rep = SolveReport(status=Status.FEASIBLE, backend=Backend.HIGHS, objective=None, bound=float(bound), gap=None,
                       solve_time_s=time.perf_counter() - t0, n_vars=model.n_cols, n_cons=model.n_rows,
@@ -595,6 +599,38 @@ def ondemand_servers(p: CapacityProblem, used_gpus: np.ndarray, y: np.ndarray) -
     r = np.where(rent[None, :], np.maximum(np.ceil((used_gpus - gpus * y) / gpus - 1e-9), 0.0), 0.0)
     fits = ((used_gpus <= gpus * (y + r) + 1e-9) & (~rent | (y + r <= avail + 1e-9))).all(axis=1)
     return r, fits
+
+
+def _period_objective(p: CapacityProblem, per) -> float:
+    """The objective of one realised period (energy, carbon and on-demand rent; the fleet apart)."""
+    w_usd, w_kwh, w_kg = objective_weights(p)
+    return w_usd * (per.energy_usd + per.carbon_usd + per.on_demand_usd) + w_kwh * per.energy_kwh + w_kg * per.carbon_kg
+
+
+def _polish_on_demand(p: CapacityProblem, model, idx, y, pieces: dict, S, opts: SolveOptions, deadline: float) -> dict:
+    """(D7) With on-demand rent, rounding the LP of (D2) up group by group can rent a server more per
+    type and period. On the chosen fleet ``y`` every period outside ``S`` is solved as its own MILP
+    (identical periods once; until the deadline) and its deployment kept where its realised
+    objective is lower. Only the plan changes, not the bound."""
+    rep = SolveReport(status=Status.FEASIBLE, backend=Backend.HIGHS, objective=None, bound=None, gap=None,
+                      solve_time_s=0.0, n_vars=0, n_cons=0, message="")
+    before = _assemble(p, model, idx, y, pieces, rep, opts.mip_rel_gap)
+    memo: dict[tuple, tuple | None] = {}
+    new = dict(pieces)
+    for t in sorted(set(range(p.n_periods)) - set(S)):
+        if time.perf_counter() > deadline:
+            break
+        key = (p.demand_rps[t], p.electricity_usd_per_kwh[t], p.carbon_g_per_kwh[t])
+        if key not in memo:
+            left = max(deadline - time.perf_counter(), 1.0)
+            sol_t, idx_t = _solve(_subproblem(p, [t], fleet=y, fleet_cost=False),
+                                  opts.model_copy(update={"time_limit_s": left, "mip_rel_gap": 0.25 * opts.mip_rel_gap}))
+            memo[key] = (sol_t, idx_t, 0) if sol_t.report.has_solution else None
+        if memo[key] is not None:
+            new[t] = memo[key]
+    after = _assemble(p, model, idx, y, new, rep, opts.mip_rel_gap)
+    return {t: (new[t] if _period_objective(p, after.periods[t]) < _period_objective(p, before.periods[t]) - 1e-12
+                else pieces[t]) for t in pieces}
 
 
 def _check_servable(p: CapacityProblem) -> None:
