@@ -40,7 +40,7 @@ def _availability(text: str | None) -> dict[str, tuple[int, int]] | None:
 
 def _table(rows: list, growths: list[float]) -> Table:
     t = Table(title="capacity plans")
-    rent = any(pl.on_demand_peak_servers for pl in rows)  # reserved fleet + on-demand servers per period
+    rent = any(pl.on_demand_server_h for pl in rows)  # priced reserved+on_demand: fleet + servers per period
     cols = ["growth", "fleet", "USD/h", "fleet USD"]
     if rent:
         cols[1:2] = ["reserved fleet", "on-demand (most in a period)"]
