@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dynaplan.capacity.catalogue import PRICE_KINDS, Catalogue, default_catalogue
+from dynaplan.capacity.catalogue import MIXED_RENT, PLAN_PRICE_KINDS, Catalogue, default_catalogue
 from dynaplan.capacity.problem import MAX_PERIODS, CapacityProblem, Offer, Recipe
 from dynaplan.domain.slo import DEFAULT_SLOS, SLO, SLOTable
 from dynaplan.errors import ValidationError
@@ -340,8 +340,8 @@ def capacity_problem(
     None: computed here."""
     prof = _profile(profile)
     cat = catalogue or default_catalogue()
-    if price not in PRICE_KINDS:
-        raise ValidationError(f"price={price!r}; expected one of {', '.join(PRICE_KINDS)}")
+    if price not in PLAN_PRICE_KINDS:
+        raise ValidationError(f"price={price!r}; expected one of {', '.join(PLAN_PRICE_KINDS)}")
     hw = _hardware(hardware, cat)
     for h in hw:
         cat.entry(h)
@@ -394,8 +394,12 @@ def capacity_problem(
         e = cat.entry(h)
         lo, hi = avail.get(h, (0, None))
         kw = {"max_servers": int(hi)} if hi is not None else {}
-        offers.append(Offer(hardware=h, gpus_per_server=e.gpus_per_server, price_usd_per_server_h=e.price_usd_per_server_h(price),
-                            price_kind=price, idle_power_w=e.idle_power_w, min_servers=int(lo), **kw))
+        if hi is not None and price == MIXED_RENT:
+            kw["available_servers"] = int(hi)  # (cap.available): fleet plus on-demand servers in any period
+        fleet_price, on_demand_price = e.offer_prices(price)
+        offers.append(Offer(hardware=h, gpus_per_server=e.gpus_per_server, price_usd_per_server_h=fleet_price,
+                            on_demand_usd_per_server_h=on_demand_price, price_kind=price,
+                            idle_power_w=e.idle_power_w, min_servers=int(lo), **kw))
     el = cat.electricity_usd_per_kwh if electricity_usd_per_kwh is None else electricity_usd_per_kwh
     ci, ci_src = carbon_series(carbon, n_t)
     return CapacityProblem(

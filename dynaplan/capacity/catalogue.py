@@ -18,6 +18,10 @@ from dynaplan.errors import NotFoundError, ValidationError
 from dynaplan.validation import MAX_GPU_POWER_W, InputModel
 
 PRICE_KINDS = ("on_demand", "reserved", "purchase")
+MIXED_RENT = "reserved+on_demand"
+# how a plan may price its servers: one price kind for a fleet held over the horizon, or
+# MIXED_RENT: a reserved fleet plus on-demand servers rented per period (capacity.md, r_{t,h})
+PLAN_PRICE_KINDS = PRICE_KINDS + (MIXED_RENT,)
 HOURS_PER_YEAR = 8760.0
 
 
@@ -60,6 +64,15 @@ class CatalogueEntry(InputModel):
             raise ValidationError(f"catalogue: {self.hardware} has no {kind} price; set "
                                   f"{'purchase_usd_per_server' if kind == 'purchase' else kind + '_usd_per_server_h'}")
         return float(v)
+
+    def offer_prices(self, kind: str) -> tuple[float, float | None]:
+        """(price of a server-hour of the fleet held over the horizon, on-demand price of a server-hour
+        rented per period or None) for a plan priced by ``kind`` (one of :data:`PLAN_PRICE_KINDS`)."""
+        if kind == MIXED_RENT:
+            return self.price_usd_per_server_h("reserved"), self.price_usd_per_server_h("on_demand")
+        if kind not in PRICE_KINDS:
+            raise ValidationError(f"price={kind!r}; expected one of {', '.join(PLAN_PRICE_KINDS)}")
+        return self.price_usd_per_server_h(kind), None
 
 
 class Catalogue(InputModel):

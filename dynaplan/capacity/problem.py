@@ -30,18 +30,35 @@ class Offer(InputModel):
 
     hardware: str = Field(description="Hardware type name.")
     gpus_per_server: int = Field(gt=0, le=1024, description="GPUs per server (count).")
-    price_usd_per_server_h: float = Field(ge=0, le=1e6, description="Price of one server-hour (USD), amortised if bought.")
-    price_kind: str = Field(default="on_demand", description="'on_demand', 'reserved', 'purchase' or 'melange'.")
+    price_usd_per_server_h: float = Field(ge=0, le=1e6, description="Price of one server-hour of the fleet held for "
+                                          "the whole horizon (USD; reserved rent, or amortised if bought).")
+    price_kind: str = Field(default="on_demand", description="'on_demand', 'reserved', 'purchase', "
+                            "'reserved+on_demand' or 'melange'.")
+    on_demand_usd_per_server_h: float | None = Field(
+        default=None, ge=0, le=1e6, description="On-demand rent of one server-hour for servers rented per period "
+        "on top of the fleet (USD); None: no per-period rent of this type (capacity.md, r_{t,h}).")
     idle_power_w: float = Field(default=0.0, ge=0, le=MAX_GPU_POWER_W, description="Power of one idle GPU (W).")
     min_servers: int = Field(default=0, ge=0, description="Fewest servers of this type in the fleet (count).")
-    max_servers: int = Field(default=INVENTORY_SERVERS.value, ge=0, description="Most servers of this type (count).")
+    max_servers: int = Field(default=INVENTORY_SERVERS.value, ge=0, description="Most servers of this type "
+                             "in the fleet held over the horizon (count).")
+    available_servers: int = Field(default=INVENTORY_SERVERS.value, ge=0, description="Most servers of this type "
+                                   "in any one period, fleet plus on-demand (count; capacity.md (cap.available)).")
 
     @model_validator(mode="after")
     def _check(self) -> "Offer":
         if self.min_servers > self.max_servers:
             raise ValueError(f"{self.hardware}: min_servers {self.min_servers} > max_servers {self.max_servers}")
         INVENTORY_SERVERS.check(self.max_servers, f"availability: {self.hardware}", "has")
+        INVENTORY_SERVERS.check(self.available_servers, f"available_servers: {self.hardware}", "has")
+        if self.on_demand_usd_per_server_h is not None and self.min_servers > self.available_servers:
+            raise ValueError(f"{self.hardware}: min_servers {self.min_servers} > available_servers "
+                             f"{self.available_servers}")
         return self
+
+    @property
+    def rents_on_demand(self) -> bool:
+        """True when servers of this type may be rented per period on top of the fleet."""
+        return self.on_demand_usd_per_server_h is not None
 
 
 class Recipe(InputModel):

@@ -28,6 +28,9 @@ class PeriodDeployment(BaseModel):
     groups: tuple[dict, ...] = Field(description="hardware, tp, freq_mhz, request_class, instances, load_rps, "
                                      "capacity_rps (whole SLO capacity of those instances).")
     gpus_used: dict[str, int] = Field(description="GPUs running instances per type (count).")
+    on_demand_servers: dict[str, int] = Field(default_factory=dict, description="Servers rented on demand in this "
+                                              "period on top of the fleet, per type (count; r_{t,h}).")
+    on_demand_usd: float = Field(default=0.0, description="On-demand rent of this period (USD).")
     it_power_w: float = Field(description="IT power of the fleet in this period (W).")
     energy_kwh: float = Field(description="Facility energy (PUE applied) in this period (kWh).")
     energy_usd: float
@@ -40,13 +43,21 @@ class CapacityPlan(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    fleet: dict[str, int] = Field(description="Servers per hardware type (count).")
-    gpus: dict[str, int] = Field(description="GPUs per hardware type (count).")
+    fleet: dict[str, int] = Field(description="Servers per hardware type held over the whole horizon (count; "
+                                  "reserved when the plan also rents on demand).")
+    gpus: dict[str, int] = Field(description="GPUs of the fleet per hardware type (count).")
     objective: str
     load_basis: str
     horizon_h: float
     cost_usd: float = Field(description="Fleet + energy + carbon price over the horizon (USD).")
-    fleet_usd: float
+    fleet_usd: float = Field(description="Servers over the horizon (USD): reserved_usd + on_demand_usd.")
+    reserved_usd: float = Field(default=0.0, description="The fleet held over the whole horizon (USD; reserved "
+                                "rent, on-demand rent held throughout, or amortised purchase).")
+    on_demand_usd: float = Field(default=0.0, description="Servers rented on demand per period (USD).")
+    on_demand_peak_servers: dict[str, int] = Field(
+        default_factory=dict, description="Most servers rented on demand in any one period, per type (count).")
+    on_demand_server_h: dict[str, float] = Field(
+        default_factory=dict, description="Server-hours rented on demand over the horizon, per type (h).")
     energy_usd: float
     carbon_usd: float
     cost_usd_per_h: float
@@ -93,7 +104,13 @@ def plan_capacity(problem: CapacityProblem, *, time_limit_s: float = 60.0, mip_r
     attaches the Plans (:mod:`dynaplan.capacity.deploy`), each with its power next to the model's.
 
     Raises InfeasibleError when the offered hardware (recipes, availability) cannot serve some
-    period; NoSolutionError when the time limit ends before any plan is found."""
+    period; NoSolutionError when the time limit ends before any plan is found. Replay and period
+    plans take one fleet for all periods and are refused for a problem that rents servers on demand."""
+    if (replay or period_plans) and isinstance(problem, CapacityProblem) and any(
+            o.rents_on_demand for o in problem.offers):
+        raise ValidationError(f"{'replay' if replay else 'period_plans'}: the plan rents servers on demand per "
+                              "period (price reserved+on_demand) and the fleet changes between periods; replay "
+                              "and period plans take one fleet for every period")
     plan = _plan(problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads, method=method)
     if period_plans:
         from dynaplan.capacity.deploy import with_period_plans
@@ -141,6 +158,7 @@ def _build_and_solve(build, p: CapacityProblem, opts: SolveOptions):
 
 def _shareable(p: CapacityProblem) -> bool:
     return (p.n_periods == 1 and p.shared_instances and p.energy_cap_kwh is None and p.carbon_cap_kg is None
+            and not any(o.rents_on_demand for o in p.offers)
             and all(r.static_w == 0 and r.w_per_util == 0 for r in p.recipes)
             and len({(r.request_class, r.hardware) for r in p.recipes}) == len(p.recipes))
 
@@ -218,9 +236,15 @@ def _cost_lattice(cost: np.ndarray) -> float | None:
 def _raise_unsolved(problem: CapacityProblem, rep: SolveReport) -> None:
     if rep.status == Status.INFEASIBLE:
         raise InfeasibleError("capacity: no fleet within the availability serves every period under the SLOs "
-                              f"({', '.join(f'{o.hardware} <= {o.max_servers}' for o in problem.offers)})")
+                              f"({', '.join(_availability_text(o) for o in problem.offers)})")
     if not rep.has_solution:
         raise NoSolutionError(f"capacity: no plan found ({rep.message}, {rep.solve_time_s:.1f} s)", report=rep)
+
+
+def _availability_text(o) -> str:
+    if o.rents_on_demand:
+        return f"{o.hardware} fleet <= {o.max_servers}, fleet + on-demand <= {o.available_servers}"
+    return f"{o.hardware} <= {o.max_servers}"
 
 
 def _subproblem(p: CapacityProblem, periods, *, fleet=None, fleet_cost: bool = True) -> CapacityProblem:
@@ -382,12 +406,17 @@ def _other_periods(p: CapacityProblem, out: np.ndarray, y: np.ndarray, lp, fleet
     used = np.zeros((len(out), H))
     np.add.at(used, (slice(None), g_hw), Nv * g_tp[None, :])
     room = np.array([o.gpus_per_server for o in p.offers]) * y
-    fits = (used <= room[None, :] + 1e-9).all(axis=1)
+    # (cap.gpus), (cap.available): the rounded instances on the fewest on-demand servers r_{t,h} that hold them
+    r_od, fits = ondemand_servers(p, used, y)
+    R = ix.rent_hw.size
+    x[ix.ondemand] = r_od[:, ix.rent_hw].ravel()
     rep = SolveReport(status=Status.FEASIBLE, backend=Backend.HIGHS, objective=phi, bound=phi, gap=0.0,
                       solve_time_s=0.0, n_vars=0, n_cons=0, message="lp")
     d = p.demand()
     sol_s, idx_s, S = fleet_sol
     N_s = np.rint(sol_s.x[idx_s.groups].reshape(len(S), G))
+    r_s = np.zeros((len(S), H))  # the fleet-setting periods' on-demand servers
+    r_s[:, idx_s.rent_hw] = np.rint(sol_s.x[idx_s.ondemand].reshape(len(S), R))
     todo = []
     for k, t in enumerate(out):
         if not fits[k]:
@@ -402,10 +431,13 @@ def _other_periods(p: CapacityProblem, out: np.ndarray, y: np.ndarray, lp, fleet
             np.add.at(u_b, (g_cl, g_hw), nb * g_tp)
             np.add.at(u_a, (g_cl, g_hw), Nv[k] * g_tp)
             cur = u_b.sum(axis=0)
+            room_k = room + np.array([o.gpus_per_server for o in p.offers]) * r_s[cover[0]]  # y + r of the cover
             for c in np.argsort((u_a - u_b).sum(axis=1), kind="stable"):
                 nxt = cur - u_b[c] + u_a[c]
-                if (nxt <= room + 1e-9).all():
+                if (nxt <= room_k + 1e-9).all():
                     cur, use_a[c] = nxt, True
+            r_k, _ = ondemand_servers(p, cur[None, :], y)  # fewest on-demand servers holding them (D2)
+            x[ix.ondemand.start + k * R: ix.ondemand.start + (k + 1) * R] = r_k[0, ix.rent_hw]
             take_b = ~use_a[g_cl]
             n_new = np.where(take_b, nb, Nv[k])
             x[ix.groups.start + k * G: ix.groups.start + (k + 1) * G] = n_new
@@ -441,7 +473,7 @@ def _assemble(p: CapacityProblem, model, idx, y, pieces, report: SolveReport, to
     P, G = idx.n_recipes, idx.n_groups
     x[idx.fleet] = y
     for t, (sol, ix, k) in pieces.items():
-        for blk, w in (("groups", G), ("instances", P), ("load", P)):
+        for blk, w in (("groups", G), ("instances", P), ("load", P), ("ondemand", idx.rent_hw.size)):
             src, dst = getattr(ix, blk), getattr(idx, blk)
             x[dst.start + t * w: dst.start + (t + 1) * w] = sol.x[src.start + k * w: src.start + (k + 1) * w]
         x[idx.energy.start + t] = sol.x[ix.energy.start + k]
@@ -452,7 +484,8 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
     """Fleet-setting periods S and cuts on the fleet (capacity.md, (D1)-(D5)): rounds until the
     realised plan is within the requested gap of the bound, or no new cut is found."""
     t0 = time.perf_counter()
-    deadline = t0 + opts.time_limit_s
+    rent = any(o.rents_on_demand for o in p.offers)
+    deadline = t0 + (0.6 if rent else 1.0) * opts.time_limit_s  # with on-demand rent, 40% for (D7)
     d = p.demand()
     model, idx = build_capacity_model(p)
     y_ub = np.rint(model.arrays().ub[idx.fleet]).astype(int)
@@ -469,6 +502,7 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
     s_opts = opts.model_copy(update={"mip_rel_gap": 0.5 * tol, "highs_heuristics": True})
     S = [int(np.argmax(d.sum(axis=1)))]
     best, rounds, n_cuts = None, 0, 0
+    fleets: dict[tuple, tuple] = {}  # every fleet's best plan so far, for (D7)
     solved: list[tuple] = []  # every fleet-setting MILP: each bound is valid for the whole problem
     while True:
         out = np.setdiff1d(np.arange(p.n_periods), S)
@@ -514,6 +548,8 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
                 here = (plan, y, pieces, lp)
             if best is None or plan.report.objective < best[0].report.objective:
                 best = (plan, y, pieces, lp)
+            if rent and plan.report.objective < fleets.get(tuple(y.tolist()), (np.inf,))[0]:
+                fleets[tuple(y.tolist())] = (plan.report.objective, y, pieces, tuple(S))
             bound = _checked_bound(solved, best[0].report.objective)
             if relative_gap(best[0].report.objective, bound) <= tol or not out.size or time.perf_counter() > deadline:
                 break
@@ -533,9 +569,22 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
         x_lp, ix_lp = lp_h[0], lp_h[1]
         realised = np.array([c_t[t] * plan_h.periods[t].energy_kwh for t in out])
         relaxed = c_t[out] * x_lp[ix_lp.energy.start + np.arange(out.size)]
+        if ix_lp.rent_hw.size:  # with the on-demand rent of each period (r_{t,h} columns of (D5))
+            w_usd = objective_weights(p)[0]
+            realised = realised + w_usd * np.array([plan_h.periods[t].on_demand_usd for t in out])
+            relaxed = relaxed + w_usd * (x_lp[ix_lp.ondemand].reshape(out.size, -1)
+                                         @ ix_lp.ondemand_usd_per_server[ix_lp.rent_hw])
         worst = out[np.argsort(relaxed - realised, kind="stable")][:max(1, out.size // 10)]
         S = sorted(set(S) | {int(t) for t in worst})
     plan, y, pieces, _ = best
+    if rent:  # (D7) the two best fleets, each period on its own MILP
+        for _, y_k, pieces_k, S_k in sorted(fleets.values(), key=lambda v: v[0])[:2]:
+            if time.perf_counter() > t0 + opts.time_limit_s:
+                break
+            pieces_k = _polish_on_demand(p, model, idx, y_k, pieces_k, S_k, opts, t0 + opts.time_limit_s)
+            plan_k = _assemble(p, model, idx, y_k, pieces_k, plan.report, tol)
+            if plan_k.report.objective < plan.report.objective:
+                plan, y, pieces = plan_k, y_k, pieces_k
     bound = _checked_bound(solved, plan.report.objective)
     rep = SolveReport(status=Status.FEASIBLE, backend=Backend.HIGHS, objective=None, bound=float(bound), gap=None,
                       solve_time_s=time.perf_counter() - t0, n_vars=model.n_cols, n_cons=model.n_rows,
@@ -545,6 +594,52 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
     if plan.report.status != Status.OPTIMAL:
         plan = plan.model_copy(update={"report": plan.report.model_copy(update={"stop_reason": StopReason.OTHER_LIMIT})})
     return plan
+
+
+def ondemand_servers(p: CapacityProblem, used_gpus: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fewest on-demand servers r_{t,h} (shape (periods, types)) that, with the fleet ``y``,
+    hold ``used_gpus`` (GPUs running instances, per period and type) by (cap.gpus); 0 for types
+    without an on-demand price. Also whether each period fits: (cap.gpus) for every type and
+    (cap.available) ``y + r <= A`` for the types rented on demand."""
+    gpus = np.array([o.gpus_per_server for o in p.offers], dtype=float)
+    rent = np.array([o.rents_on_demand for o in p.offers], dtype=bool)
+    avail = np.array([o.available_servers for o in p.offers], dtype=float)
+    used_gpus = np.atleast_2d(used_gpus)
+    r = np.where(rent[None, :], np.maximum(np.ceil((used_gpus - gpus * y) / gpus - 1e-9), 0.0), 0.0)
+    fits = ((used_gpus <= gpus * (y + r) + 1e-9) & (~rent | (y + r <= avail + 1e-9))).all(axis=1)
+    return r, fits
+
+
+def _period_objective(p: CapacityProblem, per) -> float:
+    """The objective of one realised period (energy, carbon and on-demand rent; the fleet apart)."""
+    w_usd, w_kwh, w_kg = objective_weights(p)
+    return w_usd * (per.energy_usd + per.carbon_usd + per.on_demand_usd) + w_kwh * per.energy_kwh + w_kg * per.carbon_kg
+
+
+def _polish_on_demand(p: CapacityProblem, model, idx, y, pieces: dict, S, opts: SolveOptions, deadline: float) -> dict:
+    """(D7) With on-demand rent, rounding the LP of (D2) up group by group can rent a server more per
+    type and period. On the fleet ``y`` every period outside ``S`` is solved as its own MILP
+    (identical periods once; until the deadline) and its deployment kept where its realised
+    objective is lower. Only the plan changes, not the bound."""
+    rep = SolveReport(status=Status.FEASIBLE, backend=Backend.HIGHS, objective=None, bound=None, gap=None,
+                      solve_time_s=0.0, n_vars=0, n_cons=0, message="")
+    before = _assemble(p, model, idx, y, pieces, rep, opts.mip_rel_gap)
+    memo: dict[tuple, tuple | None] = {}
+    new = dict(pieces)
+    for t in sorted(set(range(p.n_periods)) - set(S)):
+        if time.perf_counter() > deadline:
+            break
+        key = (p.demand_rps[t], p.electricity_usd_per_kwh[t], p.carbon_g_per_kwh[t])
+        if key not in memo:
+            left = max(deadline - time.perf_counter(), 1.0)
+            sol_t, idx_t = _solve(_subproblem(p, [t], fleet=y, fleet_cost=False),
+                                  opts.model_copy(update={"time_limit_s": left}))
+            memo[key] = (sol_t, idx_t, 0) if sol_t.report.has_solution else None
+        if memo[key] is not None:
+            new[t] = memo[key]
+    after = _assemble(p, model, idx, y, new, rep, opts.mip_rel_gap)
+    return {t: (new[t] if _period_objective(p, after.periods[t]) < _period_objective(p, before.periods[t]) - 1e-12
+                else pieces[t]) for t in pieces}
 
 
 def _check_servable(p: CapacityProblem) -> None:
@@ -606,12 +701,18 @@ def extract_plan(p: CapacityProblem, idx, x: np.ndarray, report: SolveReport, to
     g_tp = np.array([k[2] for k in idx.group_keys], dtype=float)
     used = np.zeros((T, H))
     np.add.at(used, (slice(None), g_hw), N * g_tp[None, :])
-    it_w = inst_w.sum(axis=1) + ((gpus * y)[None, :] - used) @ idle_w
+    # r_{t,h}: the fewest on-demand servers holding the instances with the fleet (cap.gpus); the
+    # solution's own r is never fewer, and fewer servers never cost more
+    r_od, r_fit = ondemand_servers(p, used, y)
+    servable = servable & r_fit[:, None]
+    it_w = inst_w.sum(axis=1) + ((gpus * y)[None, :] + gpus[None, :] * r_od - used) @ idle_w
     kwh = it_w * idx.kwh_per_w
     el = np.asarray(p.electricity_usd_per_kwh)
     kg = kwh * np.asarray(p.carbon_g_per_kwh) / 1000.0
     e_usd, c_usd = kwh * el, kg / 1000.0 * p.carbon_price_usd_per_t
-    fleet_usd = float(idx.fleet_usd_per_server @ y)
+    reserved_usd = float(idx.fleet_usd_per_server @ y)
+    od_usd_t = r_od @ idx.ondemand_usd_per_server if idx.ondemand_usd_per_server.size else np.zeros(T)
+    fleet_usd = reserved_usd + float(od_usd_t.sum())
     # the pieces' error only where a plan's power comes from a piece (no profile curve: Mélange)
     exact = np.array([bool(r.curve_load_rps) for r in p.recipes], dtype=bool)
     err_kwh = float(sum(N[t, g] * idx.error_w[best[t, g]] for t in range(T) for g in range(G) if N[t, g] > 0
@@ -639,11 +740,15 @@ def extract_plan(p: CapacityProblem, idx, x: np.ndarray, report: SolveReport, to
         periods.append(PeriodDeployment(
             period=t, demand_rps={c: float(d[t, j]) for j, c in enumerate(p.classes)}, groups=tuple(groups),
             gpus_used={h: int(round(used[t, j])) for j, h in enumerate(p.hardware)},
+            on_demand_servers={h: int(r_od[t, j]) for j, h in enumerate(p.hardware) if p.offers[j].rents_on_demand},
+            on_demand_usd=float(od_usd_t[t]),
             it_power_w=float(it_w[t]), energy_kwh=float(kwh[t]), energy_usd=float(e_usd[t]), carbon_kg=float(kg[t]),
             carbon_usd=float(c_usd[t])))
     binding = []
     if any(y[j] >= o.max_servers for j, o in enumerate(p.offers)) or any(
-            y[j] <= o.min_servers and o.min_servers > 0 for j, o in enumerate(p.offers)):
+            y[j] <= o.min_servers and o.min_servers > 0 for j, o in enumerate(p.offers)) or any(
+            o.rents_on_demand and (y[j] + r_od[:, j]).max(initial=0) >= o.available_servers
+            for j, o in enumerate(p.offers)):
         binding.append("availability")
     if any(v < 0.05 for v in headroom.values()):
         binding.append("slo")
@@ -663,6 +768,11 @@ def extract_plan(p: CapacityProblem, idx, x: np.ndarray, report: SolveReport, to
         fleet={h: int(y[j]) for j, h in enumerate(p.hardware)},
         gpus={h: int(y[j] * gpus[j]) for j, h in enumerate(p.hardware)},
         objective=p.objective, load_basis=p.load_basis, horizon_h=p.horizon_h, cost_usd=total, fleet_usd=fleet_usd,
+        reserved_usd=reserved_usd, on_demand_usd=float(od_usd_t.sum()),
+        on_demand_peak_servers={h: int(r_od[:, j].max(initial=0)) for j, h in enumerate(p.hardware)
+                                if p.offers[j].rents_on_demand},
+        on_demand_server_h={h: float(r_od[:, j].sum() * p.period_s / 3600.0) for j, h in enumerate(p.hardware)
+                            if p.offers[j].rents_on_demand},
         energy_usd=float(e_usd.sum()), carbon_usd=float(c_usd.sum()), cost_usd_per_h=total / p.horizon_h,
         energy_kwh=float(kwh.sum()), carbon_kg=float(kg.sum()),
         peak_power_w=float(it_w.max() * p.pue), power_model_error_kwh=err_kwh, headroom=headroom,

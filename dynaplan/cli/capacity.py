@@ -40,15 +40,22 @@ def _availability(text: str | None) -> dict[str, tuple[int, int]] | None:
 
 def _table(rows: list, growths: list[float]) -> Table:
     t = Table(title="capacity plans")
-    for col in ("growth", "fleet", "USD/h", "fleet USD", "energy USD", "carbon USD", "energy kWh", "carbon kg",
-                "peak kW", "status", "gap"):
+    rent = any(pl.on_demand_server_h for pl in rows)  # priced reserved+on_demand: fleet + servers per period
+    cols = ["growth", "fleet", "USD/h", "fleet USD"]
+    if rent:
+        cols[1:2] = ["reserved fleet", "on-demand (most in a period)"]
+        cols += ["reserved USD", "on-demand USD"]
+    for col in cols + ["energy USD", "carbon USD", "energy kWh", "carbon kg", "peak kW", "status", "gap"]:
         t.add_column(col)
     for g, pl in zip(growths, rows):
-        fleet = ", ".join(f"{n} x {h}" for h, n in pl.fleet.items() if n)
+        fleet = ", ".join(f"{n} x {h}" for h, n in pl.fleet.items() if n) or "none"
         gap = "-" if pl.report.gap is None else f"{pl.report.gap:.3%}"
-        t.add_row(f"{g:g}", fleet, f"{pl.cost_usd_per_h:,.2f}", f"{pl.fleet_usd:,.0f}", f"{pl.energy_usd:,.0f}",
-                  f"{pl.carbon_usd:,.0f}", f"{pl.energy_kwh:,.0f}", f"{pl.carbon_kg:,.0f}",
-                  f"{pl.peak_power_w / 1e3:,.1f}", pl.report.status.value, gap)
+        cells = [f"{g:g}", fleet, f"{pl.cost_usd_per_h:,.2f}", f"{pl.fleet_usd:,.0f}"]
+        if rent:
+            cells[2:2] = [", ".join(f"{n} x {h}" for h, n in pl.on_demand_peak_servers.items() if n) or "none"]
+            cells += [f"{pl.reserved_usd:,.0f}", f"{pl.on_demand_usd:,.0f}"]
+        t.add_row(*cells, f"{pl.energy_usd:,.0f}", f"{pl.carbon_usd:,.0f}", f"{pl.energy_kwh:,.0f}",
+                  f"{pl.carbon_kg:,.0f}", f"{pl.peak_power_w / 1e3:,.1f}", pl.report.status.value, gap)
     return t
 
 
@@ -80,12 +87,14 @@ def _replay_table(plans, growths) -> Table:
 
 def _csv(plans, growths) -> str:
     lines = ["growth,hardware,servers,cost_usd_per_h,fleet_usd,energy_usd,carbon_usd,energy_kwh,carbon_kg,status,gap,"
-             "verdict"]
+             "verdict,reserved_usd,on_demand_usd,on_demand_peak_servers,on_demand_server_h"]
     for g, pl in zip(growths, plans):
         for h, n in pl.fleet.items():
             lines.append(f"{g},{h},{n},{pl.cost_usd_per_h:.6g},{pl.fleet_usd:.6g},{pl.energy_usd:.6g},"
                          f"{pl.carbon_usd:.6g},{pl.energy_kwh:.6g},{pl.carbon_kg:.6g},{pl.report.status.value},"
-                         f"{'' if pl.report.gap is None else f'{pl.report.gap:.3g}'},\"{pl.verdict}\"")
+                         f"{'' if pl.report.gap is None else f'{pl.report.gap:.3g}'},\"{pl.verdict}\","
+                         f"{pl.reserved_usd:.6g},{pl.on_demand_usd:.6g},{pl.on_demand_peak_servers.get(h, 0)},"
+                         f"{pl.on_demand_server_h.get(h, 0.0):.6g}")
     return "\n".join(lines) + "\n"
 
 
@@ -139,7 +148,9 @@ def capacity_command(
     periods: int = typer.Option(24, "--periods", help="Hourly periods in the horizon (168: a week)."),
     hardware: str = typer.Option(None, "--hardware", help="Comma-separated hardware types (default: the catalogue's)."),
     objective: str = typer.Option("cost", "--objective", help="cost, energy or carbon."),
-    price: str = typer.Option("on_demand", "--price", help="on_demand, reserved or purchase."),
+    price: str = typer.Option("on_demand", "--price", help="on_demand, reserved or purchase: one fleet held over "
+                              "the horizon at that price; reserved+on_demand: a reserved fleet plus servers "
+                              "rented on demand per period, within --availability's MAX in every period."),
     idle: str = typer.Option("idle", "--idle", help="Servers not needed in a period: idle or off."),
     availability: str = typer.Option(None, "--availability", help="NAME=MIN:MAX,... servers per type."),
     carbon_price: float = typer.Option(0.0, "--carbon-price", help="Carbon price (USD per tonne CO2)."),
@@ -188,6 +199,9 @@ def capacity_command(
                         objective=objective, idle=idle))
         if replay and melange is not None:
             raise ValidationError("--replay: a Mélange config has no trace to replay")
+        if (replay or period_plans) and price == "reserved+on_demand":
+            raise ValidationError(f"{'--replay' if replay else '--period-plans'}: takes one fleet for every period; "
+                                  "--price reserved+on_demand rents servers per period")
         if period_plans and melange is not None:
             raise ValidationError("--period-plans: a Mélange config has no profile to plan its periods with")
         if not 0 < replay_target <= 1:

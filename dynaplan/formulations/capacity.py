@@ -3,9 +3,10 @@ per-period instances and loads, energy per period; no solving here.
 
 Blocks (names are the document's labels): variables ``fleet`` y_h, ``groups`` N_{t,g} (integer
 instances per hardware, class and TP), ``instances`` n_{t,p} (continuous: on which piece),
-``load`` l_{t,p}, ``energy`` e_t, ``slices`` m_{t,c,h} (sliced only); constraints
-(cap.demand), (cap.capacity), (cap.group), (cap.gpus), (cap.class_gpus), (cap.energy), (cap.slices), (cap.slice_count),
-(cap.energy_cap), (cap.carbon_cap).
+``load`` l_{t,p}, ``energy`` e_t, ``ondemand`` r_{t,h} (integer servers rented per period, types with
+an on-demand price only), ``slices`` m_{t,c,h} (sliced only); constraints (cap.demand), (cap.capacity),
+(cap.group), (cap.gpus), (cap.available), (cap.class_gpus), (cap.class_cost), (cap.energy), (cap.slices),
+(cap.slice_count), (cap.energy_cap), (cap.carbon_cap).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class CapacityIndex:
     error_w: np.ndarray
     kwh_per_w: float         # PUE * period_h / 1000
     fleet_usd_per_server: np.ndarray  # price over the horizon, per server
+    ondemand: slice                   # r_{t,h}, period-major over the types in rent_hw
+    rent_hw: np.ndarray               # offer index of each type rented on demand
+    ondemand_usd_per_server: np.ndarray  # on-demand rent of one server for one period, per offer (USD)
 
 
 def _arrays(p: CapacityProblem):
@@ -69,10 +73,11 @@ def recipe_groups(p: CapacityProblem) -> tuple[np.ndarray, list[tuple[int, int, 
             [(hw_idx[h], cl_idx[c], t) for h, c, t in uniq])
 
 
-def fleet_upper_bounds(p: CapacityProblem, hw_of, class_of, tp, cap) -> np.ndarray:
-    """Servers of each type no optimal plan exceeds (count): enough GPUs to carry every period's
-    whole load with the type's *least* capacity per GPU, plus one instance of every recipe for
-    rounding. More servers only add rent and idle power (prices and powers are >= 0)."""
+def period_server_bounds(p: CapacityProblem, hw_of, class_of, tp, cap) -> np.ndarray:
+    """Servers of each type no optimal plan uses in each period (count, shape (periods, types)):
+    enough GPUs to carry the period's whole load with the type's *least* capacity per GPU, plus
+    one instance of every recipe for rounding. More servers only add rent and idle power (prices
+    and powers are >= 0). Ignores the availability."""
     d = p.demand()
     H, C = len(p.offers), len(p.classes)
     gpus = np.array([o.gpus_per_server for o in p.offers], dtype=float)
@@ -83,10 +88,27 @@ def fleet_upper_bounds(p: CapacityProblem, hw_of, class_of, tp, cap) -> np.ndarr
     np.add.at(one_each, (hw_of, class_of), tp)
     has = np.isfinite(worst)
     need = d @ np.where(has, worst, 0.0).T + (d > 0) @ one_each.T   # (T, H) GPUs
-    out = np.ceil(need.max(axis=0, initial=0.0) / gpus - 1e-9) + 1
+    return np.ceil(need / gpus[None, :] - 1e-9) + 1
+
+
+def fleet_upper_bounds(p: CapacityProblem, hw_of, class_of, tp, cap) -> np.ndarray:
+    """Servers of each type no optimal fleet exceeds (count): the most of
+    :func:`period_server_bounds` over the periods, within the availability."""
+    out = period_server_bounds(p, hw_of, class_of, tp, cap).max(axis=0, initial=1.0)
     lo = np.array([o.min_servers for o in p.offers], dtype=float)
-    hi = np.array([o.max_servers for o in p.offers], dtype=float)
+    hi = np.array([min(o.max_servers, o.available_servers) if o.rents_on_demand else o.max_servers
+                   for o in p.offers], dtype=float)
     return np.maximum(lo, np.minimum(hi, out))
+
+
+def ondemand_upper_bounds(p: CapacityProblem, hw_of, class_of, tp, cap) -> np.ndarray:
+    """Servers of each type rented on demand that no optimal plan exceeds in each period (count,
+    shape (periods, types); 0 for types without an on-demand price): :func:`period_server_bounds`
+    within the availability (cap.available). They do not depend on the fleet's bounds, so a
+    fleet fixed by its bounds (decomposition) leaves them unchanged."""
+    per = period_server_bounds(p, hw_of, class_of, tp, cap)
+    avail = np.array([o.available_servers if o.rents_on_demand else 0 for o in p.offers], dtype=float)
+    return np.minimum(per, avail[None, :])
 
 
 def objective_weights(p: CapacityProblem) -> tuple[float, float, float]:
@@ -122,8 +144,12 @@ def build_capacity_model(p: CapacityProblem) -> tuple[LinearModel, CapacityIndex
     extra = np.zeros(H) if p.fleet_extra_per_server is None else np.asarray(p.fleet_extra_per_server, dtype=float)
     y = m.add_vars("fleet", p.hardware, lb=[o.min_servers for o in p.offers], ub=y_ub,
                    cost=w_cost * price + extra, integer=True)
+    rent_hw = np.array([j for j, o in enumerate(p.offers) if o.rents_on_demand], dtype=np.int64)
+    r_ub = ondemand_upper_bounds(p, hw_of, class_of, tp, cap)            # (T, H)
+    od_usd = np.array([o.on_demand_usd_per_server_h or 0.0 for o in p.offers]) * p.period_s / 3600.0
+    servers_ub = np.maximum(y_ub[None, :], r_ub)  # servers of a type in a period: y + r <= max(y_ub, r_ub)
     dem = d[:, class_of]                                   # (T, P) load of the recipe's class
-    n_ub = gpus[hw_of][None, :] * y_ub[hw_of][None, :] / tp[None, :]
+    n_ub = gpus[hw_of][None, :] * servers_ub[:, hw_of] / tp[None, :]
     wasteful = (a - tp * idle_w[hw_of]) >= 0               # an unloaded instance never saves energy
     need = np.ceil(dem / cap[None, :] - 1e-9)
     n_ub = np.where(wasteful[None, :], np.minimum(n_ub, need), n_ub)
@@ -141,6 +167,13 @@ def build_capacity_model(p: CapacityProblem) -> tuple[LinearModel, CapacityIndex
     n = m.add_vars("instances", labels_tp, ub=n_ub.ravel())
     ld = m.add_vars("load", labels_tp, ub=dem.ravel())
     e = m.add_vars("energy", range(T), lb=-INF, cost=energy_objective_per_kwh(p))
+    R = rent_hw.size
+    # r_{t,h}: on-demand servers of period t, priced per period (w_$ pi^od_h Delta / 3600 each)
+    r = m.add_vars("ondemand", [(t, p.hardware[j]) for t in range(T) for j in rent_hw],
+                   ub=r_ub[:, rent_hw].ravel(), cost=np.tile(w_cost * od_usd[rent_hw], T), integer=True)
+    rt = np.repeat(np.arange(T), R)          # period of each r column
+    rh = np.tile(rent_hw, T)                 # offer of each r column
+    r_col = r.start + np.arange(T * R)
 
     tt = np.repeat(np.arange(T), P)
     pp = np.tile(np.arange(P), T)
@@ -150,20 +183,28 @@ def build_capacity_model(p: CapacityProblem) -> tuple[LinearModel, CapacityIndex
     m.add_constraints("cap.demand", [(t, c) for t in range(T) for c in p.classes],
                       tt * C + class_of[pp], l_col, np.ones(T * P), lo=d.ravel(), hi=d.ravel())
     # (cap.capacity) l_{t,p} <= cap_p n_{t,p}
-    r = np.arange(T * P)
-    m.add_constraints("cap.capacity", labels_tp, np.r_[r, r], np.r_[l_col, n_col],
+    rows_tp = np.arange(T * P)
+    m.add_constraints("cap.capacity", labels_tp, np.r_[rows_tp, rows_tp], np.r_[l_col, n_col],
                       np.r_[np.ones(T * P), -cap[pp]], hi=0.0)
     # (cap.group) sum_{p in g} n_{t,p} = N_{t,g}: each instance of group g runs on one piece
     m.add_constraints("cap.group", labels_tg, np.r_[tt * G + group_of[pp], np.arange(T * G)],
                       np.r_[n_col, N.start + np.arange(T * G)], np.r_[np.ones(T * P), -np.ones(T * G)],
                       lo=0.0, hi=0.0)
-    # (cap.gpus) sum_g tp_g N_{t,g} <= G_h y_h
+    # (cap.gpus) sum_g tp_g N_{t,g} <= G_h (y_h + r_{t,h})   (r_{t,h} only for types rented on demand)
     gt = np.repeat(np.arange(T), G)
     gg = np.tile(np.arange(G), T)
     yt = np.repeat(np.arange(T), H) * H + np.tile(np.arange(H), T)
     m.add_constraints("cap.gpus", [(t, h) for t in range(T) for h in p.hardware],
-                      np.r_[gt * H + g_hw[gg], yt], np.r_[N.start + gt * G + gg, y.start + np.tile(np.arange(H), T)],
-                      np.r_[g_tp[gg], -np.tile(gpus, T)], hi=0.0)
+                      np.r_[gt * H + g_hw[gg], yt, rt * H + rh],
+                      np.r_[N.start + gt * G + gg, y.start + np.tile(np.arange(H), T), r_col],
+                      np.r_[g_tp[gg], -np.tile(gpus, T), -gpus[rh]], hi=0.0)
+    if R:
+        # (cap.available) y_h + r_{t,h} <= A_h: fleet plus on-demand servers within the availability
+        avail = np.array([p.offers[j].available_servers for j in rent_hw], dtype=float)
+        rows_r = np.arange(T * R)
+        m.add_constraints("cap.available", [(t, p.hardware[j]) for t in range(T) for j in rent_hw],
+                          np.r_[rows_r, rows_r], np.r_[y.start + rh, r_col], np.ones(2 * T * R),
+                          hi=np.tile(avail, T))
     # (cap.class_gpus) valid inequality: sum_{g in c} tp_g N_{t,g} >= ceil(d_{t,c} min_g tp_g / kappa_g)
     g_cl = np.array([k[1] for k in gkeys], dtype=np.int64)
     g_cap = np.zeros(G)
@@ -186,12 +227,13 @@ def build_capacity_model(p: CapacityProblem) -> tuple[LinearModel, CapacityIndex
                           np.concatenate([np.full(len(s_), k) for k, s_ in enumerate(sel)] or [np.zeros(0)]),
                           np.concatenate([N.start + t * G + s_ for (t, _), s_ in zip(keep, sel)] or [np.zeros(0)]),
                           np.concatenate([usd_gpu[s_] for s_ in sel] or [np.zeros(0)]), lo=K)
-    # (cap.energy) e_t = k [ sum_p (A_p - tp_p w^idle_h) n + B_p l + sum_h w^idle_h G_h y_h ]
+    # (cap.energy) e_t = k [ sum_p (A_p - tp_p w^idle_h) n + B_p l + sum_h w^idle_h G_h (y_h + r_{t,h}) ]
     m.add_constraints("cap.energy", range(T),
-                      np.r_[np.arange(T), tt, tt, np.repeat(np.arange(T), H)],
-                      np.r_[e.start + np.arange(T), n_col, l_col, y.start + np.tile(np.arange(H), T)],
+                      np.r_[np.arange(T), tt, tt, np.repeat(np.arange(T), H), rt],
+                      np.r_[e.start + np.arange(T), n_col, l_col, y.start + np.tile(np.arange(H), T), r_col],
                       np.r_[np.ones(T), -kwh_per_w * (a - tp * idle_w[hw_of])[pp], -kwh_per_w * b[pp],
-                            -kwh_per_w * np.tile(idle_w * gpus, T)], lo=0.0, hi=0.0)
+                            -kwh_per_w * np.tile(idle_w * gpus, T), -kwh_per_w * (idle_w * gpus)[rh]],
+                      lo=0.0, hi=0.0)
     if p.assignment == "sliced":
         _slices(m, p, d, hw_of, class_of, l_col, tt, pp)
     if p.energy_cap_kwh is not None:
@@ -206,7 +248,8 @@ def build_capacity_model(p: CapacityProblem) -> tuple[LinearModel, CapacityIndex
                         energy=slice(e.start, e.stop), n_periods=T, n_recipes=P, n_groups=G,
                         group_of=group_of, group_keys=tuple(gkeys), hw_of=hw_of, class_of=class_of,
                         tp=tp, cap_rps=cap, static_w=a, w_per_rps=b, error_w=err, kwh_per_w=kwh_per_w,
-                        fleet_usd_per_server=price)
+                        fleet_usd_per_server=price, ondemand=slice(r.start, r.stop), rent_hw=rent_hw,
+                        ondemand_usd_per_server=od_usd)
     return m, idx
 
 
