@@ -14,7 +14,7 @@ import pandas as pd
 
 from dynaplan.capacity.catalogue import MIXED_RENT, PLAN_PRICE_KINDS, Catalogue, default_catalogue
 from dynaplan.capacity.problem import MAX_PERIODS, CapacityProblem, Offer, Recipe
-from dynaplan.domain.slo import DEFAULT_SLOS, SLO, SLOTable
+from dynaplan.domain.slo import DEFAULT_SLOS, SLOTable
 from dynaplan.errors import ValidationError
 from dynaplan.planning.problem import MAX_FORECAST_RPS, operating_points, power_segments
 from dynaplan.profiles.profile import Profile
@@ -104,8 +104,7 @@ def _hardware(hardware: Sequence[str] | None, cat: Catalogue) -> tuple[str, ...]
 def _scaled_slos(slos: SLOTable | None, slo_scale: float) -> SLOTable:
     base = slos or DEFAULT_SLOS
     slo_scale = number(slo_scale, "slo_scale", lo=0.0, hi=1e3, lo_open=True)
-    return SLOTable(per_class={c: SLO(ttft_ms=s.ttft_ms * slo_scale, tbt_ms=s.tbt_ms * slo_scale)
-                               for c, s in base.per_class.items()})
+    return base.scaled(slo_scale)
 
 
 def recipe_set(*, profile=None, hardware: Sequence[str] | None = None, catalogue: Catalogue | None = None,

@@ -35,6 +35,13 @@ class SLOTable(InputModel):
     def classes(self) -> tuple[str, ...]:
         return tuple(self.per_class)
 
+    def scaled(self, factor: float) -> "SLOTable":
+        """Every TTFT and TBT target multiplied by ``factor`` (itself when ``factor`` is 1)."""
+        if factor == 1.0:
+            return self
+        return SLOTable(per_class={c: SLO(ttft_ms=s.ttft_ms * factor, tbt_ms=s.tbt_ms * factor)
+                                   for c, s in self.per_class.items()})
+
     def covers(self, scheme: ClassScheme) -> "SLOTable":
         missing = [c for c in scheme.names if c not in self.per_class]
         if missing:

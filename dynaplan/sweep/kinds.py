@@ -145,12 +145,7 @@ def _load_catalogue():
 
 def scaled_slos(slos, scale: float):
     """``slos`` with every TTFT and TBT target multiplied by ``scale``."""
-    from dynaplan.domain.slo import SLO, SLOTable
-
-    if scale == 1.0:
-        return slos
-    return SLOTable(per_class={c: SLO(ttft_ms=s.ttft_ms * scale, tbt_ms=s.tbt_ms * scale)
-                               for c, s in slos.per_class.items()})
+    return slos.scaled(scale)
 
 
 # ---------------------------------------------------------------------------------- replay
@@ -295,7 +290,7 @@ class CapacityScenario(InputModel):
     period_s: float = Field(3600.0, gt=0, description="Length of one period (s).")
     hardware: list[str] | None = Field(None, description="Hardware types to choose from; None: the catalogue's.")
     availability: dict[str, tuple[int, int]] | None = Field(None, description="(min, max) servers per type (count).")
-    price: Literal["on_demand", "reserved", "purchase"] = "on_demand"
+    price: Literal["on_demand", "reserved", "purchase", "reserved+on_demand"] = "on_demand"
     electricity_usd_per_kwh: float | list[float] | None = Field(None, description="Flat or hourly price (USD/kWh).")
     carbon: str | None = Field(None, description="Carbon series name or file; None: the bundled default.")
     carbon_price_usd_per_t: float = Field(0.0, ge=0, description="Carbon price (USD/tCO2).")
