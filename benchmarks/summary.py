@@ -160,37 +160,43 @@ def slopes_section(out: Path) -> list[str]:
 
 def pareto_section(out: Path) -> list[str]:
     df = _read(out, "pareto")
-    if df is None or df.empty:
+    if df is None or df.empty or "true_objective" not in df:
         return []
     rows = []
     for (sc, b), g in df.groupby(["scenario", "backend"], sort=False):
         g = g.sort_values("time_limit_s")
+        gap = g["gap_to_exact"].where(g["gap_to_exact"].notna(), g["gap_to_reference"])
         first = {}
         for tol in (1e-2, 1e-4):
-            ok = g[(g["gap_to_best"] <= tol)]
+            ok = g[gap <= tol]
             first[tol] = (ok["time_limit_s"].iloc[0], ok["solve_s"].iloc[0]) if len(ok) else (None, None)
         last = g.iloc[-1]
-        rows.append({"scenario": sc, "backend": b, "lim1": first[1e-2][0], "t1": first[1e-2][1],
-                     "lim4": first[1e-4][0], "t4": first[1e-4][1], "final_gap": last["gap_to_best"],
-                     "final_status": last["status"]})
-    return ["## Time against optimality (first time limit reaching a gap to the best known optimum)", "",
-            table(pd.DataFrame(rows), ["scenario", "backend", "lim1", "t1", "lim4", "t4", "final_gap", "final_status"],
-                  ["scenario", "backend", "limit for gap <= 1% (s)", "its wall (s)", "limit for gap <= 0.01% (s)",
-                   "its wall (s)", "gap at the longest limit", "status there"]), ""]
+        rows.append({"scenario": sc, "backend": b, "against": "exact" if last["reference_proven"] else "reference",
+                     "lim1": first[1e-2][0], "t1": first[1e-2][1], "lim4": first[1e-4][0], "t4": first[1e-4][1],
+                     "final_gap": gap.iloc[-1], "final_bound_gap": last["gap_to_bound"], "final_status": last["status"]})
+    return ["## Time against optimality (true power of the returned plan; first time limit reaching a gap to the "
+            "exact optimum, or to the monolithic reference where none is proven)", "",
+            table(pd.DataFrame(rows), ["scenario", "backend", "against", "lim1", "t1", "lim4", "t4", "final_gap",
+                                       "final_bound_gap", "final_status"],
+                  ["scenario", "backend", "gap to", "limit for gap <= 1% (s)", "its wall (s)",
+                   "limit for gap <= 0.01% (s)", "its wall (s)", "gap at the longest limit",
+                   "gap to the lower bound there", "status there"]), ""]
 
 
 def discretisation_section(out: Path) -> list[str]:
     df = _read(out, "discretisation")
-    if df is None or df.empty or "energy_vs_finest" not in df:
+    if df is None or df.empty or "energy_vs_finest" not in df or "pieces" not in df:
         return []
-    wide = df.pivot_table(index=["case", "mode"], columns="load_segments", values="energy_vs_finest").reset_index()
-    segs = [c for c in wide.columns if c not in ("case", "mode")]
+    order = list(dict.fromkeys(df.sort_values("load_segments", na_position="last")["pieces"].astype(str)))
+    wide = df.assign(pieces=df["pieces"].astype(str)).pivot_table(
+        index=["case", "mode"], columns="pieces", values="energy_vs_finest").reset_index()
+    segs = [c for c in order if c in wide.columns]
     for c in segs:
         wide[c] = wide[c] * 100
-    err = df.groupby("load_segments")["model_error"].apply(lambda s: s.abs().max() * 100)
-    return ["## Discretisation: plan energy vs the finest grid (%, by load_segments)", "",
+    err = df[df["model_error"].notna()].groupby("pieces", sort=False)["model_error"].apply(lambda s: s.abs().max() * 100)
+    return ["## Discretisation: plan energy vs the plan on exact pieces (%, by load_segments)", "",
             table(wide, ["case", "mode"] + segs, ["case", "mode"] + [f"{s} pieces" for s in segs]), "",
-            "Largest |MILP objective / profile power - 1| (%) by load_segments: "
+            "Largest |monolithic MILP objective / profile power - 1| (%) by load_segments: "
             + ", ".join(f"{k}: {v:.3g}" for k, v in err.items()), ""]
 
 

@@ -6,8 +6,9 @@ import math
 from collections.abc import Callable
 
 from dynaplan.planning import check_plan
-from dynaplan.planning.plan import Plan, PoolPlan
+from dynaplan.planning.plan import Plan, PoolPlan, plan_totals
 from dynaplan.solvers import LinearModel
+from dynaplan.solvers.result import SolveReport, Status
 
 from benchmarks.backends import ALL_BACKENDS, PLANNER_BACKENDS, MilpResult, check_milp, solve_model
 from benchmarks.registry import Case, Outcome
@@ -55,6 +56,18 @@ def pool_plan_as_plan(pp: PoolPlan, loads_rps: dict[str, float], epoch_s: float 
     return Plan(mode="pool", epoch_s=epoch_s, forecast_rps=dict(loads_rps), pools=(pp,), power_w=pp.power_w,
                 energy_j=pp.power_w * epoch_s, servers=dict(pp.servers), gpus=pp.gpus, approx_error_bound_w=0.0,
                 report=pp.report, wall_time_s=0.0)
+
+
+def plan_of_pools(pools: list[PoolPlan], forecast_rps: dict[str, float], mode: str, epoch_s: float) -> Plan:
+    """A :class:`Plan` of pools read off a bare MILP solution (no planner report), so
+    :func:`check_plan` can recompute its power from the profile: its report claims only the
+    plan's own power (status ``feasible``, no bound)."""
+    servers, gpus, power = plan_totals(pools)
+    report = SolveReport(status=Status.FEASIBLE, backend=None, objective=power, bound=None, gap=None, solve_time_s=0.0,
+                         message="read off a MILP solution")
+    return Plan(mode=mode, epoch_s=epoch_s, forecast_rps=dict(forecast_rps), pools=tuple(pools), power_w=power,
+                energy_j=power * epoch_s, servers=servers, gpus=gpus, approx_error_bound_w=0.0, report=report,
+                wall_time_s=0.0)
 
 
 def check_plans(profile, slos, inventory, plan: Plan) -> tuple[bool, str]:
@@ -107,6 +120,22 @@ def mix_aware_power_w(profile, slos, plan: Plan) -> tuple[float, float]:
                 if c != pp.pool:
                     foreign += l * g.count
     return total, (foreign / served if served > 0 else 0.0)
+
+
+def record_milp_reports(planner) -> list:
+    """Wrap ``planner``'s cached-model solve so that every MILP report it gets is appended to the
+    returned list (a plan's own report is against the global bound, formulations/bound.md; this
+    keeps the MILP's status, objective and dual bound)."""
+    reports: list = []
+    solve = planner._solve_cached
+
+    def spy(*a, **k):
+        x, rep = solve(*a, **k)
+        reports.append(rep)
+        return x, rep
+
+    planner._solve_cached = spy
+    return reports
 
 
 def biggest_pool(plan: Plan) -> PoolPlan:

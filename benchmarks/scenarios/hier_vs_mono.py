@@ -7,8 +7,9 @@ conversation peak's total load) at 40 and 400 servers, and ``RANDOM_CASES`` rand
 the hierarchical plan's status and gap against the global bound (formulations/bound.md) and the
 bound's time as a share of the plan call's.
 
-For each forecast: the hierarchical plan (HiGHS) and the monolithic plan (HiGHS, 30 s limit, 5 s
-with ``--quick``), both checked with ``check_plan``; energy ratio (plan power, i.e. the
+For each forecast: the hierarchical plan (HiGHS) and the monolithic plan (HiGHS, 10 s limit
+unless ``--time-limit`` says otherwise, 5 s with ``--quick``; the cached optima of
+``results/mono_optima.csv`` were solved with 10 s), both checked with ``check_plan``; energy ratio (plan power, i.e. the
 profile's power at each instance's load), wall times, the monolithic plan's status, gap and
 bound against the global bound, and the monolithic MILP's *own* status, objective and dual bound
 (``mono_milp_*``: ``optimal`` there means the monolithic optimum is proven within 1e-4;
@@ -45,10 +46,11 @@ from dynaplan.planning import Planner
 
 from benchmarks import inputs
 from benchmarks.registry import register_study
-from benchmarks.scenarios.common import check_plans, mix_aware_power_w
+from benchmarks.scenarios.common import check_plans, mix_aware_power_w, record_milp_reports
 
 SCALES = (10, 40, 400, 4000, 12500)
 RANDOM_CASES = 60
+MONO_LIMIT_S = 10.0  # the monolithic reference's time limit (s) unless --time-limit is given
 MIXES = ((0, 40), (1, 40), (2, 40), (3, 40), (0, 400), (1, 400))
 
 
@@ -104,15 +106,7 @@ def mono_side(name: str, servers: int, forecast: dict, mono_limit_s: float) -> d
     row: dict = {"case": name, "servers": servers, "forecast": _forecast_key(forecast),
                  "mono_time_limit_s": mono_limit_s, "mono_date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                  "mono_machine": f"{platform.machine()} {os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}"}
-    milp = {}
-    solve = mpl._solve_cached
-
-    def spy(*a, **k):  # the monolithic MILP's own report (the plan's report is against the global bound)
-        x, rep = solve(*a, **k)
-        milp["report"] = rep
-        return x, rep
-
-    mpl._solve_cached = spy
+    milp_reports = record_milp_reports(mpl)  # the monolithic MILP's own report
     t0 = time.perf_counter()
     try:
         mono = mpl.plan_monolithic(forecast)
@@ -121,7 +115,7 @@ def mono_side(name: str, servers: int, forecast: dict, mono_limit_s: float) -> d
                     "mono_check_ok": True, "mono_check_msg": ""})
         return row
     row["mono_wall_s"] = time.perf_counter() - t0
-    rep = milp["report"]
+    rep = milp_reports[-1]
     mmix, mforeign = mix_aware_power_w(prof, DEFAULT_SLOS, mono)
     ok_m, msg_m = check_plans(prof, DEFAULT_SLOS, inv, mono)
     row.update({"mono_milp_status": rep.status.value, "mono_milp_objective": rep.objective,
@@ -231,7 +225,7 @@ def run(ctx) -> list[str]:
     and added to it (not in ``--quick`` mode, which neither reads nor writes the cache).
     """
     entries = corpus(ctx.quick)
-    limit = ctx.time_limit_s or (5.0 if ctx.quick else 30.0)
+    limit = ctx.time_limit_s or (5.0 if ctx.quick else MONO_LIMIT_S)
     task = ctx.task("hier_vs_mono", len(entries))
     cache = {} if ctx.quick else load_mono_cache()
     rows, failures, fresh = [], [], 0
