@@ -371,7 +371,8 @@ def _fleet_setting(p: CapacityProblem, S, y_ub: np.ndarray, cuts, marginal, opts
                    known_ub: float = np.inf):
     """(D1) The MILP of the periods ``S`` with the fleet priced over the whole horizon and one
     variable theta standing for the other periods' energy: theta >= every cut
-    ``phi_k + g_k (y - y_k)`` (D5) and theta >= ``marginal = (w, b)``: ``w y + b``, (D4)."""
+    ``phi_k + g_k (y - y_k)`` (D5) and theta >= ``marginal = (w, b)``: ``w y + b``, (D4); with
+    whole instances, the valid rows (cap.class_hull) for the periods of S."""
     offers = tuple(o.model_copy(update={"max_servers": int(min(o.max_servers, y_ub[j]))})
                    for j, o in enumerate(p.offers))
     sub = _subproblem(p, S).model_copy(update={"offers": offers})
@@ -551,7 +552,8 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
         idx_m, sol, build_s = _build_and_solve(build_capacity_model, p, opts)
         return extract_plan(p, idx_m, sol.x, sol.report.with_build_time(build_s), opts.mip_rel_gap)
     tol = opts.mip_rel_gap
-    # the requested gap is shared: half to the fleet-setting MILP, a quarter to the other periods' MILPs
+    # the requested gap is shared: a quarter to the fleet-setting MILP, a quarter to the other
+    # periods' MILPs, the rest left for the other periods' rounding above their LP (capacity.md)
     s_opts = opts.model_copy(update={"mip_rel_gap": 0.25 * tol, "highs_heuristics": True})
     S = [int(np.argmax(d.sum(axis=1)))]
     best, rounds, n_cuts = None, 0, 0
