@@ -13,7 +13,9 @@ from dynaplan.capacity.problem import CapacityProblem
 from dynaplan.errors import InfeasibleError, NoSolutionError, ValidationError
 from dynaplan.formulations.capacity import (build_capacity_model, build_share_model, energy_objective_per_kwh,
                                             objective_weights)
+from dynaplan.formulations.capacity_hull import add_class_hull
 from dynaplan.solvers.highs import _make_highs, _pass, _report, solve_arrays
+from dynaplan.solvers.highs_blocks import BlockLP
 from dynaplan.solvers.model import INF
 from dynaplan.solvers.result import Backend, Solution, SolveOptions, SolveReport, Status, StopReason, relative_gap
 
@@ -291,33 +293,119 @@ def _fixed_fleet_lp(p: CapacityProblem, out: np.ndarray, y: np.ndarray, y_ub: np
     Returns (x, index, phi(y), g) with ``g`` the reduced costs of the fixed fleet columns: a
     subgradient of the LP's value phi, convex in ``y``, so ``phi(y) + g (y' - y) <= phi(y')`` for
     every fleet ``y' <= y_ub``. None when no fractional deployment of ``y`` serves ``out``."""
-    sub = _subproblem(p, out, fleet=y_ub, fleet_cost=False)
-    model, ix = build_capacity_model(sub)
-    arr = model.arrays().relaxed()
-    lb, ub = arr.lb.copy(), arr.ub.copy()
-    lb[ix.fleet] = y
-    ub[ix.fleet] = y
-    arr = arr.with_bounds(lb=lb, ub=ub)
-    h = _make_highs(opts.model_copy(update={"mip_rel_gap": 0.0}))
-    _pass(h, arr)
-    h.run()
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return None
-    s = h.getSolution()
-    x = np.asarray(s.col_value, dtype=float)
-    g = np.asarray(s.col_dual, dtype=float)[ix.fleet]
-    return x, ix, float(h.getInfo().objective_function_value) + arr.offset, g
+    return _PeriodsLP(p, out, y_ub, opts).at(y)
+
+
+class _PeriodsLP:
+    """(D5) at any fleet for one set of periods ``out``: the model is built once and, when its
+    periods are independent blocks of one matrix (always, without epsilon caps or slices), solved
+    period by period in one warm-started HiGHS model (:class:`dynaplan.solvers.highs_blocks.BlockLP`):
+    phi is the sum of the periods' values and ``g`` the sum of their reduced costs of the fleet
+    columns, the same value and a subgradient of the same function as the whole LP's.
+    ``unserved`` lists the periods the last fleet asked about cannot serve."""
+
+    def __init__(self, p: CapacityProblem, out: np.ndarray, y_ub: np.ndarray, opts: SolveOptions) -> None:
+        sub = _subproblem(p, out, fleet=y_ub, fleet_cost=False)
+        model, ix = build_capacity_model(sub)
+        self.p, self.out, self.y_ub, self.ix, self.opts = p, np.asarray(out), y_ub, ix, opts
+        self.arr = model.arrays().relaxed()
+        self.unserved: list[int] = []
+        self.cols, self.rows = _period_blocks(model, ix, len(out), self.arr)
+        self.block = None if self.cols is None else BlockLP(self.arr.A[self.rows[0]][:, self.cols[0]], opts)
+        self.order = np.argsort(sub.demand().sum(axis=1), kind="stable")
+
+    def at(self, y: np.ndarray):
+        arr, ix = self.arr, self.ix
+        if self.block is None:
+            return self._whole(y)
+        H = ix.fleet.stop - ix.fleet.start
+        c, r = self.cols, self.rows
+        lb, ub, cost = arr.lb[c], arr.ub[c], arr.cost[c]
+        lb[:, :H] = y
+        ub[:, :H] = y
+        cost[:, :H] = 0.0   # a fleet cost (if any) counts once, below
+        ok, xk, dk, val = self.block.solve(cost, lb, ub, arr.row_lo[r], arr.row_hi[r], self.order)
+        self.unserved = [int(t) for t in self.out[~ok]]
+        if not ok.all():
+            return None
+        x = np.zeros(arr.n_cols)
+        x[c[:, H:]] = xk[:, H:]
+        x[ix.fleet] = y
+        f_cost = arr.cost[ix.fleet]
+        return x, ix, float(val.sum() + f_cost @ y + arr.offset), dk[:, :H].sum(axis=0) + f_cost
+
+    def _whole(self, y: np.ndarray):
+        arr, ix = self.arr, self.ix
+        lb, ub = arr.lb.copy(), arr.ub.copy()
+        lb[ix.fleet] = y
+        ub[ix.fleet] = y
+        a = arr.with_bounds(lb=lb, ub=ub)
+        h = _make_highs(self.opts.model_copy(update={"mip_rel_gap": 0.0}))
+        _pass(h, a)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            self.unserved = list(map(int, self.out)) if self.out.size == 1 else [
+                int(t) for t in self.out if _PeriodsLP(self.p, np.array([t]), self.y_ub, self.opts).at(y) is None]
+            return None
+        s = h.getSolution()
+        x = np.asarray(s.col_value, dtype=float)
+        g = np.asarray(s.col_dual, dtype=float)[ix.fleet]
+        return x, ix, float(h.getInfo().objective_function_value) + a.offset, g
+
+
+def _period_blocks(model, ix, K: int, arr):
+    """Columns (K, n) and rows (K, m) of each period's block of the model of ``K`` periods, the
+    fleet columns first in every block; (None, None) unless every row and every non-fleet column
+    belongs to one period and every period's block has the same coefficients."""
+    H = ix.fleet.stop - ix.fleet.start
+    G, P = ix.n_groups, ix.n_recipes
+    k = np.arange(K)[:, None]
+    cols = np.hstack([np.broadcast_to(np.arange(ix.fleet.start, ix.fleet.stop), (K, H)),
+                      ix.groups.start + k * G + np.arange(G), ix.instances.start + k * P + np.arange(P),
+                      ix.load.start + k * P + np.arange(P), ix.energy.start + k])
+    rows = []
+    for b in model.con_blocks.values():
+        n_b = len(b.labels)
+        if n_b % K:
+            return None, None
+        rows.append(b.start + k * (n_b // K) + np.arange(n_b // K))
+    rows = np.hstack(rows)
+    if cols[:, H:].size + H != arr.n_cols or rows.size != arr.n_rows:
+        return None, None
+    # every coefficient inside its period's block, the same in every block
+    blk_r = np.empty(arr.n_rows, dtype=np.int64)
+    loc_r = np.empty(arr.n_rows, dtype=np.int64)
+    blk_r[rows.ravel()] = np.repeat(np.arange(K), rows.shape[1])
+    loc_r[rows.ravel()] = np.tile(np.arange(rows.shape[1]), K)
+    blk_c = np.full(arr.n_cols, -1, dtype=np.int64)
+    loc_c = np.empty(arr.n_cols, dtype=np.int64)
+    blk_c[cols[:, H:].ravel()] = np.repeat(np.arange(K), cols.shape[1] - H)
+    loc_c[cols.ravel()] = np.tile(np.arange(cols.shape[1]), K)
+    A = arr.A.tocoo()
+    br, bc = blk_r[A.row], blk_c[A.col]
+    if not ((bc == -1) | (bc == br)).all() or A.nnz % K:
+        return None, None
+    o = np.lexsort((loc_c[A.col], loc_r[A.row], br))
+    key = np.c_[loc_r[A.row][o], loc_c[A.col][o], A.data[o]].reshape(K, -1, 3)
+    if not (br[o].reshape(K, -1) == np.arange(K)[:, None]).all() or not (key == key[:1]).all():
+        return None, None
+    return cols, rows
 
 
 def _fleet_setting(p: CapacityProblem, S, y_ub: np.ndarray, cuts, marginal, opts: SolveOptions, relax: bool = False,
                    known_ub: float = np.inf):
     """(D1) The MILP of the periods ``S`` with the fleet priced over the whole horizon and one
     variable theta standing for the other periods' energy: theta >= every cut
-    ``phi_k + g_k (y - y_k)`` (D5) and theta >= ``marginal = (w, b)``: ``w y + b``, (D4)."""
+    ``phi_k + g_k (y - y_k)`` (D5) and theta >= ``marginal = (w, b)``: ``w y + b``, (D4); with
+    whole instances, the valid rows (cap.class_hull) for the periods of S."""
     offers = tuple(o.model_copy(update={"max_servers": int(min(o.max_servers, y_ub[j]))})
                    for j, o in enumerate(p.offers))
     sub = _subproblem(p, S).model_copy(update={"offers": offers})
     model, idx = build_capacity_model(sub)
+    if not p.shared_instances:
+        # (cap.class_hull) per period of S and class: the hull of its whole-instance GPU usages
+        g_hw, g_cl, g_tp, kmax, _ = _group_arrays(sub, idx)
+        add_class_hull(model, sub.demand(), idx.groups.start, g_hw, g_cl, g_tp, kmax, sub.classes)
     H = len(p.offers)
     th = model.add_vars("outer", ["theta"], lb=-INF, cost=1.0)
     rows = [(marginal[0], marginal[1])] + [(g, phi - float(g @ yk)) for yk, phi, g in cuts]
@@ -498,8 +586,9 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
         idx_m, sol, build_s = _build_and_solve(build_capacity_model, p, opts)
         return extract_plan(p, idx_m, sol.x, sol.report.with_build_time(build_s), opts.mip_rel_gap)
     tol = opts.mip_rel_gap
-    # the requested gap is shared: half to the fleet-setting MILP, a quarter to the other periods' MILPs
-    s_opts = opts.model_copy(update={"mip_rel_gap": 0.5 * tol, "highs_heuristics": True})
+    # the requested gap is shared: a quarter to the fleet-setting MILP, a quarter to the other
+    # periods' MILPs, the rest left for the other periods' rounding above their LP (capacity.md)
+    s_opts = opts.model_copy(update={"mip_rel_gap": 0.25 * tol, "highs_heuristics": True})
     S = [int(np.argmax(d.sum(axis=1)))]
     best, rounds, n_cuts = None, 0, 0
     fleets: dict[tuple, tuple] = {}  # every fleet's best plan so far, for (D7)
@@ -509,11 +598,12 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
         marginal = (c_t[out].sum() * idle_kwh, float(lb_t[out].sum()))
         cuts: list[tuple[np.ndarray, float, np.ndarray]] = []
         lps: dict[tuple, tuple | None] = {}
+        olp = _PeriodsLP(p, out, y_ub, opts) if out.size else None  # (D5) at any fleet, warm-started
         if out.size:
             # a first cut at the fleet of the fleet-setting LP relaxation (D5)
             rel, idx_r, _ = _fleet_setting(p, S, y_ub, cuts, marginal, s_opts, relax=True)
             y_rel = rel.x[idx_r.fleet]
-            lp = _fixed_fleet_lp(p, out, y_rel, y_ub, opts)
+            lp = olp.at(y_rel)
             if lp is not None:
                 cuts.append((y_rel, lp[2], lp[3]))
         grow, stalled, here = [], False, None
@@ -530,10 +620,11 @@ def _decomposed(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
             if out.size:
                 key = tuple(y.tolist())
                 if key not in lps:
-                    lps[key] = _fixed_fleet_lp(p, out, y, y_ub, opts)  # (D5)
+                    lps[key] = olp.at(y)  # (D5)
                 lp = lps[key]
                 if lp is None:
-                    grow = [int(t) for t in out if _fixed_fleet_lp(p, np.array([t]), y, y_ub, opts) is None][:4]
+                    grow = (olp.unserved if olp.block is not None else [int(t) for t in out if _fixed_fleet_lp(
+                        p, np.array([t]), y, y_ub, opts) is None])[:4]
                     break
                 budget = 0.25 * tol * max(sol_s.report.objective or 0.0, 0.0)
                 per_t, grow = _other_periods(p, out, y, lp, (sol_s, idx_s, S), opts, deadline, budget)  # (D2)
