@@ -24,7 +24,7 @@ from dynaplan.solvers.result import SolveOptions, Status
 
 _FIT_TOL = 1e-9  # relative slack a fleet's capacity row may be used up to (HiGHS's feasibility tolerance)
 _MAX_GRID = 20_000  # fleets the search enumerates at most
-_MAX_LP_CHECKS = 12  # exact LP feasibility checks of fleets at most
+_MAX_LP_CHECKS = 8  # exact LP feasibility checks of fleets at most
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,41 @@ def greedy_assignment(sd: ShareData, y: np.ndarray, order: str = "regret") -> np
             if left <= 1e-12:
                 break
         if left > 1e-12:
+            return None
+    return m
+
+
+def round_slices(sd: ShareData, y: np.ndarray, frac: np.ndarray) -> np.ndarray | None:
+    """(M7) Whole slices on the fleet ``y`` from a divisible assignment ``frac`` (K,) (each class's
+    fractions sum to 1): ``floor(S frac)`` slices per pair, then each class's leftover slices on
+    its types by decreasing remainder, then increasing cost per load, while room is left. Returns
+    ``m`` (K,), or None when a leftover slice does not fit (a heuristic: None proves nothing)."""
+    exact = np.floor(sd.S * np.clip(frac, 0.0, 1.0) + 1e-9)
+    rem = sd.S * frac - exact
+    m = exact.copy()
+    n_c = int(sd.cls.max(initial=-1)) + 1
+    left = np.full(n_c, float(sd.S))
+    np.subtract.at(left, sd.cls, exact)
+    split = np.flatnonzero(left > 0.5)
+    used = np.zeros(sd.units.size)
+    np.add.at(used, sd.hw, sd.w * m / sd.S)
+    room = y.astype(float) * (1 + _FIT_TOL) + 1e-12 - used
+    per = sd.units[sd.hw] * sd.w
+    for c in split[np.argsort(-left[split], kind="stable")]:
+        ks = np.flatnonzero((sd.cls == c) & (y[sd.hw] > 0))
+        ks = ks[np.lexsort((per[ks], -rem[ks]))]
+        n_left = int(round(left[c]))
+        for k in ks:
+            size = sd.w[k] / sd.S
+            n = n_left if size <= 0 else min(n_left, int(np.floor(room[sd.hw[k]] / size + 1e-12)))
+            if n <= 0:
+                continue
+            m[k] += n
+            room[sd.hw[k]] -= n * size
+            n_left -= n
+            if n_left == 0:
+                break
+        if n_left:
             return None
     return m
 

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynaplan.capacity.problem import CapacityProblem
-from dynaplan.capacity.share import greedy_assignment, lattice_search, share_data, share_solution
+from dynaplan.capacity.share import lattice_search, round_slices, share_data, share_solution
 from dynaplan.errors import InfeasibleError, NoSolutionError, ValidationError
 from dynaplan.formulations.capacity import (build_capacity_model, build_share_model, energy_objective_per_kwh,
                                             objective_weights)
@@ -175,7 +175,9 @@ def _share(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
     if p.assignment == "sliced":
         div_model, _ = build_share_model(p.model_copy(update={"assignment": "divisible"}))
         div_arrays = div_model.arrays()
-    div = _lattice_solve(_with_cost_floor(div_arrays, ix, bound_usd, scale), scale, opts)
+    # four integer counts and a tight LP: HiGHS's primal heuristics cost more than they find here
+    div = _lattice_solve(_with_cost_floor(div_arrays, ix, bound_usd, scale), scale,
+                         opts.model_copy(update={"highs_heuristics": False}))
     _raise_unsolved(p, div.report)
     if p.assignment == "divisible":
         sol = div
@@ -184,11 +186,9 @@ def _share(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
     y_div = np.rint(div.x[ix["fleet"]]).astype(np.int64)
     if div.report.bound is not None and abs(float(sd.units @ y_div) - div.report.bound * scale) < 0.5:
         # (M7) the divisible optimum's fleet with whole slices: the sliced optimum, proven by (M2)
-        m = greedy_assignment(sd, y_div)
+        m = round_slices(sd, y_div, div.x[ix["slices"]])
         if m is None:
-            m = greedy_assignment(sd, y_div, order="size")
-        if m is None:
-            m = _fixed_fleet_slices(arrays, ix, y_div, opts)
+            m = _fixed_fleet_slices(arrays, ix, y_div, sd.units[sd.hw] * sd.w / sd.S, opts)
         if m is not None:
             cost = float(sd.units @ y_div) / scale
             return _share_plan(p, ix, y_div, m, _lattice_report(
@@ -211,15 +211,23 @@ def _with_cost_floor(arrays, ix: dict, bound_usd: float, scale: float):
                    row_lo=np.r_[arrays.row_lo, bound_usd - 0.5 / scale], row_hi=np.r_[arrays.row_hi, INF])
 
 
-def _fixed_fleet_slices(arrays, ix: dict, y: np.ndarray, opts: SolveOptions) -> np.ndarray | None:
-    """(M7) Whole slices on the fleet ``y``: the sliced model with the fleet fixed (a feasibility
-    MILP); None when none fits or none is found within the time limit."""
+def _fixed_fleet_slices(arrays, ix: dict, y: np.ndarray, slice_cost: np.ndarray, opts: SolveOptions
+                        ) -> np.ndarray | None:
+    """(M7) Whole slices on the fleet ``y``: the sliced model with the fleet fixed, stopped at its
+    first solution (a feasibility MILP; the slices priced at their cost per load ``slice_cost``
+    guide it: with no objective HiGHS takes up to 50x longer); None when none fits or none is
+    found within the time limit."""
     lb, ub = arrays.lb.copy(), arrays.ub.copy()
     lb[ix["fleet"]] = y
     ub[ix["fleet"]] = y
-    fixed = arrays.with_bounds(lb=lb, ub=ub)
-    sol = solve_arrays(replace(fixed, cost=np.zeros_like(fixed.cost)),
-                       opts.model_copy(update={"mip_rel_gap": 0.0, "time_limit_s": min(opts.time_limit_s, 10.0)}))
+    cost = np.zeros_like(arrays.cost)
+    cost[ix["slices"]] = slice_cost
+    fixed = replace(arrays.with_bounds(lb=lb, ub=ub), cost=cost)
+    h = _make_highs(opts.model_copy(update={"time_limit_s": min(opts.time_limit_s, 10.0)}))
+    h.setOptionValue("mip_max_improving_sols", 1)
+    _pass(h, fixed)
+    h.run()
+    sol = _report(h, fixed, 0.0)
     if not sol.report.has_solution:
         return None
     return np.rint(sol.x[ix["slices"]])
