@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dynaplan.capacity.problem import CapacityProblem
-from dynaplan.formulations.capacity import CapacityIndex, _arrays, recipe_groups
+from dynaplan.formulations.capacity import CapacityIndex, _arrays, fleet_upper_bounds, recipe_groups
 from dynaplan.solvers.model import ModelArrays
 from dynaplan.solvers.highs import solve_arrays
 from dynaplan.solvers.result import SolveOptions, Status
@@ -29,10 +29,12 @@ _MAX_LP_CHECKS = 8  # exact LP feasibility checks of fleets at most
 
 @dataclass(frozen=True)
 class ShareData:
-    """The share model as arrays: pairs ``k`` (class, type) and their load in servers."""
+    """The share model as arrays: pairs ``k`` (class, type) of the loaded classes, in the order of
+    ``build_share_model``'s slice columns, and their load in servers."""
 
     cls: np.ndarray     # (K,) class index of pair k
     hw: np.ndarray      # (K,) type index of pair k
+    cap: np.ndarray     # (K,) req/s one instance carries, u_hi * max_load_rps
     w: np.ndarray       # (K,) servers of type hw[k] class cls[k]'s whole load needs (count, fractional)
     units: np.ndarray   # (H,) price of one server in lattice units (integers)
     lo: np.ndarray      # (H,) fewest servers
@@ -41,18 +43,19 @@ class ShareData:
     sliced: bool
 
 
-def share_data(p: CapacityProblem, ix: dict, arrays: ModelArrays, scale: float) -> ShareData:
-    """The arrays of ``build_share_model(p)`` (``ix``, ``arrays``) with prices in units of 1/scale."""
+def share_data(p: CapacityProblem, scale: float) -> ShareData:
+    """The data of ``build_share_model(p)`` with prices in units of 1/scale USD, built without the model."""
     d = p.demand()[0]
+    hw_of, class_of, tp, cap, *_ = _arrays(p)
+    keep = d[class_of] > 0
     gpus = np.array([o.gpus_per_server for o in p.offers], dtype=float)
-    pairs = ix["pairs"]
-    cls = np.array([c for c, _, _, _ in pairs], dtype=np.int64)
-    hw = np.array([h for _, h, _, _ in pairs], dtype=np.int64)
-    w = np.array([d[c] * t / kap for c, _, kap, t in pairs], dtype=float) / gpus[hw] if pairs else np.zeros(0)
-    f = ix["fleet"]
-    return ShareData(cls=cls, hw=hw, w=w, units=np.rint(arrays.cost[f] * scale).astype(np.int64),
-                     lo=np.rint(arrays.lb[f]).astype(np.int64), ub=np.rint(arrays.ub[f]).astype(np.int64),
-                     S=int(ix["S"]), sliced=p.assignment == "sliced")
+    price = np.array([o.price_usd_per_server_h for o in p.offers], dtype=float) * p.fleet_h
+    cls, hw = class_of[keep], hw_of[keep]
+    return ShareData(cls=cls, hw=hw, cap=cap[keep], w=d[cls] * tp[keep] / cap[keep] / gpus[hw],
+                     units=np.rint(price * scale).astype(np.int64),
+                     lo=np.array([o.min_servers for o in p.offers], dtype=np.int64),
+                     ub=np.rint(fleet_upper_bounds(p, hw_of, class_of, tp, cap)).astype(np.int64),
+                     S=p.slice_factor if p.assignment == "sliced" else 1, sliced=p.assignment == "sliced")
 
 
 def cost_lower_bound(sd: ShareData) -> float:
@@ -81,51 +84,54 @@ def single_type_fleets(sd: ShareData) -> list[np.ndarray]:
     return out
 
 
+def _pairs_by_class(sd: ShareData, y: np.ndarray) -> dict[int, list[int]]:
+    """Per loaded class, its pairs on types the fleet ``y`` holds, in increasing cost per load."""
+    per = sd.units[sd.hw] * sd.w
+    out: dict[int, list[int]] = {int(c): [] for c in np.unique(sd.cls)}
+    for k in np.lexsort((per, sd.cls)).tolist():
+        if y[sd.hw[k]] > 0:
+            out[int(sd.cls[k])].append(k)
+    return out
+
+
 def greedy_assignment(sd: ShareData, y: np.ndarray, order: str = "regret") -> np.ndarray | None:
     """(M5) Slices (or fractions, divisible) of every class on the fleet ``y``: classes by
     decreasing regret (``order='regret'``: the cost of their second-best type above their best)
     or by decreasing least size (``'size'``), each on its types in increasing cost per load while
     room is left. Returns ``m`` (K,) in 0..S, or None when some class does not fit. A heuristic:
     None proves nothing."""
-    room = y.astype(float) * (1 + _FIT_TOL) + 1e-12
-    m = np.zeros(sd.w.size)
-    per = sd.units[sd.hw] * sd.w
-    usable = y[sd.hw] > 0
-    n_c = int(sd.cls.max(initial=-1)) + 1
-    ks_of = [np.flatnonzero((sd.cls == c) & usable) for c in range(n_c)]
-    loaded = np.unique(sd.cls)
-    key = np.zeros(n_c)
-    for c in loaded:
-        ks = ks_of[c]
-        if ks.size == 0:
-            return None
-        if order == "regret":
-            v = np.sort(per[ks])
-            key[c] = v[1] - v[0] if v.size > 1 else np.inf
-        else:
-            key[c] = sd.w[ks].min() / max(y[sd.hw[ks]].max(), 1)
-    for c in loaded[np.argsort(-key[loaded], kind="stable")]:
-        ks = ks_of[c][np.argsort(per[ks_of[c]], kind="stable")]
+    room = (y.astype(float) * (1 + _FIT_TOL) + 1e-12).tolist()
+    per = (sd.units[sd.hw] * sd.w).tolist()
+    size = (sd.w / sd.S).tolist()  # servers of one slice
+    hw = sd.hw.tolist()
+    ks_of = _pairs_by_class(sd, y)
+    if any(not ks for ks in ks_of.values()):
+        return None
+    if order == "regret":
+        key = {c: (per[ks[1]] - per[ks[0]] if len(ks) > 1 else np.inf) for c, ks in ks_of.items()}
+    else:
+        key = {c: min(size[k] / y[hw[k]] for k in ks) for c, ks in ks_of.items()}
+    m = [0.0] * len(size)
+    for c in sorted(ks_of, key=lambda c: -key[c]):
         left = float(sd.S)
-        for k in ks:
-            size = sd.w[k] / sd.S  # servers of one slice
-            r = room[sd.hw[k]]
-            if size <= 0:
+        for k in ks_of[c]:
+            r = room[hw[k]]
+            if size[k] <= 0:
                 n = left
             elif sd.sliced:
-                n = min(left, float(np.floor(r / size + 1e-12)))
+                n = min(left, float(np.floor(r / size[k] + 1e-12)))
             else:
-                n = min(left, r / size)
+                n = min(left, r / size[k])
             if n <= 0:
                 continue
             m[k] += n
-            room[sd.hw[k]] -= n * size
+            room[hw[k]] -= n * size[k]
             left -= n
             if left <= 1e-12:
                 break
         if left > 1e-12:
             return None
-    return m
+    return np.array(m)
 
 
 def round_slices(sd: ShareData, y: np.ndarray, frac: np.ndarray) -> np.ndarray | None:
@@ -163,10 +169,11 @@ def round_slices(sd: ShareData, y: np.ndarray, frac: np.ndarray) -> np.ndarray |
     return m
 
 
-def fleet_lp(sd: ShareData, y: np.ndarray, arrays: ModelArrays, ix: dict, opts: SolveOptions):
+def fleet_lp(y: np.ndarray, arrays: ModelArrays, ix: dict, opts: SolveOptions):
     """(M6) The exact check of the divisible problem on the fleet ``y``: the share model's LP
     relaxation with the fleet fixed. Returns ``m`` (K,) when the fleet carries the load with
-    fractional slices, False when it cannot (then no sliced assignment fits it either)."""
+    fractional slices, False when it cannot (then no sliced assignment fits it either), None
+    when the LP stops otherwise."""
     lb, ub = arrays.lb.copy(), arrays.ub.copy()
     lb[ix["fleet"]] = y
     ub[ix["fleet"]] = y
@@ -214,12 +221,13 @@ class Search:
     lp_checks: int
 
 
-def lattice_search(sd: ShareData, arrays: ModelArrays, ix: dict, opts: SolveOptions) -> Search:
+def lattice_search(sd: ShareData, share_model, opts: SolveOptions) -> Search:
     """(M4) Fleets in increasing cost from the bound of (M3): a fleet is kept when the greedy
     assignment (M5) or, divisible, the exact LP check (M6) fills it; a fleet the LP check refuses
     is infeasible. While every fleet of a cost is refused, the bound rises past that cost; the
     first fleet filled at the bound is the proven optimum. Stops (unproven, with the bound it
-    reached) when a fleet is neither filled nor refused, or after a few LP checks."""
+    reached) when a fleet is neither filled nor refused, or after a few LP checks.
+    ``share_model()`` returns ``build_share_model``'s (arrays, index), built on first use."""
     lb = cost_lower_bound(sd)
     best_y, best_m, best_c = None, None, None
     for y in single_type_fleets(sd):
@@ -255,7 +263,7 @@ def lattice_search(sd: ShareData, arrays: ModelArrays, ix: dict, opts: SolveOpti
             if checks >= _MAX_LP_CHECKS:
                 return Search(bound, best_y, best_m, best_c, False, checks)
             checks += 1
-            lp = fleet_lp(sd, y, arrays, ix, opts)
+            lp = fleet_lp(y, *share_model(), opts)
             if lp is False:
                 continue  # (M6) infeasible even with fractional slices
             if lp is not None and not sd.sliced:
@@ -282,18 +290,19 @@ def share_index(p: CapacityProblem) -> CapacityIndex:
                          fleet_usd_per_server=price)
 
 
-def share_solution(p: CapacityProblem, ix: dict, y: np.ndarray, m: np.ndarray) -> tuple[CapacityIndex, np.ndarray]:
+def share_solution(p: CapacityProblem, sd: ShareData, y: np.ndarray, m: np.ndarray
+                   ) -> tuple[CapacityIndex, np.ndarray]:
     """The share model's fleet ``y`` and slices ``m`` as a solution vector of :func:`share_index`:
     pair ``(c, h)`` carries ``d_c m / S`` on ``d_c m / (S κ)`` instances."""
     idx = share_index(p)
     x = np.zeros(idx.energy.stop)
     x[idx.fleet] = y
     d = p.demand()[0]
-    where = {(idx.class_of[i], idx.hw_of[i]): i for i in range(idx.n_recipes)}
-    for (c, h, kap, _), mv in zip(ix["pairs"], m):
-        i = where[(c, h)]
-        load = d[c] * mv / ix["S"]
-        x[idx.load.start + i] = load
-        x[idx.instances.start + i] = load / kap
-        x[idx.groups.start + idx.group_of[i]] += load / kap
+    rec = np.full((len(p.classes), len(p.offers)), -1, dtype=np.int64)
+    rec[idx.class_of, idx.hw_of] = np.arange(idx.n_recipes)
+    i = rec[sd.cls, sd.hw]
+    load = d[sd.cls] * np.asarray(m, dtype=float) / sd.S
+    x[idx.load.start + i] = load
+    x[idx.instances.start + i] = load / sd.cap
+    np.add.at(x, idx.groups.start + idx.group_of[i], load / sd.cap)
     return idx, x

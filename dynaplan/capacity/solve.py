@@ -153,35 +153,47 @@ def _share(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
     ((M4)-(M6), :mod:`dynaplan.capacity.share`), which proves small instances without a MILP.
     Otherwise the divisible MILP is solved in lattice units with an absolute gap under one unit,
     its bound rounded up to the lattice, which proves its exact optimum; sliced, that optimum is a
-    lower bound (M2): a sliced assignment on the divisible fleet (M7) proves it optimal, else the
-    sliced MILP runs with a row holding its fleet cost at or above that bound."""
+    lower bound (M2): whole slices on the divisible optimum's fleet (M7) prove it optimal, else
+    the sliced MILP runs with a row holding its fleet cost at or above that bound."""
     t0 = time.perf_counter()
-    model, ix = build_share_model(p)
-    arrays = model.arrays()
-    build_s = time.perf_counter() - t0
-    scale = _cost_lattice(arrays.cost)
+    price = np.array([o.price_usd_per_server_h for o in p.offers], dtype=float) * p.fleet_h
+    scale = _cost_lattice(price)
+    built: list = []
+    build_s = [0.0]
+
+    def share_model():  # built on first use: small instances are proven without it
+        if not built:
+            t1 = time.perf_counter()
+            model, ix = build_share_model(p)
+            built.extend((model.arrays(), ix))
+            build_s[0] += time.perf_counter() - t1
+        return built[0], built[1]
+
     if scale is None:
+        arrays, ix = share_model()
         sol = solve_arrays(arrays, opts)
         _raise_unsolved(p, sol.report)
-        return _share_plan(p, ix, np.rint(sol.x[ix["fleet"]]), sol.x[ix["slices"]], sol.report, build_s, opts)
-    sd = share_data(p, ix, arrays, scale)
-    found = lattice_search(sd, arrays, ix, opts)  # (M4)
+        return _share_plan(p, None, np.rint(sol.x[ix["fleet"]]), sol.x[ix["slices"]], sol.report, opts, build_s[0])
+    sd = share_data(p, scale)
+    found = lattice_search(sd, share_model, opts)  # (M4)
     if found.proven:
-        return _share_plan(p, ix, found.fleet, found.m, _lattice_report(
-            found.cost / scale, found.cost / scale, time.perf_counter() - t0 - build_s, arrays, found.lp_checks,
-            "lattice search (M4)"), build_s, opts)
+        return _share_plan(p, sd, found.fleet, found.m, _lattice_report(
+            found.cost / scale, found.cost / scale, time.perf_counter() - t0 - build_s[0], len(sd.units) + sd.w.size,
+            found.lp_checks, "lattice search (M4)"), opts, build_s[0])
+    arrays, ix = share_model()
     bound_usd = found.bound / scale  # every fleet below it is infeasible (M3), (M4)
     div_arrays = arrays
     if p.assignment == "sliced":
+        t1 = time.perf_counter()
         div_model, _ = build_share_model(p.model_copy(update={"assignment": "divisible"}))
         div_arrays = div_model.arrays()
+        build_s[0] += time.perf_counter() - t1
     # four integer counts and a tight LP: HiGHS's primal heuristics cost more than they find here
     div = _lattice_solve(_with_cost_floor(div_arrays, ix, bound_usd, scale), scale,
                          opts.model_copy(update={"highs_heuristics": False}))
     _raise_unsolved(p, div.report)
     if p.assignment == "divisible":
-        sol = div
-        return _share_plan(p, ix, np.rint(sol.x[ix["fleet"]]), sol.x[ix["slices"]], sol.report, build_s, opts)
+        return _share_plan(p, sd, np.rint(div.x[ix["fleet"]]), div.x[ix["slices"]], div.report, opts, build_s[0])
     bound_usd = max(bound_usd, float(div.report.bound)) if div.report.bound is not None else bound_usd
     y_div = np.rint(div.x[ix["fleet"]]).astype(np.int64)
     if div.report.bound is not None and abs(float(sd.units @ y_div) - div.report.bound * scale) < 0.5:
@@ -191,12 +203,12 @@ def _share(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
             m = _fixed_fleet_slices(arrays, ix, y_div, sd.units[sd.hw] * sd.w / sd.S, opts)
         if m is not None:
             cost = float(sd.units @ y_div) / scale
-            return _share_plan(p, ix, y_div, m, _lattice_report(
-                cost, min(cost, bound_usd), time.perf_counter() - t0 - build_s, arrays, found.lp_checks + 2,
-                "divisible optimum (M2) with whole slices on its fleet (M7)"), build_s, opts)
+            return _share_plan(p, sd, y_div, m, _lattice_report(
+                cost, min(cost, bound_usd), time.perf_counter() - t0 - build_s[0], arrays.n_cols, found.lp_checks + 2,
+                "divisible optimum (M2) with whole slices on its fleet (M7)"), opts, build_s[0])
     sol = _lattice_solve(_with_cost_floor(arrays, ix, bound_usd, scale), scale, opts)  # (M2)
     _raise_unsolved(p, sol.report)
-    return _share_plan(p, ix, np.rint(sol.x[ix["fleet"]]), sol.x[ix["slices"]], sol.report, build_s, opts)
+    return _share_plan(p, sd, np.rint(sol.x[ix["fleet"]]), sol.x[ix["slices"]], sol.report, opts, build_s[0])
 
 
 def _with_cost_floor(arrays, ix: dict, bound_usd: float, scale: float):
@@ -233,17 +245,18 @@ def _fixed_fleet_slices(arrays, ix: dict, y: np.ndarray, slice_cost: np.ndarray,
     return np.rint(sol.x[ix["slices"]])
 
 
-def _lattice_report(obj: float, bound: float, solve_s: float, arrays, lp_checks: int, how: str) -> SolveReport:
+def _lattice_report(obj: float, bound: float, solve_s: float, n_vars: int, lp_checks: int, how: str) -> SolveReport:
     return SolveReport(status=Status.OPTIMAL, backend=Backend.HIGHS if lp_checks else None, objective=obj,
-                       bound=bound, gap=relative_gap(obj, bound), solve_time_s=solve_s, n_vars=arrays.n_cols,
-                       n_cons=arrays.n_rows, message=f"{how}; bound on the cost lattice (M1)",
-                       stop_reason=StopReason.CONVERGED)
+                       bound=bound, gap=relative_gap(obj, bound), solve_time_s=solve_s, n_vars=n_vars,
+                       message=f"{how}; bound on the cost lattice (M1)", stop_reason=StopReason.CONVERGED)
 
 
-def _share_plan(p: CapacityProblem, ix: dict, y, m, report: SolveReport, build_s: float,
-                opts: SolveOptions) -> CapacityPlan:
+def _share_plan(p: CapacityProblem, sd, y, m, report: SolveReport, opts: SolveOptions,
+                build_s: float) -> CapacityPlan:
     """The plan of a share-model solution (fleet ``y``, slices ``m``), read without the full model."""
-    idx, x = share_solution(p, ix, np.asarray(y, dtype=float), np.asarray(m, dtype=float))
+    if sd is None:
+        sd = share_data(p, 1.0)
+    idx, x = share_solution(p, sd, np.asarray(y, dtype=float), np.asarray(m, dtype=float))
     return extract_plan(p, idx, x, report.with_build_time(build_s), opts.mip_rel_gap)
 
 
