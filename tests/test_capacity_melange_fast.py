@@ -66,9 +66,10 @@ def reference_milp(cfg: dict, divisible: bool) -> float:
     h.setOptionValue("mip_rel_gap", 0.0)
     h.setOptionValue("mip_abs_gap", 0.0)
     inf = highspy.kHighsInf
-    # columns: x (n*H), then y (H)
-    for _ in range(n * H):
-        h.addVar(0.0, 1.0)
+    # columns: x (n*H), then y (H); a type with no throughput for a bucket cannot take its slices
+    for b, _ in items:
+        for j in range(H):
+            h.addVar(0.0, 1.0 if tput[j, b] > 0 else 0.0)
     for j in range(H):
         h.addVar(0.0, inf)
     h.changeColsCost(H, np.arange(n * H, n * H + H, dtype=np.int32), cost)
@@ -78,7 +79,7 @@ def reference_milp(cfg: dict, divisible: bool) -> float:
         h.addRow(1.0, 1.0, H, np.arange(i * H, i * H + H, dtype=np.int32), np.ones(H))
     for j in range(H):
         idx = np.r_[np.arange(n) * H + j, n * H + j].astype(np.int32)
-        val = np.r_[[load / tput[j, b] for b, load in items], -1.0]
+        val = np.r_[[load / tput[j, b] if tput[j, b] > 0 else 0.0 for b, load in items], -1.0]
         h.addRow(-inf, 0.0, idx.size, idx, val)
     h.run()
     assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
@@ -175,3 +176,16 @@ def test_prices_off_the_lattice_fall_back_to_the_milp():
     assert plan.report.status == Status.OPTIMAL
     assert plan.cost_usd_per_h == pytest.approx(reference_milp(cfg, divisible=False), rel=1e-6)
     _assert_fleet_serves(plan, cfg, sliced=True)
+
+
+@pytest.mark.parametrize("rate,slices", [(12.0, 1), (40.0, 2), (150.0, 4)])
+def test_buckets_a_type_cannot_serve(rate, slices):
+    """A zero throughput leaves that (bucket, type) out; the answers still match the reference."""
+    cfg = config(2, 3, rate, slices)
+    cfg["gpu_info"]["L4"]["tputs"][0][0] = 0.0
+    cfg["gpu_info"]["H100"]["tputs"][2][1] = 0.0
+    for assignment, divisible in (("sliced", False), ("divisible", True)):
+        plan = plan_capacity(read_melange(cfg, assignment=assignment))
+        _assert_proven(plan)
+        assert plan.cost_usd_per_h == pytest.approx(reference_milp(cfg, divisible=divisible), abs=1e-9)
+        _assert_fleet_serves(plan, cfg, sliced=not divisible)

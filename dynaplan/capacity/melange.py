@@ -91,7 +91,8 @@ def read_melange(config, *, assignment: str = "divisible", slice_factor: int | N
         # every field checked above (a throughput in (0, 1e12], the rest constants): the recipes
         # are built without pydantic's per-object validation, a third of a small config's solve
         recipes.extend(Recipe.model_construct(hardware=str(name), request_class=classes[k], tp=1, freq_mhz=0,
-                                              max_load_rps=v)
+                                              segment=0, max_load_rps=v, u_hi=1.0, static_w=0.0, w_per_util=0.0,
+                                              segment_error_w=0.0)
                        for k, v in enumerate(tp.ravel().tolist()) if v > 0)
     return CapacityProblem(
         classes=classes, period_s=3600.0, demand_rps=(tuple(demand.tolist()),),
