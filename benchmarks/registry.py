@@ -133,6 +133,9 @@ def register_study(name: str):
 # give it (a fresh process per run for its own peak memory, minutes per run, or tables for the
 # documentation rather than timings). `python -m benchmarks` lists them; each runs on its own.
 OUTSIDE: dict[str, str] = {
+    "benchmarks/melange_speed.py": "the Mélange part of the registered capacity study alone (its instances and "
+                                   "melange_pulp come from benchmarks.scenarios.capacity), run interleaved per "
+                                   "instance without the horizon and hardware parts, for quick comparisons",
     "benchmarks/replay_speed.py": "replay speed and peak memory: the week run needs a fresh subprocess per "
                                   "repeat (its peak RSS must be its own) and takes minutes; the hour run times "
                                   "whole replays, not a build(size) apart from a solve",

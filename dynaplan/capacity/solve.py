@@ -7,9 +7,11 @@ from dataclasses import replace
 
 import highspy
 import numpy as np
+import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
 from dynaplan.capacity.problem import CapacityProblem
+from dynaplan.capacity.share import lattice_search, round_slices, share_data, share_solution
 from dynaplan.errors import InfeasibleError, NoSolutionError, ValidationError
 from dynaplan.formulations.capacity import (build_capacity_model, build_share_model, energy_objective_per_kwh,
                                             objective_weights)
@@ -168,41 +170,115 @@ def _shareable(p: CapacityProblem) -> bool:
 def _share(p: CapacityProblem, opts: SolveOptions) -> CapacityPlan:
     """Mélange-shaped problems through the load-free model (capacity.md, "Mélange configs").
     When every price is a whole number of cents (or of 10^-k USD, k <= 4), every fleet's cost is
-    on that lattice: the model is solved in those units with an absolute gap under one unit and
-    the bound rounded up to the lattice, which proves the exact optimum (capacity.md, (M1)); the
-    sliced model carries the divisible optimum as a lower bound on its fleet cost ((M2))."""
+    on that lattice (M1): the fleets are first searched in increasing cost from the bound of (M3)
+    ((M4)-(M6), :mod:`dynaplan.capacity.share`), which proves small instances without a MILP.
+    Otherwise the divisible MILP is solved in lattice units with an absolute gap under one unit,
+    its bound rounded up to the lattice, which proves its exact optimum; sliced, that optimum is a
+    lower bound (M2): whole slices on the divisible optimum's fleet (M7) prove it optimal, else
+    the sliced MILP runs with a row holding its fleet cost at or above that bound."""
     t0 = time.perf_counter()
-    model, ix = build_share_model(p)
-    arrays = model.arrays()
-    build_s = time.perf_counter() - t0
-    scale = _cost_lattice(arrays.cost)
+    price = np.array([o.price_usd_per_server_h for o in p.offers], dtype=float) * p.fleet_h
+    scale = _cost_lattice(price)
+    built: list = []
+    build_s = [0.0]
+
+    def share_model():  # built on first use: small instances are proven without it
+        if not built:
+            t1 = time.perf_counter()
+            model, ix = build_share_model(p)
+            built.extend((model.arrays(), ix))
+            build_s[0] += time.perf_counter() - t1
+        return built[0], built[1]
+
     if scale is None:
+        arrays, ix = share_model()
         sol = solve_arrays(arrays, opts)
-    else:
-        if p.assignment == "sliced":
-            # (M2) the divisible optimum is a lower bound of the sliced one: a row on the fleet cost
-            div_model, _ = build_share_model(p.model_copy(update={"assignment": "divisible"}))
-            div = _lattice_solve(div_model.arrays(), scale, opts)
-            if div.report.bound is not None:
-                H = len(p.offers)
-                model.add_constraints("cap.divisible_bound", ["cost"], np.zeros(H, dtype=np.int64),
-                                      ix["fleet"].start + np.arange(H), arrays.cost[ix["fleet"]],
-                                      lo=float(div.report.bound) - 0.5 / scale)  # half a unit: exact-safe
-                arrays = model.arrays()
-        sol = _lattice_solve(arrays, scale, opts)
+        _raise_unsolved(p, sol.report)
+        return _share_plan(p, None, np.rint(sol.x[ix["fleet"]]), sol.x[ix["slices"]], sol.report, opts, build_s[0])
+    sd = share_data(p, scale)
+    found = lattice_search(sd, share_model, opts)  # (M4)
+    if found.proven:
+        return _share_plan(p, sd, found.fleet, found.m, _lattice_report(
+            found.cost / scale, found.cost / scale, time.perf_counter() - t0 - build_s[0], len(sd.units) + sd.w.size,
+            found.lp_checks, "lattice search (M4)"), opts, build_s[0])
+    arrays, ix = share_model()
+    bound_usd = found.bound / scale  # every fleet below it is infeasible (M3), (M4)
+    div_arrays = arrays
+    if p.assignment == "sliced":
+        t1 = time.perf_counter()
+        div_model, _ = build_share_model(p.model_copy(update={"assignment": "divisible"}))
+        div_arrays = div_model.arrays()
+        build_s[0] += time.perf_counter() - t1
+    # four integer counts and a tight LP: HiGHS's primal heuristics cost more than they find here
+    div = _lattice_solve(_with_cost_floor(div_arrays, ix, bound_usd, scale), scale,
+                         opts.model_copy(update={"highs_heuristics": False}))
+    _raise_unsolved(p, div.report)
+    if p.assignment == "divisible":
+        return _share_plan(p, sd, np.rint(div.x[ix["fleet"]]), div.x[ix["slices"]], div.report, opts, build_s[0])
+    bound_usd = max(bound_usd, float(div.report.bound)) if div.report.bound is not None else bound_usd
+    y_div = np.rint(div.x[ix["fleet"]]).astype(np.int64)
+    if div.report.bound is not None and abs(float(sd.units @ y_div) - div.report.bound * scale) < 0.5:
+        # (M7) the divisible optimum's fleet with whole slices: the sliced optimum, proven by (M2)
+        m = round_slices(sd, y_div, div.x[ix["slices"]])
+        if m is None:
+            m = _fixed_fleet_slices(arrays, ix, y_div, sd.units[sd.hw] * sd.w / sd.S, opts)
+        if m is not None:
+            cost = float(sd.units @ y_div) / scale
+            return _share_plan(p, sd, y_div, m, _lattice_report(
+                cost, min(cost, bound_usd), time.perf_counter() - t0 - build_s[0], arrays.n_cols, found.lp_checks + 2,
+                "divisible optimum (M2) with whole slices on its fleet (M7)"), opts, build_s[0])
+    sol = _lattice_solve(_with_cost_floor(arrays, ix, bound_usd, scale), scale, opts)  # (M2)
     _raise_unsolved(p, sol.report)
-    full, idx = build_capacity_model(p)
-    x = np.zeros(full.n_cols)
-    x[idx.fleet] = sol.x[ix["fleet"]]
-    d = p.demand()[0]
-    where = {(r.request_class, r.hardware): i for i, r in enumerate(p.recipes)}
-    for (c, h, kap, _), mv in zip(ix["pairs"], sol.x[ix["slices"]]):
-        i = where[(p.classes[c], p.hardware[h])]
-        load = d[c] * mv / ix["S"]
-        x[idx.load.start + i] = load
-        x[idx.instances.start + i] = load / kap
-        x[idx.groups.start + idx.group_of[i]] += load / kap
-    return extract_plan(p, idx, x, sol.report.with_build_time(build_s), opts.mip_rel_gap)
+    return _share_plan(p, sd, np.rint(sol.x[ix["fleet"]]), sol.x[ix["slices"]], sol.report, opts, build_s[0])
+
+
+def _with_cost_floor(arrays, ix: dict, bound_usd: float, scale: float):
+    """(cap.divisible_bound) ``Σ_h π_h y_h >= bound - 1/2 unit`` appended as a row (half a lattice
+    unit below, so rounding never cuts off a fleet of cost exactly ``bound``)."""
+    if not np.isfinite(bound_usd) or bound_usd <= 0:
+        return arrays
+    f = ix["fleet"]
+    row = sp.csc_matrix((arrays.cost[f], (np.zeros(f.stop - f.start, dtype=np.int64), np.arange(f.start, f.stop))),
+                        shape=(1, arrays.n_cols))
+    return replace(arrays, A=sp.vstack([arrays.A, row], format="csc"),
+                   row_lo=np.r_[arrays.row_lo, bound_usd - 0.5 / scale], row_hi=np.r_[arrays.row_hi, INF])
+
+
+def _fixed_fleet_slices(arrays, ix: dict, y: np.ndarray, slice_cost: np.ndarray, opts: SolveOptions
+                        ) -> np.ndarray | None:
+    """(M7) Whole slices on the fleet ``y``: the sliced model with the fleet fixed, stopped at its
+    first solution (a feasibility MILP; the slices priced at their cost per load ``slice_cost``
+    guide it: with no objective HiGHS takes up to 50x longer); None when none fits or none is
+    found within the time limit."""
+    lb, ub = arrays.lb.copy(), arrays.ub.copy()
+    lb[ix["fleet"]] = y
+    ub[ix["fleet"]] = y
+    cost = np.zeros_like(arrays.cost)
+    cost[ix["slices"]] = slice_cost
+    fixed = replace(arrays.with_bounds(lb=lb, ub=ub), cost=cost)
+    h = _make_highs(opts.model_copy(update={"time_limit_s": min(opts.time_limit_s, 10.0)}))
+    h.setOptionValue("mip_max_improving_sols", 1)
+    _pass(h, fixed)
+    h.run()
+    sol = _report(h, fixed, 0.0)
+    if not sol.report.has_solution:
+        return None
+    return np.rint(sol.x[ix["slices"]])
+
+
+def _lattice_report(obj: float, bound: float, solve_s: float, n_vars: int, lp_checks: int, how: str) -> SolveReport:
+    return SolveReport(status=Status.OPTIMAL, backend=Backend.HIGHS if lp_checks else None, objective=obj,
+                       bound=bound, gap=relative_gap(obj, bound), solve_time_s=solve_s, n_vars=n_vars,
+                       message=f"{how}; bound on the cost lattice (M1)", stop_reason=StopReason.CONVERGED)
+
+
+def _share_plan(p: CapacityProblem, sd, y, m, report: SolveReport, opts: SolveOptions,
+                build_s: float) -> CapacityPlan:
+    """The plan of a share-model solution (fleet ``y``, slices ``m``), read without the full model."""
+    if sd is None:
+        sd = share_data(p, 1.0)
+    idx, x = share_solution(p, sd, np.asarray(y, dtype=float), np.asarray(m, dtype=float))
+    return extract_plan(p, idx, x, report.with_build_time(build_s), opts.mip_rel_gap)
 
 
 def _lattice_solve(arrays, scale: float, opts: SolveOptions) -> Solution:
