@@ -287,7 +287,8 @@ def share_index(p: CapacityProblem) -> CapacityIndex:
                          load=slice(at[3], at[4]), energy=slice(at[4], at[5]), n_periods=1, n_recipes=P, n_groups=G,
                          group_of=group_of, group_keys=tuple(gkeys), hw_of=hw_of, class_of=class_of, tp=tp,
                          cap_rps=cap, static_w=a, w_per_rps=b, error_w=err, kwh_per_w=p.pue * p.period_s / 3.6e6,
-                         fleet_usd_per_server=price)
+                         fleet_usd_per_server=price, ondemand=slice(at[5], at[5]),
+                         rent_hw=np.zeros(0, dtype=np.int64), ondemand_usd_per_server=np.zeros(0))
 
 
 def share_solution(p: CapacityProblem, sd: ShareData, y: np.ndarray, m: np.ndarray

@@ -772,8 +772,9 @@ def ondemand_servers(p: CapacityProblem, used_gpus: np.ndarray, y: np.ndarray) -
     rent = np.array([o.rents_on_demand for o in p.offers], dtype=bool)
     avail = np.array([o.available_servers for o in p.offers], dtype=float)
     used_gpus = np.atleast_2d(used_gpus)
-    r = np.where(rent[None, :], np.maximum(np.ceil((used_gpus - gpus * y) / gpus - 1e-9), 0.0), 0.0)
-    fits = ((used_gpus <= gpus * (y + r) + 1e-9) & (~rent | (y + r <= avail + 1e-9))).all(axis=1)
+    tol = 1e-7  # GPU shares of time-shared (Mélange) plans carry the solver's and the fill's rounding
+    r = np.where(rent[None, :], np.maximum(np.ceil((used_gpus - gpus * y) / gpus - tol), 0.0), 0.0)
+    fits = ((used_gpus <= gpus * (y + r) + tol) & (~rent | (y + r <= avail + 1e-9))).all(axis=1)
     return r, fits
 
 
