@@ -473,7 +473,7 @@ class Planner:
         need = sum(int(np.ceil(v / per_server[c])) + 1 for c, v in demand.items() if c in per_server)
         return {h: max(1, need) for h in self.hardware}
 
-    def _hierarchy(self, cf: CheckedForecast, allotment: Allotment, current, plan_pool,
+    def _hierarchy(self, cf: CheckedForecast, allotment: Allotment, current, plan_pool: "_PoolRequests",
                    polishing: bool, caps: Mapping[str, int] | None = None
                    ) -> tuple[list[PoolPlan], dict[str, float], list[str]]:
         """The pool level inside ``allotment`` (each class's load split in its proportions),
@@ -510,44 +510,16 @@ class Planner:
         if polishing:
             by_pool, _, _, moves = polish({pp.pool: pp for pp in pools}, routed, dict(allotment.servers),
                                           self.routes, plan_pool, self._penalty, caps,
-                                          lower_bound=self._pool_lower_bound)
+                                          lower_bound=plan_pool.lower_bound)
             pools = [by_pool[p] for p in self.classes if p in by_pool]
             notes += moves
         unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}
         return pools, unserved, notes
 
-    def _cached_pool_planner(self):
+    def _cached_pool_planner(self) -> "_PoolRequests":
         """``plan_pool(pool, loads, servers)`` remembering every pool solve of one planning call
-        (the ladder's rungs and polishing re-plan the same pools often); an error is remembered and
-        raised again. A request whose loads are each within ``LOAD_EPS_RPS`` (absolute) of a
-        remembered one's, same pool, classes and servers, gets that plan (cluster.md,
-        routed.reuse): the cluster MILP's routed loads carry the solver's rounding, which differs
-        from rung to rung, and a difference below ``LOAD_EPS_RPS`` is one the solvers cannot see."""
-        memo: dict[tuple, PoolPlan | Exception] = {}
-        near: dict[tuple, list[tuple[np.ndarray, PoolPlan | Exception]]] = {}
-
-        def plan_pool(p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> PoolPlan:
-            plannable = _plannable(loads)[0]
-            classes = tuple(sorted(plannable))
-            srv_key = tuple(sorted((h, int(n)) for h, n in srv.items() if n))
-            key = (p, tuple(sorted(loads.items())), srv_key)
-            if key not in memo:
-                group = near.setdefault((p, classes, srv_key), [])
-                want = np.array([plannable[c] for c in classes])
-                got = next((pp for seen, pp in group if np.all(np.abs(seen - want) <= LOAD_EPS_RPS)), None)
-                if got is None:
-                    try:
-                        got = self._plan_pool(p, plannable, srv)
-                    except DynaplanError as exc:
-                        got = exc
-                    group.append((want, got))
-                memo[key] = got
-            got = memo[key]
-            if isinstance(got, Exception):
-                raise got
-            return got
-
-        return plan_pool
+        (:class:`_PoolRequests`; cluster.md, routed.reuse)."""
+        return _PoolRequests(self)
 
     def _ladder(self, cf: CheckedForecast) -> tuple[list[PoolPlan], dict[str, float], list[str], SolveReport]:
         """The inventory ladder (cluster.md): hierarchical plans at server caps that depend on the
@@ -600,7 +572,7 @@ class Planner:
         notes.append(f"inventory ladder: no rung of {len(rungs)} fits the inventory; capped at it")
         return pools, unserved, notes, report
 
-    def _single(self, cf: CheckedForecast, plan_pool=None
+    def _single(self, cf: CheckedForecast, plan_pool: "_PoolRequests | None" = None
                 ) -> tuple[list[PoolPlan], dict[str, float], list[str], SolveReport]:
         """One allotment on the inventory (with the monolithic fallback), the pool level inside it,
         then polishing within the inventory."""
@@ -766,6 +738,53 @@ def _running_servers(state) -> dict[str, int]:
     for sid in busy:
         out[hw_of[sid]] = out.get(hw_of[sid], 0) + 1
     return out
+
+
+class _PoolRequests:
+    """The pool level of one planning call: ``requests(pool, loads, servers)`` plans a pool,
+    remembering every solve (the ladder's rungs and polishing re-plan the same pools often); an
+    error is remembered and raised again. A request whose loads are each within
+    ``LOAD_EPS_RPS`` (absolute) of a remembered one's, same pool, classes and servers, gets that
+    plan (cluster.md, routed.reuse): the cluster MILP's routed loads carry the solver's rounding,
+    which differs from rung to rung, and a difference below ``LOAD_EPS_RPS`` is one the solvers
+    cannot see. :meth:`lower_bound` remembers polishing's pool bounds alike (exact keys)."""
+
+    def __init__(self, planner: Planner) -> None:
+        self._planner = planner
+        self._memo: dict[tuple, PoolPlan | Exception] = {}
+        self._near: dict[tuple, list[tuple[np.ndarray, PoolPlan | Exception]]] = {}
+        self._bounds: dict[tuple, float] = {}
+
+    @staticmethod
+    def _key(p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> tuple:
+        return p, tuple(sorted(loads.items())), tuple(sorted((h, int(n)) for h, n in srv.items() if n))
+
+    def __call__(self, p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> PoolPlan:
+        key = self._key(p, loads, srv)
+        if key not in self._memo:
+            plannable = _plannable(loads)[0]
+            classes = tuple(sorted(plannable))
+            group = self._near.setdefault((p, classes, key[2]), [])
+            want = np.array([plannable[c] for c in classes])
+            got = next((pp for seen, pp in group if np.all(np.abs(seen - want) <= LOAD_EPS_RPS)), None)
+            if got is None:
+                try:
+                    got = self._planner._plan_pool(p, plannable, srv)
+                except DynaplanError as exc:
+                    got = exc
+                group.append((want, got))
+            self._memo[key] = got
+        got = self._memo[key]
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    def lower_bound(self, p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> float:
+        """:meth:`Planner._pool_lower_bound`, once per request of the planning call."""
+        key = self._key(p, loads, srv)
+        if key not in self._bounds:
+            self._bounds[key] = self._planner._pool_lower_bound(p, loads, srv)
+        return self._bounds[key]
 
 
 class _CachedModel:
