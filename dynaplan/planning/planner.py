@@ -106,6 +106,8 @@ class Planner:
         self._bound: GlobalBound | None = None  # planning/bounds.py, built on the first plan
         self.bound_time_s = 0.0  # seconds the last global bound took
         self._clock_chooser: instance_f.ClockChooser | None = None  # built once per (kind, pool); later calls only move bounds
+        self._cfg_err: dict[tuple, float] | None = None  # segment_error_w by (hw, tp, freq, class), for _assemble
+        self._per_server: dict[str, float] | None = None  # q_c of the ladder's top rung, for _top_caps
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -462,14 +464,16 @@ class Planner:
         """The first rung of the inventory ladder (cluster.md, "Inventory ladder"): per hardware
         type, servers enough to serve every class with its least capacity per server, from the
         forecast and the profile alone (never from the inventory)."""
-        ml = self.max_load[self.max_load["max_load_rps"] > 0]
-        gps = ml["hardware"].map({h: hw.gpus_per_server for h, hw in self.hardware.items()})
-        per_server = (gps // ml["tp"] * ml["max_load_rps"]).dropna().groupby(ml["request_class"]).min()
-        per_server = per_server[per_server > 0]
-        need = sum(int(np.ceil(v / per_server[c])) + 1 for c, v in demand.items() if c in per_server.index)
+        if self._per_server is None:  # q_c: from the profile alone, once per planner
+            ml = self.max_load[self.max_load["max_load_rps"] > 0]
+            gps = ml["hardware"].map({h: hw.gpus_per_server for h, hw in self.hardware.items()})
+            per_server = (gps // ml["tp"] * ml["max_load_rps"]).dropna().groupby(ml["request_class"]).min()
+            self._per_server = {c: float(q) for c, q in per_server.items() if q > 0}
+        per_server = self._per_server
+        need = sum(int(np.ceil(v / per_server[c])) + 1 for c, v in demand.items() if c in per_server)
         return {h: max(1, need) for h in self.hardware}
 
-    def _hierarchy(self, cf: CheckedForecast, allotment: Allotment, current, plan_pool,
+    def _hierarchy(self, cf: CheckedForecast, allotment: Allotment, current, plan_pool: "_PoolRequests",
                    polishing: bool, caps: Mapping[str, int] | None = None
                    ) -> tuple[list[PoolPlan], dict[str, float], list[str]]:
         """The pool level inside ``allotment`` (each class's load split in its proportions),
@@ -506,31 +510,16 @@ class Planner:
         if polishing:
             by_pool, _, _, moves = polish({pp.pool: pp for pp in pools}, routed, dict(allotment.servers),
                                           self.routes, plan_pool, self._penalty, caps,
-                                          lower_bound=self._pool_lower_bound)
+                                          lower_bound=plan_pool.lower_bound)
             pools = [by_pool[p] for p in self.classes if p in by_pool]
             notes += moves
         unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}
         return pools, unserved, notes
 
-    def _cached_pool_planner(self):
+    def _cached_pool_planner(self) -> "_PoolRequests":
         """``plan_pool(pool, loads, servers)`` remembering every pool solve of one planning call
-        (the ladder's rungs and polishing re-plan the same pools often); an error is remembered and
-        raised again."""
-        memo: dict[tuple, PoolPlan | Exception] = {}
-
-        def plan_pool(p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> PoolPlan:
-            key = (p, tuple(sorted(loads.items())), tuple(sorted((h, int(n)) for h, n in srv.items() if n)))
-            if key not in memo:
-                try:
-                    memo[key] = self._plan_pool(p, _plannable(loads)[0], srv)
-                except DynaplanError as exc:
-                    memo[key] = exc
-            got = memo[key]
-            if isinstance(got, Exception):
-                raise got
-            return got
-
-        return plan_pool
+        (:class:`_PoolRequests`; cluster.md, routed.reuse)."""
+        return _PoolRequests(self)
 
     def _ladder(self, cf: CheckedForecast) -> tuple[list[PoolPlan], dict[str, float], list[str], SolveReport]:
         """The inventory ladder (cluster.md): hierarchical plans at server caps that depend on the
@@ -583,7 +572,7 @@ class Planner:
         notes.append(f"inventory ladder: no rung of {len(rungs)} fits the inventory; capped at it")
         return pools, unserved, notes, report
 
-    def _single(self, cf: CheckedForecast, plan_pool=None
+    def _single(self, cf: CheckedForecast, plan_pool: "_PoolRequests | None" = None
                 ) -> tuple[list[PoolPlan], dict[str, float], list[str], SolveReport]:
         """One allotment on the inventory (with the monolithic fallback), the pool level inside it,
         then polishing within the inventory."""
@@ -654,10 +643,12 @@ class Planner:
     def _assemble(self, mode, f, pools, unserved, creport, reports, t0, notes=()) -> Plan:
         servers, gpus, power = plan_totals(pools)
         err = 0.0
-        cfg_err = self.segments.groupby(["hardware", "tp", "freq_mhz", "request_class"])["segment_error_w"].max()
+        if self._cfg_err is None:  # the pieces' worst error per configuration, once per planner
+            by_cfg = self.segments.groupby(["hardware", "tp", "freq_mhz", "request_class"])["segment_error_w"].max()
+            self._cfg_err = {(h, int(tp), int(f), c): float(e) for (h, tp, f, c), e in by_cfg.items()}
         for pp in pools:
             for g in pp.groups:
-                err += g.count * float(cfg_err.get((g.hardware, g.tp, g.freq_mhz, pp.pool), 0.0))
+                err += g.count * self._cfg_err.get((g.hardware, int(g.tp), int(g.freq_mhz), pp.pool), 0.0)
         epoch = self.options.pool_epoch_s
         all_reports = [r for r in ([creport] if creport else []) + list(reports) if r is not None]
         unserved = {c: v for c, v in unserved.items() if v > 1e-6}
@@ -747,6 +738,53 @@ def _running_servers(state) -> dict[str, int]:
     for sid in busy:
         out[hw_of[sid]] = out.get(hw_of[sid], 0) + 1
     return out
+
+
+class _PoolRequests:
+    """The pool level of one planning call: ``requests(pool, loads, servers)`` plans a pool,
+    remembering every solve (the ladder's rungs and polishing re-plan the same pools often); an
+    error is remembered and raised again. A request whose loads are each within
+    ``LOAD_EPS_RPS`` (absolute) of a remembered one's, same pool, classes and servers, gets that
+    plan (cluster.md, routed.reuse): the cluster MILP's routed loads carry the solver's rounding,
+    which differs from rung to rung, and a difference below ``LOAD_EPS_RPS`` is one the solvers
+    cannot see. :meth:`lower_bound` remembers polishing's pool bounds alike (exact keys)."""
+
+    def __init__(self, planner: Planner) -> None:
+        self._planner = planner
+        self._memo: dict[tuple, PoolPlan | Exception] = {}
+        self._near: dict[tuple, list[tuple[np.ndarray, PoolPlan | Exception]]] = {}
+        self._bounds: dict[tuple, float] = {}
+
+    @staticmethod
+    def _key(p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> tuple:
+        return p, tuple(sorted(loads.items())), tuple(sorted((h, int(n)) for h, n in srv.items() if n))
+
+    def __call__(self, p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> PoolPlan:
+        key = self._key(p, loads, srv)
+        if key not in self._memo:
+            plannable = _plannable(loads)[0]
+            classes = tuple(sorted(plannable))
+            group = self._near.setdefault((p, classes, key[2]), [])
+            want = np.array([plannable[c] for c in classes])
+            got = next((pp for seen, pp in group if np.all(np.abs(seen - want) <= LOAD_EPS_RPS)), None)
+            if got is None:
+                try:
+                    got = self._planner._plan_pool(p, plannable, srv)
+                except DynaplanError as exc:
+                    got = exc
+                group.append((want, got))
+            self._memo[key] = got
+        got = self._memo[key]
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    def lower_bound(self, p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> float:
+        """:meth:`Planner._pool_lower_bound`, once per request of the planning call."""
+        key = self._key(p, loads, srv)
+        if key not in self._bounds:
+            self._bounds[key] = self._planner._pool_lower_bound(p, loads, srv)
+        return self._bounds[key]
 
 
 class _CachedModel:
