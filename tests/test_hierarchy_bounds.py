@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dynaplan.domain.slo import DEFAULT_SLOS
+from dynaplan.errors import NoSolutionError
 from dynaplan.planning import Planner, PlannerOptions, check_plan
 from dynaplan.profiles import Profile
 from dynaplan.solvers import Status
@@ -104,9 +105,17 @@ def test_hierarchy_vs_monolithic_on_random_small_forecasts(prof, seed):
     n = int(rng.integers(5, 9))
     f = inputs.dirichlet_forecast(seed, n)
     pl = Planner(prof, {H100: n}, DEFAULT_SLOS)
-    hier, mono = pl.plan(f), pl.plan_monolithic(f)
+    hier = pl.plan(f)
     bound = pl.global_bound(f)
-    assert bound <= min(hier.power_w, mono.power_w) * (1 + 1e-9)
+    assert bound <= hier.power_w * (1 + 1e-9)
+    assert hier.report.gap == pytest.approx((hier.power_w - bound) / hier.power_w, abs=1e-9)
+    try:
+        mono = pl.plan_monolithic(f)
+    except NoSolutionError:
+        # the time-limited monolithic reference found no plan (a loaded machine): a valid outcome
+        # of a time-limited solve, which leaves only the checks above to make
+        return
+    assert bound <= mono.power_w * (1 + 1e-9)
     # seed 1 (all nine classes at 0.05-9 req/s on 6 servers) is +4.4% to +6.4%, against a
     # monolithic reference that is time-limited and so varies from run to run: the hierarchy's
     # routing differs from the monolithic one in every pool, which no single polishing move
