@@ -822,7 +822,8 @@ def _check_servable(p: CapacityProblem) -> None:
 def realise(p: CapacityProblem, idx, x: np.ndarray):
     """The deployment a solution stands for, with its power recomputed (capacity.md, (R1)-(R2)):
     per period and group g, N_g whole instances share the group's load evenly and each runs the
-    piece (clock) of least power able to carry that load. Returns (fleet, N, load per group,
+    clock of least power able to carry that load, priced by the profile's own interpolation where
+    the recipe carries its curve (R2), else by its piece. Returns (fleet, N, load per group,
     chosen recipe per group, IT power of the instances per group (W))."""
     T, G = idx.n_periods, idx.n_groups
     y = np.rint(x[idx.fleet]).astype(int)
