@@ -133,6 +133,9 @@ def register_study(name: str):
 # give it (a fresh process per run for its own peak memory, minutes per run, or tables for the
 # documentation rather than timings). `python -m benchmarks` lists them; each runs on its own.
 OUTSIDE: dict[str, str] = {
+    "benchmarks/bound_allot_speed.py": "the global bound's and the cluster level's own calls, recorded from the "
+                                       "hierarchy's epoch plans and replayed with the new and the old solver "
+                                       "settings interleaved call by call (a before/after ratio in one run)",
     "benchmarks/melange_speed.py": "the Mélange part of the registered capacity study alone (its instances and "
                                    "melange_pulp come from benchmarks.scenarios.capacity), run interleaved per "
                                    "instance without the horizon and hardware parts, for quick comparisons",

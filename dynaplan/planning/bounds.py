@@ -81,6 +81,7 @@ class GlobalBound:
         self.routes = dict(routes)
         self.penalty = unserved_penalty_w_per_rps
         self._session: HighsSession | None = None
+        self._pools_cache: dict[tuple[str, ...], int] = {}
         ml = max_load[(max_load["max_load_rps"] > 0) & max_load["hardware"].isin(list(hardware))
                       & max_load["request_class"].isin(self.classes)].copy()
         t0 = time.perf_counter()
@@ -176,11 +177,11 @@ class GlobalBound:
         t0 = time.perf_counter()
         dem = np.array([float(demand_rps.get(c, 0.0)) for c in self.classes])
         loaded = [c for c, v in zip(self.classes, dem) if v > 0]
-        p_min = 0 if self.penalty is not None else min_pools(loaded, self.routes)
+        p_min = 0 if self.penalty is not None else self._min_pools(loaded)
         arrays = self.arrays.with_block_bounds(rows={"demand": (dem, None), "pools": (float(p_min), None)})
         opts = (opts or SolveOptions()).model_copy(update={"mip_rel_gap": 0.0, "highs_heuristics": False})
         if self._session is None:
-            self._session = HighsSession(self.arrays, opts)
+            self._session = HighsSession(self.arrays, opts, warm_lp=True)
         b, x = self._solve(arrays, opts)
         yb = self.model.var_blocks["Y"]
         if b is not None and len(yb.labels) == 1:
@@ -198,6 +199,14 @@ class GlobalBound:
         if b is None:
             return None, time.perf_counter() - t0
         return max(0.0, b - BOUND_SLACK_REL * abs(b) - 1e-6), time.perf_counter() - t0
+
+    def _min_pools(self, loaded: list[str]) -> int:
+        """:func:`min_pools`, remembered by the set of loaded classes (a search over pool subsets
+        that costs more than the LPs' warm re-solves; the routes are fixed per bound)."""
+        key = tuple(loaded)
+        if key not in self._pools_cache:
+            self._pools_cache[key] = min_pools(loaded, self.routes)
+        return self._pools_cache[key]
 
     def _solve(self, arrays, opts) -> tuple[float | None, np.ndarray | None]:
         """The LP's optimum and solution (``None`` when not solved to optimality; a fixed server

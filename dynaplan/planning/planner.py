@@ -115,16 +115,19 @@ class Planner:
         return self.options.unserved_penalty_w_per_rps if self.options.best_effort else None
 
     def _solve(self, model_or_arrays, build_time_s: float, heuristics: bool = False, gap: float | None = None,
-               session=None):
+               session=None, lean_root: bool = False):
         """Solve with the planner's options; ``heuristics`` is HiGHS's primal heuristics for this
         model unless ``SolveOptions.highs_heuristics`` forces them; ``gap`` replaces the relative
         MIP gap when given; ``session`` (:func:`dynaplan.solvers.open_session`) re-solves a
-        cached model in place where the backend can."""
+        cached model in place where the backend can; ``lean_root``: HiGHS's lean root
+        (``SolveOptions.highs_lean_root``) unless the options force it either way."""
         arrays = model_or_arrays if isinstance(model_or_arrays, ModelArrays) else model_or_arrays.arrays()
         opts = self.solve_options
         update = {}
         if opts.highs_heuristics is None:
             update["highs_heuristics"] = heuristics
+        if opts.highs_lean_root is None and lean_root:
+            update["highs_lean_root"] = True
         if gap is not None:
             update["mip_rel_gap"] = gap
         if update:
@@ -166,10 +169,11 @@ class Planner:
 
     def _solve_cached(self, cm: "_CachedModel", demand: Mapping[str, float],
                       servers: Mapping[str, int] | None = None, rows: Mapping[str, tuple] | None = None,
-                      heuristics: bool = False, gap: float | None = None, cols: Mapping[str, tuple] | None = None):
+                      heuristics: bool = False, gap: float | None = None, cols: Mapping[str, tuple] | None = None,
+                      lean_root: bool = False):
         """Solve a cached model for ``demand`` (req/s by class), for pool models fixed
         ``servers``, and ``rows``: other constraint blocks' new ``(lo, hi)`` (None keeps a side);
-        ``cols``: variable blocks' new ``(lb, ub)``."""
+        ``cols``: variable blocks' new ``(lb, ub)``; ``lean_root`` as in :meth:`_solve`."""
         t0 = time.perf_counter()
         dblock = cm.model.con_blocks["demand"]
         rhs = np.array([demand.get(c, 0.0) for c in dblock.labels])
@@ -185,7 +189,7 @@ class Planner:
                                               cols=col_bounds or None, offset=offset)
         if cm.session is None:
             cm.session = open_session(cm.arrays, self.backend, self.solve_options)
-        return self._solve(problem, time.perf_counter() - t0, heuristics, gap, cm.session)
+        return self._solve(problem, time.perf_counter() - t0, heuristics, gap, cm.session, lean_root)
 
     @property
     def transition_prices(self) -> nw.TransitionPrices:
@@ -404,7 +408,8 @@ class Planner:
             rows = {"new_servers": (None, now)}
         for both in ((False, True) if dense is None else (dense,)):
             cols = None if both else {"s": (None, self._energy_recipe_ub(cm))}
-            x, report = self._solve_cached(cm, demand, rows=rows, gap=gap, cols=cols)
+            # lean root: cluster.md, "Cost"
+            x, report = self._solve_cached(cm, demand, rows=rows, gap=gap, cols=cols, lean_root=True)
             if report.status is not Status.INFEASIBLE:
                 break
         if report.status is Status.INFEASIBLE:

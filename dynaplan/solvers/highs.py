@@ -29,6 +29,9 @@ def _make_highs(opts: SolveOptions):
     h.setOptionValue("random_seed", int(opts.seed))
     if opts.mip_max_nodes is not None:
         h.setOptionValue("mip_max_nodes", int(opts.mip_max_nodes))
+    if opts.highs_lean_root:
+        h.setOptionValue("mip_allow_restart", False)
+        h.setOptionValue("mip_allow_cut_separation_at_nodes", False)
     # Loads sit exactly at SLO capacities often; a loose tolerance lets a solution borrow ~1e-6 of
     # capacity in one model and not in another, which breaks comparisons between plans.
     h.setOptionValue("mip_feasibility_tolerance", 1e-9)
@@ -151,13 +154,23 @@ def _report(h: highspy.Highs, m: ModelArrays, elapsed: float) -> Solution:
 class HighsSession:
     """A model kept inside HiGHS: later solves change column bounds, row sides and the objective
     offset in place (``changeColsBounds``/``changeRowsBounds``) instead of passing the model again.
-    HiGHS restarts its search from scratch after such a change, so the answer is the one a fresh
-    solve gives; what is saved is copying the model into the solver."""
+    By default HiGHS restarts its search from scratch after such a change (``clearSolver``), so the
+    answer is the one a fresh solve gives; what is saved is copying the model into the solver.
 
-    def __init__(self, arrays: ModelArrays, opts: SolveOptions) -> None:
+    ``warm_lp=True`` (LPs only; a model with integer columns refuses it) keeps HiGHS's simplex
+    basis between solves instead: bound and side changes leave the last optimal basis dual
+    feasible, so HiGHS skips presolve and its dual simplex starts from that basis (a few pivots
+    instead of a solve from scratch). The optimum is the LP's optimum as from a fresh solve, to
+    the simplex tolerances; on a degenerate LP the optimal vertex returned may be another one.
+    """
+
+    def __init__(self, arrays: ModelArrays, opts: SolveOptions, warm_lp: bool = False) -> None:
+        if warm_lp and arrays.integer.any():
+            raise ValueError("HighsSession: warm_lp is for LPs; this model has integer columns")
         self._arrays = arrays
         self._h = None
         self._opts = opts
+        self._warm = warm_lp
 
     def update_bounds_and_resolve(self, arrays: ModelArrays, opts: SolveOptions) -> Solution:
         base = self._arrays
@@ -173,7 +186,8 @@ class HighsSession:
                 self._opts = opts
             else:
                 h, inf = self._h, highspy.kHighsInf
-                self._h.clearSolver()
+                if not self._warm:
+                    self._h.clearSolver()
                 for lo_new, hi_new, lo_old, hi_old, change in (
                         (arrays.lb, arrays.ub, base.lb, base.ub, h.changeColsBounds),
                         (arrays.row_lo, arrays.row_hi, base.row_lo, base.row_hi, h.changeRowsBounds)):

@@ -82,6 +82,15 @@ class SolveOptions(InputModel):
         "models (their LP relaxations are tight, and the heuristics cost more time than they "
         "save); a bare solve runs without them. True/False forces them.",
     )  # measured in benchmarks/RESULTS.md (monolithic scenario)
+    highs_lean_root: bool | None = Field(
+        default=None,
+        description="HiGHS: no restart after root presolve fixes columns (mip_allow_restart) and no "
+        "cut separation below the root (mip_allow_cut_separation_at_nodes). Either way a solve stops "
+        "within mip_rel_gap of a proven bound. None (default) lets the caller decide per model: the "
+        "planner sets it on the cluster models only (formulations/cluster.md, \"Cost\": HiGHS "
+        "spends most of their solve on the root's restarts and cut rounds); a bare solve runs "
+        "without it. True/False forces it; the other backends ignore it.",
+    )
     pyomo_solver: str = Field(default="appsi_highs", description="Pyomo solver name for the Pyomo backend.")
     cpsat_load_unit_rps: float = Field(
         default=1e-3, gt=0, description="CP-SAT: integer unit of continuous load variables (req/s)."
