@@ -31,6 +31,8 @@ def _make_highs(opts: SolveOptions):
         h.setOptionValue("mip_max_nodes", int(opts.mip_max_nodes))
     # Loads sit exactly at SLO capacities often; a loose tolerance lets a solution borrow ~1e-6 of
     # capacity in one model and not in another, which breaks comparisons between plans.
+    if opts.highs_restart is False:
+        h.setOptionValue("mip_allow_restart", False)
     h.setOptionValue("mip_feasibility_tolerance", 1e-9)
     h.setOptionValue("primal_feasibility_tolerance", 1e-9)
     if not opts.highs_heuristics:

@@ -74,6 +74,16 @@ class SolveOptions(InputModel):
         "limit stops a MIP solve at the same point on any machine, where a time limit does not; "
         "the other backends ignore it.",
     )
+    highs_restart: bool | None = Field(
+        default=None,
+        description="Let HiGHS restart its MIP search after root reductions (its option "
+        "mip_allow_restart). None (default) lets the caller decide per model: the planner turns "
+        "restarts off on pool MILPs of at most 64 GPUs (small models where a restart re-runs "
+        "presolve and the root for no gain: 1.5-5x faster to the same plans on the 40-server "
+        "case's pools; on pools of hundreds of servers restarts pay) and leaves HiGHS's default "
+        "elsewhere; a bare solve keeps the "
+        "default. True/False forces it. Other backends ignore it.",
+    )
     highs_heuristics: bool | None = Field(
         default=None,
         description="Run HiGHS's primal heuristics (feasibility jump, RINS, RENS, ...). None (default) "
