@@ -371,3 +371,15 @@ def test_mixed_power_is_share_weighted_and_reduces_to_one_class(loads, frac):
                 if U > 0 else curve("LL", 0.0))
     assert got[0] == pytest.approx(want_mix, rel=1e-9)
     assert got[1] == pytest.approx(curve("LL", load[0]), rel=1e-9)  # one class: the profile's power at its load
+def test_points_up_to_is_the_groups_points_at_or_below_the_load():
+    p = Profile.default()
+    starts, ends = p.group_bounds
+    table = p.table
+    for gid in (0, 3, len(starts) - 1):
+        load = table["load_rps"].to_numpy()[starts[gid]:ends[gid]]
+        power = table["power_w"].to_numpy()[starts[gid]:ends[gid]]
+        for cut in (load[0], load[len(load) // 2], load[-1], 0.5 * (load[0] + load[1]), load[-1] * 2):
+            got_l, got_p = p.points_up_to(gid, cut)
+            keep = load <= cut * (1 + 1e-12)
+            assert list(got_l) == list(load[keep]) and list(got_p) == list(power[keep])
+        assert len(p.points_up_to(gid, load[0] * 0.5)[0]) == 0

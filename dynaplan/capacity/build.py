@@ -148,17 +148,11 @@ def _recipes(profile: Profile, slos: SLOTable, hardware: Sequence[str], load_seg
 def _curves(profile: Profile, ops: pd.DataFrame) -> dict[tuple, tuple[tuple[float, ...], tuple[float, ...]]]:
     """Per operating point, the profile's load points up to its SLO capacity and their power:
     what the plan's power is computed from (capacity.md, (R2))."""
-    starts, ends = profile.group_bounds
-    load = profile.table["load_rps"].to_numpy(dtype=float)
-    power = profile.table["power_w"].to_numpy(dtype=float)
     out = {}
     for r in ops.itertuples(index=False):
-        s, e = starts[r.group_id], ends[r.group_id]
-        m = int(np.searchsorted(load[s:e], r.max_load_rps * (1 + 1e-12), side="right"))
-        x = load[s:s + m].copy()
+        x, q = profile.points_up_to(r.group_id, r.max_load_rps)
         x[-1] = r.max_load_rps  # the last point meeting the SLO is lmax (up to rounding)
-        out[(r.hardware, int(r.tp), int(r.freq_mhz), r.request_class)] = (tuple(x.tolist()),
-                                                                         tuple(power[s:s + m].tolist()))
+        out[(r.hardware, int(r.tp), int(r.freq_mhz), r.request_class)] = (tuple(x.tolist()), tuple(q.tolist()))
     return out
 
 

@@ -168,15 +168,11 @@ def power_segments(profile: Profile, ops: pd.DataFrame, n_segments: int | None =
     ``w_per_util`` (B_j, W per unit utilisation) and ``segment_error_w``: the largest
     ``|Q(u) - model(u)|`` over the profile's load points in [0, l^max] (W; 0 with every point).
     """
-    starts, ends = profile.group_bounds
-    load = profile.table["load_rps"].to_numpy()
-    power = profile.table["power_w"].to_numpy()
     rows = []
     for i, (gid, lmax) in enumerate(zip(ops["group_id"].to_numpy(), ops["max_load_rps"].to_numpy())):
-        s, e = starts[gid], ends[gid]
-        lg, pg = load[s:e], power[s:e]
-        m = int(np.searchsorted(lg, lmax * (1 + 1e-12), side="right"))  # points with load <= lmax
-        u, q = lg[:m] / lmax, pg[:m]
+        lg, q = profile.points_up_to(gid, lmax)
+        m = len(lg)
+        u = lg / lmax
         k = m - 1 if n_segments is None else min(n_segments, m - 1)
         idx = np.unique(np.r_[0, np.rint(np.linspace(0, m - 1, k + 1)[1:]).astype(int)]) if m > 1 else np.array([0])
         ub, qb = u[idx], q[idx]

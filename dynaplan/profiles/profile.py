@@ -189,6 +189,16 @@ class Profile:
             raise NotFoundError(f"{self.source}: no profile rows for {key}")
         return gid
 
+    def points_up_to(self, group_id: int, max_load_rps: float) -> tuple[np.ndarray, np.ndarray]:
+        """The group's profiled points with load at most ``max_load_rps`` (within a relative
+        ``1e-12``, for rounding): their loads (req/s, ascending) and power (W). With the group's
+        max load under an SLO this is the part of its curve an instance may run on (the last
+        point is that max load: it is a profiled point, never an interpolation beyond one)."""
+        s, e = int(self._starts[group_id]), int(self._ends[group_id])
+        load = self._load[s:e]
+        m = int(np.searchsorted(load, float(max_load_rps) * (1 + 1e-12), side="right"))
+        return load[:m].copy(), self._columns["power_w"][s:s + m].copy()
+
     def interpolate(self, column: str, group_id, load_rps) -> np.ndarray:
         """Piecewise-linear value of ``column`` at ``load_rps`` in each group (vectorised).
 

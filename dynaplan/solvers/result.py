@@ -87,9 +87,10 @@ class SolveOptions(InputModel):
         description="HiGHS: no restart after root presolve fixes columns (mip_allow_restart) and no "
         "cut separation below the root (mip_allow_cut_separation_at_nodes). Either way a solve stops "
         "within mip_rel_gap of a proven bound. None (default) lets the caller decide per model: the "
-        "planner sets it on the cluster models only (formulations/cluster.md, \"Cost\": HiGHS "
-        "spends most of their solve on the root's restarts and cut rounds); a bare solve runs "
-        "without it. True/False forces it; the other backends ignore it.",
+        "planner sets it on the cluster models (formulations/cluster.md, \"Cost\": HiGHS spends "
+        "most of their solve on the root's restarts and cut rounds) and on pool models of at most "
+        "64 GPUs (formulations/pool.md, \"Solver settings\"; on pools of hundreds of servers "
+        "restarts pay); a bare solve runs without it. True/False forces it; the other backends ignore it.",
     )
     pyomo_solver: str = Field(default="appsi_highs", description="Pyomo solver name for the Pyomo backend.")
     cpsat_load_unit_rps: float = Field(
