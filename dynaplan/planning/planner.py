@@ -529,7 +529,8 @@ class Planner:
         if polishing:
             by_pool, _, _, moves = polish({pp.pool: pp for pp in pools}, routed, dict(allotment.servers),
                                           self.routes, plan_pool, self._penalty, caps,
-                                          lower_bound=plan_pool.lower_bound)
+                                          lower_bound=plan_pool.lower_bound,
+                                          prefetch=plan_pool.prefetch if self._pool_of_threads() else None)
             pools = [by_pool[p] for p in self.classes if p in by_pool]
             notes += moves
         unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}
@@ -811,33 +812,51 @@ class _PoolRequests:
         return got
 
     def many(self, requests: list[tuple[str, Mapping[str, float], Mapping[str, int]]]) -> list[PoolPlan]:
-        """Every request's plan, in order (the first error raised). With worker threads
-        (``PlannerOptions.workers`` > 1) and the HiGHS backend, requests of different pools run
-        side by side: each pool has its own model and solver session, and one pool's requests
-        run in order on one thread (cluster.md, "Threads"). The plans are those of one call each."""
+        """Every request's plan, in order (the first error raised), side by side where
+        :meth:`side_by_side` allows."""
+        out = self._side_by_side(requests) if self.parallel(requests) else \
+            [self._answer(p, loads, srv) for p, loads, srv in requests]
+        for got in out:
+            if isinstance(got, Exception):
+                raise got
+        return out  # type: ignore[return-value]
+
+    def prefetch(self, requests: list[tuple[str, Mapping[str, float], Mapping[str, int]]]) -> None:
+        """Solve ``requests`` ahead (polishing's, :func:`~dynaplan.planning.polish.polish`); their
+        plans and errors are remembered for the calls that follow."""
+        if self.parallel(requests):
+            self._side_by_side(requests)
+
+    def parallel(self, requests) -> bool:
+        """Whether ``requests`` run side by side: worker threads (``PlannerOptions.workers`` > 1),
+        the HiGHS backend, and requests of at least two pools (cluster.md, "Threads")."""
+        return (self._planner._pool_of_threads() is not None and self._planner.backend is Backend.HIGHS
+                and len({p for p, _, _ in requests}) >= 2)
+
+    def _answer(self, p, loads, srv) -> PoolPlan | Exception:
+        try:
+            return self(p, loads, srv)
+        except DynaplanError as exc:
+            return exc
+
+    def _side_by_side(self, requests) -> list[PoolPlan | Exception]:
+        """Requests of different pools on the planner's worker threads: each pool has its own
+        model and solver session, one pool's requests run in order on one thread, and every
+        pool's model is built here, in the calling thread, before any solve."""
         threads = self._planner._pool_of_threads()
-        pools = sorted({p for p, _, _ in requests})
-        if threads is None or self._planner.backend is not Backend.HIGHS or len(pools) < 2:
-            return [self(p, loads, srv) for p, loads, srv in requests]
-        for p in pools:  # models are built here, in the calling thread, before any solve
-            self._planner._model(ModelKind.POOL, p)
         by_pool: dict[str, list[int]] = {}
         for i, (p, _, _) in enumerate(requests):
             by_pool.setdefault(p, []).append(i)
+        for p in sorted(by_pool):
+            self._planner._model(ModelKind.POOL, p)
         out: list[PoolPlan | Exception | None] = [None] * len(requests)
 
         def run(idx: list[int]) -> None:
             for i in idx:
-                try:
-                    out[i] = self(*requests[i])
-                except DynaplanError as exc:
-                    out[i] = exc
+                out[i] = self._answer(*requests[i])
 
         for fut in [threads.submit(run, idx) for idx in by_pool.values()]:
             fut.result()
-        for got in out:
-            if isinstance(got, Exception):
-                raise got
         return out  # type: ignore[return-value]
 
     def lower_bound(self, p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> float:
