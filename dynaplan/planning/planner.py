@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,7 @@ from dynaplan.validation import checked, excerpt
 # is stated against the global bound (formulations/cluster.md, "Hand-off to the pool level").
 FALLBACK_GAP = 1e-2
 FALLBACK_NODES = 500
+_UNSET = object()  # Planner._assemble: the global bound is still to be computed
 # pool MILPs on at most this many GPUs run with HiGHS's lean root (SolveOptions.highs_lean_root):
 # on the 40-server pools (1-5 servers) 1.5-5x faster, same plans; on 12,500-server pools restarts pay
 LEAN_ROOT_MAX_GPUS = 64
@@ -111,8 +113,17 @@ class Planner:
         self._clock_chooser: instance_f.ClockChooser | None = None  # built once per (kind, pool); later calls only move bounds
         self._cfg_err: dict[tuple, float] | None = None  # segment_error_w by (hw, tp, freq, class), for _assemble
         self._per_server: dict[str, float] | None = None  # q_c of the ladder's top rung, for _top_caps
+        self._executor: ThreadPoolExecutor | None = None  # PlannerOptions.workers > 1: started on first use
 
     # ------------------------------------------------------------------ helpers
+    def _pool_of_threads(self) -> ThreadPoolExecutor | None:
+        """The planner's worker threads (``PlannerOptions.workers`` > 1), started on first use."""
+        if self.options.workers <= 1:
+            return None
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self.options.workers, thread_name_prefix="dynaplan")
+        return self._executor
+
     @property
     def _penalty(self) -> float | None:
         return self.options.unserved_penalty_w_per_rps if self.options.best_effort else None
@@ -509,20 +520,18 @@ class Planner:
         if unrouted and self._penalty is None:
             raise InfeasibleError(f"allotment has no pool for class(es) {sorted(unrouted)} "
                                   f"({unrouted} req/s); re-run the cluster level")
-        pools = []
-        for p in self.classes:
-            if p not in routed:
-                continue
-            if current is None:
-                pools.append(plan_pool(p, routed[p], allotment.servers.get(p, {})))
-            else:
-                pools.append(self._plan_pool(p, _plannable(routed[p])[0], allotment.servers.get(p, {}),
-                                             current=current.get(p, {})))
+        here = [p for p in self.classes if p in routed]
+        if current is None:
+            pools = plan_pool.many([(p, routed[p], allotment.servers.get(p, {})) for p in here])
+        else:
+            pools = [self._plan_pool(p, _plannable(routed[p])[0], allotment.servers.get(p, {}), current=current.get(p, {}))
+                     for p in here]
         notes = list(allotment.notes)
         if polishing:
             by_pool, _, _, moves = polish({pp.pool: pp for pp in pools}, routed, dict(allotment.servers),
                                           self.routes, plan_pool, self._penalty, caps,
-                                          lower_bound=plan_pool.lower_bound)
+                                          lower_bound=plan_pool.lower_bound,
+                                          prefetch=plan_pool.prefetch if self._pool_of_threads() else None)
             pools = [by_pool[p] for p in self.classes if p in by_pool]
             notes += moves
         unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}
@@ -618,12 +627,20 @@ class Planner:
             return self._assemble("hierarchical", f, [], {}, None, [], t0)
         given = allotment is not None
         if not given and state is None:
-            if self.options.cluster_search == "ladder":
-                pools, unserved, notes, creport = self._ladder(cf)
-            else:
-                pools, unserved, notes, creport = self._single(cf)
+            threads = self._pool_of_threads()
+            # the global bound depends on the forecast alone: with worker threads it is solved
+            # while the cluster and pool levels run (cluster.md, "Threads")
+            bound = threads.submit(self._global_bound, _plannable(f)[0]) if threads is not None else None
+            try:
+                if self.options.cluster_search == "ladder":
+                    pools, unserved, notes, creport = self._ladder(cf)
+                else:
+                    pools, unserved, notes, creport = self._single(cf)
+            finally:
+                if bound is not None:  # never left running: the next call's bound uses the same solver
+                    wait([bound])
             return self._assemble("hierarchical", f, pools, unserved, creport, [pp.report for pp in pools],
-                                  t0, notes)
+                                  t0, notes, bound=bound.result() if bound is not None else _UNSET)
         if allotment is None:
             allotment = self._allot(cf, state)
         current = _current_by_pool(state) if state is not None else None
@@ -652,7 +669,8 @@ class Planner:
         unserved = unserved_rps(cm.na, x)
         return self._assemble("monolithic", f, pools, unserved, None, [report], t0, floor_notes)
 
-    def _assemble(self, mode, f, pools, unserved, creport, reports, t0, notes=()) -> Plan:
+    def _assemble(self, mode, f, pools, unserved, creport, reports, t0, notes=(), bound=_UNSET) -> Plan:
+        """The plan of ``pools``; ``bound``: the global bound when computed already (``_UNSET``: compute it here)."""
         servers, gpus, power = plan_totals(pools)
         err = 0.0
         if self._cfg_err is None:  # the pieces' worst error per configuration, once per planner
@@ -667,7 +685,10 @@ class Planner:
         # the objective is the plan's true power (the profile's, idle GPUs included, plus the
         # unserved penalty in best effort); the bound is the global one (planning/bounds.py)
         objective = power + (self._penalty or 0.0) * sum(unserved.values())
-        bound = self._global_bound(_plannable(f)[0]) if pools else None  # f is checked already
+        if not pools:
+            bound = None
+        elif bound is _UNSET:
+            bound = self._global_bound(_plannable(f)[0])  # f is checked already
         report = _combine(all_reports, self.backend, objective=objective, bound=bound,
                           tolerance=self.solve_options.mip_rel_gap)
         if unserved and self._penalty is None:
@@ -790,6 +811,54 @@ class _PoolRequests:
         if isinstance(got, Exception):
             raise got
         return got
+
+    def many(self, requests: list[tuple[str, Mapping[str, float], Mapping[str, int]]]) -> list[PoolPlan]:
+        """Every request's plan, in order (the first error raised), side by side where
+        :meth:`side_by_side` allows."""
+        out = self._side_by_side(requests) if self.parallel(requests) else \
+            [self._answer(p, loads, srv) for p, loads, srv in requests]
+        for got in out:
+            if isinstance(got, Exception):
+                raise got
+        return out  # type: ignore[return-value]
+
+    def prefetch(self, requests: list[tuple[str, Mapping[str, float], Mapping[str, int]]]) -> None:
+        """Solve ``requests`` ahead (polishing's, :func:`~dynaplan.planning.polish.polish`); their
+        plans and errors are remembered for the calls that follow."""
+        if self.parallel(requests):
+            self._side_by_side(requests)
+
+    def parallel(self, requests) -> bool:
+        """Whether ``requests`` run side by side: worker threads (``PlannerOptions.workers`` > 1),
+        the HiGHS backend, and requests of at least two pools (cluster.md, "Threads")."""
+        return (self._planner._pool_of_threads() is not None and self._planner.backend is Backend.HIGHS
+                and len({p for p, _, _ in requests}) >= 2)
+
+    def _answer(self, p, loads, srv) -> PoolPlan | Exception:
+        try:
+            return self(p, loads, srv)
+        except DynaplanError as exc:
+            return exc
+
+    def _side_by_side(self, requests) -> list[PoolPlan | Exception]:
+        """Requests of different pools on the planner's worker threads: each pool has its own
+        model and solver session, one pool's requests run in order on one thread, and every
+        pool's model is built here, in the calling thread, before any solve."""
+        threads = self._planner._pool_of_threads()
+        by_pool: dict[str, list[int]] = {}
+        for i, (p, _, _) in enumerate(requests):
+            by_pool.setdefault(p, []).append(i)
+        for p in sorted(by_pool):
+            self._planner._model(ModelKind.POOL, p)
+        out: list[PoolPlan | Exception | None] = [None] * len(requests)
+
+        def run(idx: list[int]) -> None:
+            for i in idx:
+                out[i] = self._answer(*requests[i])
+
+        for fut in [threads.submit(run, idx) for idx in by_pool.values()]:
+            fut.result()
+        return out  # type: ignore[return-value]
 
     def lower_bound(self, p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> float:
         """:meth:`Planner._pool_lower_bound`, once per request of the planning call."""

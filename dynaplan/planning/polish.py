@@ -40,6 +40,8 @@ MAX_DISSOLUTIONS = 16
 PlanPool = Callable[[str, dict[str, float], dict[str, int]], PoolPlan]
 # a lower bound (W) on every plan of a pool for loads on exactly those servers; -inf: unknown
 LowerBound = Callable[[str, dict[str, float], dict[str, int]], float]
+# solves pool requests ahead (their plans, or errors, are then remembered by the PlanPool)
+Prefetch = Callable[[list[tuple[str, dict[str, float], dict[str, int]]]], None]
 
 
 def _value(pp: PoolPlan, loads: Mapping[str, float], penalty: float | None) -> float:
@@ -63,11 +65,14 @@ def _dissolutions(p: str, loads: Mapping[str, float], pools: Mapping[str, PoolPl
 
 
 def _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, release: bool,
-              bound: Callable[[str, dict, dict], float] | None = None, beat: float = -float("inf")):
+              bound: Callable[[str, dict, dict], float] | None = None, beat: float = -float("inf"),
+              eager: bool = False):
     """Pool ``p``'s classes moved to ``targets``; its servers (but one with ``release``) go to the
     target taking the most load. Returns ``(change, saving, note)``; ``change`` is None when a target cannot
     take its new load, or when ``bound`` (a lower bound on a pool's value) shows the saving cannot
-    exceed ``beat`` (cluster.md, polish.bound): then no pool is solved."""
+    exceed ``beat`` (cluster.md, polish.bound): then no pool is solved. ``eager``: every target is
+    asked for even after one could not take its load (polishing's first pass, which only collects
+    requests)."""
     gain: dict[str, dict[str, float]] = {}
     for c, q in targets.items():
         gain.setdefault(q, {})[c] = routed[p][c]
@@ -92,10 +97,14 @@ def _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, releas
         most = here + sum(_value(pools[q], routed[q], penalty) - bound(q, loads, srv) for q, loads, srv in moves)
         if most <= beat:
             return None, 0.0, ""
+    news = []
     for q, loads, srv in moves:
-        new = attempt(q, loads, srv)
-        if new is None:
+        news.append(attempt(q, loads, srv))
+        if news[-1] is None and not eager:
             return None, 0.0, ""
+    if any(new is None for new in news):
+        return None, 0.0, ""
+    for (q, loads, srv), new in zip(moves, news):
         change[q] = (new, loads, srv)
         before += _value(pools[q], routed[q], penalty)
         after += _value(new, loads, penalty)
@@ -106,7 +115,8 @@ def _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, releas
 
 def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], servers: dict[str, dict[str, int]],
            routes: Mapping[str, tuple[str, ...]], plan_pool: PlanPool, penalty: float | None,
-           caps: Mapping[str, int] | None = None, lower_bound: LowerBound | None = None
+           caps: Mapping[str, int] | None = None, lower_bound: LowerBound | None = None,
+           prefetch: Prefetch | None = None
            ) -> tuple[dict[str, PoolPlan], dict[str, dict[str, float]], dict[str, dict[str, int]], list[str]]:
     """Improve ``pools`` (planned for ``routed`` loads on ``servers``) by releases, dissolutions
     and, with ``caps`` (servers per hardware type the plan may hold), growths; returns the new
@@ -115,15 +125,26 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
     ``lower_bound(pool, loads, servers)``: a lower bound on every plan of that pool (W, -inf when
     unknown); a move whose saving it shows cannot beat the best move found so far (or the
     improvement threshold) is not solved (cluster.md, polish.bound). The moves taken are the
-    same with or without it."""
+    same with or without it.
+
+    ``prefetch(requests)``: solves pool requests ahead, e.g. side by side on worker threads, so
+    that ``plan_pool`` then answers them from memory (cluster.md, "Threads"). With it each round
+    is run twice: first only collecting the requests it may make (every move the bound does not
+    rule out before any move is found), which are prefetched, then for real. The moves taken are
+    the same with or without it."""
     pools, routed, servers = dict(pools), {p: dict(v) for p, v in routed.items()}, \
         {p: dict(v) for p, v in servers.items()}
     notes: list[str] = []
 
     tried: dict[tuple, PoolPlan | None] = {}  # a move not taken is not solved again next round
+    wanted: list[tuple[str, dict[str, float], dict[str, int]]] | None = None  # collecting (prefetch)
 
     def attempt(p: str, loads: dict[str, float], srv: dict[str, int]) -> PoolPlan | None:
         key = (p, tuple(sorted(loads.items())), tuple(sorted(srv.items())))
+        if wanted is not None:  # the collecting pass: note the request, solve nothing
+            if key not in tried:
+                wanted.append((p, dict(loads), dict(srv)))
+            return None
         if key not in tried:
             try:
                 tried[key] = plan_pool(p, loads, srv)
@@ -153,7 +174,8 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
     def spare(h: str) -> int:
         return (caps or {}).get(h, 0) - sum(srv.get(h, 0) for srv in servers.values())
 
-    for _ in range(MAX_ROUNDS):
+    def one_round():
+        """One round's best move (saving, description, {pool: (plan or None, loads, servers)}), or None."""
         best = None  # (saving, description, {pool: (plan or None, loads, servers)})
         for p, pp in pools.items():
             if not small(p):
@@ -185,9 +207,20 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
                 continue
             for targets, release in itertools.product(_dissolutions(p, routed[p], pools, routes, small), (True, False)):
                 change, saving, text = _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, release,
-                                                 bound if lower_bound is not None else None, beat(here, best))
+                                                 bound if lower_bound is not None else None, beat(here, best),
+                                                 eager=wanted is not None)
                 if change is not None and saving > 1e-6 * max(1.0, here) and (best is None or saving > best[0]):
                     best = (saving, text, change)
+        return best
+
+    for _ in range(MAX_ROUNDS):
+        if prefetch is not None:
+            wanted = []
+            one_round()
+            found, wanted = wanted, None
+            if found:
+                prefetch(found)
+        best = one_round()
         if best is None:
             break
         saving, text, change = best

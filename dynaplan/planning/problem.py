@@ -101,6 +101,14 @@ class PlannerOptions(InputModel):
         "pieces are exact (load_segments None), there is no current state and no best effort; "
         "False: always the MILP.",
     )
+    workers: int = Field(
+        default=1, ge=1, le=64,
+        description="Threads one Planner.plan call may use (count): with 2 or more the global bound is "
+        "solved alongside the cluster and pool levels, and with the HiGHS backend the pools of one "
+        "allotment are solved side by side (HiGHS releases the GIL; every pool has its own model and "
+        "solver). The plan is the same for every value; 1 (default) runs everything in the calling "
+        "thread (formulations/cluster.md, 'Threads').",
+    )
     cluster_search: Literal["ladder", "single"] = Field(
         default="ladder",
         description="How Planner.plan (no state, no allotment given) runs the cluster level: 'ladder', "
