@@ -18,7 +18,9 @@ forecast (the baseline the hierarchy replaces), and so is the global bound's tim
 A sensitivity row repeats (b) at 12,500 servers with ``mip_rel_gap=1e-3`` instead of the
 default 1e-4 (the cluster MILP there spends most of its time closing the last 0.01%), and one at
 40 servers with ``PlannerOptions.cluster_search="single"`` (one allotment instead of the
-inventory ladder), with the power it gives up against the ladder per forecast.
+inventory ladder), with the power it gives up against the ladder per forecast; and rows at 40 and
+12,500 servers with ``PlannerOptions.workers=2`` (the global bound alongside, pools side by side;
+same plans), whose p95 is the one to read on a machine with two idle cores.
 
 (c) is computed from the ``hier_vs_mono`` study by ``summary.md``.
 
@@ -115,13 +117,14 @@ def _pool_level(ctx, rounds: int, task) -> tuple[list[dict], list[dict], list[st
 
 
 def _hierarchy(ctx, servers: int, rounds: int, with_mono: bool, task, mip_rel_gap: float = 1e-4,
-               search: str = "ladder") -> tuple[list[dict], list[dict], list[str]]:
+               search: str = "ladder", workers: int = 1) -> tuple[list[dict], list[dict], list[str]]:
     point = Point("servers", servers)
     st = inputs.setting(point)
     forecasts = inputs.epoch_forecasts(servers)
     failures, calls = [], []
     t0 = time.perf_counter()
-    pl = Planner(st.profile, st.inventory, st.slos, options=st.options.model_copy(update={"cluster_search": search}),
+    opts = st.options.model_copy(update={"cluster_search": search, "workers": workers})
+    pl = Planner(st.profile, st.inventory, st.slos, options=opts,
                  solve_options=inputs.solve_options(10.0, mip_rel_gap))
     construct_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -139,7 +142,7 @@ def _hierarchy(ctx, servers: int, rounds: int, with_mono: bool, task, mip_rel_ga
             plan, clocks, plan_s, inst_s = run_hierarchy(pl, f)
             wall = time.perf_counter() - t0
             calls.append({"target": "b", "backend": "highs", "servers": servers, "mip_rel_gap": mip_rel_gap,
-                          "cluster_search": search,
+                          "cluster_search": search, "workers": workers,
                           "round": r, "forecast": i,
                           "wall_s": wall, "plan_s": plan_s, "instance_s": inst_s, **plan_parts(plan),
                           "bound_s": pl.bound_time_s,
@@ -163,10 +166,11 @@ def _hierarchy(ctx, servers: int, rounds: int, with_mono: bool, task, mip_rel_ga
     default_gap = mip_rel_gap == inputs.solve_options().mip_rel_gap
     row = {"target": f"(b) hierarchy {servers} servers <= {target * 1e3:.0f} ms"
                      + ("" if default_gap else f" [sensitivity: mip_rel_gap {mip_rel_gap:g}]")
-                     + ("" if search == "ladder" else f" [cluster_search {search}]"),
+                     + ("" if search == "ladder" else f" [cluster_search {search}]")
+                     + ("" if workers == 1 else f" [workers {workers}]"),
            "key": f"b{servers}" + ("" if default_gap else f"_gap{mip_rel_gap:g}")
-                  + ("" if search == "ladder" else f"_{search}"), "mip_rel_gap": mip_rel_gap,
-           "cluster_search": search,
+                  + ("" if search == "ladder" else f"_{search}") + ("" if workers == 1 else f"_w{workers}"),
+           "mip_rel_gap": mip_rel_gap, "cluster_search": search, "workers": workers,
            "servers": servers, "calls": len(df), "pools": float(np.median(df["pools"])),
            "pools_range": f"{df['pools'].min()}-{df['pools'].max()}",
            "instances": float(np.median(df["instances"])), "median_s": median(df["wall_s"]), "p95_s": p95(df["wall_s"]),
@@ -189,18 +193,19 @@ def run(ctx) -> list[str]:
     rounds_b = 1 if ctx.quick else 5
     sizes = (40,) if ctx.quick else (40, 12500)
     # the default (inventory ladder) at each size; sensitivity rows: a looser gap at 12,500 servers,
-    # and the single-allotment search (PlannerOptions.cluster_search) at 40
-    variants = [(n, 1e-4, "ladder") for n in sizes] + ([] if ctx.quick else [(12500, 1e-3, "ladder"),
-                                                                            (40, 1e-4, "single")])
+    # the single-allotment search (PlannerOptions.cluster_search) at 40, and 2 worker threads
+    # (PlannerOptions.workers) at both sizes
+    variants = [(n, 1e-4, "ladder", 1) for n in sizes] + ([] if ctx.quick else [
+        (12500, 1e-3, "ladder", 1), (40, 1e-4, "single", 1), (40, 1e-4, "ladder", 2), (12500, 1e-4, "ladder", 2)])
     task = ctx.task("targets", rounds_a + len(variants) * (rounds_b + 2))
     rows, calls, failures = [], [], []
     r, c, f = _pool_level(ctx, rounds_a, task)
     rows += r
     calls += c
     failures += f
-    for n, gap, search in variants:
-        r, c, f = _hierarchy(ctx, n, rounds_b, with_mono=not ctx.quick and gap == 1e-4 and search == "ladder",
-                             task=task, mip_rel_gap=gap, search=search)
+    for n, gap, search, workers in variants:
+        r, c, f = _hierarchy(ctx, n, rounds_b, with_mono=not ctx.quick and gap == 1e-4 and search == "ladder"
+                             and workers == 1, task=task, mip_rel_gap=gap, search=search, workers=workers)
         rows += r
         calls += c
         failures += f
@@ -208,11 +213,11 @@ def run(ctx) -> list[str]:
     b = runs[runs["target"] == "b"] if len(runs) else runs
     for row in rows:
         if row["key"].startswith("b") and "_gap" in row["key"]:
-            obj = b[b["servers"] == row["servers"]].groupby(["mip_rel_gap", "forecast"])["objective"].median().unstack(0)
+            obj = b[(b["servers"] == row["servers"]) & (b["workers"] == 1)].groupby(["mip_rel_gap", "forecast"])["objective"].median().unstack(0)
             if 1e-4 in obj.columns:
                 row["obj_rel_diff_vs_default_gap"] = float((obj[row["mip_rel_gap"]] / obj[1e-4] - 1).max())
         if row["key"].startswith("b") and row["cluster_search"] != "ladder":
-            same = b[(b["servers"] == row["servers"]) & (b["mip_rel_gap"] == row["mip_rel_gap"])]
+            same = b[(b["servers"] == row["servers"]) & (b["mip_rel_gap"] == row["mip_rel_gap"]) & (b["workers"] == 1)]
             obj = same.groupby(["cluster_search", "forecast"])["objective"].median().unstack(0)
             if "ladder" in obj.columns:  # how much power the faster search gives up, worst forecast
                 row["obj_rel_diff_vs_ladder"] = float((obj[row["cluster_search"]] / obj["ladder"] - 1).max())
