@@ -29,6 +29,7 @@ from dynaplan.planning.demand import LOAD_EPS_RPS, LOAD_FLOOR_RPS, CheckedForeca
 from dynaplan.planning.demand import plannable as _plannable
 from dynaplan.planning.decode import unserved_rps
 from dynaplan.planning.diagnosis import Diagnosis, check_solution
+from dynaplan.planning.bulk import plan_pool_bulk
 from dynaplan.planning.polish import polish
 from dynaplan.planning.registry import FORMULATIONS, Formulation, ModelKind
 from dynaplan.planning.validate import check_inputs
@@ -107,6 +108,7 @@ class Planner:
         self._models: dict = {}
         # (pool, hardware): the exact pool DP (pool.md DP3) and each of its pieces' configuration
         self._pool_dps: dict[tuple[str, str], tuple[PoolDP, np.ndarray, dict]] = {}
+        self._lp_bounds: dict[tuple[str, str], object] = {}  # (pool, hardware): pool.md BR1 (planning/bulk.py)
         self._mix_dps: dict[tuple, tuple] = {}  # (pool, hardware, loaded classes): mixed pools' bound DP, pool.md DP6
         self._bound: GlobalBound | None = None  # planning/bounds.py, built on the first plan
         self.bound_time_s = 0.0  # seconds the last global bound took
@@ -184,10 +186,11 @@ class Planner:
     def _solve_cached(self, cm: "_CachedModel", demand: Mapping[str, float],
                       servers: Mapping[str, int] | None = None, rows: Mapping[str, tuple] | None = None,
                       heuristics: bool = False, gap: float | None = None, cols: Mapping[str, tuple] | None = None,
-                      lean_root: bool = False):
+                      lean_root: bool = False, relaxed: bool = False):
         """Solve a cached model for ``demand`` (req/s by class), for pool models fixed
         ``servers``, and ``rows``: other constraint blocks' new ``(lo, hi)`` (None keeps a side);
-        ``cols``: variable blocks' new ``(lb, ub)``; ``lean_root`` as in :meth:`_solve`."""
+        ``cols``: variable blocks' new ``(lb, ub)``; ``lean_root`` as in :meth:`_solve`;
+        ``relaxed``: its LP relaxation (a session of its own)."""
         t0 = time.perf_counter()
         dblock = cm.model.con_blocks["demand"]
         rhs = np.array([demand.get(c, 0.0) for c in dblock.labels])
@@ -199,11 +202,20 @@ class Planner:
         col_bounds = dict(cols or {})
         if ybounds is not None:
             col_bounds["y"] = (ybounds, ybounds)
-        problem = cm.arrays.with_block_bounds(rows={"demand": (rhs, None), **(rows or {})},
-                                              cols=col_bounds or None, offset=offset)
-        if cm.session is None:
-            cm.session = open_session(cm.arrays, self.backend, self.solve_options)
-        return self._solve(problem, time.perf_counter() - t0, heuristics, gap, cm.session, lean_root)
+        if relaxed and cm.lp_arrays is None:
+            cm.lp_arrays = cm.arrays.relaxed()
+        base = cm.lp_arrays if relaxed else cm.arrays
+        problem = base.with_block_bounds(rows={"demand": (rhs, None), **(rows or {})},
+                                         cols=col_bounds or None, offset=offset)
+        if relaxed:
+            if cm.lp_session is None:
+                cm.lp_session = open_session(base, self.backend, self.solve_options)
+            session = cm.lp_session
+        else:
+            if cm.session is None:
+                cm.session = open_session(cm.arrays, self.backend, self.solve_options)
+            session = cm.session
+        return self._solve(problem, time.perf_counter() - t0, heuristics, gap, session, lean_root and not relaxed)
 
     @property
     def transition_prices(self) -> nw.TransitionPrices:
@@ -228,15 +240,17 @@ class Planner:
         if pool not in self.classes:
             raise ValidationError(f"unknown pool {pool!r}; pools are named by class: {list(self.classes)}")
         loads = check_demand(loads_rps, self.classes).demand_rps
-        pp = self._plan_pool(pool, loads, servers, epoch_s, current)
+        pp = self._plan_pool(pool, loads, servers, epoch_s, current, bulk=self.options.large_pool == "bulk")
         if current is None and pp.report is not None and pp.report.bound is None and pp.report.has_solution:
             pp = self._bound_mixed_pool(pool, loads, servers, pp)
         return pp
 
     def _plan_pool(self, pool: str, loads: Mapping[str, float], servers: Mapping[str, int],
-                   epoch_s: float | None = None, current: Mapping[tuple, int] | None = None) -> PoolPlan:
+                   epoch_s: float | None = None, current: Mapping[tuple, int] | None = None,
+                   bulk: bool = False) -> PoolPlan:
         """:meth:`plan_pool` for plannable ``loads`` (:func:`dynaplan.planning.demand.plannable`)
-        of a forecast checked already."""
+        of a forecast checked already; ``bulk``: a pool beyond the DP's sizes may be solved by
+        bulk + residual (pool.md, "Large pools"; ``PlannerOptions.large_pool``)."""
         not_routed = [c for c in loads if pool not in self.routes[c]]
         if not_routed:
             raise ValidationError(f"pool {pool}: classes {not_routed} may not be served by it (spill={self.options.spill!r})")
@@ -253,14 +267,15 @@ class Planner:
                                   f"class(es) {missing}")
         if current is None:
             pp = self._plan_pool_dp(cm, pool, loads, srv, epoch_s)
+            if pp is None and bulk:
+                pp = plan_pool_bulk(self, cm, pool, loads, srv, epoch_s)
             if pp is not None:
                 return pp
         rows = nw.transition_rows(cm.net, cm.transitions, current) if current is not None else None
         # HiGHS's lean root on small pools (SolveOptions.highs_lean_root; pool.md, "Solver
         # settings"): same plans in less time; on large ones (hundreds of servers) restarts pay
-        gpus = sum(n * self.hardware[h].gpus_per_server for h, n in srv.items())
         x, report = self._solve_cached(cm, loads, srv, rows, gap=self.options.pool_mip_rel_gap,
-                                       lean_root=gpus <= LEAN_ROOT_MAX_GPUS)
+                                       lean_root=self._lean_root(srv))
         if report.status is Status.INFEASIBLE:
             self._diagnosis.raise_infeasible_pool(pool, loads, srv, report)
         self._diagnosis.explain_failure(loads, report)
@@ -272,6 +287,10 @@ class Planner:
             return plans[0]
         return PoolPlan(pool=pool, servers={}, groups=(), served_rps={}, idle_gpus={}, idle_power_w=0.0,
                         power_w=0.0, energy_j=0.0, report=report)
+
+    def _lean_root(self, servers: Mapping[str, int]) -> bool:
+        """Whether a pool MILP on ``servers`` runs with HiGHS's lean root (pool.md, "Solver settings")."""
+        return sum(int(n) * self.hardware[h].gpus_per_server for h, n in servers.items()) <= LEAN_ROOT_MAX_GPUS
 
     def _bound_mixed_pool(self, pool: str, loads: Mapping[str, float], servers: Mapping[str, int],
                           pp: PoolPlan) -> PoolPlan:
@@ -340,17 +359,7 @@ class Planner:
             return None
         h = used[0]
         t0 = time.perf_counter()
-        net = cm.net
-        cached = self._pool_dps.get((pool, h))
-        if cached is None:
-            pc = net.pieces[(net.pieces["pool"] == pool) & (net.pieces["hardware"] == h)]
-            lmax = net.configs["own_max_load_rps"].to_numpy(dtype=float)[pc["k"].to_numpy()]
-            dp = PoolDP(pc["tp"].to_numpy(), pc["u_lo"].to_numpy() * lmax, pc["u_hi"].to_numpy() * lmax,
-                        pc["static_w"].to_numpy(), pc["w_per_util"].to_numpy() / lmax,
-                        self.hardware[h].gpus_per_server, self.hardware[h].idle_power_w)
-            # piece -> configuration, and the configurations' columns the plan is read with
-            cached = self._pool_dps[(pool, h)] = (dp, pc["k"].to_numpy(), decode.dp_configs(net.configs))
-        dp, piece_k, cfg = cached
+        dp, piece_k, cfg, _ = self._pool_dp(cm, pool, h)
         sol = dp.solve(loads.get(pool, 0.0), srv[h])
         if sol is None:
             return None
@@ -367,6 +376,24 @@ class Planner:
                              stop_reason=StopReason.CONVERGED,
                              message="exact pool dynamic programme (formulations/pool.md, DP1-DP5)")
         return pp.model_copy(update={"report": report})
+
+    def _pool_dp(self, cm: "_CachedModel", pool: str, h: str) -> tuple[PoolDP, np.ndarray, dict, np.ndarray]:
+        """The exact pool DP of (``pool``, hardware ``h``) on the pool model ``cm``'s pieces
+        (pool.md DP3; built once, its fronts extended as larger pools ask), each DP piece's
+        configuration, the configurations' columns the plan is read with, and each DP piece's
+        row in ``cm.net.pieces`` (its model columns)."""
+        cached = self._pool_dps.get((pool, h))
+        if cached is None:
+            net = cm.net
+            mask = ((net.pieces["pool"] == pool) & (net.pieces["hardware"] == h)).to_numpy()
+            pc = net.pieces[mask]
+            lmax = net.configs["own_max_load_rps"].to_numpy(dtype=float)[pc["k"].to_numpy()]
+            dp = PoolDP(pc["tp"].to_numpy(), pc["u_lo"].to_numpy() * lmax, pc["u_hi"].to_numpy() * lmax,
+                        pc["static_w"].to_numpy(), pc["w_per_util"].to_numpy() / lmax,
+                        self.hardware[h].gpus_per_server, self.hardware[h].idle_power_w)
+            cached = self._pool_dps[(pool, h)] = (dp, pc["k"].to_numpy(), decode.dp_configs(net.configs),
+                                                  np.flatnonzero(mask))
+        return cached
 
     def _mixed_pool_report(self, pool: str, loads: Mapping[str, float], pp: PoolPlan) -> PoolPlan:
         """A pool serving a spilled class: the MILP prices the spill surcharge at full utilisation
@@ -802,7 +829,8 @@ class _PoolRequests:
             got = next((pp for seen, pp in group if np.all(np.abs(seen - want) <= LOAD_EPS_RPS)), None)
             if got is None:
                 try:
-                    got = self._planner._plan_pool(p, plannable, srv)
+                    got = self._planner._plan_pool(p, plannable, srv,
+                                                   bulk=self._planner.options.large_pool != "exact")
                 except DynaplanError as exc:
                     got = exc
                 group.append((want, got))
@@ -872,7 +900,7 @@ class _CachedModel:
     """A built model, its arrays and solution index, and what building it cost."""
 
     __slots__ = ("model", "arrays", "na", "build_time_s", "formulation", "first_piece", "net", "transitions",
-                 "load_shift", "load_shift_built", "session", "energy_ub")
+                 "load_shift", "load_shift_built", "session", "energy_ub", "lp_arrays", "lp_session")
 
     def __init__(self, model, arrays: ModelArrays, na: nw.NetArrays, build_time_s: float,
                  formulation: Formulation) -> None:
@@ -891,6 +919,8 @@ class _CachedModel:
         self.load_shift_built = 0.0
         self.session = None  # dynaplan.solvers.open_session, opened on the first solve
         self.energy_ub = None  # cluster models: the bounds that keep only least-energy recipes
+        self.lp_arrays = None  # the LP relaxation (pool models: bulk + residual, pool.md "Large pools")
+        self.lp_session = None
 
     def read(self, planner: "Planner", x: np.ndarray, epoch_s: float, reports: Mapping[str, SolveReport | None]):
         """The formulation's typed result of solution ``x`` (:class:`~dynaplan.planning.registry.Formulation`)."""

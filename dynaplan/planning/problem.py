@@ -109,6 +109,16 @@ class PlannerOptions(InputModel):
         "solver). The plan is the same for every value; 1 (default) runs everything in the calling "
         "thread (formulations/cluster.md, 'Threads').",
     )
+    large_pool: Literal["auto", "exact", "bulk"] = Field(
+        default="auto",
+        description="How a pool beyond the pool DP's 64 GPUs on one hardware type is solved when the "
+        "backend is HiGHS, the pieces are exact, there is no current state and no best effort: "
+        "'bulk', the LP relaxation's bulk as whole servers plus an exact residual of a few servers "
+        "(formulations/pool.md, \"Large pools\"; within a small stated gap of the optimum, not proven "
+        "optimal); 'exact', the pool MILP (proven to pool_mip_rel_gap); 'auto' (default): 'bulk' "
+        "inside Planner.plan (whose report states its gap against the global bound) and 'exact' "
+        "for Planner.plan_pool.",
+    )
     cluster_search: Literal["ladder", "single"] = Field(
         default="ladder",
         description="How Planner.plan (no state, no allotment given) runs the cluster level: 'ladder', "
