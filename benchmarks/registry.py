@@ -133,6 +133,9 @@ def register_study(name: str):
 # give it (a fresh process per run for its own peak memory, minutes per run, or tables for the
 # documentation rather than timings). `python -m benchmarks` lists them; each runs on its own.
 OUTSIDE: dict[str, str] = {
+    "benchmarks/pool_bulk.py": "the bulk + residual figures of formulations/pool.md (Large pools): two planners "
+                                "(large_pool exact vs auto) interleaved on the hierarchy scenario's forecasts, "
+                                "and random pools against the pool MILP at gap 1e-9; a comparison, not a build(size)",
     "benchmarks/melange_speed.py": "the Mélange part of the registered capacity study alone (its instances and "
                                    "melange_pulp come from benchmarks.scenarios.capacity), run interleaved per "
                                    "instance without the horizon and hardware parts, for quick comparisons",
