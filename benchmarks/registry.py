@@ -136,6 +136,9 @@ OUTSIDE: dict[str, str] = {
     "benchmarks/bound_allot_speed.py": "the global bound's and the cluster level's own calls, recorded from the "
                                        "hierarchy's epoch plans and replayed with the new and the old solver "
                                        "settings interleaved call by call (a before/after ratio in one run)",
+    "benchmarks/pool_bulk.py": "the bulk + residual figures of formulations/pool.md (Large pools): two planners "
+                                "(large_pool exact vs auto) interleaved on the hierarchy scenario's forecasts, "
+                                "and random pools against the pool MILP at gap 1e-9; a comparison, not a build(size)",
     "benchmarks/melange_speed.py": "the Mélange part of the registered capacity study alone (its instances and "
                                    "melange_pulp come from benchmarks.scenarios.capacity), run interleaved per "
                                    "instance without the horizon and hardware parts, for quick comparisons",

@@ -106,8 +106,9 @@ class Planner:
         self.transition_costs = transition_costs or TransitionCosts()
         self._prices: nw.TransitionPrices | None = None
         self._models: dict = {}
-        # (pool, hardware): the exact pool DP (pool.md DP3) and each of its pieces' configuration
-        self._pool_dps: dict[tuple[str, str], tuple[PoolDP, np.ndarray, dict]] = {}
+        # (pool, hardware): the exact pool DP (pool.md DP3), each of its pieces' configuration and
+        # model row (Planner._pool_dp)
+        self._pool_dps: dict[tuple[str, str], tuple[PoolDP, np.ndarray, dict, np.ndarray]] = {}
         self._lp_bounds: dict[tuple[str, str], object] = {}  # (pool, hardware): pool.md BR1 (planning/bulk.py)
         self._mix_dps: dict[tuple, tuple] = {}  # (pool, hardware, loaded classes): mixed pools' bound DP, pool.md DP6
         self._bound: GlobalBound | None = None  # planning/bounds.py, built on the first plan
