@@ -86,9 +86,14 @@ def targets_section(out: Path) -> list[str]:
                              f"(p95 = {r['ratio_p95_over_target']:.2f}x target; {r['pools_range']} pools, "
                              f"~{r['instances']:.0f} instances); first call of a new planner "
                              f"{r['cold_first_call_s'] * 1e3:.0f} ms (+{r['planner_construct_s'] * 1e3:.0f} ms to "
-                             f"construct it); monolithic on the first forecast {r['baseline_median_s'] * 1e3:.0f} ms "
-                             f"({r['baseline_status']}) = {r['ratio_baseline_over_median']:.0f}x the hierarchy's median. "
-                             f"Median parts (ms): cluster build {r['cluster_build_s_median_s'] * 1e3:.1f}, cluster "
+                             f"construct it)"
+                             + (f"; monolithic on the first forecast {r['baseline_median_s'] * 1e3:.0f} ms "
+                                f"({r['baseline_status']}) = {r['ratio_baseline_over_median']:.0f}x the hierarchy's median. "
+                                if pd.notna(r['baseline_median_s']) else ". ")
+                             + (f"Power against the default per forecast: worst {r['obj_rel_diff_vs_ladder']:+.2%}"
+                                + (f", mean {r['obj_rel_mean_vs_ladder']:+.2%}" if pd.notna(r.get('obj_rel_mean_vs_ladder'))
+                                   else "") + ". " if pd.notna(r.get('obj_rel_diff_vs_ladder')) else "")
+                             + f"Median parts (ms): cluster build {r['cluster_build_s_median_s'] * 1e3:.1f}, cluster "
                              f"solve {r['cluster_solve_s_median_s'] * 1e3:.1f}, pool builds "
                              f"{r['pool_build_s_median_s'] * 1e3:.1f}, pool solves {r['pool_solve_s_median_s'] * 1e3:.1f}, "
                              f"rest of plan() {r['plan_other_s_median_s'] * 1e3:.1f} (of which the global bound "

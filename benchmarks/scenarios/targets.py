@@ -20,7 +20,11 @@ default 1e-4 (the cluster MILP there spends most of its time closing the last 0.
 40 servers with ``PlannerOptions.cluster_search="single"`` (one allotment instead of the
 inventory ladder), with the power it gives up against the ladder per forecast; and rows at 40 and
 12,500 servers with ``PlannerOptions.workers=2`` (the global bound alongside, pools side by side;
-same plans), whose p95 is the one to read on a machine with two idle cores.
+same plans), whose p95 is the one to read on a machine with two idle cores. Rows at 40 servers
+with ``PlannerOptions.time_budget_s`` 0 (the mandatory steps only: the first rung's allotment and
+pools, the global bound) and 30 ms (further rungs and polishing while time remains) give the
+latency a scheduler can ask for and the power it gives up against the default, per forecast
+(``obj_rel_diff_vs_ladder``: the worst forecast; ``obj_rel_mean_vs_ladder``: the mean).
 
 (c) is computed from the ``hier_vs_mono`` study by ``summary.md``.
 
@@ -117,13 +121,14 @@ def _pool_level(ctx, rounds: int, task) -> tuple[list[dict], list[dict], list[st
 
 
 def _hierarchy(ctx, servers: int, rounds: int, with_mono: bool, task, mip_rel_gap: float = 1e-4,
-               search: str = "ladder", workers: int = 1) -> tuple[list[dict], list[dict], list[str]]:
+               search: str = "ladder", workers: int = 1, budget: float | None = None
+               ) -> tuple[list[dict], list[dict], list[str]]:
     point = Point("servers", servers)
     st = inputs.setting(point)
     forecasts = inputs.epoch_forecasts(servers)
     failures, calls = [], []
     t0 = time.perf_counter()
-    opts = st.options.model_copy(update={"cluster_search": search, "workers": workers})
+    opts = st.options.model_copy(update={"cluster_search": search, "workers": workers, "time_budget_s": budget})
     pl = Planner(st.profile, st.inventory, st.slos, options=opts,
                  solve_options=inputs.solve_options(10.0, mip_rel_gap))
     construct_s = time.perf_counter() - t0
@@ -142,7 +147,7 @@ def _hierarchy(ctx, servers: int, rounds: int, with_mono: bool, task, mip_rel_ga
             plan, clocks, plan_s, inst_s = run_hierarchy(pl, f)
             wall = time.perf_counter() - t0
             calls.append({"target": "b", "backend": "highs", "servers": servers, "mip_rel_gap": mip_rel_gap,
-                          "cluster_search": search, "workers": workers,
+                          "cluster_search": search, "workers": workers, "time_budget_s": budget,
                           "round": r, "forecast": i,
                           "wall_s": wall, "plan_s": plan_s, "instance_s": inst_s, **plan_parts(plan),
                           "bound_s": pl.bound_time_s,
@@ -167,10 +172,12 @@ def _hierarchy(ctx, servers: int, rounds: int, with_mono: bool, task, mip_rel_ga
     row = {"target": f"(b) hierarchy {servers} servers <= {target * 1e3:.0f} ms"
                      + ("" if default_gap else f" [sensitivity: mip_rel_gap {mip_rel_gap:g}]")
                      + ("" if search == "ladder" else f" [cluster_search {search}]")
-                     + ("" if workers == 1 else f" [workers {workers}]"),
+                     + ("" if workers == 1 else f" [workers {workers}]")
+                     + ("" if budget is None else f" [time_budget_s {budget:g}]"),
            "key": f"b{servers}" + ("" if default_gap else f"_gap{mip_rel_gap:g}")
-                  + ("" if search == "ladder" else f"_{search}") + ("" if workers == 1 else f"_w{workers}"),
-           "mip_rel_gap": mip_rel_gap, "cluster_search": search, "workers": workers,
+                  + ("" if search == "ladder" else f"_{search}") + ("" if workers == 1 else f"_w{workers}")
+                  + ("" if budget is None else f"_budget{budget * 1e3:g}ms"),
+           "mip_rel_gap": mip_rel_gap, "cluster_search": search, "workers": workers, "time_budget_s": budget,
            "servers": servers, "calls": len(df), "pools": float(np.median(df["pools"])),
            "pools_range": f"{df['pools'].min()}-{df['pools'].max()}",
            "instances": float(np.median(df["instances"])), "median_s": median(df["wall_s"]), "p95_s": p95(df["wall_s"]),
@@ -194,18 +201,20 @@ def run(ctx) -> list[str]:
     sizes = (40,) if ctx.quick else (40, 12500)
     # the default (inventory ladder) at each size; sensitivity rows: a looser gap at 12,500 servers,
     # the single-allotment search (PlannerOptions.cluster_search) at 40, and 2 worker threads
-    # (PlannerOptions.workers) at both sizes
-    variants = [(n, 1e-4, "ladder", 1) for n in sizes] + ([] if ctx.quick else [
-        (12500, 1e-3, "ladder", 1), (40, 1e-4, "single", 1), (40, 1e-4, "ladder", 2), (12500, 1e-4, "ladder", 2)])
+    # (PlannerOptions.workers) at both sizes, time budgets (PlannerOptions.time_budget_s) at 40
+    variants = [(n, 1e-4, "ladder", 1, None) for n in sizes] + ([] if ctx.quick else [
+        (12500, 1e-3, "ladder", 1, None), (40, 1e-4, "single", 1, None), (40, 1e-4, "ladder", 2, None),
+        (12500, 1e-4, "ladder", 2, None), (40, 1e-4, "ladder", 1, 0.0), (40, 1e-4, "ladder", 1, 0.03)])
     task = ctx.task("targets", rounds_a + len(variants) * (rounds_b + 2))
     rows, calls, failures = [], [], []
     r, c, f = _pool_level(ctx, rounds_a, task)
     rows += r
     calls += c
     failures += f
-    for n, gap, search, workers in variants:
+    for n, gap, search, workers, budget in variants:
         r, c, f = _hierarchy(ctx, n, rounds_b, with_mono=not ctx.quick and gap == 1e-4 and search == "ladder"
-                             and workers == 1, task=task, mip_rel_gap=gap, search=search, workers=workers)
+                             and workers == 1 and budget is None, task=task, mip_rel_gap=gap, search=search,
+                             workers=workers, budget=budget)
         rows += r
         calls += c
         failures += f
@@ -213,14 +222,20 @@ def run(ctx) -> list[str]:
     b = runs[runs["target"] == "b"] if len(runs) else runs
     for row in rows:
         if row["key"].startswith("b") and "_gap" in row["key"]:
-            obj = b[(b["servers"] == row["servers"]) & (b["workers"] == 1)].groupby(["mip_rel_gap", "forecast"])["objective"].median().unstack(0)
+            obj = b[(b["servers"] == row["servers"]) & (b["workers"] == 1) & b["time_budget_s"].isna()].groupby(["mip_rel_gap", "forecast"])["objective"].median().unstack(0)
             if 1e-4 in obj.columns:
                 row["obj_rel_diff_vs_default_gap"] = float((obj[row["mip_rel_gap"]] / obj[1e-4] - 1).max())
-        if row["key"].startswith("b") and row["cluster_search"] != "ladder":
+        if row["key"].startswith("b") and (row["cluster_search"] != "ladder" or row["time_budget_s"] is not None):
+            # how much power the faster search or the budget gives up against the default, per forecast
             same = b[(b["servers"] == row["servers"]) & (b["mip_rel_gap"] == row["mip_rel_gap"]) & (b["workers"] == 1)]
-            obj = same.groupby(["cluster_search", "forecast"])["objective"].median().unstack(0)
-            if "ladder" in obj.columns:  # how much power the faster search gives up, worst forecast
-                row["obj_rel_diff_vs_ladder"] = float((obj[row["cluster_search"]] / obj["ladder"] - 1).max())
+            mine = same[(same["cluster_search"] == row["cluster_search"])
+                        & (same["time_budget_s"] == row["time_budget_s"] if row["time_budget_s"] is not None
+                           else same["time_budget_s"].isna())]
+            ref = same[(same["cluster_search"] == "ladder") & same["time_budget_s"].isna()]
+            if len(ref) and len(mine):
+                rel = mine.groupby("forecast")["objective"].median() / ref.groupby("forecast")["objective"].median() - 1
+                row["obj_rel_diff_vs_ladder"] = float(rel.max())
+                row["obj_rel_mean_vs_ladder"] = float(rel.mean())
     df = pd.DataFrame(rows)
     df["calib_median_ms"] = calib["calib_median_ms"]
     df["median_calib_units"] = df["median_s"] * 1e3 / calib["calib_median_ms"]

@@ -9,7 +9,7 @@ monolithic reference solves all pools in one MILP.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
@@ -58,6 +58,8 @@ LADDER_RUNGS = 3
 # rungs below the top only when the top rung's plan holds at most this many servers
 LADDER_MAX_SERVERS = 64
 LADDER_TOL = 1e-9
+# ``late()``: True once a Planner.plan call's time budget is spent (PlannerOptions.time_budget_s)
+_Late = Callable[[], bool] | None
 
 
 class Planner:
@@ -525,11 +527,11 @@ class Planner:
         return {h: max(1, need) for h in self.hardware}
 
     def _hierarchy(self, cf: CheckedForecast, allotment: Allotment, current, plan_pool: "_PoolRequests",
-                   polishing: bool, caps: Mapping[str, int] | None = None
+                   polishing: bool, caps: Mapping[str, int] | None = None, late: _Late = None
                    ) -> tuple[list[PoolPlan], dict[str, float], list[str]]:
         """The pool level inside ``allotment`` (each class's load split in its proportions),
-        then polishing when asked (pools may grow within ``caps``); returns the pools, the
-        unserved load and the notes."""
+        then polishing when asked (pools may grow within ``caps``; ``late()``: the time budget is
+        spent); returns the pools, the unserved load and the notes."""
         demand = cf.demand_rps
         routed: dict[str, dict[str, float]] = {}
         unrouted: dict[str, float] = {}
@@ -559,7 +561,8 @@ class Planner:
             by_pool, _, _, moves = polish({pp.pool: pp for pp in pools}, routed, dict(allotment.servers),
                                           self.routes, plan_pool, self._penalty, caps,
                                           lower_bound=plan_pool.lower_bound,
-                                          prefetch=plan_pool.prefetch if self._pool_of_threads() else None)
+                                          prefetch=plan_pool.prefetch if self._pool_of_threads() else None,
+                                          out_of_time=late)
             pools = [by_pool[p] for p in self.classes if p in by_pool]
             notes += moves
         unserved = {c: max(0.0, v - sum(pp.served_rps.get(c, 0.0) for pp in pools)) for c, v in demand.items()}
@@ -570,18 +573,24 @@ class Planner:
         (:class:`_PoolRequests`; cluster.md, routed.reuse)."""
         return _PoolRequests(self)
 
-    def _ladder(self, cf: CheckedForecast) -> tuple[list[PoolPlan], dict[str, float], list[str], SolveReport]:
+    def _ladder(self, cf: CheckedForecast, late: _Late = None
+                ) -> tuple[list[PoolPlan], dict[str, float], list[str], SolveReport]:
         """The inventory ladder (cluster.md): hierarchical plans at server caps that depend on the
         forecast alone, the best that fits the inventory; the capped hierarchy at the inventory
-        itself (with the monolithic fallback) when none fits."""
+        itself (with the monolithic fallback) when none fits. ``late()``: the time budget is spent
+        (cluster.md, "Time budget"): no further rung starts."""
         demand = cf.demand_rps
         plan_pool = self._cached_pool_planner()
         inv = dict(self.inventory.servers)
         rungs = []  # (value, servers used, pools, unserved, notes, cluster report, rung)
         caps = self._top_caps(demand)
         best = np.inf
+        stopped = ""
         for rung in range(LADDER_RUNGS):
             top = rung == 0
+            if not top and late is not None and late():
+                stopped = f"time budget: the ladder stopped after {rung} rung(s)"
+                break
             try:
                 # the top rung: least-energy recipes only (the dense one's chord prices it below the
                 # profile at part load); below it both, since the cap is then a real one
@@ -589,7 +598,7 @@ class Planner:
                 if al is None:
                     break
                 # a pool may also grow within the rung's cap
-                pools, unserved, notes = self._hierarchy(cf, al, None, plan_pool, True, caps)
+                pools, unserved, notes = self._hierarchy(cf, al, None, plan_pool, True, caps, late)
             except DynaplanError:  # a rung the recipes or the pools cannot make ends the ladder
                 break
             if self._penalty is None and any(v > 1e-6 for v in unserved.values()):
@@ -616,18 +625,18 @@ class Planner:
             value, used, pools, unserved, notes, report, step = min(fits, key=lambda r: (r[0], r[6]))
             notes = notes + [f"inventory ladder: rung {step + 1} of {len(rungs)} "
                              f"({sum(used.values())} servers; plans at caps set by the forecast alone)"]
-            return pools, unserved, notes, report
-        pools, unserved, notes, report = self._single(cf, plan_pool)
+            return pools, unserved, notes + ([stopped] if stopped else []), report
+        pools, unserved, notes, report = self._single(cf, plan_pool, late)
         notes.append(f"inventory ladder: no rung of {len(rungs)} fits the inventory; capped at it")
-        return pools, unserved, notes, report
+        return pools, unserved, notes + ([stopped] if stopped else []), report
 
-    def _single(self, cf: CheckedForecast, plan_pool: "_PoolRequests | None" = None
+    def _single(self, cf: CheckedForecast, plan_pool: "_PoolRequests | None" = None, late: _Late = None
                 ) -> tuple[list[PoolPlan], dict[str, float], list[str], SolveReport]:
         """One allotment on the inventory (with the monolithic fallback), the pool level inside it,
-        then polishing within the inventory."""
+        then polishing within the inventory (while ``late()`` is False)."""
         al = self._allot(cf, None)
         pools, unserved, notes = self._hierarchy(cf, al, None, plan_pool or self._cached_pool_planner(), True,
-                                                 dict(self.inventory.servers))
+                                                 dict(self.inventory.servers), late)
         return pools, unserved, notes, al.report
 
     @checked
@@ -659,11 +668,13 @@ class Planner:
             # the global bound depends on the forecast alone: with worker threads it is solved
             # while the cluster and pool levels run (cluster.md, "Threads")
             bound = threads.submit(self._global_bound, _plannable(f)[0]) if threads is not None else None
+            budget = self.options.time_budget_s
+            late = None if budget is None else (lambda: time.perf_counter() - t0 >= budget)
             try:
                 if self.options.cluster_search == "ladder":
-                    pools, unserved, notes, creport = self._ladder(cf)
+                    pools, unserved, notes, creport = self._ladder(cf, late)
                 else:
-                    pools, unserved, notes, creport = self._single(cf)
+                    pools, unserved, notes, creport = self._single(cf, late=late)
             finally:
                 if bound is not None:  # never left running: the next call's bound uses the same solver
                     wait([bound])

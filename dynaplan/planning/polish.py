@@ -116,7 +116,7 @@ def _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, releas
 def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], servers: dict[str, dict[str, int]],
            routes: Mapping[str, tuple[str, ...]], plan_pool: PlanPool, penalty: float | None,
            caps: Mapping[str, int] | None = None, lower_bound: LowerBound | None = None,
-           prefetch: Prefetch | None = None
+           prefetch: Prefetch | None = None, out_of_time: Callable[[], bool] | None = None
            ) -> tuple[dict[str, PoolPlan], dict[str, dict[str, float]], dict[str, dict[str, int]], list[str]]:
     """Improve ``pools`` (planned for ``routed`` loads on ``servers``) by releases, dissolutions
     and, with ``caps`` (servers per hardware type the plan may hold), growths; returns the new
@@ -131,7 +131,14 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
     that ``plan_pool`` then answers them from memory (cluster.md, "Threads"). With it each round
     is run twice: first only collecting the requests it may make (every move the bound does not
     rule out before any move is found), which are prefetched, then for real. The moves taken are
-    the same with or without it."""
+    the same with or without it.
+
+    ``out_of_time()``: True once the caller's time budget is spent (cluster.md, "Time budget"); then
+    no round starts and no pool request not already answered is solved (a move needing one is not
+    taken), so polishing stops with the moves taken so far and, in the round it is in, the best
+    move among those whose pools were solved."""
+    late = out_of_time or (lambda: False)
+    cut: list[tuple] = []  # requests left unsolved by the time budget
     pools, routed, servers = dict(pools), {p: dict(v) for p, v in routed.items()}, \
         {p: dict(v) for p, v in servers.items()}
     notes: list[str] = []
@@ -146,6 +153,9 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
                 wanted.append((p, dict(loads), dict(srv)))
             return None
         if key not in tried:
+            if late():  # out of time: not solved, so not a move (and not remembered as none)
+                cut.append(key)
+                return None
             try:
                 tried[key] = plan_pool(p, loads, srv)
             except DynaplanError:  # infeasible on fewer servers: not a move
@@ -214,6 +224,9 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
         return best
 
     for _ in range(MAX_ROUNDS):
+        if late():
+            cut.append(None)
+            break
         if prefetch is not None:
             wanted = []
             one_round()
@@ -232,4 +245,6 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
             else:
                 pools[p], routed[p], servers[p] = pp, loads, srv
         notes.append(f"polish: {text} ({saving:.1f} W less)")
+    if cut:
+        notes.append("polish: stopped by the time budget")
     return pools, routed, servers, notes

@@ -128,6 +128,16 @@ class PlannerOptions(InputModel):
         "latency budget; no monotonicity guarantee). Either way the plan's gap is stated against "
         "the global bound.",
     )
+    time_budget_s: float | None = Field(
+        default=None, ge=0, le=MAX_DURATION_S,
+        description="Soft wall-time budget of one Planner.plan call (s; no state, no allotment given). "
+        "The first allotment, its pools and the global bound always run; a further ladder rung or "
+        "polishing round starts, and polishing solves a new pool request, only while the call is "
+        "inside the budget (formulations/cluster.md, 'Time budget'). The plan then depends on the "
+        "machine's speed, and the ladder's inventory-monotonicity guarantee holds only for the rungs "
+        "it reached; its gap is stated against the global bound as always. None (default): every "
+        "step runs; 0: only the mandatory ones.",
+    )
     unserved_penalty_w_per_rps: float = Field(
         default=1e6, gt=0, le=1e12, description="Best-effort penalty per unserved req/s, in objective units (W)."
     )
