@@ -40,6 +40,13 @@ def _parts(out: Path) -> list[Path]:
     return sorted(out.glob("part-*.parquet")) if out.is_dir() else []
 
 
+def _sigint_default() -> None:
+    """SIGINT at its default in the CLI process: a test run started where SIGINT is ignored (a
+    background job of a non-interactive shell) would hand that on, and Python then keeps ignoring
+    it, as a program started that way should."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_and_stop(tmp_path, sig, after: int, n: int = 16, group: bool = False):
     """Start the CLI on a sweep of ``n`` slow scenarios (0.4 s each, one worker), send ``sig`` once
     ``after`` rows are on disk (to the CLI process, or with ``group`` to its process group, worker
@@ -47,7 +54,7 @@ def _start_and_stop(tmp_path, sig, after: int, n: int = 16, group: bool = False)
     spec, out = _spec(tmp_path, n=n, sleep_s=0.4), tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-c", RUN, "sweep", str(spec), "--out", str(out), "--workers", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_sigint_default)
     try:
         deadline = time.monotonic() + 240
         while len(_parts(out)) < after and proc.poll() is None and time.monotonic() < deadline:
