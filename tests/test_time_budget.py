@@ -11,7 +11,7 @@ import itertools
 import pytest
 
 from dynaplan.domain.slo import DEFAULT_SLOS
-from dynaplan.errors import ValidationError
+from dynaplan.errors import DynaplanError, ValidationError
 from dynaplan.planning import Planner, PlannerOptions, check_plan
 from dynaplan.planning.polish import polish
 from dynaplan.profiles import Profile
@@ -94,6 +94,56 @@ def test_polishing_cut_short_keeps_only_improving_moves(prof):
     else:
         pytest.fail("polishing never finished within 60 checks")
     assert len(seen) >= 2  # some k cut it short, and the last one let it finish
+
+
+def test_a_round_whose_pools_were_prefetched_keeps_its_move_when_time_runs_out(prof):
+    """With worker threads a polishing round first solves its requests side by side (prefetch);
+    when the budget runs out during that, the round still takes its best move from those answers,
+    and no further round starts."""
+    pl = _planner(prof, time_budget_s=0.0)
+    start = pl.plan(TWO)
+    pools = {pp.pool: pp for pp in start.pools}
+    routed = {p: dict(pp.served_rps) for p, pp in pools.items()}
+    servers = {p: dict(pp.servers) for p, pp in pools.items()}
+    memo: dict = {}
+
+    def key(p, loads, srv):
+        return p, tuple(sorted(loads.items())), tuple(sorted(srv.items()))
+
+    def plan_pool(p, loads, srv):
+        k = key(p, loads, srv)
+        if k not in memo:
+            try:
+                memo[k] = pl.plan_pool(p, loads, srv)
+            except DynaplanError as exc:
+                memo[k] = exc
+        if isinstance(memo[k], Exception):
+            raise memo[k]
+        return memo[k]
+
+    spent = []
+
+    def prefetch(requests):
+        for r in requests:
+            try:
+                plan_pool(*r)
+            except DynaplanError:
+                pass
+        spent.append(len(requests))  # the budget is spent once the first round's pools are in
+        return True
+
+    args = (pools, routed, servers, pl.routes, plan_pool, None, INV)
+    full, _, _, full_notes = polish(*args)
+    got, _, _, notes = polish(*args, prefetch=prefetch, out_of_time=lambda: bool(spent))
+    assert len(spent) == 1 and spent[0] > 0
+    assert notes == [full_notes[0], "polish: stopped by the time budget"]
+    assert sum(pp.power_w for pp in got.values()) < start.power_w * (1 - 1e-3)
+    # a prefetch that solved nothing (one pool's requests only, say) leaves them unanswered: cut
+    memo.clear()
+    spent.clear()
+    got, _, _, notes = polish(*args, prefetch=lambda r: spent.append(1) or False, out_of_time=lambda: bool(spent))
+    assert notes == ["polish: stopped by the time budget"]
+    assert sum(pp.power_w for pp in got.values()) == pytest.approx(start.power_w, rel=1e-12)
 
 
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), "soon"])

@@ -862,11 +862,14 @@ class _PoolRequests:
                 raise got
         return out  # type: ignore[return-value]
 
-    def prefetch(self, requests: list[tuple[str, Mapping[str, float], Mapping[str, int]]]) -> None:
-        """Solve ``requests`` ahead (polishing's, :func:`~dynaplan.planning.polish.polish`); their
-        plans and errors are remembered for the calls that follow."""
-        if self.parallel(requests):
-            self._side_by_side(requests)
+    def prefetch(self, requests: list[tuple[str, Mapping[str, float], Mapping[str, int]]]) -> bool:
+        """Solve ``requests`` ahead (polishing's, :func:`~dynaplan.planning.polish.polish`) when
+        they run side by side (:meth:`parallel`; True then); their plans and errors are
+        remembered for the calls that follow."""
+        if not self.parallel(requests):
+            return False
+        self._side_by_side(requests)
+        return True
 
     def parallel(self, requests) -> bool:
         """Whether ``requests`` run side by side: worker threads (``PlannerOptions.workers`` > 1),

@@ -40,8 +40,9 @@ MAX_DISSOLUTIONS = 16
 PlanPool = Callable[[str, dict[str, float], dict[str, int]], PoolPlan]
 # a lower bound (W) on every plan of a pool for loads on exactly those servers; -inf: unknown
 LowerBound = Callable[[str, dict[str, float], dict[str, int]], float]
-# solves pool requests ahead (their plans, or errors, are then remembered by the PlanPool)
-Prefetch = Callable[[list[tuple[str, dict[str, float], dict[str, int]]]], None]
+# solves pool requests ahead (their plans, or errors, are then remembered by the PlanPool);
+# True when it did (False: it left them to be solved one by one)
+Prefetch = Callable[[list[tuple[str, dict[str, float], dict[str, int]]]], bool]
 
 
 def _value(pp: PoolPlan, loads: Mapping[str, float], penalty: float | None) -> float:
@@ -113,6 +114,11 @@ def _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, releas
     return change, before - after, f"pool {p} dissolved ({into}), {what}"
 
 
+def _request_key(p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> tuple:
+    """A pool request's identity inside one polish call."""
+    return p, tuple(sorted(loads.items())), tuple(sorted(srv.items()))
+
+
 def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], servers: dict[str, dict[str, int]],
            routes: Mapping[str, tuple[str, ...]], plan_pool: PlanPool, penalty: float | None,
            caps: Mapping[str, int] | None = None, lower_bound: LowerBound | None = None,
@@ -134,8 +140,8 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
     the same with or without it.
 
     ``out_of_time()``: True once the caller's time budget is spent (cluster.md, "Time budget"); then
-    no round starts and no pool request not already answered is solved (a move needing one is not
-    taken), so polishing stops with the moves taken so far and, in the round it is in, the best
+    no round starts and no pool request not already answered (remembered, or solved by the
+    round's prefetch) is solved (a move needing one is not taken), so polishing stops with the moves taken so far and, in the round it is in, the best
     move among those whose pools were solved."""
     late = out_of_time or (lambda: False)
     cut: list[tuple] = []  # requests left unsolved by the time budget
@@ -145,15 +151,16 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
 
     tried: dict[tuple, PoolPlan | None] = {}  # a move not taken is not solved again next round
     wanted: list[tuple[str, dict[str, float], dict[str, int]]] | None = None  # collecting (prefetch)
+    fetched: set[tuple] = set()  # requests the prefetch answered (in plan_pool's memory: no solve)
 
     def attempt(p: str, loads: dict[str, float], srv: dict[str, int]) -> PoolPlan | None:
-        key = (p, tuple(sorted(loads.items())), tuple(sorted(srv.items())))
+        key = _request_key(p, loads, srv)
         if wanted is not None:  # the collecting pass: note the request, solve nothing
             if key not in tried:
                 wanted.append((p, dict(loads), dict(srv)))
             return None
         if key not in tried:
-            if late():  # out of time: not solved, so not a move (and not remembered as none)
+            if key not in fetched and late():  # out of time: not solved, so not a move (nor remembered)
                 cut.append(key)
                 return None
             try:
@@ -165,7 +172,7 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
     bounds: dict[tuple, float] = {}
 
     def bound(p: str, loads: dict[str, float], srv: dict[str, int]) -> float:
-        key = (p, tuple(sorted(loads.items())), tuple(sorted(srv.items())))
+        key = _request_key(p, loads, srv)
         if key not in bounds:
             bounds[key] = lower_bound(p, loads, srv) if lower_bound is not None else -float("inf")
         return bounds[key]
@@ -231,8 +238,8 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
             wanted = []
             one_round()
             found, wanted = wanted, None
-            if found:
-                prefetch(found)
+            if found and prefetch(found):
+                fetched.update(_request_key(*r) for r in found)
         best = one_round()
         if best is None:
             break
