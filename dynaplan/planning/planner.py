@@ -585,11 +585,11 @@ class Planner:
         rungs = []  # (value, servers used, pools, unserved, notes, cluster report, rung)
         caps = self._top_caps(demand)
         best = np.inf
-        stopped = ""
+        stopped: list[str] = []  # the time budget's note, if it ended the ladder
         for rung in range(LADDER_RUNGS):
             top = rung == 0
             if not top and late is not None and late():
-                stopped = f"time budget: the ladder stopped after {rung} rung(s)"
+                stopped = [f"time budget: the ladder stopped after {rung} rung(s)"]
                 break
             try:
                 # the top rung: least-energy recipes only (the dense one's chord prices it below the
@@ -625,10 +625,10 @@ class Planner:
             value, used, pools, unserved, notes, report, step = min(fits, key=lambda r: (r[0], r[6]))
             notes = notes + [f"inventory ladder: rung {step + 1} of {len(rungs)} "
                              f"({sum(used.values())} servers; plans at caps set by the forecast alone)"]
-            return pools, unserved, notes + ([stopped] if stopped else []), report
+            return pools, unserved, notes + stopped, report
         pools, unserved, notes, report = self._single(cf, plan_pool, late)
         notes.append(f"inventory ladder: no rung of {len(rungs)} fits the inventory; capped at it")
-        return pools, unserved, notes + ([stopped] if stopped else []), report
+        return pools, unserved, notes + stopped, report
 
     def _single(self, cf: CheckedForecast, plan_pool: "_PoolRequests | None" = None, late: _Late = None
                 ) -> tuple[list[PoolPlan], dict[str, float], list[str], SolveReport]:

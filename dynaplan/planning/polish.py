@@ -141,10 +141,11 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
 
     ``out_of_time()``: True once the caller's time budget is spent (cluster.md, "Time budget"); then
     no round starts and no pool request not already answered (remembered, or solved by the
-    round's prefetch) is solved (a move needing one is not taken), so polishing stops with the moves taken so far and, in the round it is in, the best
-    move among those whose pools were solved."""
+    round's prefetch) is solved (a move needing one is not taken), so polishing stops with the
+    moves taken so far and, in the round it is in, the best move among those whose pools were
+    solved."""
     late = out_of_time or (lambda: False)
-    cut: list[tuple] = []  # requests left unsolved by the time budget
+    cut = False  # the time budget left a round unstarted or a request unsolved
     pools, routed, servers = dict(pools), {p: dict(v) for p, v in routed.items()}, \
         {p: dict(v) for p, v in servers.items()}
     notes: list[str] = []
@@ -154,6 +155,7 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
     fetched: set[tuple] = set()  # requests the prefetch answered (in plan_pool's memory: no solve)
 
     def attempt(p: str, loads: dict[str, float], srv: dict[str, int]) -> PoolPlan | None:
+        nonlocal cut
         key = _request_key(p, loads, srv)
         if wanted is not None:  # the collecting pass: note the request, solve nothing
             if key not in tried:
@@ -161,7 +163,7 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
             return None
         if key not in tried:
             if key not in fetched and late():  # out of time: not solved, so not a move (nor remembered)
-                cut.append(key)
+                cut = True
                 return None
             try:
                 tried[key] = plan_pool(p, loads, srv)
@@ -232,7 +234,7 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
 
     for _ in range(MAX_ROUNDS):
         if late():
-            cut.append(None)
+            cut = True
             break
         if prefetch is not None:
             wanted = []
