@@ -166,13 +166,15 @@ def test_hierarchy_checked_and_never_beats_monolithic(quick_run):
 def test_studies_write_their_tables(quick_run):
     out, _ = quick_run
     pareto = pd.read_csv(out / "pareto.csv")
-    assert {"pool LS servers=4", "cluster servers=40"} <= set(pareto["scenario"])
+    # the pool case is the 40-server plan's largest pool (benchmarks/scenarios/pareto.py)
+    pool_case = [s for s in pareto["scenario"] if s.startswith("pool ") and s.endswith(" servers=4")]
+    assert len(set(pool_case)) == 1 and "cluster servers=40" in set(pareto["scenario"])
     solved = pareto[pareto["status"].isin(SOLVED)]
     assert len(solved) > 0 and solved["true_objective"].map(math.isfinite).all()
     assert solved["check_ok"].astype(bool).all(), solved["check_msg"].tolist()
     # the pool's reference is the independent exact optimum: no plan below it, and the MILP at
     # gap 0 meets it
-    pool = solved[solved["scenario"] == "pool LS servers=4"]
+    pool = solved[solved["scenario"] == pool_case[0]]
     assert pool["reference_proven"].astype(bool).all() and (pool["gap_to_exact"] >= -1e-6).all()
     assert abs(pool["reference_milp_w"].iloc[0] / pool["reference_w"].iloc[0] - 1) <= 1e-6
     # every plan is at or above the valid lower bound

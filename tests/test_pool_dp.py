@@ -296,3 +296,28 @@ def test_plan_on_a_given_allotment_names_a_backend(default_profile):
     assert all(solved_by_dp(pp) for pp in plan.pools)
     assert plan.report.backend is Backend.HIGHS
     assert check_plan(default_profile, inv, DEFAULT_SLOS, plan, forecast={"LL": 0.7}).ok
+
+
+def test_a_spilled_class_may_use_a_point_its_own_pool_prunes(default_profile):
+    """SL spilled into the MS pool on one server: one TP8@1200 instance carries both classes
+    (2,197.5 W, from the table alone). SL's own (TP8, 1200 MHz) point is dominated in SL's pool,
+    and when the MS pool could only route SL to points the pruning kept it took two TP4
+    instances (3,382.4 W, +54%). The pool's plan is now no worse than any uniform plan built from
+    the table, and the monolithic model offers the same arcs."""
+    loads = {"MS": 17.60181020408568, "SL": 0.1356135212614892}
+    s = {HW: 1}
+    pl = Planner(default_profile, s, DEFAULT_SLOS)
+    key = (pl.ops["request_class"] == "SL") & (pl.ops["tp"] == 8) & (pl.ops["freq_mhz"] == 1200)
+    assert not key.any()  # the pruning drops SL's point there ...
+    rkey = (pl.routed_ops["request_class"] == "SL") & (pl.routed_ops["tp"] == 8) & (pl.routed_ops["freq_mhz"] == 1200)
+    assert rkey.sum() == 1  # ... but it is SLO-feasible, so MS's instances there may serve SL
+    uniform = _uniform_mixed_plans_w(default_profile, loads, 1)
+    best = min(uniform)
+    assert best == pytest.approx(2197.54, abs=0.01)
+    pp = pl.plan_pool("MS", loads, s)
+    assert pp.power_w <= best * (1 + 1e-9)
+    assert [(g.tp, g.freq_mhz, g.count) for g in pp.groups] == [(8, 1200, 1)]
+    mono = pl.plan_monolithic(loads)
+    assert mono.power_w <= best * (1 + 1e-9)
+    chk = check_plan(default_profile, s, DEFAULT_SLOS, mono, forecast=loads)
+    assert chk.ok, chk.violations

@@ -133,5 +133,7 @@ def test_dynamollm_shares_a_shortfall_instead_of_starving_a_class(profile):
     pol = DynamoLLM()
     s = replay(inp, pol).summary
     assert pol.allot_calls > 2  # it had to scale down
-    assert min(v for v in s.slo_attainment_by_class.values() if v == v) > 0.85
+    # a starved class would be near 0; the least-served class (LS) measures 0.84 (0.89 before
+    # routed classes could use every SLO-feasible point, a plan 1.6% lower in energy)
+    assert min(v for v in s.slo_attainment_by_class.values() if v == v) > 0.8
     assert s.peak_servers <= 6

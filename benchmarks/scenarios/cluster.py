@@ -32,5 +32,6 @@ def build(point: Point):
     st = inputs.setting(point)
     pl = inputs.planner(st)
     demand = {c: v for c, v in st.forecast.items() if v > 0}
-    model, _, _ = cluster_f.build(pl.ops, pl.routes, demand, st.inventory, pl.hardware, pl.classes)
+    model, _, _ = cluster_f.build(pl.ops, pl.routes, demand, st.inventory, pl.hardware, pl.classes,
+                                  routed_ops=pl.routed_ops)
     return milp_case(model, info={"servers": st.servers, "classes": len(pl.classes), "load_rps": sum(demand.values())})

@@ -87,6 +87,10 @@ def _idle_w(plan) -> float:
 
 
 MONO_CACHE = Path(__file__).resolve().parents[1] / "results" / "mono_optima.csv"
+# the monolithic model's version: a cached optimum of another version is solved again. 2: routed
+# classes may use every SLO-feasible point of a pool's configuration (formulations/pool.md,
+# "Spilled classes"; version 1 offered only the points the dominance pruning kept)
+MONO_MODEL = 2
 
 
 def _forecast_key(forecast: dict) -> str:
@@ -104,7 +108,8 @@ def mono_side(name: str, servers: int, forecast: dict, mono_limit_s: float) -> d
     inv = {H100_80GB.name: servers}
     mpl = Planner(prof, inv, DEFAULT_SLOS, solve_options=inputs.solve_options(mono_limit_s))
     row: dict = {"case": name, "servers": servers, "forecast": _forecast_key(forecast),
-                 "mono_time_limit_s": mono_limit_s, "mono_date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                 "mono_model": MONO_MODEL, "mono_time_limit_s": mono_limit_s,
+                 "mono_date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                  "mono_machine": f"{platform.machine()} {os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}"}
     milp_reports = record_milp_reports(mpl)  # the monolithic MILP's own report
     t0 = time.perf_counter()
@@ -142,7 +147,7 @@ def cached_mono(cache: dict, name: str, forecast: dict, mono_limit_s: float) -> 
     """The cached entry if it is for this forecast and at least as good as a solve with this limit
     would be (proven optimal, or solved with a limit >= ``mono_limit_s``)."""
     e = cache.get(name)
-    if e is None or e.get("forecast") != _forecast_key(forecast):
+    if e is None or e.get("forecast") != _forecast_key(forecast) or int(e.get("mono_model", 1)) != MONO_MODEL:
         return None
     if e.get("mono_milp_status") == "optimal" or float(e.get("mono_time_limit_s", 0)) >= mono_limit_s:
         return e

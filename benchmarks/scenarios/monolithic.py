@@ -32,7 +32,8 @@ def build(point: Point):
     st = inputs.setting(point)
     pl = inputs.planner(st)
     demand = {c: v for c, v in st.forecast.items() if v > 0}
-    model, _, _ = mono_f.build(pl.ops, pl.segments, pl.routes, demand, st.inventory, pl.hardware, pl.classes)
+    model, _, _ = mono_f.build(pl.ops, pl.segments, pl.routes, demand, st.inventory, pl.hardware, pl.classes,
+                               routed_ops=pl.routed_ops)
     # heuristics on, as Planner.plan_monolithic runs it: without them HiGHS can find no solution at
     # all within the quick run's 5 s on 12,500 servers
     return milp_case(model, info={"servers": st.servers, "classes": len(pl.classes), "load_rps": sum(demand.values())},

@@ -97,9 +97,11 @@ def _measure(pl, st, inventory, na, x, pools, forecast, mode) -> tuple[float, bo
 
 def largest_single_class_pool(servers: int):
     """(pool class, load in req/s, servers): the 40-server HiGHS plan's largest pool serving its
-    own class only, its load scaled to ``servers`` servers."""
+    own class only (the largest serving its own class at all when every pool also serves a
+    spilled one), its own class's load scaled to ``servers`` servers."""
     plan = inputs.hierarchical_plan(Point("servers", inputs.BASE_SERVERS))
-    single = [pp for pp in plan.pools if set(pp.served_rps) == {pp.pool}]
+    single = [pp for pp in plan.pools if set(pp.served_rps) == {pp.pool}] \
+        or [pp for pp in plan.pools if pp.served_rps.get(pp.pool, 0.0) > 0]
     pp = max(single, key=lambda p: (sum(p.servers.values()), p.served_rps[p.pool]))
     n = sum(pp.servers.values())
     return pp.pool, pp.served_rps[pp.pool] * servers / n, servers
@@ -110,7 +112,8 @@ def pool_case(servers: int, ref_limit_s: float) -> ParetoCase:
     pl = inputs.planner(st)
     pool, load, n = largest_single_class_pool(servers)
     inv = {H100_80GB.name: n}
-    model, net, blocks = pool_f.build(pl.ops, pl.segments, pool, {pool: load}, inv, pl.hardware)
+    model, net, blocks = pool_f.build(pl.ops, pl.segments, pool, {pool: load}, inv, pl.hardware,
+                                      routed_ops=pl.routed_ops)
     na = nw.net_arrays(net, blocks)
     case = milp_case(model)
 
@@ -140,11 +143,12 @@ def network_case(kind: str, servers: int, ref_limit_s: float) -> ParetoCase:
     pl = inputs.planner(st)
     demand = {c: v for c, v in st.forecast.items() if v > 0}
     if kind == "cluster":
-        model, net, blocks = cluster_f.build(pl.ops, pl.routes, demand, st.inventory, pl.hardware, pl.classes)
+        model, net, blocks = cluster_f.build(pl.ops, pl.routes, demand, st.inventory, pl.hardware, pl.classes,
+                                             routed_ops=pl.routed_ops)
         na, case = nw.net_arrays(net, blocks, recipe=True), milp_case(model)
     else:
         model, net, blocks = mono_f.build(pl.ops, pl.segments, pl.routes, demand, st.inventory, pl.hardware,
-                                          pl.classes)
+                                          pl.classes, routed_ops=pl.routed_ops)
         na, case = nw.net_arrays(net, blocks), milp_case(model, heuristics=True)
 
     def decode(x):
@@ -170,7 +174,8 @@ def monolithic_reference(servers: int, ref_limit_s: float) -> dict:
     st = inputs.setting(Point("servers", servers))
     pl = inputs.planner(st)
     demand = {c: v for c, v in st.forecast.items() if v > 0}
-    model, net, blocks = mono_f.build(pl.ops, pl.segments, pl.routes, demand, st.inventory, pl.hardware, pl.classes)
+    model, net, blocks = mono_f.build(pl.ops, pl.segments, pl.routes, demand, st.inventory, pl.hardware, pl.classes,
+                                      routed_ops=pl.routed_ops)
     na, case = nw.net_arrays(net, blocks), milp_case(model, heuristics=True)
     t0 = time.perf_counter()
     res = case.run("highs", inputs.solve_options(ref_limit_s, mip_rel_gap=0.0))

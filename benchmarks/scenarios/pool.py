@@ -49,7 +49,8 @@ def build(point: Point):
     """Pool level MILP of the largest pool (formulations/pool.md)."""
     st, pool, loads, servers = pool_problem(point)
     pl = inputs.planner(st)
-    model, _, _ = pool_f.build(pl.ops, pl.segments, pool, loads, servers, pl.hardware)
+    model, _, _ = pool_f.build(pl.ops, pl.segments, pool, loads, servers, pl.hardware,
+                               routed_ops=pl.routed_ops)
 
     def planner_agrees(res):
         if res.backend != "highs":

@@ -81,7 +81,7 @@ def _pool_level(ctx, rounds: int, task) -> tuple[list[dict], list[dict], list[st
             # the raw path: formulation build + arrays + HiGHS, no planner cache
             t0 = time.perf_counter()
             model, _, _ = pool_f.build(planners["highs"].ops, planners["highs"].segments, pool, loads, servers,
-                                       planners["highs"].hardware)
+                                       planners["highs"].hardware, routed_ops=planners["highs"].routed_ops)
             arrays = model.arrays()
             t1 = time.perf_counter()
             sol = solve(arrays, Backend.HIGHS, opts)

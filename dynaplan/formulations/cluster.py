@@ -56,13 +56,14 @@ def chord_segments(ops: pd.DataFrame) -> pd.DataFrame:
 def build(ops: pd.DataFrame, routes: dict[str, tuple[str, ...]], demand_rps: dict[str, float],
           inventory: dict[str, int], hardware: dict[str, HardwareType], pools: tuple[str, ...],
           unserved_penalty: float | None = None, transition_prices: nw.TransitionPrices | None = None,
-          weights: ObjectiveWeights = ENERGY):
+          weights: ObjectiveWeights = ENERGY, routed_ops: pd.DataFrame | None = None):
     """Build the cluster MILP; returns ``(model, network, blocks)``. ``weights``: the objective
-    (:mod:`.objective`; default: power, cluster.obj); ``blocks["load_shift"]``: the objective
-    offset per req/s of each class."""
+    (:mod:`.objective`; default: power, cluster.obj); ``routed_ops``: where routed classes may be
+    served (:func:`network.build_network`); ``blocks["load_shift"]``: the objective offset per
+    req/s of each class."""
     gps = {h: hw.gpus_per_server for h, hw in hardware.items()}
     net = nw.build_network(ops, chord_segments(ops), routes, demand_rps, hardware, pools=pools,
-                           keep_configs=recipes(ops, pools, gps))
+                           keep_configs=recipes(ops, pools, gps), routed_ops=routed_ops)
     m = LinearModel("cluster")
     s = nw.define_instance_variables(m, net, recipe=True)
     w = nw.define_utilisation_variables(m, net)

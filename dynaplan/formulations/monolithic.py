@@ -17,8 +17,11 @@ from dynaplan.formulations.objective import ENERGY, ObjectiveWeights, define_obj
 
 def build(ops: pd.DataFrame, segments: pd.DataFrame, routes: dict[str, tuple[str, ...]],
           demand_rps: dict[str, float], inventory: dict[str, int], hardware: dict[str, HardwareType],
-          pools: tuple[str, ...], unserved_penalty: float | None = None, weights: ObjectiveWeights = ENERGY):
-    net = nw.build_network(ops, segments, routes, demand_rps, hardware, pools=pools)
+          pools: tuple[str, ...], unserved_penalty: float | None = None, weights: ObjectiveWeights = ENERGY,
+          routed_ops: pd.DataFrame | None = None):
+    """The monolithic MILP; ``routed_ops``: where routed classes may be served
+    (:func:`network.build_network`). Returns ``(model, network, blocks)``."""
+    net = nw.build_network(ops, segments, routes, demand_rps, hardware, pools=pools, routed_ops=routed_ops)
     ub = np.array([inventory.get(h, 0) for h in net.hw_pools["hardware"]], dtype=float)
     m, blocks = nw.build_pool_network_model("monolithic", net, ub, inventory, unserved_penalty)
     blocks["load_shift"] = define_objective(m, net, weights, unserved_penalty)

@@ -46,11 +46,14 @@ class Network:
 
 def build_network(ops: pd.DataFrame, segments: pd.DataFrame, routes: dict[str, tuple[str, ...]],
                   demand_rps: dict[str, float], hardware: dict[str, HardwareType], pools: tuple[str, ...],
-                  keep_configs: pd.DataFrame | None = None) -> Network:
+                  keep_configs: pd.DataFrame | None = None, routed_ops: pd.DataFrame | None = None) -> Network:
     """Assemble the sets from operating points and their power pieces.
 
-    A pool's configurations are the points feasible for the pool's own class; a routed class may
-    use one of them only where that configuration also meets its SLO (``max_load_rps > 0``).
+    A pool's configurations are the points of ``ops`` feasible for the pool's own class; a routed
+    class may use one of them wherever that configuration also meets its SLO: an arc for every
+    point of that class in ``routed_ops`` (default ``ops``; the planner passes every SLO-feasible
+    point, unpruned: a point the dominance pruning drops for a class's own pool may still be
+    the cheapest way to serve it inside another pool, pool.md "Spilled classes").
     ``keep_configs`` (columns pool, hardware, tp, freq_mhz) restricts the configurations.
     """
     own = ops[ops["request_class"].isin(pools)].rename(columns={"request_class": "pool"})
@@ -65,7 +68,8 @@ def build_network(ops: pd.DataFrame, segments: pd.DataFrame, routes: dict[str, t
     pieces = pieces.sort_values(["k", "segment"]).reset_index(drop=True)
     pairs = pd.DataFrame([(c, p) for c, ps in routes.items() for p in ps if p in pools and demand_rps.get(c, 0) > 0],
                          columns=["request_class", "pool"])
-    arcs = kcol.merge(pairs, on="pool").merge(ops[_KEY + ["request_class", "max_load_rps", "group_id", "power_w"]],
+    points = ops if routed_ops is None else routed_ops
+    arcs = kcol.merge(pairs, on="pool").merge(points[_KEY + ["request_class", "max_load_rps", "group_id", "power_w"]],
                                               on=_KEY + ["request_class"], how="inner")
     # a routed class's surcharge per unit of utilisation: its full-load power less the pool
     # class's on the same configuration (pool.md, "Spilled classes"), no lower than minus the

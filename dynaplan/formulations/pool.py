@@ -30,7 +30,8 @@ from dynaplan.formulations.objective import ENERGY, ObjectiveWeights, define_obj
 
 def build(ops: pd.DataFrame, segments: pd.DataFrame, pool: str, loads_rps: dict[str, float],
           servers: dict[str, int], hardware: dict[str, HardwareType], unserved_penalty: float | None = None,
-          transition_prices: nw.TransitionPrices | None = None, weights: ObjectiveWeights = ENERGY):
+          transition_prices: nw.TransitionPrices | None = None, weights: ObjectiveWeights = ENERGY,
+          routed_ops: pd.DataFrame | None = None):
     """Build the pool MILP. Returns ``(model, network, blocks)``; nothing is solved here.
 
     ``loads_rps``: load of each class routed to this pool (req/s); ``servers``: the pool's
@@ -38,12 +39,15 @@ def build(ops: pd.DataFrame, segments: pd.DataFrame, pool: str, loads_rps: dict[
     slack ``u``. Configurations on hardware the pool has no servers of are left out. With
     ``transition_prices`` the model charges for changing the current instances (pool.md 6-10);
     the current counts are right-hand sides of the ``transition`` rows, set per solve.
-    ``weights``: the objective (:mod:`.objective`; default: power, pool.obj). ``blocks["load_shift"]``
+    ``weights``: the objective (:mod:`.objective`; default: power, pool.obj); ``routed_ops``: where
+    routed classes may be served (:func:`network.build_network`). ``blocks["load_shift"]``
     is the objective offset per req/s of each class (for re-solves with other demand).
     """
     routes = {c: (pool,) for c in loads_rps}
     ops_here = ops[ops["hardware"].map(lambda h: servers.get(h, 0) > 0)]
-    net = nw.build_network(ops_here, segments, routes, loads_rps, hardware, pools=(pool,))
+    if routed_ops is not None:
+        routed_ops = routed_ops[routed_ops["hardware"].map(lambda h: servers.get(h, 0) > 0)]
+    net = nw.build_network(ops_here, segments, routes, loads_rps, hardware, pools=(pool,), routed_ops=routed_ops)
     ub = np.array([servers.get(h, 0) for h in net.hw_pools["hardware"]], dtype=float)
     m, blocks = nw.build_pool_network_model(f"pool[{pool}]", net, ub, None, unserved_penalty, server_lb=ub)
     if transition_prices is not None:

@@ -97,8 +97,12 @@ class Planner:
         self.max_load = ml[ml["model"] == model].reset_index(drop=True)
         # only the inventory's hardware and the planned model: the dominance pruning is the build's
         # costliest step and compares points of one hardware type and model only
-        self.ops = operating_points(profile, slos, self.options.prune_dominated, hardware=list(self.hardware),
-                                    model=model)
+        points = operating_points(profile, slos, False, hardware=list(self.hardware), model=model)
+        # pools' configurations: the non-dominated points of their own class (the pruning is exact
+        # there, pool.md "Pre-filtering"); a routed class may use every point of its own that a
+        # pool configuration offers (pool.md, "Spilled classes")
+        self.routed_ops = points
+        self.ops = points[~points["dominated"]].reset_index(drop=True) if self.options.prune_dominated else points
         self.segments = power_segments(profile, self.ops, self.options.load_segments)
         if self.options.prune_dominated:
             self.segments = envelope_pieces(self.ops, self.segments)

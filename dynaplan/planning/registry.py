@@ -49,17 +49,17 @@ class Formulation:
 def _pool(pl, pool, prices):
     classes = {c: 1.0 for c in pl.classes if pool in pl.routes[c]}
     return pool_f.build(pl.ops, pl.segments, pool, classes, {h: 1 for h in pl.hardware}, pl.hardware,
-                        pl._penalty, prices)
+                        pl._penalty, prices, routed_ops=pl.routed_ops)
 
 
 def _cluster(pl, pool, prices):
     return cluster_f.build(pl.ops, pl.routes, {c: 1.0 for c in pl.classes}, pl.inventory.servers, pl.hardware,
-                           pl.classes, pl._penalty, prices)
+                           pl.classes, pl._penalty, prices, routed_ops=pl.routed_ops)
 
 
 def _monolithic(pl, pool, prices):
     return mono_f.build(pl.ops, pl.segments, pl.routes, {c: 1.0 for c in pl.classes}, pl.inventory.servers,
-                        pl.hardware, pl.classes, pl._penalty)
+                        pl.hardware, pl.classes, pl._penalty, routed_ops=pl.routed_ops)
 
 
 def _read_pools(pl, na, x, epoch_s, reports):
