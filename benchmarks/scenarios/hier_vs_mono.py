@@ -89,7 +89,7 @@ def _idle_w(plan) -> float:
 MONO_CACHE = Path(__file__).resolve().parents[1] / "results" / "mono_optima.csv"
 # the monolithic model's version: a cached optimum of another version is solved again. 2: routed
 # classes may use every SLO-feasible point of a pool's configuration (formulations/pool.md,
-# "Spilled classes"; version 1 offered only the points the dominance pruning kept)
+# "Pre-filtering"; version 1 offered only the points the dominance pruning kept)
 MONO_MODEL = 2
 
 
