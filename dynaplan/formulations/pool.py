@@ -44,10 +44,12 @@ def build(ops: pd.DataFrame, segments: pd.DataFrame, pool: str, loads_rps: dict[
     is the objective offset per req/s of each class (for re-solves with other demand).
     """
     routes = {c: (pool,) for c in loads_rps}
-    ops_here = ops[ops["hardware"].map(lambda h: servers.get(h, 0) > 0)]
-    if routed_ops is not None:
-        routed_ops = routed_ops[routed_ops["hardware"].map(lambda h: servers.get(h, 0) > 0)]
-    net = nw.build_network(ops_here, segments, routes, loads_rps, hardware, pools=(pool,), routed_ops=routed_ops)
+
+    def here(points: pd.DataFrame) -> pd.DataFrame:
+        return points[points["hardware"].map(lambda h: servers.get(h, 0) > 0)]
+
+    net = nw.build_network(here(ops), segments, routes, loads_rps, hardware, pools=(pool,),
+                           routed_ops=None if routed_ops is None else here(routed_ops))
     ub = np.array([servers.get(h, 0) for h in net.hw_pools["hardware"]], dtype=float)
     m, blocks = nw.build_pool_network_model(f"pool[{pool}]", net, ub, None, unserved_penalty, server_lb=ub)
     if transition_prices is not None:

@@ -30,12 +30,12 @@ from dynaplan.planning.demand import plannable as _plannable
 from dynaplan.planning.decode import unserved_rps
 from dynaplan.planning.diagnosis import Diagnosis, check_solution
 from dynaplan.planning.bulk import plan_pool_bulk
-from dynaplan.planning.polish import polish
+from dynaplan.planning.polish import polish, request_key
 from dynaplan.planning.registry import FORMULATIONS, Formulation, ModelKind
 from dynaplan.planning.validate import check_inputs
 from dynaplan.planning.plan import Allotment, Plan, PlanningState, PoolPlan, check_state, plan_totals
 from dynaplan.planning.problem import (Inventory, PlannerOptions, check_forecast, envelope_pieces,
-                                       operating_points, power_segments, spill_targets)
+                                       non_dominated, operating_points, power_segments, spill_targets)
 from dynaplan.profiles.profile import Profile
 from dynaplan.domain.transitions import TransitionCosts
 from dynaplan.solvers import (Backend, SolveOptions, SolveReport, Status, open_session, relative_gap, solve,
@@ -102,7 +102,7 @@ class Planner:
         # there, pool.md "Pre-filtering"); a routed class may use every point of its own that a
         # pool configuration offers (pool.md, "Spilled classes")
         self.routed_ops = points
-        self.ops = points[~points["dominated"]].reset_index(drop=True) if self.options.prune_dominated else points
+        self.ops = non_dominated(points) if self.options.prune_dominated else points
         self.segments = power_segments(profile, self.ops, self.options.load_segments)
         if self.options.prune_dominated:
             self.segments = envelope_pieces(self.ops, self.segments)
@@ -831,9 +831,7 @@ class _PoolRequests:
         self._near: dict[tuple, list[tuple[np.ndarray, PoolPlan | Exception]]] = {}
         self._bounds: dict[tuple, float] = {}
 
-    @staticmethod
-    def _key(p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> tuple:
-        return p, tuple(sorted(loads.items())), tuple(sorted((h, int(n)) for h, n in srv.items() if n))
+    _key = staticmethod(request_key)
 
     def __call__(self, p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> PoolPlan:
         key = self._key(p, loads, srv)

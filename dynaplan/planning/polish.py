@@ -114,9 +114,10 @@ def _dissolve(p, targets, pools, routed, servers, attempt, penalty, here, releas
     return change, before - after, f"pool {p} dissolved ({into}), {what}"
 
 
-def _request_key(p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> tuple:
-    """A pool request's identity inside one polish call."""
-    return p, tuple(sorted(loads.items())), tuple(sorted(srv.items()))
+def request_key(p: str, loads: Mapping[str, float], srv: Mapping[str, int]) -> tuple:
+    """A pool request's identity (pool, loads, servers; hardware types with no server left out),
+    for polishing's memory and the planner's (``planner._PoolRequests``)."""
+    return p, tuple(sorted(loads.items())), tuple(sorted((h, int(n)) for h, n in srv.items() if n))
 
 
 def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], servers: dict[str, dict[str, int]],
@@ -156,7 +157,7 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
 
     def attempt(p: str, loads: dict[str, float], srv: dict[str, int]) -> PoolPlan | None:
         nonlocal cut
-        key = _request_key(p, loads, srv)
+        key = request_key(p, loads, srv)
         if wanted is not None:  # the collecting pass: note the request, solve nothing
             if key not in tried:
                 wanted.append((p, dict(loads), dict(srv)))
@@ -174,7 +175,7 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
     bounds: dict[tuple, float] = {}
 
     def bound(p: str, loads: dict[str, float], srv: dict[str, int]) -> float:
-        key = _request_key(p, loads, srv)
+        key = request_key(p, loads, srv)
         if key not in bounds:
             bounds[key] = lower_bound(p, loads, srv) if lower_bound is not None else -float("inf")
         return bounds[key]
@@ -241,7 +242,7 @@ def polish(pools: dict[str, PoolPlan], routed: dict[str, dict[str, float]], serv
             one_round()
             found, wanted = wanted, None
             if found and prefetch(found):
-                fetched.update(_request_key(*r) for r in found)
+                fetched.update(request_key(*r) for r in found)
         best = one_round()
         if best is None:
             break

@@ -178,9 +178,12 @@ def operating_points(profile: Profile, slos: SLOTable, prune_dominated: bool = T
         keep &= out["model"] == model
     out = out[keep].drop(columns=["feasible"]).reset_index(drop=True)
     out["dominated"] = _dominated(profile, out)
-    if prune_dominated:
-        out = out[~out["dominated"]].reset_index(drop=True)
-    return out
+    return non_dominated(out) if prune_dominated else out
+
+
+def non_dominated(points: pd.DataFrame) -> pd.DataFrame:
+    """The points of :func:`operating_points` that the dominance pruning keeps (pool.md, "Pre-filtering")."""
+    return points[~points["dominated"]].reset_index(drop=True)
 
 
 def power_segments(profile: Profile, ops: pd.DataFrame, n_segments: int | None = None) -> pd.DataFrame:
