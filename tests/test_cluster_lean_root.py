@@ -1,6 +1,8 @@
 """The cluster level's lean HiGHS root (cluster.md, "Cost"): every cluster MILP the planner solves
 with it is within the cluster gap of its optimum, computed independently by scipy's ``milp`` on
-the very arrays the planner passed to HiGHS; the pool and bound models never get it."""
+the arrays the planner passed to HiGHS with the linking rows' demand coefficients taken back to
+the weak ones (cluster.md, "Linking rows": the strengthening changes no optimum); the pool and
+bound models never get it."""
 
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def prof():
 def _small_pool(pl, arrays) -> bool:
     """Whether ``arrays`` is a pool model fixed to at most 64 GPUs (its server columns ``y``)."""
     for (kind, pool), cm in pl._models.items():
-        if kind is ModelKind.POOL and cm.arrays.A is arrays.A:
+        if kind is ModelKind.POOL and cm.arrays.index is arrays.index:
             yb = cm.model.var_blocks["y"]
             gpus = sum(arrays.ub[yb.start + i] * pl.hardware[h].gpus_per_server for i, (_, h) in enumerate(yb.labels))
             return gpus <= 64
@@ -61,21 +63,26 @@ def test_lean_root_cluster_solves_are_within_the_gap_of_the_optimum(prof, monkey
         f = {c: float(v) for c, v in zip(pl.classes, rng.uniform(0, 20, len(pl.classes)) * (rng.random(9) < 0.7))}
         f = f if any(v > 0 for v in f.values()) else {"LL": 5.0}
         pl.plan(f)
-    cluster_A = pl._model(ModelKind.CLUSTER).arrays.A
-    checked = 0
+    cm = pl._model(ModelKind.CLUSTER)
+    pos, _, cap = cm.linking
+    checked = strong = 0
     for arrays, opts, rep in seen:
-        is_cluster = arrays.A is cluster_A
+        is_cluster = arrays.index is cm.arrays.index
         # bound and pool models beyond 64 GPUs: HiGHS's defaults (small pools: test_pool_lean_root.py)
         assert bool(opts.highs_lean_root) == (is_cluster or _small_pool(pl, arrays))
         if not is_cluster or rep.objective is None:
             continue
-        opt = _scipy_optimum(arrays)
+        # the reference is the model without the demand's linking coefficients (cluster.md,
+        # "Linking rows"): the weak ones, implied by (utilisation) and (capacity)
+        strong += int(np.any(arrays.A.data[pos] != -cap))
+        opt = _scipy_optimum(arrays.with_coefficients(pos, -cap))
         assert opt is not None
         assert rep.objective >= opt * (1 - 1e-9) - 1e-6
         assert rep.objective <= opt * (1 + gap) + 1e-6
         assert rep.bound <= opt * (1 + 1e-9) + 1e-6
         checked += 1
     assert checked >= 4
+    assert strong >= 4  # the solves checked were strengthened ones
 
 
 def test_lean_root_is_off_unless_asked():

@@ -13,7 +13,9 @@ Minimise (cluster.obj) ``sum m_k A_k s[p,k] + sum B_k w[p,k] + sum D_{k,c}/lmax_
 effort; the load costs are shifted by ``kappa_c`` with ``sum_c kappa_c L_c`` as objective offset,
 :func:`network.load_cost_shift`) subject to (demand),
 (utilisation) ``sum_c z[p,k,c]/lmax_{k,c} <= w[p,k]``, (capacity) ``w[p,k] <= m_k s[p,k]`` and
-(inventory) ``sum_{p,k on h} s[p,k] <= S_h``. The pool level then re-optimises each pool's mix
+(inventory) ``sum_{p,k on h} s[p,k] <= S_h``, and the (linking) rows ``z[p,k,c] <= min(L_c, m_k
+lmax_{k,c}) s[p,k]`` that keep the LP relaxation from opening a fraction of a server in
+proportion to a small load (cluster.md, "Linking rows"). The pool level then re-optimises each pool's mix
 inside the servers chosen here; a recipe is a feasible pool plan, so it can only improve.
 """
 
@@ -60,7 +62,8 @@ def build(ops: pd.DataFrame, routes: dict[str, tuple[str, ...]], demand_rps: dic
     """Build the cluster MILP; returns ``(model, network, blocks)``. ``weights``: the objective
     (:mod:`.objective`; default: power, cluster.obj); ``routed_ops``: where routed classes may be
     served (:func:`network.build_network`); ``blocks["load_shift"]``: the objective offset per
-    req/s of each class."""
+    req/s of each class; ``blocks["linking"]``: the (linking) rows' demand-dependent entries
+    (:class:`network.LinkingRows`, for re-solves with other demand)."""
     gps = {h: hw.gpus_per_server for h, hw in hardware.items()}
     net = nw.build_network(ops, chord_segments(ops), routes, demand_rps, hardware, pools=pools,
                            keep_configs=recipes(ops, pools, gps), routed_ops=routed_ops)
@@ -75,7 +78,8 @@ def build(ops: pd.DataFrame, routes: dict[str, tuple[str, ...]], demand_rps: dic
     nw.define_utilisation_constraints(m, net, z, w)
     nw.define_capacity_constraints(m, net, s, w, per_instance_mult=per_server)
     nw.define_inventory_constraints(m, net, s, inventory, by="s")
-    blocks = {"s": s, "w": w, "z": z, "u": u}
+    linking = nw.define_linking_constraints(m, net, s, z, per_instance_mult=per_server)
+    blocks = {"s": s, "w": w, "z": z, "u": u, "linking": linking}
     if transition_prices is not None:
         blocks["new_servers"] = define_new_server_terms(m, net, s, inventory)
     blocks["load_shift"] = define_objective(m, net, weights, unserved_penalty, transition_prices)

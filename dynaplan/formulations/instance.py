@@ -47,9 +47,16 @@ class ClockChooser:
         self.top_load = profile.table["load_rps"].to_numpy()[ends - 1]
 
     def _keys(self, hardware, tp, request_class, what: str) -> np.ndarray:
-        k = self.key_index.get_indexer(pd.MultiIndex.from_arrays([np.asarray(hardware, dtype=object),
-                                                                  np.asarray(tp, dtype=np.int64),
-                                                                  np.asarray(request_class, dtype=object)]))
+        # the few distinct (hardware, tp, class) triples are looked up once each: factorize the
+        # columns (hash tables in C), then index the triples' codes
+        hw_codes, hw_names = pd.factorize(np.asarray(hardware, dtype=object))
+        cls_codes, cls_names = pd.factorize(np.asarray(request_class, dtype=object))
+        tp = np.asarray(tp, dtype=np.int64)
+        triples, inverse = np.unique(np.stack([hw_codes, tp, cls_codes], axis=1), axis=0, return_inverse=True)
+        found = self.key_index.get_indexer(pd.MultiIndex.from_arrays(
+            [hw_names[triples[:, 0]], triples[:, 1], cls_names[triples[:, 2]]]))
+        k = found[np.asarray(inverse).ravel()]
+        k[(hw_codes < 0) | (cls_codes < 0)] = -1  # a missing value (None/NaN) names no key
         if (k < 0).any():
             i = int(np.flatnonzero(k < 0)[0])
             raise ValueError(f"instance loads: no profile rows for {what} "

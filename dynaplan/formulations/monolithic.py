@@ -2,7 +2,9 @@
 
 Equations: ``formulations/monolithic.md`` — the pool equations for all pools at once, the
 demand of each class served by any pool its route allows, and (inventory)
-``sum_p y[p,h] <= S_h``. Used to measure what the hierarchy gives up.
+``sum_p y[p,h] <= S_h``, with the (linking) rows ``z[p,k,c] <= sum_j min(L_c, hi_j lmax_{k,c})
+n[p,k,j]`` that tighten its LP relaxation without changing its optimum. Used to measure what
+the hierarchy gives up.
 """
 
 from __future__ import annotations
@@ -23,6 +25,6 @@ def build(ops: pd.DataFrame, segments: pd.DataFrame, routes: dict[str, tuple[str
     (:func:`network.build_network`). Returns ``(model, network, blocks)``."""
     net = nw.build_network(ops, segments, routes, demand_rps, hardware, pools=pools, routed_ops=routed_ops)
     ub = np.array([inventory.get(h, 0) for h in net.hw_pools["hardware"]], dtype=float)
-    m, blocks = nw.build_pool_network_model("monolithic", net, ub, inventory, unserved_penalty)
+    m, blocks = nw.build_pool_network_model("monolithic", net, ub, inventory, unserved_penalty, linking=True)
     blocks["load_shift"] = define_objective(m, net, weights, unserved_penalty)
     return m, net, blocks

@@ -197,6 +197,57 @@ def define_capacity_constraints(m: LinearModel, net: Network, n, w, per_instance
     return cap
 
 
+@dataclass(frozen=True)
+class LinkingRows:
+    """The (linking) rows' matrix entries on the count variables, one per (arc, piece of the
+    arc's configuration): model ``row`` and ``col``, the arc's class ``request_class`` and its
+    capacity coefficient ``cap`` (req/s per count; the entry is ``-min(L_c, cap)``, or ``-cap``
+    where ``L_c`` is 0: :func:`linking_coefficients`)."""
+
+    row: np.ndarray
+    col: np.ndarray
+    request_class: np.ndarray
+    cap: np.ndarray
+
+
+def define_linking_constraints(m: LinearModel, net: Network, n, z, per_instance_mult: np.ndarray | None = None
+                               ) -> LinkingRows:
+    """(linking) for every arc (k, c): ``z[p,k,c] - sum_j min(L_c, hi_j M_k lmax_{k,c}) n[p,k,j] <= 0``.
+
+    With the weak coefficient ``hi_j M_k lmax_{k,c}`` the row follows from (utilisation) and
+    (capacity). With ``L_c`` it is the fixed-charge strengthening of cluster.md, "Linking rows":
+    it removes no optimum (an optimum serves each class no more than its demand on every arc,
+    and a count is at least 1 wherever load is carried), while the LP relaxation can no longer
+    open a fraction of a server in proportion to a small load. The coefficients are set from
+    the build's demand (``net.demand_rps``); a model re-solved for other demand moves them with
+    :func:`linking_coefficients` (:meth:`dynaplan.solvers.model.ModelArrays.with_coefficients`)."""
+    a, pc = net.arcs, net.pieces
+    mult = np.ones(len(pc)) if per_instance_mult is None else np.asarray(per_instance_mult, dtype=float)
+    hi = pc["u_hi"].to_numpy(dtype=float) if "u_hi" in pc else np.ones(len(pc))
+    pk = pc["k"].to_numpy(dtype=np.int64)
+    order = np.argsort(pk, kind="stable")
+    lo_j = np.searchsorted(pk[order], a["k"].to_numpy(dtype=np.int64), side="left")
+    hi_j = np.searchsorted(pk[order], a["k"].to_numpy(dtype=np.int64), side="right")
+    lens = hi_j - lo_j
+    arc_of = np.repeat(np.arange(len(a)), lens)  # one entry per (arc, piece)
+    piece = order[np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(lo_j, lens)]
+    lmax = a["max_load_rps"].to_numpy(dtype=float)
+    cap = mult[piece] * hi[piece] * lmax[arc_of]
+    cls = a["request_class"].to_numpy(dtype=object)[arc_of]
+    demand = net.demand_rps.reindex(cls, fill_value=0.0).to_numpy(dtype=float)
+    r = np.arange(len(a))
+    labels = list(zip(a["pool"], a["k"].astype(int), a["request_class"]))
+    block = m.add_constraints("linking", labels, np.r_[r, arc_of], np.r_[z.cols, n.cols[piece]],
+                              np.r_[np.ones(len(a)), -linking_coefficients(cap, demand)], hi=0.0)
+    return LinkingRows(row=block.start + arc_of, col=n.cols[piece], request_class=cls, cap=cap)
+
+
+def linking_coefficients(cap: np.ndarray, demand_rps: np.ndarray) -> np.ndarray:
+    """The (linking) rows' coefficients ``min(L_c, cap)`` (``cap`` where ``L_c`` is 0: a class
+    with no demand keeps the weak row, and the matrix its sparsity pattern)."""
+    return np.where(demand_rps > 0, np.minimum(demand_rps, cap), cap)
+
+
 def define_packing_constraints(m: LinearModel, net: Network, n, y):
     """(packing) sum_{k on h, j} tp_k n[p,k,j] - G_h y[p,h] <= 0 for every pool p and hardware h
     (exact for TP degrees dividing the server's GPU count; see ``formulations/pool.md``)."""
@@ -273,10 +324,11 @@ def net_arrays(net: Network, blocks: dict, recipe: bool = False) -> NetArrays:
 
 
 def build_pool_network_model(name: str, net: Network, server_ub: np.ndarray, inventory: dict[str, int] | None,
-                             unserved_penalty: float | None, server_lb: np.ndarray | float = 0.0
-                             ) -> tuple[LinearModel, dict]:
+                             unserved_penalty: float | None, server_lb: np.ndarray | float = 0.0,
+                             linking: bool = False) -> tuple[LinearModel, dict]:
     """The pool equations (pool.md 1-4) for every pool of ``net``; with ``inventory``, the
-    monolithic coupling (inventory) as well; with ``unserved_penalty``, the unserved load ``u``.
+    monolithic coupling (inventory) as well; with ``unserved_penalty``, the unserved load ``u``;
+    with ``linking``, the (linking) rows (:func:`define_linking_constraints`; monolithic.md).
     ``server_lb`` = ``server_ub`` fixes the servers. The blocks are cost-free: the caller adds
     any further blocks, then calls ``define_objective``."""
     m = LinearModel(name)
@@ -291,7 +343,10 @@ def build_pool_network_model(name: str, net: Network, server_ub: np.ndarray, inv
     define_packing_constraints(m, net, n, y)
     if inventory is not None:
         define_inventory_constraints(m, net, y, inventory, by="y")
-    return m, {"n": n, "w": w, "z": z, "y": y, "u": u}
+    blocks = {"n": n, "w": w, "z": z, "y": y, "u": u}
+    if linking:
+        blocks["linking"] = define_linking_constraints(m, net, n, z)
+    return m, blocks
 
 
 @dataclass(frozen=True)

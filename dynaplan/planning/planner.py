@@ -187,6 +187,11 @@ class Planner:
         dblock = m.con_blocks["demand"]
         cached.load_shift = blocks["load_shift"].reindex(list(dblock.labels), fill_value=0.0).to_numpy()
         cached.load_shift_built = float(cached.load_shift @ cached.arrays.row_lo[dblock.start:dblock.stop])
+        link = blocks.get("linking")
+        if link is not None:  # (linking) entries moved with the demand (cluster.md, "Linking rows")
+            pos = {c: i for i, c in enumerate(dblock.labels)}
+            cached.linking = (cached.arrays.positions(link.row, link.col),
+                              np.array([pos[c] for c in link.request_class], dtype=np.int64), link.cap)
         self._models[key] = cached
         return cached
 
@@ -214,6 +219,12 @@ class Planner:
         base = cm.lp_arrays if relaxed else cm.arrays
         problem = base.with_block_bounds(rows={"demand": (rhs, None), **(rows or {})},
                                          cols=col_bounds or None, offset=offset)
+        if cm.linking is not None:
+            pos, cls, cap = cm.linking
+            # CP-SAT puts loads on a grid and may round the demand up past min(L_c, cap): it
+            # keeps the weak rows, which (utilisation) and (capacity) imply
+            strong = self.backend is not Backend.CPSAT
+            problem = problem.with_coefficients(pos, -(nw.linking_coefficients(cap, rhs[cls]) if strong else cap))
         if relaxed:
             if cm.lp_session is None:
                 cm.lp_session = open_session(base, self.backend, self.solve_options)
@@ -917,7 +928,7 @@ class _CachedModel:
     """A built model, its arrays and solution index, and what building it cost."""
 
     __slots__ = ("model", "arrays", "na", "build_time_s", "formulation", "first_piece", "net", "transitions",
-                 "load_shift", "load_shift_built", "session", "energy_ub", "lp_arrays", "lp_session")
+                 "load_shift", "load_shift_built", "session", "energy_ub", "lp_arrays", "lp_session", "linking")
 
     def __init__(self, model, arrays: ModelArrays, na: nw.NetArrays, build_time_s: float,
                  formulation: Formulation) -> None:
@@ -938,6 +949,7 @@ class _CachedModel:
         self.energy_ub = None  # cluster models: the bounds that keep only least-energy recipes
         self.lp_arrays = None  # the LP relaxation (pool models: bulk + residual, pool.md "Large pools")
         self.lp_session = None
+        self.linking = None  # (positions in A.data, demand row of each, cap): the (linking) entries
 
     def read(self, planner: "Planner", x: np.ndarray, epoch_s: float, reports: Mapping[str, SolveReport | None]):
         """The formulation's typed result of solution ``x`` (:class:`~dynaplan.planning.registry.Formulation`)."""

@@ -11,8 +11,8 @@ its own answer: :func:`dynaplan.solvers.solve` runs the one shared post-solve ve
 Optional capabilities are declared in :attr:`SolverBackend.features`:
 
 * :attr:`Feature.BOUND_UPDATES`: :meth:`open` returns a :class:`BoundSession` that keeps the
-  solver's model and, for arrays that differ only in bounds, row sides and offset, changes them
-  in place and re-solves (HiGHS);
+  solver's model and, for arrays that differ only in bounds, row sides, offset and matrix values
+  (same sparsity pattern), changes them in place and re-solves (HiGHS);
 * :attr:`Feature.HINTS`: ``solve(..., hint=x)`` starts the search from ``x`` (CP-SAT).
 
 A backend without a capability still works everywhere: :func:`open_session` falls back to a
@@ -36,7 +36,7 @@ from dynaplan.solvers.result import Backend, SolveOptions, Solution
 
 
 class Feature(str, Enum):
-    BOUND_UPDATES = "bound_updates"  # open(): change bounds/sides/offset in place and re-solve
+    BOUND_UPDATES = "bound_updates"  # open(): change bounds/sides/offset/values in place and re-solve
     HINTS = "hints"                  # solve(hint=x): a starting solution
 
 
@@ -53,10 +53,12 @@ class SolverBackend(Protocol):
 
 
 class BoundSession(Protocol):
-    """A model kept inside a solver between solves that change only bounds (Feature.BOUND_UPDATES)."""
+    """A model kept inside a solver between solves that change only bounds, row sides, the
+    objective offset and matrix values (Feature.BOUND_UPDATES)."""
 
     def update_bounds_and_resolve(self, arrays: ModelArrays, opts: SolveOptions) -> Solution:
-        """Solve ``arrays``, which must have the session's matrix, costs and integrality."""
+        """Solve ``arrays``, which must have the session's costs, integrality and matrix sparsity
+        pattern (its values may differ: :meth:`ModelArrays.with_coefficients`)."""
         ...
 
 

@@ -152,8 +152,9 @@ def _report(h: highspy.Highs, m: ModelArrays, elapsed: float) -> Solution:
 
 
 class HighsSession:
-    """A model kept inside HiGHS: later solves change column bounds, row sides and the objective
-    offset in place (``changeColsBounds``/``changeRowsBounds``) instead of passing the model again.
+    """A model kept inside HiGHS: later solves change column bounds, row sides, the objective
+    offset and matrix values (same sparsity pattern) in place (``changeColsBounds``/
+    ``changeRowsBounds``/``changeCoeff``) instead of passing the model again.
     By default HiGHS restarts its search from scratch after such a change (``clearSolver``), so the
     answer is the one a fresh solve gives; what is saved is copying the model into the solver.
 
@@ -174,10 +175,17 @@ class HighsSession:
 
     def update_bounds_and_resolve(self, arrays: ModelArrays, opts: SolveOptions) -> Solution:
         base = self._arrays
-        if arrays.A is not base.A or arrays.cost is not base.cost or arrays.integer is not base.integer:
-            if not (arrays.A.shape == base.A.shape and (arrays.A != base.A).nnz == 0
-                    and np.array_equal(arrays.cost, base.cost) and np.array_equal(arrays.integer, base.integer)):
-                raise ValueError("HighsSession: the arrays differ from the session's model beyond bounds and offset")
+        coeffs = np.zeros(0, dtype=np.int64)  # positions in A.data whose value changes
+        if arrays.A is not base.A:
+            same = (arrays.A.shape == base.A.shape and np.array_equal(arrays.A.indptr, base.A.indptr)
+                    and np.array_equal(arrays.A.indices, base.A.indices))
+            if not same:
+                raise ValueError("HighsSession: the matrix's sparsity pattern differs from the session's model")
+            coeffs = np.flatnonzero(arrays.A.data != base.A.data)
+        if arrays.cost is not base.cost or arrays.integer is not base.integer:
+            if not (np.array_equal(arrays.cost, base.cost) and np.array_equal(arrays.integer, base.integer)):
+                raise ValueError("HighsSession: the arrays differ from the session's model beyond bounds, "
+                                 "offset and matrix values")
         t0 = time.perf_counter()
         try:
             if self._h is None or opts != self._opts:
@@ -197,6 +205,10 @@ class HighsSession:
                                np.where(np.isinf(hi_new[idx]), inf, hi_new[idx]))
                 if arrays.offset != base.offset:
                     h.changeObjectiveOffset(float(arrays.offset))
+                if coeffs.size:
+                    col_of = np.repeat(np.arange(arrays.A.shape[1]), np.diff(arrays.A.indptr))
+                    for j in coeffs:
+                        h.changeCoeff(int(arrays.A.indices[j]), int(col_of[j]), float(arrays.A.data[j]))
             self._arrays = arrays
             self._h = _run(self._h, arrays, opts)
         except Exception as exc:  # highspy raises plain exceptions on malformed input

@@ -299,6 +299,38 @@ class ModelArrays:
                                                                      (blk.stop - blk.start,))
         return self.with_bounds(**vecs, offset=offset)
 
+    def positions(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Where the entries ``(rows[i], cols[i])`` of ``A`` sit in ``A.data`` (each must be a
+        stored entry; a ``ValueError`` otherwise): what :meth:`with_coefficients` takes."""
+        A = self.A
+        if not A.has_sorted_indices:
+            raise ValueError("positions: A has unsorted indices")
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        pos = np.empty(rows.size, dtype=np.int64)
+        for i, (r, c) in enumerate(zip(rows, cols)):
+            lo, hi = A.indptr[c], A.indptr[c + 1]
+            j = lo + int(np.searchsorted(A.indices[lo:hi], r))
+            if j >= hi or A.indices[j] != r:
+                raise ValueError(f"positions: A has no entry ({r}, {c})")
+            pos[i] = j
+        return pos
+
+    def with_coefficients(self, positions: np.ndarray, values: np.ndarray) -> "ModelArrays":
+        """The same model with the matrix entries at ``positions`` (:meth:`positions`) set to
+        ``values`` (non-zero: the sparsity pattern stays as it is); new arrays sharing the rest.
+
+        This is how repeated solves move a coefficient that depends on the demand (the cluster
+        model's linking rows, ``formulations/cluster.md``) without rebuilding the model."""
+        values = np.asarray(values, dtype=float)
+        if np.any(values == 0):
+            raise ValueError("with_coefficients: a zero would change the sparsity pattern")
+        data = self.A.data.copy()
+        data[positions] = values
+        A = sp.csc_matrix((data, self.A.indices, self.A.indptr), shape=self.A.shape)
+        A.has_sorted_indices = True
+        return replace(self, A=A)
+
     def activity_scale(self, x: np.ndarray) -> float:
         """``max(1, max_i sum_j |a_ij x_j|)``: the magnitude feasibility tolerances scale with."""
         if not self.n_rows:
