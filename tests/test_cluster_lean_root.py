@@ -52,8 +52,8 @@ def test_lean_root_cluster_solves_are_within_the_gap_of_the_optimum(prof, monkey
     seen = []
     orig = highs_mod.HighsSession.update_bounds_and_resolve
 
-    def spy(self, arrays, opts):
-        sol = orig(self, arrays, opts)
+    def spy(self, arrays, opts, hint=None):
+        sol = orig(self, arrays, opts, hint)
         seen.append((arrays, opts, sol.report))
         return sol
 
@@ -100,6 +100,6 @@ def test_options_can_force_the_lean_root_off(prof, monkeypatch):
     seen = []
     orig = highs_mod.HighsSession.update_bounds_and_resolve
     monkeypatch.setattr(highs_mod.HighsSession, "update_bounds_and_resolve",
-                        lambda self, a, o: seen.append(o.highs_lean_root) or orig(self, a, o))
+                        lambda self, a, o, hint=None: seen.append(o.highs_lean_root) or orig(self, a, o, hint))
     pl.allot({"LL": 10.0, "SS": 3.0})
     assert seen and not any(seen)

@@ -47,8 +47,8 @@ def _spy(monkeypatch) -> list:
     seen = []
     orig = highs_mod.HighsSession.update_bounds_and_resolve
 
-    def spy(self, arrays, opts):
-        sol = orig(self, arrays, opts)
+    def spy(self, arrays, opts, hint=None):
+        sol = orig(self, arrays, opts, hint)
         seen.append((arrays, opts, sol.report))
         return sol
 

@@ -57,12 +57,32 @@ def test_small_pool_milps_run_with_the_lean_root_unless_forced(monkeypatch):
     assert _option(highspy.Highs(), "mip_allow_restart")  # HiGHS's own default
 
 
+def _milp_objectives(monkeypatch) -> list[float]:
+    """The objective of every MILP solve of the pool models (the model's, not the plan's power)."""
+    out: list[float] = []
+    orig = highs_backend.HighsSession.update_bounds_and_resolve
+
+    def spy(self, arrays, opts, hint=None):
+        sol = orig(self, arrays, opts, hint)
+        out.append(sol.report.objective)
+        return sol
+    monkeypatch.setattr(highs_backend.HighsSession, "update_bounds_and_resolve", spy)
+    return out
+
+
 @pytest.mark.parametrize("pool, loads, servers", POOLS)
-def test_pool_plans_match_a_solve_with_highs_defaults(pool, loads, servers):
+def test_pool_plans_match_a_solve_with_highs_defaults(pool, loads, servers, monkeypatch):
+    """The model's optimum is the same to the pool gap; so is the plan, except where the model
+    has tied optima: a mixed pool's tie may differ in true power (the surcharge pricing, "Mixed
+    pools: what the report claims"), within the model's pricing error, never in served load."""
+    objs = _milp_objectives(monkeypatch)
     p = Profile.default()
     inv = {H: 20}
     fast = Planner(p, inv, DEFAULT_SLOS, options=PlannerOptions(pool_dp=False)).plan_pool(pool, loads, {H: servers})
     ref = Planner(p, inv, DEFAULT_SLOS, options=PlannerOptions(pool_dp=False),
                   solve_options=SolveOptions(highs_lean_root=False)).plan_pool(pool, loads, {H: servers})
-    assert fast.power_w == pytest.approx(ref.power_w, rel=1e-9)
+    assert len(objs) == 2
+    assert objs[0] == pytest.approx(objs[1], rel=1e-7)
+    mixed = len(loads) > 1
+    assert fast.power_w == pytest.approx(ref.power_w, rel=1e-4 if mixed else 1e-9)
     assert fast.served_rps == pytest.approx(ref.served_rps, rel=1e-9)

@@ -248,6 +248,55 @@ def linking_coefficients(cap: np.ndarray, demand_rps: np.ndarray) -> np.ndarray:
     return np.where(demand_rps > 0, np.minimum(demand_rps, cap), cap)
 
 
+def uniform_start(na: "NetArrays", piece_lo: np.ndarray, piece_hi: np.ndarray, arrays, loads: Mapping[str, float],
+                  gpus: Mapping[str, int]) -> np.ndarray | None:
+    """A starting solution for a pool model (pool.md, "Starting solution"): the cheapest *uniform*
+    plan, ``N`` instances of one configuration sharing every class's load equally, in the
+    model's own terms (``arrays``: the model as it is about to be solved, servers fixed; its
+    costs price the candidates). ``piece_lo``/``piece_hi``: each piece's utilisation range;
+    ``loads``: req/s by class; ``gpus``: the pool's GPUs by hardware type. None when no
+    configuration serves every loaded class. The returned vector satisfies every row of the
+    model (demand met exactly; the instances' utilisation on one piece; packing within the
+    servers); its cost is the candidate's objective."""
+    want = {c: float(v) for c, v in loads.items() if v > 0}
+    if not want or na.y_cols is None:
+        return None
+    sel = np.flatnonzero(np.isin(na.arc_class, list(want)))
+    util = np.bincount(na.arc_k[sel], weights=np.array([want[c] for c in na.arc_class[sel]]) / na.arc_lmax[sel],
+                       minlength=int(na.pc_k.max()) + 1)
+    served = np.bincount(na.arc_k[sel], minlength=len(util))
+    zcost = np.bincount(na.arc_k[sel], weights=arrays.cost[na.z_cols[sel]] * np.array([want[c] for c in na.arc_class[sel]]),
+                        minlength=len(util))
+    best, best_cost = None, np.inf
+    for j in range(len(na.pc_k)):  # every piece: the instance counts that put it in its range
+        k = na.pc_k[j]
+        if served[k] < len(want):
+            continue
+        most = int(gpus.get(na.pc_hw[j], 0)) // int(na.pc_tp[j])
+        u_k = util[k]
+        first = max(1, int(np.ceil(u_k / piece_hi[j] - 1e-12)))
+        if first > most:
+            continue
+        count = np.arange(first, most + 1)
+        count = count[(piece_lo[j] * count <= u_k * (1 + 1e-12)) & (u_k <= piece_hi[j] * count * (1 + 1e-12))]
+        if not count.size:
+            continue
+        cost = arrays.cost[na.n_cols[j]] * count + arrays.cost[na.w_cols[j]] * u_k + zcost[k]
+        i = int(np.argmin(cost))
+        if cost[i] < best_cost:
+            best_cost, best = float(cost[i]), (j, int(count[i]))
+    if best is None:
+        return None
+    j, count = best
+    x = np.zeros(arrays.n_cols)
+    x[na.y_cols] = arrays.lb[na.y_cols]
+    x[na.n_cols[j]] = count
+    x[na.w_cols[j]] = util[na.pc_k[j]]
+    arcs = sel[na.arc_k[sel] == na.pc_k[j]]
+    x[na.z_cols[arcs]] = [want[c] for c in na.arc_class[arcs]]
+    return x
+
+
 def define_packing_constraints(m: LinearModel, net: Network, n, y):
     """(packing) sum_{k on h, j} tp_k n[p,k,j] - G_h y[p,h] <= 0 for every pool p and hardware h
     (exact for TP degrees dividing the server's GPU count; see ``formulations/pool.md``)."""

@@ -174,11 +174,19 @@ class PoolDP:
         if choice is None:
             return None
         b, idx, last_piece, last_load = choice
-        pieces, loads = [], []
+        pieces, loads = self.front_instances(b, idx)
         if last_piece >= 0:
-            pieces.append(last_piece)
-            loads.append(last_load)
-        while b > 0:  # walk the back pointers (DP3)
+            pieces, loads = np.r_[last_piece, pieces], np.r_[last_load, loads]
+        value = best + self.idle_w * self.gpus_per_server * int(servers)
+        return DPSolution(value_w=value, pieces=np.asarray(pieces, dtype=np.int64),
+                          loads_rps=np.asarray(loads, dtype=float))
+
+    def front_instances(self, budget: int, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        """The instances (piece, load in req/s) of point ``idx`` of the front of ``budget``
+        units (DP3's back pointers; fronts extended that far already)."""
+        pieces, loads = [], []
+        b = int(budget)
+        while b > 0:
             it = int(self.f_item[b][idx])
             idx = int(self.f_par[b][idx])
             if it < 0:
@@ -187,9 +195,7 @@ class PoolDP:
             pieces.append(int(self.item_piece[it]))
             loads.append(float(self.item_load[it]))
             b -= int(self.item_units[it])
-        value = best + self.idle_w * self.gpus_per_server * int(servers)
-        return DPSolution(value_w=value, pieces=np.asarray(pieces, dtype=np.int64),
-                          loads_rps=np.asarray(loads, dtype=float))
+        return np.asarray(pieces, dtype=np.int64), np.asarray(loads, dtype=float)
 
 
 def mix_envelope(curves: list[tuple[np.ndarray, np.ndarray]], own_lmax_rps: float

@@ -138,12 +138,13 @@ class Planner:
         return self.options.unserved_penalty_w_per_rps if self.options.best_effort else None
 
     def _solve(self, model_or_arrays, build_time_s: float, heuristics: bool = False, gap: float | None = None,
-               session=None, lean_root: bool = False):
+               session=None, lean_root: bool = False, hint: np.ndarray | None = None):
         """Solve with the planner's options; ``heuristics`` is HiGHS's primal heuristics for this
         model unless ``SolveOptions.highs_heuristics`` forces them; ``gap`` replaces the relative
         MIP gap when given; ``session`` (:func:`dynaplan.solvers.open_session`) re-solves a
         cached model in place where the backend can; ``lean_root``: HiGHS's lean root
-        (``SolveOptions.highs_lean_root``) unless the options force it either way."""
+        (``SolveOptions.highs_lean_root``) unless the options force it either way; ``hint``: a
+        starting solution for backends that take one (ignored by the others)."""
         arrays = model_or_arrays if isinstance(model_or_arrays, ModelArrays) else model_or_arrays.arrays()
         opts = self.solve_options
         update = {}
@@ -155,7 +156,8 @@ class Planner:
             update["mip_rel_gap"] = gap
         if update:
             opts = opts.model_copy(update=update)
-        sol = session.update_bounds_and_resolve(arrays, opts) if session else solve(arrays, self.backend, opts)
+        sol = (session.update_bounds_and_resolve(arrays, opts, hint) if session
+               else solve(arrays, self.backend, opts, hint))
         return sol.x, sol.report.with_build_time(build_time_s + sol.report.build_time_s)
 
     @checked
@@ -198,11 +200,12 @@ class Planner:
     def _solve_cached(self, cm: "_CachedModel", demand: Mapping[str, float],
                       servers: Mapping[str, int] | None = None, rows: Mapping[str, tuple] | None = None,
                       heuristics: bool = False, gap: float | None = None, cols: Mapping[str, tuple] | None = None,
-                      lean_root: bool = False, relaxed: bool = False):
+                      lean_root: bool = False, relaxed: bool = False, start: bool = False):
         """Solve a cached model for ``demand`` (req/s by class), for pool models fixed
         ``servers``, and ``rows``: other constraint blocks' new ``(lo, hi)`` (None keeps a side);
         ``cols``: variable blocks' new ``(lb, ub)``; ``lean_root`` as in :meth:`_solve`;
-        ``relaxed``: its LP relaxation (a session of its own)."""
+        ``relaxed``: its LP relaxation (a session of its own); ``start``: offer the solver the
+        best uniform plan as its first incumbent (pool models; :func:`network.uniform_start`)."""
         t0 = time.perf_counter()
         dblock = cm.model.con_blocks["demand"]
         rhs = np.array([demand.get(c, 0.0) for c in dblock.labels])
@@ -233,7 +236,16 @@ class Planner:
             if cm.session is None:
                 cm.session = open_session(cm.arrays, self.backend, self.solve_options)
             session = cm.session
-        return self._solve(problem, time.perf_counter() - t0, heuristics, gap, session, lean_root and not relaxed)
+        hint = None
+        if start and not relaxed and servers is not None:
+            if cm.piece_range is None:
+                pc = cm.net.pieces
+                cm.piece_range = (pc["u_lo"].to_numpy(dtype=float) if "u_lo" in pc else np.zeros(len(pc)),
+                                  pc["u_hi"].to_numpy(dtype=float) if "u_hi" in pc else np.ones(len(pc)))
+            gpus = {h: int(n) * self.hardware[h].gpus_per_server for h, n in servers.items()}
+            hint = nw.uniform_start(cm.na, *cm.piece_range, problem, demand, gpus)
+        return self._solve(problem, time.perf_counter() - t0, heuristics, gap, session, lean_root and not relaxed,
+                           hint)
 
     @property
     def transition_prices(self) -> nw.TransitionPrices:
@@ -292,8 +304,13 @@ class Planner:
         rows = nw.transition_rows(cm.net, cm.transitions, current) if current is not None else None
         # HiGHS's lean root on small pools (SolveOptions.highs_lean_root; pool.md, "Solver
         # settings"): same plans in less time; on large ones (hundreds of servers) restarts pay
+        # a mixed pool's MILP on the lean root starts from the best uniform plan (pool.md,
+        # "Starting solution"; with HiGHS's restarts a start is not safe)
+        lean = self._lean_root(srv)
+        start = lean and current is None and any(c != pool and v > 0 for c, v in loads.items()) \
+            and self.solve_options.highs_lean_root is not False
         x, report = self._solve_cached(cm, loads, srv, rows, gap=self.options.pool_mip_rel_gap,
-                                       lean_root=self._lean_root(srv))
+                                       lean_root=lean, start=start)
         if report.status is Status.INFEASIBLE:
             self._diagnosis.raise_infeasible_pool(pool, loads, srv, report)
         self._diagnosis.explain_failure(loads, report)
@@ -928,7 +945,8 @@ class _CachedModel:
     """A built model, its arrays and solution index, and what building it cost."""
 
     __slots__ = ("model", "arrays", "na", "build_time_s", "formulation", "first_piece", "net", "transitions",
-                 "load_shift", "load_shift_built", "session", "energy_ub", "lp_arrays", "lp_session", "linking")
+                 "load_shift", "load_shift_built", "session", "energy_ub", "lp_arrays", "lp_session", "linking",
+                 "piece_range")
 
     def __init__(self, model, arrays: ModelArrays, na: nw.NetArrays, build_time_s: float,
                  formulation: Formulation) -> None:
@@ -950,6 +968,7 @@ class _CachedModel:
         self.lp_arrays = None  # the LP relaxation (pool models: bulk + residual, pool.md "Large pools")
         self.lp_session = None
         self.linking = None  # (positions in A.data, demand row of each, cap): the (linking) entries
+        self.piece_range = None  # pool models: each piece's (u_lo, u_hi), for uniform_start
 
     def read(self, planner: "Planner", x: np.ndarray, epoch_s: float, reports: Mapping[str, SolveReport | None]):
         """The formulation's typed result of solution ``x`` (:class:`~dynaplan.planning.registry.Formulation`)."""

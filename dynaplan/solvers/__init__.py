@@ -40,10 +40,13 @@ class _Session:
         self._inner = be.open(arrays, opts) if Feature.BOUND_UPDATES in be.features else None
         self._be = be
 
-    def update_bounds_and_resolve(self, arrays: ModelArrays, opts: SolveOptions | None = None) -> Solution:
+    def update_bounds_and_resolve(self, arrays: ModelArrays, opts: SolveOptions | None = None,
+                                  hint: np.ndarray | None = None) -> Solution:
         opts = opts or SolveOptions()
-        sol = (self._inner.update_bounds_and_resolve(arrays, opts) if self._inner is not None
-               else self._be.solve(arrays, opts))
+        if Feature.HINTS not in self._be.features:
+            hint = None
+        sol = (self._inner.update_bounds_and_resolve(arrays, opts, hint) if self._inner is not None
+               else self._be.solve(arrays, opts, hint))
         return verified(arrays, sol)
 
 

@@ -13,7 +13,8 @@ Optional capabilities are declared in :attr:`SolverBackend.features`:
 * :attr:`Feature.BOUND_UPDATES`: :meth:`open` returns a :class:`BoundSession` that keeps the
   solver's model and, for arrays that differ only in bounds, row sides, offset and matrix values
   (same sparsity pattern), changes them in place and re-solves (HiGHS);
-* :attr:`Feature.HINTS`: ``solve(..., hint=x)`` starts the search from ``x`` (CP-SAT).
+* :attr:`Feature.HINTS`: ``solve(..., hint=x)`` (and a session's re-solve) starts the search
+  from ``x`` (CP-SAT's hints; HiGHS's first incumbent, used only if feasible).
 
 A backend without a capability still works everywhere: :func:`open_session` falls back to a
 session that solves afresh, and a hint is ignored.
@@ -56,9 +57,11 @@ class BoundSession(Protocol):
     """A model kept inside a solver between solves that change only bounds, row sides, the
     objective offset and matrix values (Feature.BOUND_UPDATES)."""
 
-    def update_bounds_and_resolve(self, arrays: ModelArrays, opts: SolveOptions) -> Solution:
+    def update_bounds_and_resolve(self, arrays: ModelArrays, opts: SolveOptions,
+                                  hint: np.ndarray | None = None) -> Solution:
         """Solve ``arrays``, which must have the session's costs, integrality and matrix sparsity
-        pattern (its values may differ: :meth:`ModelArrays.with_coefficients`)."""
+        pattern (its values may differ: :meth:`ModelArrays.with_coefficients`); ``hint``: a
+        starting solution, as for :meth:`SolverBackend.solve`."""
         ...
 
 

@@ -85,9 +85,26 @@ def _run(h, m: ModelArrays, opts: SolveOptions):
     return h
 
 
-def solve_arrays(m: ModelArrays, opts: SolveOptions | None = None, relax: bool = False) -> Solution:
+def _start(h, m: ModelArrays, hint: np.ndarray | None) -> None:
+    """Offer ``hint`` (a value per column) to a MIP solve as its first incumbent (HiGHS's
+    ``setSolution``). HiGHS checks it itself: an infeasible hint is not used, and a feasible one
+    only changes the search, never what counts as optimal; an LP ignores it."""
+    if hint is None or not m.integer.any():
+        return
+    hint = np.asarray(hint, dtype=float)
+    if hint.shape != (m.n_cols,) or not np.all(np.isfinite(hint)):
+        raise ValueError(f"hint: expected {m.n_cols} finite values, one per column")
+    sol = highspy.HighsSolution()
+    sol.col_value = hint.tolist()
+    sol.value_valid = True
+    h.setSolution(sol)
+
+
+def solve_arrays(m: ModelArrays, opts: SolveOptions | None = None, relax: bool = False,
+                 hint: np.ndarray | None = None) -> Solution:
     """Solve a model given as arrays, unverified (:func:`dynaplan.solvers.solve` verifies);
-    ``relax=True`` drops integrality (LP relaxation)."""
+    ``relax=True`` drops integrality (LP relaxation); ``hint``: a starting solution
+    (:func:`_start`)."""
     opts = opts or SolveOptions()
     if relax:
         m = m.relaxed()
@@ -95,10 +112,11 @@ def solve_arrays(m: ModelArrays, opts: SolveOptions | None = None, relax: bool =
     try:
         h = _make_highs(opts)
         _pass(h, m)
+        _start(h, m, hint)
         h = _run(h, m, opts)
     except Exception as exc:  # highspy raises plain exceptions on malformed input
         return _failure(m, time.perf_counter() - t0, exc)
-    return _report(h, m, time.perf_counter() - t0)
+    return _report(h, m, time.perf_counter() - t0, hinted=hint is not None and bool(m.integer.any()))
 
 
 def _failure(m: ModelArrays, elapsed: float, exc: Exception) -> Solution:
@@ -117,7 +135,7 @@ _STOP = {
 }
 
 
-def _report(h: highspy.Highs, m: ModelArrays, elapsed: float) -> Solution:
+def _report(h: highspy.Highs, m: ModelArrays, elapsed: float, hinted: bool = False) -> Solution:
     ms = h.getModelStatus()
     info = h.getInfo()
     is_mip = bool(m.integer.any())
@@ -125,6 +143,16 @@ def _report(h: highspy.Highs, m: ModelArrays, elapsed: float) -> Solution:
     x = np.asarray(h.getSolution().col_value, dtype=float) if has_sol else None
     obj = float(info.objective_function_value) if has_sol else None
     bound = float(info.mip_dual_bound) if is_mip else (obj if ms == _MS.kOptimal else None)
+    unreliable = False
+    if hinted and x is not None:
+        # HiGHS 1.16: when the offered start is the incumbent it stops with, the objective and
+        # dual bound it reports may leave out the objective offset of the columns its presolve
+        # removed. The incumbent's own value c @ x + offset is exact; HiGHS's bound and its
+        # optimality claim are then not to be trusted: the report keeps the solution, its
+        # true objective and no bound (status feasible)
+        true_obj = float(m.cost @ x + m.offset)
+        if abs(true_obj - obj) > 1e-9 * max(1.0, abs(obj)):
+            unreliable, obj, bound = True, true_obj, None
     if bound is not None and not np.isfinite(bound):
         bound = None
     stop = _STOP.get(ms, StopReason.BACKEND_ERROR)
@@ -143,12 +171,15 @@ def _report(h: highspy.Highs, m: ModelArrays, elapsed: float) -> Solution:
         status = Status.NO_SOLUTION
     else:
         status = Status.ERROR
-    if status == Status.OPTIMAL and is_mip and obj is not None and bound is None:
+    message = h.modelStatusToString(ms)
+    if unreliable:
+        status = Status.FEASIBLE
+        message += "; HiGHS's figures for the offered start disagree with it: objective recomputed, no bound"
+    elif status == Status.OPTIMAL and is_mip and obj is not None and bound is None:
         bound = obj
     return Solution(x=x, report=SolveReport(
         status=status, backend=Backend.HIGHS, objective=obj, bound=bound, gap=relative_gap(obj, bound),
-        solve_time_s=elapsed, n_vars=m.n_cols, n_cons=m.n_rows,
-        message=h.modelStatusToString(ms), stop_reason=stop))
+        solve_time_s=elapsed, n_vars=m.n_cols, n_cons=m.n_rows, message=message, stop_reason=stop))
 
 
 class HighsSession:
@@ -173,7 +204,8 @@ class HighsSession:
         self._opts = opts
         self._warm = warm_lp
 
-    def update_bounds_and_resolve(self, arrays: ModelArrays, opts: SolveOptions) -> Solution:
+    def update_bounds_and_resolve(self, arrays: ModelArrays, opts: SolveOptions,
+                                  hint: np.ndarray | None = None) -> Solution:
         base = self._arrays
         coeffs = np.zeros(0, dtype=np.int64)  # positions in A.data whose value changes
         if arrays.A is not base.A:
@@ -210,21 +242,22 @@ class HighsSession:
                     for j in coeffs:
                         h.changeCoeff(int(arrays.A.indices[j]), int(col_of[j]), float(arrays.A.data[j]))
             self._arrays = arrays
+            _start(self._h, arrays, hint)
             self._h = _run(self._h, arrays, opts)
         except Exception as exc:  # highspy raises plain exceptions on malformed input
             self._h = None
             return _failure(arrays, time.perf_counter() - t0, exc)
-        return _report(self._h, arrays, time.perf_counter() - t0)
+        return _report(self._h, arrays, time.perf_counter() - t0, hinted=hint is not None and bool(arrays.integer.any()))
 
 
 class HighsBackend:
     """HiGHS through highspy, the model passed as arrays (the planner's default)."""
 
     name = Backend.HIGHS
-    features = frozenset({Feature.BOUND_UPDATES})
+    features = frozenset({Feature.BOUND_UPDATES, Feature.HINTS})
 
     def solve(self, arrays: ModelArrays, opts: SolveOptions, hint: np.ndarray | None = None) -> Solution:
-        return solve_arrays(arrays, opts)
+        return solve_arrays(arrays, opts, hint=hint)
 
     def open(self, arrays: ModelArrays, opts: SolveOptions) -> HighsSession:
         return HighsSession(arrays, opts)
