@@ -21,6 +21,7 @@ from dynaplan.formulations.pool_bulk import PoolLPBound, bulk_instances
 from dynaplan.planning import Planner, PlannerOptions
 from dynaplan.planning.check import check_plan
 from dynaplan.planning.plan import Allotment
+from dynaplan.profiles import Profile
 from dynaplan.solvers import Backend, SolveReport, Status
 from test_pool_exact import HW, default_profile, reference  # noqa: F401 (default_profile is a fixture)
 
@@ -238,3 +239,44 @@ def test_residual_size_is_a_parameter(default_profile, capacity, monkeypatch):
     pp = pl.plan_pool("MM", {"MM": load}, {HW: 11})
     assert solved_by_bulk(pp)
     assert pp.power_w >= reference(default_profile, "MM", load, 11) * (1 - 1e-9)
+
+
+_SPILL_PAIRS = [("SL", "SM"), ("SM", "SS"), ("LS", "ML"), ("LL", "LM"), ("MS", "SL")]
+
+
+@pytest.fixture(scope="module")
+def spill_planner():
+    return Planner(Profile.default(), {"h100-80gb": 20}, DEFAULT_SLOS)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pair=st.sampled_from(_SPILL_PAIRS), servers=st.sampled_from([1, 2, 4, 8]), load=st.floats(0.05, 60.0))
+def test_a_residual_of_one_spilled_class_is_the_models_optimum(spill_planner, pair, servers, load):
+    """BR3 for a residual of a spilled class alone (the pool's own class at zero): the DP of
+    Planner._spill_dp returns a feasible point of the pool model whose cost is the model's
+    optimum (scipy's milp on the same arrays), or nothing exactly when the model is infeasible."""
+    import scipy.sparse as sp
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    from dynaplan.planning import bulk
+    from dynaplan.planning.registry import ModelKind
+    pool, c = pair
+    pl = spill_planner
+    cm = pl._model(ModelKind.POOL, pool)
+    x, how = bulk._residual(pl, cm, pool, "h100-80gb", {pool: 0.0, c: load}, servers)
+    dblock = cm.model.con_blocks["demand"]
+    rhs = np.array([load if lab == c else 0.0 for lab in dblock.labels])
+    yb = cm.model.var_blocks["y"]
+    ys = np.array([float(servers) if h == "h100-80gb" else 0.0 for _, h in yb.labels])
+    a = cm.arrays.with_block_bounds(rows={"demand": (rhs, None)}, cols={"y": (ys, ys)})
+    res = milp(a.cost, constraints=LinearConstraint(sp.csr_matrix(a.A), a.row_lo, a.row_hi),
+               bounds=Bounds(a.lb, a.ub), integrality=a.integer.astype(int), options={"mip_rel_gap": 1e-10})
+    if x is None:
+        assert res.status != 0  # infeasible: nothing carries the load on these servers
+        return
+    assert "spilled class" in how
+    x = x.copy()
+    x[cm.na.y_cols] = a.lb[cm.na.y_cols]
+    assert a.violation(x) <= 1e-7 * max(1.0, load)
+    assert res.status == 0
+    assert float(a.cost @ x) == pytest.approx(float(res.fun), rel=1e-7, abs=1e-6)

@@ -219,15 +219,44 @@ def _residual(planner, cm, pool: str, h: str, residual: Mapping[str, float], r_s
             np.add.at(x_z, own_arc[k], sol.loads_rps)
             x[na.n_cols], x[na.w_cols], x[na.z_cols] = x_n, x_w, x_z
             return x, f"by the pool DP on {r_srv} servers"
+    if len(others) == 1 and residual.get(pool, 0.0) <= 0:
+        # one spilled class alone: the pool DP over that class's arcs, priced as the model
+        # prices them (pool.md, "Large pools", BR3)
+        c = others[0]
+        dp, piece_rows, arc_of = planner._spill_dp(cm, pool, c, h)
+        sol = dp.solve(residual[c], r_srv) if dp is not None else None
+        if sol is None and dp is not None and planner.hardware[h].gpus_per_server * r_srv <= pool_dp.MAX_GPUS:
+            return None, ""
+        if sol is not None:
+            rows, arcs = piece_rows[sol.pieces], arc_of[sol.pieces]
+            x_n, x_w, x_z = np.zeros(len(na.n_cols)), np.zeros(len(na.w_cols)), np.zeros(len(na.z_cols))
+            np.add.at(x_n, rows, 1.0)
+            floor = (cm.net.pieces["u_lo"].to_numpy(dtype=float) if "u_lo" in cm.net.pieces
+                     else np.zeros(len(na.pc_k)))[rows]
+            np.add.at(x_w, rows, np.maximum(sol.loads_rps / na.arc_lmax[arcs], floor))
+            np.add.at(x_z, arcs, sol.loads_rps)
+            x[na.n_cols], x[na.w_cols], x[na.z_cols] = x_n, x_w, x_z
+            return x, f"by the pool DP of spilled class {c} on {r_srv} servers"
     if not milp:
         return None, ""
+    # the same residual recurs within one planning call (pool requests whose bulks differ by
+    # whole servers leave the same remainder): solved once per call (Planner.residual_memo)
+    key = (pool, h, r_srv, tuple(sorted((c, float(v)) for c, v in residual.items() if v > 0)))
+    memo = planner.residual_memo
+    if key in memo:
+        x_m, how = memo[key]
+        return (None if x_m is None else x_m.copy()), how
     o = planner.options
-    x_r, rep = planner._solve_cached(cm, residual, {h: r_srv}, gap=o.pool_mip_rel_gap,
-                                     lean_root=planner._lean_root({h: r_srv}))
+    # a mixed residual on the lean root starts from the best uniform plan (pool.md, "Starting solution")
+    lean = planner._lean_root({h: r_srv})
+    x_r, rep = planner._solve_cached(cm, residual, {h: r_srv}, gap=o.pool_mip_rel_gap, lean_root=lean,
+                                     start=lean and planner.solve_options.highs_lean_root is not False)
     if x_r is None or not rep.has_solution:
+        memo[key] = (None, "")
         return None, ""
     x = np.array(x_r, dtype=float)
-    return x, f"by the pool MILP on {r_srv} servers ({rep.status.value})"
+    memo[key] = (x.copy(), f"by the pool MILP on {r_srv} servers ({rep.status.value})")
+    return x, memo[key][1]
 
 
 def _lp_bound(planner, cm, pool: str, h: str) -> PoolLPBound:

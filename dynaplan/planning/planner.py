@@ -114,7 +114,8 @@ class Planner:
         self._models: dict = {}
         # (pool, hardware): the exact pool DP (pool.md DP3), each of its pieces' configuration and
         # model row (Planner._pool_dp)
-        self._pool_dps: dict[tuple[str, str], tuple[PoolDP, np.ndarray, dict, np.ndarray]] = {}
+        # and ("spill", pool, class, hardware): a spilled class alone (Planner._spill_dp)
+        self._pool_dps: dict[tuple, tuple] = {}
         self._lp_bounds: dict[tuple[str, str], object] = {}  # (pool, hardware): pool.md BR1 (planning/bulk.py)
         self._mix_dps: dict[tuple, tuple] = {}  # (pool, hardware, loaded classes): mixed pools' bound DP, pool.md DP6
         self._bound: GlobalBound | None = None  # planning/bounds.py, built on the first plan
@@ -123,6 +124,9 @@ class Planner:
         self._cfg_err: dict[tuple, float] | None = None  # segment_error_w by (hw, tp, freq, class), for _assemble
         self._per_server: dict[str, float] | None = None  # q_c of the ladder's top rung, for _top_caps
         self._executor: ThreadPoolExecutor | None = None  # PlannerOptions.workers > 1: started on first use
+        # large pools' residual MILPs of the current planning call (planning/bulk.py), emptied at
+        # the start of every plan() and plan_pool() call: an answer is never carried to another call
+        self.residual_memo: dict[tuple, tuple] = {}
 
     # ------------------------------------------------------------------ helpers
     def _pool_of_threads(self) -> ThreadPoolExecutor | None:
@@ -270,6 +274,7 @@ class Planner:
         if pool not in self.classes:
             raise ValidationError(f"unknown pool {pool!r}; pools are named by class: {list(self.classes)}")
         loads = check_demand(loads_rps, self.classes).demand_rps
+        self.residual_memo = {}
         pp = self._plan_pool(pool, loads, servers, epoch_s, current, bulk=self.options.large_pool == "bulk")
         if current is None and pp.report is not None and pp.report.bound is None and pp.report.has_solution:
             pp = self._bound_mixed_pool(pool, loads, servers, pp)
@@ -429,6 +434,44 @@ class Planner:
             cached = self._pool_dps[(pool, h)] = (dp, pc["k"].to_numpy(), decode.dp_configs(net.configs),
                                                   np.flatnonzero(mask))
         return cached
+
+    def _spill_dp(self, cm: "_CachedModel", pool: str, c: str, h: str):
+        """The pool DP of ``pool``'s configurations on hardware ``h`` serving class ``c`` alone,
+        as the pool model prices a spilled class (pool.md, "Large pools", BR3): each piece of a
+        configuration with an arc for ``c`` becomes a piece in ``c``'s load, ``[lo, hi] lmax_{k,c}``
+        with the line ``A + (B + D_{k,c}) l / lmax_{k,c}``, and one starting above zero also
+        the piece below its floor, ``[0, lo lmax_{k,c}]`` at ``A + B lo + D_{k,c} l / lmax_{k,c}``
+        (the model charges the floor's utilisation there). Returns (DP, each DP piece's model
+        piece row, its arc); the DP is None when no configuration serves ``c``. Built once."""
+        key = ("spill", pool, c, h)
+        got = self._pool_dps.get(key)
+        if got is None:
+            na, pc = cm.na, cm.net.pieces
+            arc_at = np.full(int(na.pc_k.max()) + 1, -1, dtype=np.int64)
+            mine = np.flatnonzero(na.arc_class == c)
+            arc_at[na.arc_k[mine]] = mine
+            rows = np.flatnonzero((na.pc_hw == h) & (arc_at[na.pc_k] >= 0))
+            arcs = arc_at[na.pc_k[rows]]
+            if rows.size == 0:
+                got = (None, rows, arcs)
+            else:
+                lmax = na.arc_lmax[arcs]
+                extra = cm.net.arcs["extra_w_per_util"].to_numpy(dtype=float)[arcs]
+                lo = (pc["u_lo"].to_numpy(dtype=float) if "u_lo" in pc else np.zeros(len(pc)))[rows]
+                hi = (pc["u_hi"].to_numpy(dtype=float) if "u_hi" in pc else np.ones(len(pc)))[rows]
+                a = pc["static_w"].to_numpy(dtype=float)[rows]
+                b = pc["w_per_util"].to_numpy(dtype=float)[rows]
+                # a piece starting above zero also carries less than its floor, the model
+                # charging the floor's utilisation (its utilisation row is an inequality):
+                # A + B lo + D l / lmax on [0, lo lmax]
+                fl = np.flatnonzero(lo > 0)
+                dp = PoolDP(np.r_[na.pc_tp[rows], na.pc_tp[rows][fl]],
+                            np.r_[lo * lmax, np.zeros(fl.size)], np.r_[hi * lmax, (lo * lmax)[fl]],
+                            np.r_[a, (a + b * lo)[fl]], np.r_[(b + extra) / lmax, (extra / lmax)[fl]],
+                            self.hardware[h].gpus_per_server, self.hardware[h].idle_power_w)
+                got = (dp, np.r_[rows, rows[fl]], np.r_[arcs, arcs[fl]])
+            self._pool_dps[key] = got
+        return got
 
     def _mixed_pool_report(self, pool: str, loads: Mapping[str, float], pp: PoolPlan) -> PoolPlan:
         """A pool serving a spilled class: the MILP prices the spill surcharge at full utilisation
@@ -690,6 +733,7 @@ class Planner:
         t0 = time.perf_counter()
         if state is not None:
             check_state(state)
+        self.residual_memo = {}
         cf = check_demand(forecast, self.classes)
         f, demand = dict(cf.forecast_rps), cf.demand_rps
         if not demand:
