@@ -142,6 +142,9 @@ OUTSIDE: dict[str, str] = {
     "benchmarks/melange_speed.py": "the Mélange part of the registered capacity study alone (its instances and "
                                    "melange_pulp come from benchmarks.scenarios.capacity), run interleaved per "
                                    "instance without the horizon and hardware parts, for quick comparisons",
+    "benchmarks/plan_time.py": "a breakdown of plan() calls (mixed-pool, single-pool and cluster solves, by "
+                               "wrapping Planner methods) and the hierarchy corpus under other PlannerOptions: "
+                               "diagnostics of the targets and hier_vs_mono studies, not a build(size)",
     "benchmarks/replay_speed.py": "replay speed and peak memory: the week run needs a fresh subprocess per "
                                   "repeat (its peak RSS must be its own) and takes minutes; the hour run times "
                                   "whole replays, not a build(size) apart from a solve",

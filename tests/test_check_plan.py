@@ -330,3 +330,17 @@ def test_any_single_corruption_is_caught(profile, plan, where, field, pick, delt
         bad = with_pool(plan, i, idle_gpus={HW: pp.idle_gpus[HW] + (1 if delta > 0 else -1)})
     assert check(profile, plan, forecast=FORECAST).ok
     assert not check(profile, bad, forecast=FORECAST).ok, (where, field, pick, delta)
+
+
+def test_a_shortfall_at_solver_precision_is_judged_against_the_forecast(profile, plan):
+    """A solver's feasibility tolerance leaves a served load short of the forecast by ~1e-7 of
+    it: the recomputed unserved figure (forecast - served) is then known only to the forecast's
+    precision, so a reported 0 passes; a shortfall beyond check_plan's rtol of the forecast fails
+    whatever the plan reports (coverage), and so does a reported figure off by more than it."""
+    f = plan.forecast_rps["LL"]
+    short = plan.model_copy(update={"forecast_rps": {**plan.forecast_rps, "LL": f * (1 + 1e-7) + 1e-6}})
+    assert check(profile, short).ok, check(profile, short).violations
+    far = plan.model_copy(update={"forecast_rps": {**plan.forecast_rps, "LL": f * (1 + 1e-4)}})
+    fails(check(profile, far), "class LL: forecast")
+    off = plan.model_copy(update={"unserved_rps": {**plan.unserved_rps, "LL": 3e-6 * f + 1e-6}})
+    fails(check(profile, off, options=PlannerOptions(best_effort=True)), "class LL: reports")

@@ -46,18 +46,10 @@ def _small_pool(pl, arrays) -> bool:
     return False
 
 
-def test_lean_root_cluster_solves_are_within_the_gap_of_the_optimum(prof, monkeypatch):
+def test_lean_root_cluster_solves_are_within_the_gap_of_the_optimum(prof, highs_solves):
     pl = Planner(prof, {H100: 40}, DEFAULT_SLOS)
     gap = pl.options.cluster_mip_rel_gap
-    seen = []
-    orig = highs_mod.HighsSession.update_bounds_and_resolve
-
-    def spy(self, arrays, opts, hint=None):
-        sol = orig(self, arrays, opts, hint)
-        seen.append((arrays, opts, sol.report))
-        return sol
-
-    monkeypatch.setattr(highs_mod.HighsSession, "update_bounds_and_resolve", spy)
+    seen = highs_solves
     rng = np.random.default_rng(11)
     for _ in range(4):
         f = {c: float(v) for c, v in zip(pl.classes, rng.uniform(0, 20, len(pl.classes)) * (rng.random(9) < 0.7))}

@@ -16,7 +16,6 @@ from dynaplan.planning import Planner
 from dynaplan.planning.registry import ModelKind
 from dynaplan.profiles import Profile
 from dynaplan.solvers import Backend, SolveOptions, solve
-from dynaplan.solvers import highs as highs_mod
 
 H100 = "h100-80gb"
 
@@ -43,29 +42,16 @@ def _forecasts(classes, n, seed, scale, k=None):
     return out
 
 
-def _spy(monkeypatch) -> list:
-    seen = []
-    orig = highs_mod.HighsSession.update_bounds_and_resolve
-
-    def spy(self, arrays, opts, hint=None):
-        sol = orig(self, arrays, opts, hint)
-        seen.append((arrays, opts, sol.report))
-        return sol
-
-    monkeypatch.setattr(highs_mod.HighsSession, "update_bounds_and_resolve", spy)
-    return seen
-
-
 @pytest.fixture(scope="module")
 def prof():
     return Profile.default()
 
 
-def test_coefficients_follow_the_demand_and_the_session_matches_fresh_solves(prof, monkeypatch):
+def test_coefficients_follow_the_demand_and_the_session_matches_fresh_solves(prof, highs_solves):
     """Every cluster solve carries min(L_c, cap) (cap where L_c = 0) and the in-place session's
     answer equals a fresh HiGHS solve of the same arrays."""
     pl = Planner(prof, {H100: 12}, DEFAULT_SLOS)
-    seen = _spy(monkeypatch)
+    seen = highs_solves
     for f in _forecasts(pl.classes, 4, 3, 12.0):
         pl.allot(f)
     cm = pl._model(ModelKind.CLUSTER)
@@ -85,11 +71,11 @@ def test_coefficients_follow_the_demand_and_the_session_matches_fresh_solves(pro
     assert len({tuple(a.A.data[pos]) for a, _, _ in mine}) >= 2  # the values did move between solves
 
 
-def test_monolithic_optimum_is_the_weak_models(prof, monkeypatch):
+def test_monolithic_optimum_is_the_weak_models(prof, highs_solves):
     """plan_monolithic's MILP objective is within its gap of the optimum of the model without
     the linking rows' demand coefficients, and never below it."""
     pl = Planner(prof, {H100: 4}, DEFAULT_SLOS, solve_options=SolveOptions(mip_rel_gap=1e-6))
-    seen = _spy(monkeypatch)
+    seen = highs_solves
     for f in _forecasts(pl.classes, 3, 5, 6.0, k=3):
         pl.plan_monolithic(f)
     cm = pl._model(ModelKind.MONOLITHIC)
@@ -105,23 +91,20 @@ def test_monolithic_optimum_is_the_weak_models(prof, monkeypatch):
     assert strengthened == 3
 
 
-def test_cpsat_keeps_the_weak_coefficients(prof, monkeypatch):
-    """CP-SAT puts loads on a grid and may round a demand up past L_c: its cluster model keeps
-    the weak rows (cap), which (utilisation) and (capacity) imply."""
-    pl = Planner(prof, {H100: 6}, DEFAULT_SLOS, backend="cpsat", solve_options=SolveOptions(time_limit_s=20))
-    got = []
-    orig = Planner._solve
-
-    def spy(self, arrays, *a, **k):
-        got.append(arrays)
-        return orig(self, arrays, *a, **k)
-
-    monkeypatch.setattr(Planner, "_solve", spy)
-    pl.allot({"SS": 3.0, "LM": 0.4})
-    cm = pl._model(ModelKind.CLUSTER)
-    pos, _, cap = cm.linking
-    cluster = [a for a in got if a.index is cm.arrays.index]
-    assert cluster and all(np.array_equal(a.A.data[pos], -cap) for a in cluster)
+def test_cpsat_models_have_no_linking_rows(prof):
+    """CP-SAT puts loads on a grid and may round a demand up past L_c, so it could only use the
+    weak coefficients, which (utilisation) and (capacity) imply: its cluster and monolithic
+    models are built without the rows (registry._linking); same columns as HiGHS's models, and
+    an allotment still serves the forecast."""
+    kw = dict(backend="cpsat", solve_options=SolveOptions(time_limit_s=20))
+    cp, hi = Planner(prof, {H100: 6}, DEFAULT_SLOS, **kw), Planner(prof, {H100: 6}, DEFAULT_SLOS)
+    for kind in (ModelKind.CLUSTER, ModelKind.MONOLITHIC):
+        a, b = cp._model(kind), hi._model(kind)
+        assert a.linking is None and "linking" not in a.model.con_blocks
+        assert b.linking is not None and a.arrays.n_cols == b.arrays.n_cols
+        assert a.arrays.n_rows == b.arrays.n_rows - len(b.model.con_blocks["linking"].labels)
+    al = cp.allot({"SS": 3.0, "LM": 0.4})
+    assert al.servers and all(sum(al.routing[c].values()) == pytest.approx(1.0) for c in ("SS", "LM"))
 
 
 def test_with_coefficients_keeps_the_pattern(prof):
@@ -138,3 +121,17 @@ def test_with_coefficients_keeps_the_pattern(prof):
         empty_col = int(np.flatnonzero(np.diff(a.A.indptr) < a.n_rows)[0])
         rows_there = set(a.A.indices[a.A.indptr[empty_col]:a.A.indptr[empty_col + 1]])
         a.positions([next(r for r in range(a.n_rows) if r not in rows_there)], [empty_col])
+
+
+def test_monolithic_rows_only_on_inventories_up_to_the_threshold(prof):
+    """monolithic.md: the (linking) rows on inventories of at most LINKING_MAX_SERVERS servers
+    (beyond, they slow HiGHS down); the model is otherwise the same (same columns)."""
+    from dynaplan.formulations.monolithic import LINKING_MAX_SERVERS
+
+    small = Planner(prof, {H100: LINKING_MAX_SERVERS}, DEFAULT_SLOS)._model(ModelKind.MONOLITHIC)
+    large = Planner(prof, {H100: LINKING_MAX_SERVERS + 1}, DEFAULT_SLOS)._model(ModelKind.MONOLITHIC)
+    assert small.linking is not None and large.linking is None
+    assert small.arrays.n_cols == large.arrays.n_cols
+    assert "linking" not in large.model.con_blocks
+    rows = len(small.model.con_blocks["linking"].labels)
+    assert rows > 0 and large.arrays.n_rows == small.arrays.n_rows - rows

@@ -3,8 +3,8 @@ optimum (or to a valid lower bound), time limits 1 ms .. 10 s.
 
 Cases, each solved by every backend under every time limit:
 
-* ``pool LS servers=40``: a single-class pool (the 40-server plan's largest pool that serves its
-  own class only, LS, its load scaled to 40 servers; 4 servers with ``--quick``), the pool MILP
+* ``pool LL servers=40``: a single-class pool (the 40-server plan's largest pool that serves its
+  own class only, LL at this writing, its load scaled to 40 servers; 4 servers with ``--quick``), the pool MILP
   of formulations/pool.md with exact pieces. Reference: the **exact optimum** of the profile's
   problem from the independent solver of ``tests/reference_solver.py`` (load-point enumeration
   plus a DP over GPUs, from ``Profile.table`` alone); the pool MILP at ``mip_rel_gap=0`` is solved
@@ -17,7 +17,9 @@ Cases, each solved by every backend under every time limit:
   class by a surcharge exact at full utilisation only, and its pruning is proven for a pool's own
   class (pool.md, "Mixed pools: what the report claims"). The profile's optimum lies in
   ``[lower_bound_w, best_true_w]``: the global bound (formulations/bound.md, valid for the
-  profile's problem) and the least true power any run of the case found.
+  profile's problem) and the least true power any run of the case found. Each backend solves
+  the model as the planner builds it for that backend: CP-SAT's without the (linking) rows
+  (cluster.md, "Linking rows"), the others' with them (the monolithic one at most 200 servers).
 
 The hierarchy (cluster + pools, time limit per solve) is put on the monolithic panels.
 
@@ -43,7 +45,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -142,14 +144,20 @@ def network_case(kind: str, servers: int, ref_limit_s: float) -> ParetoCase:
     st = inputs.setting(Point("servers", servers))
     pl = inputs.planner(st)
     demand = {c: v for c, v in st.forecast.items() if v > 0}
-    if kind == "cluster":
-        model, net, blocks = cluster_f.build(pl.ops, pl.routes, demand, st.inventory, pl.hardware, pl.classes,
-                                             routed_ops=pl.routed_ops)
-        na, case = nw.net_arrays(net, blocks, recipe=True), milp_case(model)
-    else:
-        model, net, blocks = mono_f.build(pl.ops, pl.segments, pl.routes, demand, st.inventory, pl.hardware,
-                                          pl.classes, routed_ops=pl.routed_ops)
-        na, case = nw.net_arrays(net, blocks), milp_case(model, heuristics=True)
+
+    def built(linking: bool):
+        """The model as the planner builds it: CP-SAT's without the (linking) rows (registry._linking)."""
+        if kind == "cluster":
+            return cluster_f.build(pl.ops, pl.routes, demand, st.inventory, pl.hardware, pl.classes,
+                                   routed_ops=pl.routed_ops, linking=linking)
+        return mono_f.build(pl.ops, pl.segments, pl.routes, demand, st.inventory, pl.hardware, pl.classes,
+                            routed_ops=pl.routed_ops, linking=None if linking else False)
+
+    heuristics = None if kind == "cluster" else True
+    model, net, blocks = built(True)
+    na = nw.net_arrays(net, blocks, recipe=kind == "cluster")
+    full, bare = milp_case(model, heuristics=heuristics), milp_case(built(False)[0], heuristics=heuristics)
+    case = replace(full, run=lambda backend, opts: (bare if backend == "cpsat" else full).run(backend, opts))
 
     def decode(x):
         return _measure(pl, st, st.inventory, na, x, pl.classes, demand, "monolithic")

@@ -58,12 +58,13 @@ def chord_segments(ops: pd.DataFrame) -> pd.DataFrame:
 def build(ops: pd.DataFrame, routes: dict[str, tuple[str, ...]], demand_rps: dict[str, float],
           inventory: dict[str, int], hardware: dict[str, HardwareType], pools: tuple[str, ...],
           unserved_penalty: float | None = None, transition_prices: nw.TransitionPrices | None = None,
-          weights: ObjectiveWeights = ENERGY, routed_ops: pd.DataFrame | None = None):
+          weights: ObjectiveWeights = ENERGY, routed_ops: pd.DataFrame | None = None, linking: bool = True):
     """Build the cluster MILP; returns ``(model, network, blocks)``. ``weights``: the objective
     (:mod:`.objective`; default: power, cluster.obj); ``routed_ops``: where routed classes may be
     served (:func:`network.build_network`); ``blocks["load_shift"]``: the objective offset per
     req/s of each class; ``blocks["linking"]``: the (linking) rows' demand-dependent entries
-    (:class:`network.LinkingRows`, for re-solves with other demand)."""
+    (:class:`network.LinkingRows`, for re-solves with other demand), None without ``linking``
+    (the planner's CP-SAT models: cluster.md, "Linking rows")."""
     gps = {h: hw.gpus_per_server for h, hw in hardware.items()}
     net = nw.build_network(ops, chord_segments(ops), routes, demand_rps, hardware, pools=pools,
                            keep_configs=recipes(ops, pools, gps), routed_ops=routed_ops)
@@ -78,8 +79,8 @@ def build(ops: pd.DataFrame, routes: dict[str, tuple[str, ...]], demand_rps: dic
     nw.define_utilisation_constraints(m, net, z, w)
     nw.define_capacity_constraints(m, net, s, w, per_instance_mult=per_server)
     nw.define_inventory_constraints(m, net, s, inventory, by="s")
-    linking = nw.define_linking_constraints(m, net, s, z, per_instance_mult=per_server)
-    blocks = {"s": s, "w": w, "z": z, "u": u, "linking": linking}
+    rows = nw.define_linking_constraints(m, net, s, z, per_instance_mult=per_server) if linking else None
+    blocks = {"s": s, "w": w, "z": z, "u": u, "linking": rows}
     if transition_prices is not None:
         blocks["new_servers"] = define_new_server_terms(m, net, s, inventory)
     blocks["load_shift"] = define_objective(m, net, weights, unserved_penalty, transition_prices)

@@ -226,12 +226,9 @@ class Planner:
         base = cm.lp_arrays if relaxed else cm.arrays
         problem = base.with_block_bounds(rows={"demand": (rhs, None), **(rows or {})},
                                          cols=col_bounds or None, offset=offset)
-        if cm.linking is not None:
+        if cm.linking is not None:  # (CP-SAT models have none: registry._linking)
             pos, cls, cap = cm.linking
-            # CP-SAT puts loads on a grid and may round the demand up past min(L_c, cap): it
-            # keeps the weak rows, which (utilisation) and (capacity) imply
-            strong = self.backend is not Backend.CPSAT
-            problem = problem.with_coefficients(pos, -(nw.linking_coefficients(cap, rhs[cls]) if strong else cap))
+            problem = problem.with_coefficients(pos, -nw.linking_coefficients(cap, rhs[cls]))
         if relaxed:
             if cm.lp_session is None:
                 cm.lp_session = open_session(base, self.backend, self.solve_options)

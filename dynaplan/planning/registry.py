@@ -18,6 +18,7 @@ from dynaplan.formulations import cluster as cluster_f
 from dynaplan.formulations import monolithic as mono_f
 from dynaplan.formulations import pool as pool_f
 from dynaplan.planning.decode import pool_plans
+from dynaplan.solvers import Backend
 
 
 class ModelKind(str, Enum):
@@ -52,14 +53,22 @@ def _pool(pl, pool, prices):
                         pl._penalty, prices, routed_ops=pl.routed_ops)
 
 
+def _linking(pl) -> bool:
+    """Whether the cluster and monolithic models get the (linking) rows: not for CP-SAT, which
+    puts loads on a grid and may round a demand up past ``L_c``, so that it could use only the
+    weak coefficients, rows (utilisation) and (capacity) imply already (cluster.md, "Linking rows")."""
+    return pl.backend is not Backend.CPSAT
+
+
 def _cluster(pl, pool, prices):
     return cluster_f.build(pl.ops, pl.routes, {c: 1.0 for c in pl.classes}, pl.inventory.servers, pl.hardware,
-                           pl.classes, pl._penalty, prices, routed_ops=pl.routed_ops)
+                           pl.classes, pl._penalty, prices, routed_ops=pl.routed_ops, linking=_linking(pl))
 
 
 def _monolithic(pl, pool, prices):
     return mono_f.build(pl.ops, pl.segments, pl.routes, {c: 1.0 for c in pl.classes}, pl.inventory.servers,
-                        pl.hardware, pl.classes, pl._penalty, routed_ops=pl.routed_ops)
+                        pl.hardware, pl.classes, pl._penalty, routed_ops=pl.routed_ops,
+                        linking=None if _linking(pl) else False)
 
 
 def _read_pools(pl, na, x, epoch_s, reports):
