@@ -280,3 +280,21 @@ def test_a_residual_of_one_spilled_class_is_the_models_optimum(spill_planner, pa
     assert a.violation(x) <= 1e-7 * max(1.0, load)
     assert res.status == 0
     assert float(a.cost @ x) == pytest.approx(float(res.fun), rel=1e-7, abs=1e-6)
+
+
+def test_a_dp_stopped_by_its_size_checks_does_not_call_a_residual_infeasible(monkeypatch):
+    """BR3: the residual DP's None means "nothing carries the load" only where the DP answers
+    that size (DP5: GPUs within MAX_GPUS and fronts built that far); a DP whose fronts stop
+    short leaves the residual to the MILP."""
+    from dynaplan.formulations import pool_dp
+    from dynaplan.planning.bulk import _fits_dp
+
+    def dp():
+        return pool_dp.PoolDP([1, 2], [0.0, 0.0], [1.0, 2.0], [10.0, 20.0], [1.0, 1.0], 8, 1.0)
+
+    full = dp()
+    assert full.solve(100.0, 1) is None and _fits_dp(full, 1)  # answered: nothing carries 100 req/s
+    assert not _fits_dp(dp(), pool_dp.MAX_GPUS // 8 + 1)
+    monkeypatch.setattr(pool_dp, "MAX_FRONT_POINTS", 3)
+    small = dp()
+    assert small.solve(100.0, 1) is None and not _fits_dp(small, 1)

@@ -192,6 +192,12 @@ def _bulk_loads(cm, pool: str, loads: Mapping[str, float], util_cfg: np.ndarray,
     return z
 
 
+def _fits_dp(dp: pool_dp.PoolDP, servers: int) -> bool:
+    """Whether ``dp`` answers pools of ``servers`` servers (DP5: within its GPU count and its
+    fronts built that far): its None is then "nothing carries the load", not "too large"."""
+    return dp.gpus_per_server * int(servers) <= pool_dp.MAX_GPUS and dp.extend(dp.units_of(servers))
+
+
 def _residual(planner, cm, pool: str, h: str, residual: Mapping[str, float], r_srv: int, milp: bool = True
               ) -> tuple[np.ndarray | None, str]:
     """BR3: a solution vector of ``cm`` serving ``residual`` on ``r_srv`` servers of ``h`` (its
@@ -205,7 +211,7 @@ def _residual(planner, cm, pool: str, h: str, residual: Mapping[str, float], r_s
     if not others:
         dp, piece_k, cfg, rows = planner._pool_dp(cm, pool, h)
         sol = dp.solve(residual[pool], r_srv)  # None beyond DP5's sizes or when nothing fits
-        if sol is None and planner.hardware[h].gpus_per_server * r_srv <= pool_dp.MAX_GPUS:
+        if sol is None and _fits_dp(dp, r_srv):
             return None, ""  # the DP's answer: nothing carries it (the MILP would only say so)
         if sol is not None:
             piece_rows = rows[sol.pieces]
@@ -225,7 +231,7 @@ def _residual(planner, cm, pool: str, h: str, residual: Mapping[str, float], r_s
         c = others[0]
         dp, piece_rows, arc_of = planner._spill_dp(cm, pool, c, h)
         sol = dp.solve(residual[c], r_srv) if dp is not None else None
-        if sol is None and dp is not None and planner.hardware[h].gpus_per_server * r_srv <= pool_dp.MAX_GPUS:
+        if sol is None and dp is not None and _fits_dp(dp, r_srv):
             return None, ""
         if sol is not None:
             rows, arcs = piece_rows[sol.pieces], arc_of[sol.pieces]
