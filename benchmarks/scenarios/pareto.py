@@ -151,7 +151,7 @@ def network_case(kind: str, servers: int, ref_limit_s: float) -> ParetoCase:
             return cluster_f.build(pl.ops, pl.routes, demand, st.inventory, pl.hardware, pl.classes,
                                    routed_ops=pl.routed_ops, linking=linking)
         return mono_f.build(pl.ops, pl.segments, pl.routes, demand, st.inventory, pl.hardware, pl.classes,
-                            routed_ops=pl.routed_ops, linking=None if linking else False)
+                            routed_ops=pl.routed_ops, linking=linking)
 
     heuristics = None if kind == "cluster" else True
     model, net, blocks = built(True)

@@ -25,14 +25,13 @@ LINKING_MAX_SERVERS = 200
 def build(ops: pd.DataFrame, segments: pd.DataFrame, routes: dict[str, tuple[str, ...]],
           demand_rps: dict[str, float], inventory: dict[str, int], hardware: dict[str, HardwareType],
           pools: tuple[str, ...], unserved_penalty: float | None = None, weights: ObjectiveWeights = ENERGY,
-          routed_ops: pd.DataFrame | None = None, linking: bool | None = None):
+          routed_ops: pd.DataFrame | None = None, linking: bool = True):
     """The monolithic MILP; ``routed_ops``: where routed classes may be served
-    (:func:`network.build_network`); ``linking``: with the (linking) rows (None: on inventories of
-    at most :data:`LINKING_MAX_SERVERS` servers). Returns ``(model, network, blocks)``."""
+    (:func:`network.build_network`); ``linking``: the (linking) rows are allowed (built on
+    inventories of at most :data:`LINKING_MAX_SERVERS` servers). Returns ``(model, network, blocks)``."""
     net = nw.build_network(ops, segments, routes, demand_rps, hardware, pools=pools, routed_ops=routed_ops)
     ub = np.array([inventory.get(h, 0) for h in net.hw_pools["hardware"]], dtype=float)
-    if linking is None:
-        linking = sum(int(n) for n in inventory.values()) <= LINKING_MAX_SERVERS
+    linking = linking and sum(int(n) for n in inventory.values()) <= LINKING_MAX_SERVERS
     m, blocks = nw.build_pool_network_model("monolithic", net, ub, inventory, unserved_penalty, linking=linking)
     blocks["load_shift"] = define_objective(m, net, weights, unserved_penalty)
     return m, net, blocks

@@ -67,8 +67,7 @@ def _cluster(pl, pool, prices):
 
 def _monolithic(pl, pool, prices):
     return mono_f.build(pl.ops, pl.segments, pl.routes, {c: 1.0 for c in pl.classes}, pl.inventory.servers,
-                        pl.hardware, pl.classes, pl._penalty, routed_ops=pl.routed_ops,
-                        linking=None if _linking(pl) else False)
+                        pl.hardware, pl.classes, pl._penalty, routed_ops=pl.routed_ops, linking=_linking(pl))
 
 
 def _read_pools(pl, na, x, epoch_s, reports):
