@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
-from scipy.optimize import Bounds, LinearConstraint, milp
 
+from model_milp import model_optimum
 from dynaplan.domain.slo import DEFAULT_SLOS
 from dynaplan.planning import Planner
 from dynaplan.planning.registry import ModelKind
@@ -20,12 +19,6 @@ from dynaplan.solvers import Backend, SolveOptions, solve
 H100 = "h100-80gb"
 
 
-def _optimum(arrays) -> float:
-    res = milp(arrays.cost, constraints=LinearConstraint(sp.csr_matrix(arrays.A), arrays.row_lo, arrays.row_hi),
-               bounds=Bounds(arrays.lb, arrays.ub), integrality=arrays.integer.astype(int),
-               options={"mip_rel_gap": 1e-9, "time_limit": 120})
-    assert res.status == 0, res.message
-    return float(res.fun + arrays.offset)
 
 
 def _forecasts(classes, n, seed, scale, k=None):
@@ -64,7 +57,7 @@ def test_coefficients_follow_the_demand_and_the_session_matches_fresh_solves(pro
         want = np.where(demand > 0, np.minimum(demand, cap), cap)
         assert np.array_equal(-arrays.A.data[pos], want)
         fresh = solve(arrays, Backend.HIGHS, opts.model_copy(update={"mip_rel_gap": 1e-9}))
-        ref = _optimum(arrays)
+        ref = model_optimum(arrays)
         assert fresh.report.objective == pytest.approx(ref, rel=1e-7, abs=1e-6)
         assert rep.objective <= ref * (1 + pl.options.cluster_mip_rel_gap) + 1e-6
         assert rep.objective >= ref * (1 - 1e-9) - 1e-6
@@ -85,7 +78,7 @@ def test_monolithic_optimum_is_the_weak_models(prof, highs_solves):
     strengthened = 0
     for arrays, rep in mine:
         strengthened += int(np.any(arrays.A.data[pos] != -cap))
-        ref = _optimum(arrays.with_coefficients(pos, -cap))
+        ref = model_optimum(arrays.with_coefficients(pos, -cap))
         assert rep.objective >= ref * (1 - 1e-9) - 1e-6
         assert rep.objective <= ref * (1 + 1e-6) + 1e-6
     assert strengthened == 3

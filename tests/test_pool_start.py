@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 import dynaplan.solvers.highs as highs_mod
+from model_milp import model_optimum
 from dynaplan.domain.slo import DEFAULT_SLOS
 from dynaplan.errors import InfeasibleError
 from dynaplan.planning import Planner
@@ -73,12 +72,6 @@ def _uniform_costs(arrays, na, lo, hi, loads, gpus):
     return out
 
 
-def _optimum(arrays) -> float:
-    res = milp(arrays.cost, constraints=LinearConstraint(sp.csr_matrix(arrays.A), arrays.row_lo, arrays.row_hi),
-               bounds=Bounds(arrays.lb, arrays.ub), integrality=arrays.integer.astype(int),
-               options={"mip_rel_gap": 1e-9})
-    assert res.status == 0, res.message
-    return float(res.fun + arrays.offset)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -95,14 +88,14 @@ def test_start_is_the_best_uniform_plan_and_the_optimum_is_unchanged(planners, m
         return
     arrays, hint, rep = got["arrays"], got["hint"], got["report"]
     cm = pl._model(ModelKind.POOL, pool)
-    costs = _uniform_costs(arrays, cm.na, *cm.piece_range, loads, servers * 8)
+    costs = _uniform_costs(arrays, cm.na, cm.piece_lo(), cm.piece_hi(), loads, servers * 8)
     if hint is None:
         assert not costs  # no configuration serves both classes
     else:
         assert arrays.violation(hint) <= 1e-9
         assert float(arrays.cost @ hint + arrays.offset) == pytest.approx(min(costs), rel=1e-12, abs=1e-9)
     # HiGHS's figures are those of the solution it returns, and the optimum is the unhinted one
-    opt = _optimum(arrays)
+    opt = model_optimum(arrays)
     assert rep.objective == pytest.approx(float(arrays.cost @ got["x"] + arrays.offset), rel=1e-9, abs=1e-6)
     assert rep.objective <= opt * (1 + 1e-6) + 1e-6
     assert rep.bound is None or rep.bound <= opt * (1 + 1e-7) + 1e-6
@@ -117,7 +110,7 @@ def test_started_solves_reach_the_optimum(planners, monkeypatch, pool, loads, se
     7,157.70 W that HiGHS with restarts returned as optimal; the optimum is 7,157.58 W)."""
     pp, got = _captured(planners[servers], pool, loads, {HW: servers}, monkeypatch)
     assert got["hint"] is not None
-    opt = _optimum(got["arrays"])
+    opt = model_optimum(got["arrays"])
     assert got["report"].objective == pytest.approx(opt, rel=1e-7)
     assert got["report"].bound is None or got["report"].bound <= opt * (1 + 1e-7) + 1e-6
 
@@ -139,7 +132,7 @@ def test_an_optimal_start_reports_the_true_objective(planners, monkeypatch):
     pp, got = _captured(planners[1], "SM", {"SM": 0.0625, "SS": 1.0}, {HW: 1}, monkeypatch)
     arrays, rep = got["arrays"], got["report"]
     assert got["hint"] is not None
-    opt = _optimum(arrays)
+    opt = model_optimum(arrays)
     assert float(arrays.cost @ got["hint"] + arrays.offset) == pytest.approx(opt, rel=1e-9)
     assert rep.objective == pytest.approx(opt, rel=1e-9)
     assert rep.bound is None and rep.status.value == "feasible" and "disagree" in rep.message

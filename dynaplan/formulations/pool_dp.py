@@ -100,6 +100,9 @@ class PoolDP:
         self._item_start = np.cumsum([0] + [len(it[1]) for it in self.items])
         self.stored = 1
         self.limit: int | None = None  # the largest budget the size checks allow, once one failed
+        self._free: list | None = None  # free_costs(), built on first use
+        self._formed: list[tuple] = []  # formed(): per budget, the points formed there
+        self._flat_cache: tuple | None = None  # _flat(): the fronts end to end
 
     def units_of(self, servers: int) -> int:
         return self.gpus_per_server * int(servers) // self.unit
@@ -142,8 +145,19 @@ class PoolDP:
         than the size checks allow (DP5) or no mix of instances carries the load."""
         if self.gpus_per_server * int(servers) > MAX_GPUS:
             return None
-        budget = self.units_of(servers)
-        if not self.extend(budget):
+        got = self.solve_units(load_rps, self.units_of(servers))
+        if got is None:
+            return None
+        net, pieces, loads = got
+        return DPSolution(value_w=net + self.idle_w * self.gpus_per_server * int(servers), pieces=pieces,
+                          loads_rps=loads)
+
+    def solve_units(self, load_rps: float, budget: int) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """DP4 on at most ``budget`` GPU units: the least net cost (W, idle GPUs' draw not
+        included) of a multiset carrying ``load_rps``, and its instances (piece, load); None when
+        the fronts cannot be built that far (DP5) or nothing carries the load."""
+        budget = int(budget)
+        if budget < 0 or not self.extend(budget):
             return None
         L = float(load_rps)
         need = L * (1 - LOAD_RTOL)
@@ -177,9 +191,115 @@ class PoolDP:
         pieces, loads = self.front_instances(b, idx)
         if last_piece >= 0:
             pieces, loads = np.r_[last_piece, pieces], np.r_[last_load, loads]
-        value = best + self.idle_w * self.gpus_per_server * int(servers)
-        return DPSolution(value_w=value, pieces=np.asarray(pieces, dtype=np.int64),
-                          loads_rps=np.asarray(loads, dtype=float))
+        return best, np.asarray(pieces, dtype=np.int64), np.asarray(loads, dtype=float)
+
+    # -------------------------------------------------- batch queries (formulations/pool.md, "Two-class pools")
+    def free_costs(self) -> list[tuple[int, "FreeCost"]]:
+        """Per TP degree (its units), the least net cost of one instance of that TP carrying a
+        load ``r`` at any load of its piece from ``r`` up (DP4's free instance), as a
+        :class:`FreeCost`; built once."""
+        if self._free is None:
+            self._free = [(u, FreeCost(self.lo[sel], self.hi[sel], self.net_a[sel], self.b[sel]))
+                          for u, sel in self.last if sel.size]
+        return self._free
+
+    def _flat(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every budget's front laid end to end (budget ascending, each load ascending): the keys
+        ``budget + 1j load`` (numpy orders complex numbers by real part, then imaginary: one
+        search finds a load within a budget's front), loads, costs, and where each budget's
+        front ends. Rebuilt when the fronts grow."""
+        if self._flat_cache is None or self._flat_cache[0] != len(self.f_load):
+            loads = np.concatenate(self.f_load)
+            costs = np.concatenate(self.f_cost)
+            sizes = np.array([len(f) for f in self.f_load])
+            keys = np.repeat(np.arange(len(sizes), dtype=float), sizes) + 1j * loads
+            self._flat_cache = (len(self.f_load), keys, loads, costs, np.cumsum(sizes))
+        return self._flat_cache[1:]
+
+    def values(self, load_rps: np.ndarray, budget: np.ndarray) -> np.ndarray:
+        """DP4's least net cost (W; idle GPUs not included) for every query ``i``: ``load_rps[i]``
+        on at most ``budget[i]`` units; ``inf`` where nothing carries the load or the fronts
+        cannot be built that far (DP5). The same optimum as :meth:`solve_units`, for many
+        queries at once."""
+        L = np.asarray(load_rps, dtype=float)
+        U = np.asarray(budget, dtype=np.int64)
+        out = np.full(L.shape, np.inf)
+        if not L.size:
+            return out
+        out[L <= 0] = 0.0
+        todo = np.flatnonzero((L > 0) & (U >= 0))
+        if not todo.size or not self.extend(int(U[todo].max())):
+            return out
+        keys, loads, costs, ends = self._flat()
+        Lq, Uq = L[todo], U[todo]
+        need = Lq * (1 - LOAD_RTOL)
+        i = np.searchsorted(keys, Uq + 1j * need, side="left")  # first point of U's front carrying L
+        best = np.where(i < ends[Uq], costs[np.minimum(i, len(costs) - 1)], np.inf)
+        for u, fcost in self.free_costs():  # DP4's free instance of TP u on the front of U - u
+            q = np.flatnonzero(Uq >= u)
+            if not q.size:
+                continue
+            f = (Uq[q] - u).astype(float)
+            start = np.searchsorted(keys, f + 1j * (Lq[q] - fcost.reach * (1 + LOAD_RTOL)), side="left")
+            stop = np.searchsorted(keys, f + 1j * need[q], side="left")
+            n = np.maximum(stop - start, 0)
+            if not n.any():
+                continue
+            owner = np.repeat(q, n)
+            pos = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(start, n)
+            np.minimum.at(best, owner, costs[pos] + fcost(Lq[owner] - loads[pos]))
+        out[todo] = best
+        return out
+
+    def lower_values(self, load_rps: np.ndarray, budget: int) -> np.ndarray:
+        """A lower bound on :meth:`values` of every load for every budget up to ``budget`` (fronts
+        built that far): a plan either has a point of the front of ``budget`` carrying the load
+        (which dominates every smaller budget's) or one carrying all but a free instance's reach,
+        plus that instance at no less than the least free cost."""
+        L = np.asarray(load_rps, dtype=float)
+        fl, fc = self.f_load[budget], self.f_cost[budget]
+        def first(x):
+            i = np.searchsorted(fl, x * (1 - LOAD_RTOL), side="left")
+            return np.where(i < len(fl), fc[np.minimum(i, len(fl) - 1)], np.inf)
+        out = first(L)
+        for _, fcost in self.free_costs():
+            out = np.minimum(out, first(L - fcost.reach * (1 + LOAD_RTOL)) + min(float(fcost.v0.min()), float(fcost.v1.min())))
+        return np.where(L <= 0, np.minimum(out, 0.0), out)
+
+    def values_by_budget(self, load_rps: float, budget: int) -> np.ndarray:
+        """:meth:`values` of ``load_rps`` for every budget ``0..budget`` at once (index = units),
+        from the points each budget formed (:meth:`formed`): a point formed at ``b`` is a plan
+        of at most ``b'`` units for every ``b' >= b``, and every front point was formed at some
+        budget, so the running minimum over budgets is DP4's value at each."""
+        out = np.full(int(budget) + 1, np.inf)
+        L = float(load_rps)
+        if L <= 0:
+            out[:] = 0.0
+            return out
+        if budget < 0 or not self.extend(int(budget)):
+            return out
+        F, C, B, _ = self.formed(budget)
+        need = L * (1 - LOAD_RTOL)
+        enough = F >= need
+        np.minimum.at(out, B[enough], C[enough])
+        for u, fcost in self.free_costs():
+            w = np.flatnonzero(~enough & (L - F <= fcost.reach * (1 + LOAD_RTOL)) & (B + u <= budget))
+            if w.size:
+                np.minimum.at(out, B[w] + u, C[w] + fcost(L - F[w]))
+        return np.minimum.accumulate(out)
+
+    def formed(self, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every front point of budgets up to ``budget`` at the budget that formed it (points
+        inherited from a smaller budget are listed once, at their smallest): loads, net costs,
+        budgets (units) and each point's index in its budget's front. Fronts extended that far
+        already."""
+        budget = min(int(budget), len(self.f_load) - 1)
+        while len(self._formed) <= budget:
+            b = len(self._formed)
+            idx = np.flatnonzero(self.f_item[b] >= 0) if b else np.zeros(1, dtype=np.int64)
+            self._formed.append((self.f_load[b][idx], self.f_cost[b][idx], np.full(idx.size, b, dtype=np.int64), idx))
+        parts = self._formed[: budget + 1]
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
 
     def front_instances(self, budget: int, idx: int) -> tuple[np.ndarray, np.ndarray]:
         """The instances (piece, load in req/s) of point ``idx`` of the front of ``budget``
@@ -196,6 +316,94 @@ class PoolDP:
             loads.append(float(self.item_load[it]))
             b -= int(self.item_units[it])
         return np.asarray(pieces, dtype=np.int64), np.asarray(loads, dtype=float)
+
+
+class FreeCost:
+    """The least cost of one instance carrying a load ``r`` (``0 < r <= reach``) on any of a set
+    of pieces, piece ``i`` costing ``a_i + b_i l`` at its loads ``l in [lo_i, hi_i]`` and taking
+    ``r`` at any load from ``max(r, lo_i)`` to ``hi_i`` (the least at an end of that range):
+
+        f(r) = min over i with hi_i >= r of  min(a_i + b_i max(r, lo_i), a_i + b_i hi_i)
+
+    It is piecewise linear with jumps where a piece's range ends; built exactly: between
+    consecutive range ends every piece still in range is one line, and the least of a few lines
+    is linear between their crossings, which are all added. ``f`` evaluates many loads at once
+    (``inf`` beyond ``reach``, loads within ``LOAD_RTOL`` of a range's end at that end);
+    :meth:`argmin` names the piece and load for one."""
+
+    def __init__(self, lo, hi, a, b) -> None:
+        self.lo, self.hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+        self.a, self.b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        self.reach = float(self.hi.max())
+        at_lo = np.where(self.b >= 0, self.a + self.b * self.lo, self.a + self.b * self.hi)
+        cap = self.a + self.b * self.hi
+        ends = np.unique(np.r_[0.0, self.lo, self.hi])
+        ends = ends[ends <= self.reach]
+        x0s, x1s, v0s, v1s = [], [], [], []
+        for x0, x1 in zip(ends[:-1], ends[1:]):
+            on = self.hi >= x1
+            if not on.any():
+                continue
+            # on (x0, x1]: a piece whose range starts at or beyond x1 costs its floor value there;
+            # one starting at or before x0 costs a + b r (b >= 0) or its top end (b < 0)
+            below = self.lo[on] >= x1
+            slope = np.where(below | (self.b[on] < 0), 0.0, self.b[on])
+            icpt = np.where(below, at_lo[on], np.where(self.b[on] < 0, cap[on], self.a[on]))
+            pts = [x0, x1]
+            if slope.size > 1:
+                ds = slope[:, None] - slope[None, :]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    xc = (icpt[None, :] - icpt[:, None]) / ds
+                xc = xc[np.isfinite(xc) & (xc > x0) & (xc < x1)]
+                pts = np.unique(np.r_[pts, xc])
+            pts = np.asarray(pts, dtype=float)
+            vals = np.min(icpt[:, None] + slope[:, None] * pts[None, :], axis=0)
+            x0s.append(pts[:-1])
+            x1s.append(pts[1:])
+            v0s.append(vals[:-1])
+            v1s.append(vals[1:])
+        self.x0, self.x1 = np.concatenate(x0s), np.concatenate(x1s)
+        self.v0, self.v1 = np.concatenate(v0s), np.concatenate(v1s)
+        self._x1_tol = self.x1 * (1 + LOAD_RTOL)
+
+    def __call__(self, r: np.ndarray) -> np.ndarray:
+        r = np.asarray(r, dtype=float)
+        i = np.searchsorted(self._x1_tol, r, side="left")
+        ok = i < len(self.x1)
+        i = np.minimum(i, len(self.x1) - 1)
+        t = np.clip((r - self.x0[i]) / (self.x1[i] - self.x0[i]), 0.0, 1.0)
+        return np.where(ok, self.v0[i] + t * (self.v1[i] - self.v0[i]), np.inf)
+
+    def argmin(self, r: float) -> tuple[int, float, float]:
+        """The piece (its index among those given), the load it runs at and its cost for ``r``."""
+        x = np.minimum(np.maximum(r, self.lo), self.hi)
+        at_x, cap = self.a + self.b * x, self.a + self.b * self.hi
+        val = np.where(r <= self.hi * (1 + LOAD_RTOL), np.minimum(at_x, cap), np.inf)
+        i = int(np.argmin(val))
+        return i, float(x[i] if at_x[i] <= cap[i] else self.hi[i]), float(val[i])
+
+
+class FreeCosts:
+    """Several :class:`FreeCost` evaluated together: ``self(r, which)`` is ``costs[which[i]](r[i])``
+    for every ``i`` (one lookup over their tables laid end to end)."""
+
+    def __init__(self, costs: list[FreeCost]) -> None:
+        self.costs = costs
+        self.reach = np.array([c.reach for c in costs])
+        self.shift = np.r_[0.0, np.cumsum(self.reach * 2 + 1.0)][:-1]  # table i starts at shift[i]
+        self.x0 = np.concatenate([c.x0 + o for c, o in zip(costs, self.shift)])
+        self.x1 = np.concatenate([c.x1 + o for c, o in zip(costs, self.shift)])
+        self.v0 = np.concatenate([c.v0 for c in costs])
+        self.v1 = np.concatenate([c.v1 for c in costs])
+        self.span = self.x1 - self.x0
+
+    def __call__(self, r: np.ndarray, which: np.ndarray) -> np.ndarray:
+        r = np.asarray(r, dtype=float)
+        ok = r <= self.reach[which] * (1 + LOAD_RTOL)
+        rr = np.minimum(np.maximum(r, 0.0), self.reach[which]) + self.shift[which]
+        i = np.minimum(np.searchsorted(self.x1, rr, side="left"), len(self.x1) - 1)
+        t = np.clip((rr - self.x0[i]) / self.span[i], 0.0, 1.0)
+        return np.where(ok, self.v0[i] + t * (self.v1[i] - self.v0[i]), np.inf)
 
 
 def mix_envelope(curves: list[tuple[np.ndarray, np.ndarray]], own_lmax_rps: float

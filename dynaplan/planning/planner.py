@@ -20,7 +20,7 @@ from dynaplan.errors import DynaplanError, InfeasibleError, NoSolutionError, Val
 from dynaplan.formulations import cluster as cluster_f
 from dynaplan.formulations import instance as instance_f
 from dynaplan.formulations import network as nw
-from dynaplan.formulations import pool_dp
+from dynaplan.formulations import pool_dp, pool_mix
 from dynaplan.formulations.pool_dp import PoolDP
 from dynaplan.limits import FRAME_ROWS
 from dynaplan.planning import decode
@@ -41,6 +41,7 @@ from dynaplan.domain.transitions import TransitionCosts
 from dynaplan.solvers import (Backend, SolveOptions, SolveReport, Status, open_session, relative_gap, solve,
                               StopReason, worst_status)
 from dynaplan.solvers.model import ModelArrays
+from dynaplan.solvers.verify import solution_problem
 from dynaplan.validation import checked, excerpt
 
 # When the cluster level's recipes are infeasible the allotment comes from the monolithic MILP,
@@ -201,16 +202,12 @@ class Planner:
         self._models[key] = cached
         return cached
 
-    def _solve_cached(self, cm: "_CachedModel", demand: Mapping[str, float],
-                      servers: Mapping[str, int] | None = None, rows: Mapping[str, tuple] | None = None,
-                      heuristics: bool = False, gap: float | None = None, cols: Mapping[str, tuple] | None = None,
-                      lean_root: bool = False, relaxed: bool = False, start: bool = False):
-        """Solve a cached model for ``demand`` (req/s by class), for pool models fixed
-        ``servers``, and ``rows``: other constraint blocks' new ``(lo, hi)`` (None keeps a side);
-        ``cols``: variable blocks' new ``(lb, ub)``; ``lean_root`` as in :meth:`_solve`;
-        ``relaxed``: its LP relaxation (a session of its own); ``start``: offer the solver the
-        best uniform plan as its first incumbent (pool models; :func:`network.uniform_start`)."""
-        t0 = time.perf_counter()
+    def _problem(self, cm: "_CachedModel", demand: Mapping[str, float], servers: Mapping[str, int] | None = None,
+                 rows: Mapping[str, tuple] | None = None, cols: Mapping[str, tuple] | None = None,
+                 relaxed: bool = False):
+        """The cached model ``cm`` as it is solved for ``demand`` (and, for pool models, fixed
+        ``servers``; ``rows``/``cols`` as in :meth:`_solve_cached`): its arrays with the demand,
+        the bounds, the load-cost shift's offset and the linking coefficients set."""
         dblock = cm.model.con_blocks["demand"]
         rhs = np.array([demand.get(c, 0.0) for c in dblock.labels])
         ybounds = None
@@ -229,9 +226,22 @@ class Planner:
         if cm.linking is not None:  # (CP-SAT models have none: registry._linking)
             pos, cls, cap = cm.linking
             problem = problem.with_coefficients(pos, -nw.linking_coefficients(cap, rhs[cls]))
+        return problem
+
+    def _solve_cached(self, cm: "_CachedModel", demand: Mapping[str, float],
+                      servers: Mapping[str, int] | None = None, rows: Mapping[str, tuple] | None = None,
+                      heuristics: bool = False, gap: float | None = None, cols: Mapping[str, tuple] | None = None,
+                      lean_root: bool = False, relaxed: bool = False, start: bool = False):
+        """Solve a cached model for ``demand`` (req/s by class), for pool models fixed
+        ``servers``, and ``rows``: other constraint blocks' new ``(lo, hi)`` (None keeps a side);
+        ``cols``: variable blocks' new ``(lb, ub)``; ``lean_root`` as in :meth:`_solve`;
+        ``relaxed``: its LP relaxation (a session of its own); ``start``: offer the solver the
+        best uniform plan as its first incumbent (pool models; :func:`network.uniform_start`)."""
+        t0 = time.perf_counter()
+        problem = self._problem(cm, demand, servers, rows, cols, relaxed)
         if relaxed:
             if cm.lp_session is None:
-                cm.lp_session = open_session(base, self.backend, self.solve_options)
+                cm.lp_session = open_session(cm.lp_arrays, self.backend, self.solve_options)
             session = cm.lp_session
         else:
             if cm.session is None:
@@ -239,12 +249,8 @@ class Planner:
             session = cm.session
         hint = None
         if start and not relaxed and servers is not None:
-            if cm.piece_range is None:
-                pc = cm.net.pieces
-                cm.piece_range = (pc["u_lo"].to_numpy(dtype=float) if "u_lo" in pc else np.zeros(len(pc)),
-                                  pc["u_hi"].to_numpy(dtype=float) if "u_hi" in pc else np.ones(len(pc)))
             gpus = {h: int(n) * self.hardware[h].gpus_per_server for h, n in servers.items()}
-            hint = nw.uniform_start(cm.na, *cm.piece_range, problem, demand, gpus)
+            hint = nw.uniform_start(cm.na, cm.piece_lo(), cm.piece_hi(), problem, demand, gpus)
         return self._solve(problem, time.perf_counter() - t0, heuristics, gap, session, lean_root and not relaxed,
                            hint)
 
@@ -272,17 +278,20 @@ class Planner:
             raise ValidationError(f"unknown pool {pool!r}; pools are named by class: {list(self.classes)}")
         loads = check_demand(loads_rps, self.classes).demand_rps
         self.residual_memo = {}
-        pp = self._plan_pool(pool, loads, servers, epoch_s, current, bulk=self.options.large_pool == "bulk")
+        pp = self._plan_pool(pool, loads, servers, epoch_s, current, bulk=self.options.large_pool == "bulk",
+                             search=self.options.mixed_pool == "search")
         if current is None and pp.report is not None and pp.report.bound is None and pp.report.has_solution:
             pp = self._bound_mixed_pool(pool, loads, servers, pp)
         return pp
 
     def _plan_pool(self, pool: str, loads: Mapping[str, float], servers: Mapping[str, int],
                    epoch_s: float | None = None, current: Mapping[tuple, int] | None = None,
-                   bulk: bool = False) -> PoolPlan:
+                   bulk: bool = False, search: bool = False) -> PoolPlan:
         """:meth:`plan_pool` for plannable ``loads`` (:func:`dynaplan.planning.demand.plannable`)
         of a forecast checked already; ``bulk``: a pool beyond the DP's sizes may be solved by
-        bulk + residual (pool.md, "Large pools"; ``PlannerOptions.large_pool``)."""
+        bulk + residual (pool.md, "Large pools"; ``PlannerOptions.large_pool``); ``search``: a
+        two-class pool may be solved by the two-class search (pool.md, "Two-class pools";
+        ``PlannerOptions.mixed_pool``)."""
         not_routed = [c for c in loads if pool not in self.routes[c]]
         if not_routed:
             raise ValidationError(f"pool {pool}: classes {not_routed} may not be served by it (spill={self.options.spill!r})")
@@ -299,6 +308,8 @@ class Planner:
                                   f"class(es) {missing}")
         if current is None:
             pp = self._plan_pool_dp(cm, pool, loads, srv, epoch_s)
+            if pp is None and search:
+                pp = self._plan_pool_search(cm, pool, loads, srv, epoch_s)
             if pp is None and bulk:
                 pp = plan_pool_bulk(self, cm, pool, loads, srv, epoch_s)
             if pp is not None:
@@ -432,15 +443,17 @@ class Planner:
                                                   np.flatnonzero(mask))
         return cached
 
-    def _spill_dp(self, cm: "_CachedModel", pool: str, c: str, h: str):
+    def _spill_dp(self, cm: "_CachedModel", pool: str, c: str, h: str, shift: float = 0.0):
         """The pool DP of ``pool``'s configurations on hardware ``h`` serving class ``c`` alone,
         as the pool model prices a spilled class (pool.md, "Large pools", BR3): each piece of a
         configuration with an arc for ``c`` becomes a piece in ``c``'s load, ``[lo, hi] lmax_{k,c}``
         with the line ``A + (B + D_{k,c}) l / lmax_{k,c}``, and one starting above zero also
         the piece below its floor, ``[0, lo lmax_{k,c}]`` at ``A + B lo + D_{k,c} l / lmax_{k,c}``
-        (the model charges the floor's utilisation there). Returns (DP, each DP piece's model
+        (the model charges the floor's utilisation there). ``shift``: a cost per req/s taken off
+        every piece (the solved model's load-cost shift, ``network.load_cost_shift``; the
+        two-class search prices as the solved model does). Returns (DP, each DP piece's model
         piece row, its arc); the DP is None when no configuration serves ``c``. Built once."""
-        key = ("spill", pool, c, h)
+        key = ("spill", pool, c, h, float(shift))
         got = self._pool_dps.get(key)
         if got is None:
             na, pc = cm.na, cm.net.pieces
@@ -464,10 +477,122 @@ class Planner:
                 fl = np.flatnonzero(lo > 0)
                 dp = PoolDP(np.r_[na.pc_tp[rows], na.pc_tp[rows][fl]],
                             np.r_[lo * lmax, np.zeros(fl.size)], np.r_[hi * lmax, (lo * lmax)[fl]],
-                            np.r_[a, (a + b * lo)[fl]], np.r_[(b + extra) / lmax, (extra / lmax)[fl]],
+                            np.r_[a, (a + b * lo)[fl]], np.r_[(b + extra) / lmax - shift, (extra / lmax - shift)[fl]],
                             self.hardware[h].gpus_per_server, self.hardware[h].idle_power_w)
                 got = (dp, np.r_[rows, rows[fl]], np.r_[arcs, arcs[fl]])
             self._pool_dps[key] = got
+        return got
+
+    def _plan_pool_search(self, cm: "_CachedModel", pool: str, loads: Mapping[str, float],
+                          srv: Mapping[str, int], epoch_s: float) -> PoolPlan | None:
+        """A pool serving its own class and one spilled class (or the spilled class alone) by the
+        two-class search (formulations/pool.md, "Two-class pools"; :mod:`dynaplan.formulations.pool_mix`)
+        where :meth:`_search_solution` applies; its report: status ``feasible``, no bound
+        (:meth:`_mixed_pool_report`). None otherwise: the MILP then solves the pool (and says
+        why when nothing can)."""
+        t0 = time.perf_counter()
+        got = self._search_solution(cm, pool, loads, srv)
+        if got is None:
+            return None
+        x, found = got
+        report = SolveReport(status=Status.FEASIBLE, backend=None, objective=found.value_w, bound=None, gap=None,
+                             solve_time_s=time.perf_counter() - t0, stop_reason=StopReason.CONVERGED,
+                             message=f"two-class pool search (formulations/pool.md, 'Two-class pools'; {found.family})")
+        plans = cm.read(self, x, epoch_s, {pool: report})
+        return self._mixed_pool_report(pool, loads, plans[0]) if plans else None
+
+    def _search_solution(self, cm: "_CachedModel", pool: str, loads: Mapping[str, float],
+                         srv: Mapping[str, int]) -> tuple[np.ndarray, "pool_mix.MixPlan"] | None:
+        """The two-class search's plan as a solution ``x`` of the pool model ``cm`` for ``loads``
+        on ``srv``, with the search's answer; None where it does not apply (not the HiGHS
+        backend, ``PlannerOptions.pool_dp`` off, chords, best effort, not exactly one spilled
+        class with load, several hardware types, beyond DP5's GPUs) or finds nothing. ``x`` is
+        checked against the model's rows, bounds and integrality and its price against the
+        search's (:func:`dynaplan.solvers.verify.solution_problem`); a mismatch (never seen)
+        gives None too, so the MILP decides."""
+        o = self.options
+        if (self.backend is not Backend.HIGHS or not o.pool_dp or self._penalty is not None
+                or o.load_segments is not None):
+            return None
+        spilled = [c for c, v in loads.items() if c != pool and v > 0]
+        used = [h for h, n in srv.items() if n > 0]
+        if len(spilled) != 1 or len(used) != 1:
+            return None
+        s, h = spilled[0], used[0]
+        hw = self.hardware[h]
+        gpus = hw.gpus_per_server * int(srv[h])
+        if gpus > pool_dp.MAX_GPUS:
+            return None
+        # priced as the solved model is: load costs less each class's shift kappa, and kappa L back
+        # (network.load_cost_shift), so that a plan carrying more than the demand is priced right
+        kappa = dict(zip(cm.model.con_blocks["demand"].labels, cm.load_shift))
+        if kappa.get(pool, 0.0) != 0.0:
+            return None
+        dpp, _, _, rows_p = self._pool_dp(cm, pool, h)
+        dps, rows_s, arcs_s = self._spill_dp(cm, pool, s, h, shift=kappa[s])
+        if dps is None:
+            return None
+        mc, arc_p_of_row, arc_s_of_row = self._mixed_configs(cm, pool, s, h)
+        found = pool_mix.search(dpp, dps, mc, loads.get(pool, 0.0), loads[s], gpus, hw.idle_power_w,
+                                shift_s=kappa[s])
+        if found is None:
+            return None
+        na = cm.na
+        problem = self._problem(cm, loads, srv)
+        lo_u = cm.piece_lo()
+        rows = [rows_p[found.p_pieces], rows_s[found.s_pieces]]
+        arcs = [arc_p_of_row[rows_p[found.p_pieces]], arcs_s[found.s_pieces]]
+        zl = [found.p_loads, found.s_loads]
+        # a pure instance runs at its load's utilisation; one of s below its piece's floor at the floor
+        util = [found.p_loads / na.arc_lmax[arcs[0]],
+                np.maximum(found.s_loads / na.arc_lmax[arcs[1]], lo_u[rows[1]])]
+        if found.mixed:
+            m_rows = mc.piece_row[[m.piece for m in found.mixed]]
+            rows.append(m_rows)
+            util.append(np.array([m.util for m in found.mixed]))
+            arcs += [arc_p_of_row[m_rows], arc_s_of_row[m_rows]]
+            zl += [np.array([m.load_p for m in found.mixed]), np.array([m.load_s for m in found.mixed])]
+        rows = np.concatenate(rows)
+        x = np.zeros(problem.n_cols)
+        x[na.y_cols] = problem.lb[na.y_cols]
+        np.add.at(x, na.n_cols[rows], 1.0)
+        np.add.at(x, na.w_cols[rows], np.concatenate(util))
+        np.add.at(x, na.z_cols[np.concatenate(arcs)], np.concatenate(zl))
+        priced = SolveReport(status=Status.FEASIBLE, backend=None, objective=found.value_w, bound=None, gap=None,
+                             solve_time_s=0.0)
+        if solution_problem(problem, x, priced) is not None:
+            return None
+        return x, found
+
+    def _mixed_configs(self, cm: "_CachedModel", pool: str, s: str, h: str):
+        """The configurations of ``pool`` on ``h`` that also serve class ``s``, as the two-class
+        search takes them (:class:`~dynaplan.formulations.pool_mix.MixedConfigs`; None when there
+        are none), and per model piece row the arc of ``pool``'s class and of ``s`` on its
+        configuration (-1 where it has none). Built once."""
+        key = ("mix", pool, s, h)
+        got = self._pool_dps.get(key)
+        if got is None:
+            na, pc = cm.na, cm.net.pieces
+            n_cfg = int(na.pc_k.max()) + 1
+            arc_p, arc_s = np.full(n_cfg, -1, dtype=np.int64), np.full(n_cfg, -1, dtype=np.int64)
+            for i, (k, c) in enumerate(zip(na.arc_k, na.arc_class)):
+                if c == pool:
+                    arc_p[k] = i
+                elif c == s:
+                    arc_s[k] = i
+            _, _, _, rows_p = self._pool_dp(cm, pool, h)
+            rows = rows_p[arc_s[na.pc_k[rows_p]] >= 0]
+            mc = None
+            if rows.size:
+                k = na.pc_k[rows]
+                tp = na.pc_tp[rows]
+                a = pc["static_w"].to_numpy(dtype=float)[rows] - self.hardware[h].idle_power_w * tp
+                extra = cm.net.arcs["extra_w_per_util"].to_numpy(dtype=float)
+                ls = na.arc_lmax[arc_s[k]]
+                mc = pool_mix.MixedConfigs.build(k, rows, tp, cm.piece_lo()[rows], cm.piece_hi()[rows], a,
+                                                 pc["w_per_util"].to_numpy(dtype=float)[rows],
+                                                 na.arc_lmax[arc_p[k]], ls, extra[arc_s[k]] / ls)
+            got = self._pool_dps[key] = (mc, arc_p[na.pc_k], arc_s[na.pc_k])
         return got
 
     def _mixed_pool_report(self, pool: str, loads: Mapping[str, float], pp: PoolPlan) -> PoolPlan:
@@ -912,8 +1037,9 @@ class _PoolRequests:
             got = next((pp for seen, pp in group if np.all(np.abs(seen - want) <= LOAD_EPS_RPS)), None)
             if got is None:
                 try:
-                    got = self._planner._plan_pool(p, plannable, srv,
-                                                   bulk=self._planner.options.large_pool != "exact")
+                    o = self._planner.options
+                    got = self._planner._plan_pool(p, plannable, srv, bulk=o.large_pool != "exact",
+                                                   search=o.mixed_pool != "exact")
                 except DynaplanError as exc:
                     got = exc
                 group.append((want, got))
@@ -1010,6 +1136,21 @@ class _CachedModel:
         self.lp_session = None
         self.linking = None  # (positions in A.data, demand row of each, cap): the (linking) entries
         self.piece_range = None  # pool models: each piece's (u_lo, u_hi), for uniform_start
+
+    def piece_lo(self) -> np.ndarray:
+        """Each piece's utilisation range start (pool models; 0 where the model has no ranges)."""
+        return self._piece_range()[0]
+
+    def piece_hi(self) -> np.ndarray:
+        """Each piece's utilisation range end (pool models; 1 where the model has no ranges)."""
+        return self._piece_range()[1]
+
+    def _piece_range(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.piece_range is None:
+            pc = self.net.pieces
+            self.piece_range = (pc["u_lo"].to_numpy(dtype=float) if "u_lo" in pc else np.zeros(len(pc)),
+                                pc["u_hi"].to_numpy(dtype=float) if "u_hi" in pc else np.ones(len(pc)))
+        return self.piece_range
 
     def read(self, planner: "Planner", x: np.ndarray, epoch_s: float, reports: Mapping[str, SolveReport | None]):
         """The formulation's typed result of solution ``x`` (:class:`~dynaplan.planning.registry.Formulation`)."""

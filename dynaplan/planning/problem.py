@@ -119,6 +119,17 @@ class PlannerOptions(InputModel):
         "inside Planner.plan (whose report states its gap against the global bound) and 'exact' "
         "for Planner.plan_pool.",
     )
+    mixed_pool: Literal["auto", "search", "exact"] = Field(
+        default="auto",
+        description="How a pool serving its own class and one spilled class on one hardware type (at most "
+        "64 GPUs) is solved when the backend is HiGHS, the pieces are exact, there is no current state and "
+        "no best effort: 'search', the two-class search over the structures the pool model's optima take "
+        "(formulations/pool.md, \"Two-class pools\"; a plan of the model in well under a millisecond's "
+        "numpy work, not proven optimal); 'exact', the pool MILP (proven to pool_mip_rel_gap in the "
+        "model's pricing); 'auto' (default): 'search' inside Planner.plan (whose report states its gap "
+        "against the global bound) and 'exact' for Planner.plan_pool. Mixed pools' reports claim no "
+        "bound either way.",
+    )
     cluster_search: Literal["ladder", "single"] = Field(
         default="ladder",
         description="How Planner.plan (no state, no allotment given) runs the cluster level: 'ladder', "
