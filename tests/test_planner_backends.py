@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from dynaplan.domain import DEFAULT_SLOS, H100_80GB, ClassScheme, TokenBins
 from dynaplan.errors import InfeasibleError
-from dynaplan.planning import Planner, check_plan
+from dynaplan.planning import Planner, PlannerOptions, check_plan
 from dynaplan.solvers import Backend, SolveOptions, Status
 from dynaplan.testing import synthetic_profile
 
@@ -82,7 +82,9 @@ def test_highs_heuristics_per_model_unless_forced(monkeypatch, forced):
     # only the planning MILPs are counted here, not the global bound's solve (planning/bounds.py)
     monkeypatch.setattr(Planner, "_global_bound", lambda self, demand: None)
     prof = synthetic_profile(seed=3, classes=SCHEME, tps=(4, 8), n_loads=5, clocks=(1200, 1980))
-    pl = Planner(prof, {H100_80GB.name: 3}, DEFAULT_SLOS, solve_options=SolveOptions(highs_heuristics=forced))
+    # the pool MILPs too (by default a two-class pool inside plan() is solved by the search)
+    pl = Planner(prof, {H100_80GB.name: 3}, DEFAULT_SLOS, solve_options=SolveOptions(highs_heuristics=forced),
+                 options=PlannerOptions(mixed_pool="exact"))
     f = {"SS": 1.0, "MS": 0.5}
     pl.plan(f)
     n_hier = len(seen)

@@ -352,7 +352,7 @@ class FreeCost:
             pts = [x0, x1]
             if slope.size > 1:
                 ds = slope[:, None] - slope[None, :]
-                with np.errstate(divide="ignore", invalid="ignore"):
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                     xc = (icpt[None, :] - icpt[:, None]) / ds
                 xc = xc[np.isfinite(xc) & (xc > x0) & (xc < x1)]
                 pts = np.unique(np.r_[pts, xc])
