@@ -92,7 +92,11 @@ def _searched(pl, pool, loads, servers):
     cm = pl._model(ModelKind.POOL, pool)
     srv = {HW: servers}
     arrays = pl._problem(cm, loads, srv)
-    got = pl._search_solution(cm, pool, loads, srv)
+    try:
+        got = pl._search_solution(cm, pool, loads, srv)
+    except InfeasibleError:  # beyond the pool's capacity even split fractionally: the model agrees
+        assert model_optimum(arrays) is None
+        return None, None, arrays
     if got is None:
         return None, None, arrays
     x, found = got
@@ -169,7 +173,11 @@ def test_options_choose_search_or_milp():
         assert all(("two-class pool search" in p.report.message) is searched_pools for p in mixed)
 
 
-def test_infeasible_requests_go_to_the_milp_which_says_why():
+def test_loads_beyond_the_fractional_capacity_are_refused_without_a_milp(highs_solves):
     pl = Planner(Profile.default(), {HW: 1}, DEFAULT_SLOS, options=SEARCH)
-    with pytest.raises(InfeasibleError):
-        pl.plan_pool("LM", {"LS": 7.187516626858928, "LM": 2.991237176591216}, {HW: 1})
+    loads = {"LS": 7.187516626858928, "LM": 2.991237176591216}
+    arrays = pl._problem(pl._model(ModelKind.POOL, "LM"), loads, {HW: 1})
+    assert model_optimum(arrays) is None
+    with pytest.raises(InfeasibleError, match=r"pool LM: .* do not fit .*capacity: at most .* GPUs are needed"):
+        pl.plan_pool("LM", loads, {HW: 1})
+    assert not highs_solves

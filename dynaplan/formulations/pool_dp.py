@@ -102,6 +102,7 @@ class PoolDP:
         self.limit: int | None = None  # the largest budget the size checks allow, once one failed
         self._free: list | None = None  # free_costs(), built on first use
         self._formed: list[tuple] = []  # formed(): per budget, the points formed there
+        self._formed_flat: dict[int, tuple] = {}  # formed(): by budget, those up to it end to end
         self._flat_cache: tuple | None = None  # _flat(): the fronts end to end
 
     def units_of(self, servers: int) -> int:
@@ -294,12 +295,16 @@ class PoolDP:
         budgets (units) and each point's index in its budget's front. Fronts extended that far
         already."""
         budget = min(int(budget), len(self.f_load) - 1)
+        got = self._formed_flat.get(budget)
+        if got is not None:
+            return got
         while len(self._formed) <= budget:
             b = len(self._formed)
             idx = np.flatnonzero(self.f_item[b] >= 0) if b else np.zeros(1, dtype=np.int64)
             self._formed.append((self.f_load[b][idx], self.f_cost[b][idx], np.full(idx.size, b, dtype=np.int64), idx))
         parts = self._formed[: budget + 1]
-        return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
+        got = self._formed_flat[budget] = tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
+        return got
 
     def front_instances(self, budget: int, idx: int) -> tuple[np.ndarray, np.ndarray]:
         """The instances (piece, load in req/s) of point ``idx`` of the front of ``budget``

@@ -27,7 +27,7 @@ answer is a search result, not a proven optimum: reports say so (status ``feasib
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -60,6 +60,8 @@ class MixedConfigs:
     end_u: np.ndarray
     end_cost: np.ndarray
     end_piece: np.ndarray
+    pair_a: np.ndarray
+    pair_b: np.ndarray
 
     @classmethod
     def build(cls, cfg_of_piece, row, tp, lo, hi, net_a, b, lp, ls, d) -> "MixedConfigs":
@@ -71,7 +73,15 @@ class MixedConfigs:
         ends_u = np.r_[lo, hi]
         keep = ends_u > 0
         ends_piece, ends_u = ends_piece[keep], ends_u[keep]
-        return cls(tp=np.asarray(tp)[first].astype(np.int64), lp=lp[first], ls=ls[first], d=d[first], cost=cost,
+        # MM's pairs of ends: only those of opposite comparative advantage (one cheaper for s, the
+        # other giving more p per unit of s): otherwise moving s from one to the other never costs
+        # more and leaves p carried, until one of them is pure (a plan of M)
+        e_cfg = inv[ends_piece]
+        pa, pb = np.triu_indices(len(ends_u))
+        dd = d[first][e_cfg[pa]] - d[first][e_cfg[pb]]
+        ratio = (lp[first] / ls[first])[e_cfg]
+        apart = dd * (ratio[pb] - ratio[pa]) > 0
+        return cls(pair_a=pa[apart], pair_b=pb[apart], tp=np.asarray(tp)[first].astype(np.int64), lp=lp[first], ls=ls[first], d=d[first], cost=cost,
                    costs=FreeCosts(cost),
                    piece_cfg=inv, piece_row=np.asarray(row, dtype=np.int64), piece_lo=lo, piece_hi=hi,
                    end_cfg=inv[ends_piece], end_u=ends_u, end_cost=net_a[ends_piece] + b[ends_piece] * ends_u,
@@ -127,13 +137,10 @@ def search(dp_p: PoolDP, dp_s: PoolDP | None, mc: MixedConfigs | None, load_p: f
     """The cheapest plan of the families above for ``load_p`` of the own class and ``load_s``
     of the spilled one on ``gpus`` GPUs (every GPU not held by an instance idle at ``idle_w``);
     None when none of them carries both loads (or a DP's sizes stop it: DP5). ``shift_s``: the
-    solved model's load-cost shift of ``s`` (W per req/s): ``dp_s`` prices ``s`` less it, the
-    surcharges ``mc.d`` are lowered by it here, and ``shift_s * load_s`` comes back in the value,
-    so every candidate is priced exactly as the solved model prices its plan, one carrying more
-    than the demand included."""
+    solved model's load-cost shift of ``s`` (W per req/s): ``dp_s`` and ``mc.d`` price ``s``
+    less it, and ``shift_s * load_s`` comes back in the value, so every candidate is priced
+    exactly as the solved model prices its plan, one carrying more than the demand included."""
     Lp, Ls = float(load_p), float(load_s)
-    if mc is not None and shift_s:
-        mc = replace(mc, d=mc.d - shift_s)
     up, us = dp_p.unit, (dp_s.unit if dp_s is not None else 1)
     Bp, Bs = gpus // up, gpus // us
     if not dp_p.extend(Bp) or (dp_s is not None and not dp_s.extend(Bs)):
@@ -160,43 +167,49 @@ def search(dp_p: PoolDP, dp_s: PoolDP | None, mc: MixedConfigs | None, load_p: f
     rs = Ls - sF
     ci, si = np.nonzero((rs[None, :] <= (mc.ls * mc.costs.reach)[:, None] * (1 + LOAD_RTOL))
                         & (sB[None, :] * us + mc.tp[:, None] <= gpus))
-    if ci.size:
-        bud = (gpus - mc.tp[ci] - sB[si] * us) // up
-        for b in np.unique(bud):
-            q = np.flatnonzero(bud == b)
-            fl, fc = dp_p.f_load[b], dp_p.f_cost[b]
-            lo = np.searchsorted(fl, Lp - (mc.lp * mc.costs.reach)[ci[q]] * (1 + LOAD_RTOL), side="left")
-            hi = np.minimum(np.searchsorted(fl, need_p, side="left") + 1, len(fl))
-            n = np.maximum(hi - lo, 0)
-            if not n.any():
-                continue
-            owner = np.repeat(q, n)
-            pos = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
-            c, r = ci[owner], si[owner]
-            rp = np.maximum(Lp - fl[pos], 0.0)
-            val = sC[r] + fc[pos] + mc.costs(rs[r] / mc.ls[c] + rp / mc.lp[c], c) + mc.d[c] * rs[r]
-            j = int(np.argmin(val))
-            if val[j] < best:
-                best, how = float(val[j]), ("M", int(c[j]), int(r[j]), int(b), int(pos[j]))
+    keys, fl, fc, ends = dp_p._flat()  # every budget's front end to end (one search for all pairs)
+    # the pairs with no pure instance of s first (the commonest optimum): a good incumbent prunes the rest
+    for part in (sB[si] == 0, sB[si] > 0):
+        cq, sq = ci[part], si[part]
+        if not cq.size:
+            continue
+        bud = (gpus - mc.tp[cq] - sB[sq] * us) // up
+        lo = np.searchsorted(keys, bud + 1j * (Lp - (mc.lp * mc.costs.reach)[cq] * (1 + LOAD_RTOL)), side="left")
+        # a lower bound per pair: its front point of s, the instance carrying that rest of s alone
+        # (its cost does not fall as its utilisation rises), the cheapest point of p's window (a
+        # front's costs ascend with its loads)
+        first = np.where(lo < ends[bud], fc[np.minimum(lo, len(fc) - 1)], np.inf)
+        live = np.flatnonzero(sC[sq] + mc.d[cq] * rs[sq] + mc.costs(rs[sq] / mc.ls[cq], cq) + first < best)
+        cq, sq, bud, lo = cq[live], sq[live], bud[live], lo[live]
+        hi = np.minimum(np.searchsorted(keys, bud + 1j * need_p, side="left") + 1, ends[bud])
+        n = np.maximum(hi - lo, 0)
+        if not n.any():
+            continue
+        owner = np.repeat(np.arange(cq.size), n)
+        pos = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+        c, r = cq[owner], sq[owner]
+        rp = np.maximum(Lp - fl[pos], 0.0)
+        val = sC[r] + fc[pos] + mc.costs(rs[r] / mc.ls[c] + rp / mc.lp[c], c) + mc.d[c] * rs[r]
+        j = int(np.argmin(val))
+        if val[j] < best:
+            b = int(bud[owner[j]])
+            best, how = float(val[j]), ("M", int(c[j]), int(r[j]), b, int(pos[j] - (ends[b - 1] if b else 0)))
     # MP: a mixed instance at an end carries all of s and fills up with p; the rest of p by its DP
     e_cfg, e_u = mc.end_cfg, mc.end_u
     e_ls, e_lp, e_t = mc.ls[e_cfg], mc.lp[e_cfg], mc.tp[e_cfg]
-    rs = Ls - sF
-    ok = (rs[None, :] <= e_ls[:, None] * e_u[:, None] * (1 + LOAD_RTOL)) & \
-         (sB[None, :] * us + e_t[:, None] <= gpus) & (sB[None, :] == 0)  # the empty front of s only
-    ei, si = np.nonzero(ok)
+    ei = np.flatnonzero((Ls <= e_ls * e_u * (1 + LOAD_RTOL)) & (e_t <= gpus))
     if ei.size:
-        xs = np.minimum(rs[si], e_ls[ei] * e_u[ei])
+        xs = np.minimum(Ls, e_ls[ei] * e_u[ei])
         xp = np.maximum((e_u[ei] - xs / e_ls[ei]) * e_lp[ei], 0.0)
         rest = Lp - xp
-        head = mc.end_cost[ei] + mc.d[e_cfg[ei]] * xs + sC[si]
+        head = mc.end_cost[ei] + mc.d[e_cfg[ei]] * xs
         live = np.flatnonzero(head + dp_p.lower_values(rest, Bp) < best)  # the others cannot win
         if live.size:
-            ei, si, xp, xs, rest, head = ei[live], si[live], xp[live], xs[live], rest[live], head[live]
-            val = head + dp_p.values(rest, (gpus - e_t[ei] - sB[si] * us) // up)
+            ei, xp, xs, rest, head = ei[live], xp[live], xs[live], rest[live], head[live]
+            val = head + dp_p.values(rest, (gpus - e_t[ei]) // up)
             j = int(np.argmin(val))
             if val[j] < best:
-                best, how = float(val[j]), ("MP", int(ei[j]), int(si[j]), float(xp[j]), float(xs[j]))
+                best, how = float(val[j]), ("MP", int(ei[j]), float(xp[j]), float(xs[j]))
     # MS: a mixed instance at an end carries all of p and fills up with s; the rest of s by its DP
     fits = (Lp <= e_lp * e_u * (1 + LOAD_RTOL)) & (e_t <= gpus)
     ei = np.flatnonzero(fits)
@@ -212,8 +225,7 @@ def search(dp_p: PoolDP, dp_s: PoolDP | None, mc: MixedConfigs | None, load_p: f
             if val[j] < best:
                 best, how = float(val[j]), ("MS", int(ei[j]), float(xp[j]), float(xs[j]))
     # MM: two mixed instances at ends carry all of s on top of a front point of p
-    n_end = len(e_u)
-    a1, a2 = np.triu_indices(n_end)
+    a1, a2 = mc.pair_a, mc.pair_b
     t12 = e_t[a1] + e_t[a2]
     cap1, cap2 = e_ls[a1] * e_u[a1], e_ls[a2] * e_u[a2]
     x_lo, x_hi = np.maximum(0.0, Ls - cap2), np.minimum(Ls, cap1)  # s on the first instance
@@ -284,12 +296,9 @@ def _plan(best, how, dp_p, dp_s, mc, Lp, Ls, gpus, idle_w, shift_s) -> MixPlan |
         xp = max(Lp - float(dp_p.f_load[b][pidx]), 0.0)
         mixed.append(_mixed_at(mc, i, xs / mc.ls[i] + xp / mc.lp[i], xp, xs))
     elif fam == "MP":
-        _, e, srow, xp, xs = how
-        sF, sC, sB, sI = dp_s.formed(gpus // us)
-        keep = np.flatnonzero(sF < Ls * (1 - LOAD_RTOL))[srow]
-        s_part = _front_point(dp_s, int(sB[keep]), int(sI[keep]))
+        _, e, xp, xs = how
         i = int(mc.end_cfg[e])
-        p_part = _dp_part(dp_p, Lp - xp, (gpus - int(mc.tp[i]) - int(sB[keep]) * us) // up)
+        p_part = _dp_part(dp_p, Lp - xp, (gpus - int(mc.tp[i])) // up)
         mixed.append(MixedInstance(piece=int(mc.end_piece[e]), util=float(mc.end_u[e]), load_p=xp, load_s=xs))
     elif fam == "MS":
         _, e, xp, xs = how

@@ -509,7 +509,10 @@ class Planner:
         class with load, several hardware types, beyond DP5's GPUs) or finds nothing. ``x`` is
         checked against the model's rows, bounds and integrality and its price against the
         search's (:func:`dynaplan.solvers.verify.solution_problem`); a mismatch (never seen)
-        gives None too, so the MILP decides."""
+        gives None too, so the MILP decides. Raises :class:`InfeasibleError` for loads beyond the
+        pool's capacity even split fractionally: ``L_p / P + L_s / S`` GPUs, with ``P`` and ``S``
+        the most req/s of each class one GPU of any configuration carries, more than the pool has
+        (every plan needs at least that many; pool.md TC0)."""
         o = self.options
         if (self.backend is not Backend.HIGHS or not o.pool_dp or self._penalty is not None
                 or o.load_segments is not None):
@@ -532,7 +535,16 @@ class Planner:
         dps, rows_s, arcs_s = self._spill_dp(cm, pool, s, h, shift=kappa[s])
         if dps is None:
             return None
-        mc, arc_p_of_row, arc_s_of_row = self._mixed_configs(cm, pool, s, h)
+        # a request beyond the pool's capacity even split fractionally (pool.md TC0) has no plan
+        per_gpu_p = float(np.max(dpp.hi / dpp.tp)) if dpp.tp.size else 0.0
+        per_gpu_s = float(np.max(dps.hi / dps.tp))
+        need = (loads.get(pool, 0.0) / per_gpu_p if per_gpu_p > 0 else (np.inf if loads.get(pool, 0.0) > 0 else 0.0)) \
+            + loads[s] / per_gpu_s
+        if need > gpus * (1 + 1e-9):
+            raise InfeasibleError(f"pool {pool}: loads {dict(loads)} req/s do not fit on its servers {dict(srv)} "
+                                  f"({gpus} GPUs) at the SLO [capacity: at most {per_gpu_p:.4g} req/s of {pool} "
+                                  f"or {per_gpu_s:.4g} of {s} per GPU, so {need:.4g} GPUs are needed]")
+        mc, arc_p_of_row, arc_s_of_row = self._mixed_configs(cm, pool, s, h, shift=kappa[s])
         found = pool_mix.search(dpp, dps, mc, loads.get(pool, 0.0), loads[s], gpus, hw.idle_power_w,
                                 shift_s=kappa[s])
         if found is None:
@@ -564,12 +576,13 @@ class Planner:
             return None
         return x, found
 
-    def _mixed_configs(self, cm: "_CachedModel", pool: str, s: str, h: str):
+    def _mixed_configs(self, cm: "_CachedModel", pool: str, s: str, h: str, shift: float = 0.0):
         """The configurations of ``pool`` on ``h`` that also serve class ``s``, as the two-class
-        search takes them (:class:`~dynaplan.formulations.pool_mix.MixedConfigs`; None when there
-        are none), and per model piece row the arc of ``pool``'s class and of ``s`` on its
-        configuration (-1 where it has none). Built once."""
-        key = ("mix", pool, s, h)
+        search takes them (:class:`~dynaplan.formulations.pool_mix.MixedConfigs`, the surcharges
+        less ``shift``, as in :meth:`_spill_dp`; None when there are none), and per model piece
+        row the arc of ``pool``'s class and of ``s`` on its configuration (-1 where it has none).
+        Built once."""
+        key = ("mix", pool, s, h, float(shift))
         got = self._pool_dps.get(key)
         if got is None:
             na, pc = cm.na, cm.net.pieces
@@ -591,7 +604,7 @@ class Planner:
                 ls = na.arc_lmax[arc_s[k]]
                 mc = pool_mix.MixedConfigs.build(k, rows, tp, cm.piece_lo()[rows], cm.piece_hi()[rows], a,
                                                  pc["w_per_util"].to_numpy(dtype=float)[rows],
-                                                 na.arc_lmax[arc_p[k]], ls, extra[arc_s[k]] / ls)
+                                                 na.arc_lmax[arc_p[k]], ls, extra[arc_s[k]] / ls - shift)
             got = self._pool_dps[key] = (mc, arc_p[na.pc_k], arc_s[na.pc_k])
         return got
 
