@@ -174,7 +174,9 @@ def search(dp_p: PoolDP, dp_s: PoolDP | None, mc: MixedConfigs | None, load_p: f
         if not cq.size:
             continue
         bud = (gpus - mc.tp[cq] - sB[sq] * us) // up
-        lo = np.searchsorted(keys, bud + 1j * (Lp - (mc.lp * mc.costs.reach)[cq] * (1 + LOAD_RTOL)), side="left")
+        # p's window: the points leaving the instance no more p than its utilisation has room for
+        room = mc.lp[cq] * (mc.costs.reach[cq] - rs[sq] / mc.ls[cq])
+        lo = np.searchsorted(keys, bud + 1j * (Lp - room * (1 + LOAD_RTOL) - 1e-12), side="left")
         # a lower bound per pair: its front point of s, the instance carrying that rest of s alone
         # (its cost does not fall as its utilisation rises), the cheapest point of p's window (a
         # front's costs ascend with its loads)
