@@ -382,8 +382,9 @@ class Planner:
         dp, ratio = cached
         if dp is None:
             return None
-        sol = dp.solve(sum(ratio[c] * loads[c] for c in classes), n_srv)
-        return None if sol is None else float(sol.value_w)
+        # the value only (DP4 as a batch query of one: no instances read back)
+        value = dp.values(np.array([sum(ratio[c] * loads[c] for c in classes)]), np.array([dp.units_of(n_srv)]))[0]
+        return float(value + hw.idle_power_w * hw.gpus_per_server * n_srv) if np.isfinite(value) else None
 
     def _pool_lower_bound(self, pool: str, loads: Mapping[str, float], servers: Mapping[str, int]) -> float:
         """A lower bound (W) on every plan of ``pool`` serving ``loads`` on exactly ``servers``:
@@ -572,7 +573,9 @@ class Planner:
         np.add.at(x, na.z_cols[np.concatenate(arcs)], np.concatenate(zl))
         priced = SolveReport(status=Status.FEASIBLE, backend=None, objective=found.value_w, bound=None, gap=None,
                              solve_time_s=0.0)
-        if solution_problem(problem, x, priced) is not None:
+        if cm.linking is None and cm.abs_a is None:  # the matrix is the built one: |A| kept
+            cm.abs_a = abs(cm.arrays.A)
+        if solution_problem(problem, x, priced, cm.abs_a if cm.linking is None else None) is not None:
             return None
         return x, found
 
@@ -1126,7 +1129,7 @@ class _CachedModel:
 
     __slots__ = ("model", "arrays", "na", "build_time_s", "formulation", "first_piece", "net", "transitions",
                  "load_shift", "load_shift_built", "session", "energy_ub", "lp_arrays", "lp_session", "linking",
-                 "piece_range")
+                 "piece_range", "abs_a")
 
     def __init__(self, model, arrays: ModelArrays, na: nw.NetArrays, build_time_s: float,
                  formulation: Formulation) -> None:
@@ -1149,6 +1152,7 @@ class _CachedModel:
         self.lp_session = None
         self.linking = None  # (positions in A.data, demand row of each, cap): the (linking) entries
         self.piece_range = None  # pool models: each piece's (u_lo, u_hi), for uniform_start
+        self.abs_a = None  # |A| of the built matrix, for the two-class search's check (Planner._search_solution)
 
     def piece_lo(self) -> np.ndarray:
         """Each piece's utilisation range start (pool models; 0 where the model has no ranges)."""

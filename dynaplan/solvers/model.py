@@ -331,11 +331,12 @@ class ModelArrays:
         A.has_sorted_indices = True
         return replace(self, A=A)
 
-    def activity_scale(self, x: np.ndarray) -> float:
-        """``max(1, max_i sum_j |a_ij x_j|)``: the magnitude feasibility tolerances scale with."""
+    def activity_scale(self, x: np.ndarray, abs_a: sp.csc_matrix | None = None) -> float:
+        """``max(1, max_i sum_j |a_ij x_j|)``: the magnitude feasibility tolerances scale with
+        (``abs_a``: ``|A|`` when the caller keeps it, for repeated checks of one matrix)."""
         if not self.n_rows:
             return 1.0
-        return max(1.0, float(np.max(abs(self.A) @ np.abs(x), initial=0.0)))
+        return max(1.0, float(np.max((abs(self.A) if abs_a is None else abs_a) @ np.abs(x), initial=0.0)))
 
     def violation(self, x: np.ndarray) -> float:
         """Largest violation of bounds, rows or integrality by ``x`` (0 when feasible)."""

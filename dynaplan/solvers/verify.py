@@ -22,12 +22,13 @@ from dynaplan.solvers.result import Solution, SolveReport, Status, StopReason
 VERIFY_TOL = 1e-6
 
 
-def solution_problem(arrays: ModelArrays, x: np.ndarray, report: SolveReport) -> str | None:
-    """Why ``x`` with ``report`` fails the check above (None when it passes)."""
+def solution_problem(arrays: ModelArrays, x: np.ndarray, report: SolveReport, abs_a=None) -> str | None:
+    """Why ``x`` with ``report`` fails the check above (None when it passes); ``abs_a``: ``|A|``
+    of ``arrays`` where the caller keeps it (:meth:`ModelArrays.activity_scale`)."""
     if x.shape != (arrays.n_cols,) or not np.isfinite(x).all():
         return f"a solution of shape {x.shape} with non-finite values for {arrays.n_cols} columns"
     viol = arrays.violation(x)
-    scale = arrays.activity_scale(x)
+    scale = arrays.activity_scale(x, abs_a)
     if viol > VERIFY_TOL * scale:
         return f"a solution that violates the model by {viol:.3g} (tolerance {VERIFY_TOL * scale:.3g})"
     obj_x = float(arrays.cost @ x + arrays.offset)
