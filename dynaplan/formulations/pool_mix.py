@@ -133,13 +133,15 @@ def _dp_part(dp: PoolDP, load: float, budget: int) -> tuple[np.ndarray, np.ndarr
 
 
 def search(dp_p: PoolDP, dp_s: PoolDP | None, mc: MixedConfigs | None, load_p: float, load_s: float,
-           gpus: int, idle_w: float, shift_s: float = 0.0) -> MixPlan | None:
+           gpus: int, idle_w: float, shift_s: float = 0.0, memo: dict | None = None) -> MixPlan | None:
     """The cheapest plan of the families above for ``load_p`` of the own class and ``load_s``
     of the spilled one on ``gpus`` GPUs (every GPU not held by an instance idle at ``idle_w``);
     None when none of them carries both loads (or a DP's sizes stop it: DP5). ``shift_s``: the
     solved model's load-cost shift of ``s`` (W per req/s): ``dp_s`` and ``mc.d`` price ``s``
     less it, and ``shift_s * load_s`` comes back in the value, so every candidate is priced
-    exactly as the solved model prices its plan, one carrying more than the demand included."""
+    exactly as the solved model prices its plan, one carrying more than the demand included.
+    ``memo``: a dict the caller empties when it likes (the planner: every planning call), where
+    family A's per-budget DP values of a load are kept for the requests that follow."""
     Lp, Ls = float(load_p), float(load_s)
     up, us = dp_p.unit, (dp_s.unit if dp_s is not None else 1)
     Bp, Bs = gpus // up, gpus // us
@@ -149,9 +151,9 @@ def search(dp_p: PoolDP, dp_s: PoolDP | None, mc: MixedConfigs | None, load_p: f
     # A: pure instances only, each class on its share of the GPUs
     if dp_s is not None or Ls <= 0:
         bp = np.arange(Bp + 1)
-        vp = dp_p.values_by_budget(Lp, Bp)
+        vp = _by_budget(dp_p, Lp, Bp, memo)
         bs = (gpus - bp * up) // us
-        vs = dp_s.values_by_budget(Ls, Bs)[bs] if dp_s is not None else np.zeros(Bp + 1)
+        vs = _by_budget(dp_s, Ls, Bs, memo)[bs] if dp_s is not None else np.zeros(Bp + 1)
         tot = vp + vs
         i = int(np.argmin(tot))
         if tot[i] < best:
@@ -273,6 +275,18 @@ def search(dp_p: PoolDP, dp_s: PoolDP | None, mc: MixedConfigs | None, load_p: f
             if val[j] < best:
                 best, how = float(val[j]), ("MM", int(a1[q]), int(a2[q]), int(b), lo + j, float(x[j]))
     return _plan(best, how, dp_p, dp_s, mc, Lp, Ls, gpus, idle_w, shift_s)
+
+
+def _by_budget(dp: PoolDP, load: float, budget: int, memo: dict | None) -> np.ndarray:
+    """``dp.values_by_budget(load, budget)``, from ``memo`` where a request before asked for the
+    same load on at least as many units (the values of fewer units are a prefix)."""
+    if memo is None:
+        return dp.values_by_budget(load, budget)
+    key = ("values_by_budget", id(dp), load)
+    got = memo.get(key)
+    if got is None or got[0] is not dp or len(got[1]) <= budget:
+        got = memo[key] = (dp, dp.values_by_budget(load, budget))
+    return got[1][: budget + 1]
 
 
 def _plan(best, how, dp_p, dp_s, mc, Lp, Ls, gpus, idle_w, shift_s) -> MixPlan | None:

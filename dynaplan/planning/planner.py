@@ -125,8 +125,9 @@ class Planner:
         self._cfg_err: dict[tuple, float] | None = None  # segment_error_w by (hw, tp, freq, class), for _assemble
         self._per_server: dict[str, float] | None = None  # q_c of the ladder's top rung, for _top_caps
         self._executor: ThreadPoolExecutor | None = None  # PlannerOptions.workers > 1: started on first use
-        # large pools' residual MILPs of the current planning call (planning/bulk.py), emptied at
-        # the start of every plan() and plan_pool() call: an answer is never carried to another call
+        # large pools' residual MILPs of the current planning call (planning/bulk.py) and the
+        # two-class search's DP values (pool_mix.search), emptied at the start of every plan() and
+        # plan_pool() call: an answer is never carried to another call
         self.residual_memo: dict[tuple, tuple] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -547,7 +548,7 @@ class Planner:
                                   f"or {per_gpu_s:.4g} of {s} per GPU, so {need:.4g} GPUs are needed]")
         mc, arc_p_of_row, arc_s_of_row = self._mixed_configs(cm, pool, s, h, shift=kappa[s])
         found = pool_mix.search(dpp, dps, mc, loads.get(pool, 0.0), loads[s], gpus, hw.idle_power_w,
-                                shift_s=kappa[s])
+                                shift_s=kappa[s], memo=self.residual_memo)
         if found is None:
             return None
         na = cm.na
