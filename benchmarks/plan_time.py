@@ -3,6 +3,7 @@
     python -m benchmarks.plan_time parts 40                 # per call: mixed-pool / single-pool / cluster solves
     python -m benchmarks.plan_time parts 40 time_budget_s=0 # the same with PlannerOptions fields set
     python -m benchmarks.plan_time quality time_budget_s=0  # the hier_vs_mono corpus with those options
+    python -m benchmarks.plan_time mixed 40                 # two-class search against the pool MILP
 
 ``parts``: the targets study's 12 epoch forecasts at N servers, a warm-up round, then 3 rounds;
 per ``plan()`` call the time in ``Planner._plan_pool`` for pools serving a spilled class
@@ -13,6 +14,13 @@ Then the mixed-pool solves of one round: how many, their median time, the share 
 ``quality``: every forecast of ``benchmarks.scenarios.hier_vs_mono.corpus`` planned with the
 given options against the cached monolithic optima (``results/mono_optima.csv``, solved where
 missing): the counts of the hierarchy-quality targets (RESULTS.md, "Hierarchy timing").
+
+``mixed``: the requests of pools serving a spilled class that one pass of ``plan()`` over the 12
+epoch forecasts at N servers makes (fresh planner), each answered by the two-class search
+(formulations/pool.md, "Two-class pools") and by the pool MILP (HiGHS, gap 1e-9, lean root, no
+start): how often the search's model price equals the MILP's optimum (1e-7 relative), the worst
+excess, the families that won, the requests refused as beyond capacity (and whether the MILP
+agrees), and the median times of both, interleaved, 5 rounds (ratio in the same run).
 """
 
 from __future__ import annotations
@@ -121,11 +129,69 @@ def quality(fields: dict) -> None:
               f"checks {'pass' if x.check_ok.all() else 'FAIL'}")
 
 
+def mixed(n_servers: int) -> None:
+    from benchmarks import inputs
+    from benchmarks.registry import Point
+    from dynaplan.errors import InfeasibleError
+    from dynaplan.planning import planner as P
+    from dynaplan.planning.registry import ModelKind
+
+    st = inputs.setting(Point("servers", n_servers))
+    pl = P.Planner(st.profile, st.inventory, st.slos, options=st.options, solve_options=inputs.solve_options())
+    reqs = []
+    orig = P.Planner._plan_pool
+
+    def record(self, pool, loads, servers, *a, **k):
+        if any(c != pool and v > 0 for c, v in loads.items()):
+            reqs.append((pool, dict(loads), {h: int(v) for h, v in servers.items()}))
+        return orig(self, pool, loads, servers, *a, **k)
+
+    P.Planner._plan_pool = record
+    try:
+        for f in inputs.epoch_forecasts(n_servers):
+            pl.plan(f)
+    finally:
+        P.Planner._plan_pool = orig
+    excess, families, refused, agree, t_search, t_milp, none = [], collections.Counter(), 0, 0, [], [], 0
+    for rnd in range(5):
+        for pool, loads, srv in reqs:
+            cm = pl._model(ModelKind.POOL, pool)
+            t = time.perf_counter()
+            try:
+                got = pl._search_solution(cm, pool, loads, srv)
+                out = "found" if got is not None else "none"
+            except InfeasibleError:
+                got, out = None, "refused"
+            t_search.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            x, rep = pl._solve_cached(cm, loads, srv, gap=1e-9, lean_root=True)
+            t_milp.append(time.perf_counter() - t)
+            if rnd:
+                continue
+            if out == "refused":
+                refused += 1
+                agree += rep.objective is None
+            elif out == "none":
+                none += 1
+            else:
+                families[got[1].family] += 1
+                excess.append(got[1].value_w / rep.objective - 1)
+    ex = np.array(excess)
+    ts, tm = np.median(t_search) * 1e3, np.median(t_milp) * 1e3
+    print(f"{n_servers} servers: {len(reqs)} mixed-pool requests; search found {len(ex)}, at the MILP's optimum "
+          f"(1e-7) {int((ex <= 1e-7).sum())}, below it {int((ex < -1e-7).sum())}, worst {ex.max():+.2e}; "
+          f"families {dict(families)}; refused as beyond capacity {refused} (MILP infeasible too: {agree}); "
+          f"no answer {none}")
+    print(f"  median per request: search {ts:.2f} ms, MILP {tm:.2f} ms, ratio {ts / tm:.3f}")
+
+
 if __name__ == "__main__":
     what, rest = sys.argv[1], sys.argv[2:]
     if what == "parts":
         parts(int(rest[0]), _options(rest[1:]))
     elif what == "quality":
         quality(_options(rest))
+    elif what == "mixed":
+        mixed(int(rest[0]))
     else:
         raise SystemExit(__doc__)

@@ -297,6 +297,20 @@ def uniform_start(na: "NetArrays", piece_lo: np.ndarray, piece_hi: np.ndarray, a
     return x
 
 
+def instances_solution(na: "NetArrays", arrays, rows: np.ndarray, util: np.ndarray, arcs: np.ndarray,
+                       loads: np.ndarray) -> np.ndarray:
+    """A pool model's solution vector from instances (the two-class search's plan, pool.md TC4):
+    one instance on piece row ``rows[i]`` at utilisation ``util[i]`` each, and load ``loads[j]``
+    (req/s) on arc ``arcs[j]``; the servers at the fixed bounds of ``arrays`` (the model as it
+    is about to be solved). Instances of a piece add up in ``n`` and ``w``, loads of an arc in ``z``."""
+    x = np.zeros(arrays.n_cols)
+    x[na.y_cols] = arrays.lb[na.y_cols]
+    np.add.at(x, na.n_cols[rows], 1.0)
+    np.add.at(x, na.w_cols[rows], util)
+    np.add.at(x, na.z_cols[arcs], loads)
+    return x
+
+
 def define_packing_constraints(m: LinearModel, net: Network, n, y):
     """(packing) sum_{k on h, j} tp_k n[p,k,j] - G_h y[p,h] <= 0 for every pool p and hardware h
     (exact for TP degrees dividing the server's GPU count; see ``formulations/pool.md``)."""

@@ -566,12 +566,8 @@ class Planner:
             util.append(np.array([m.util for m in found.mixed]))
             arcs += [arc_p_of_row[m_rows], arc_s_of_row[m_rows]]
             zl += [np.array([m.load_p for m in found.mixed]), np.array([m.load_s for m in found.mixed])]
-        rows = np.concatenate(rows)
-        x = np.zeros(problem.n_cols)
-        x[na.y_cols] = problem.lb[na.y_cols]
-        np.add.at(x, na.n_cols[rows], 1.0)
-        np.add.at(x, na.w_cols[rows], np.concatenate(util))
-        np.add.at(x, na.z_cols[np.concatenate(arcs)], np.concatenate(zl))
+        x = nw.instances_solution(na, problem, np.concatenate(rows), np.concatenate(util), np.concatenate(arcs),
+                                  np.concatenate(zl))
         priced = SolveReport(status=Status.FEASIBLE, backend=None, objective=found.value_w, bound=None, gap=None,
                              solve_time_s=0.0)
         if cm.linking is None and cm.abs_a is None:  # the matrix is the built one: |A| kept

@@ -124,8 +124,8 @@ class PlannerOptions(InputModel):
         description="How a pool serving its own class and one spilled class on one hardware type (at most "
         "64 GPUs) is solved when the backend is HiGHS, the pieces are exact, there is no current state and "
         "no best effort: 'search', the two-class search over the structures the pool model's optima take "
-        "(formulations/pool.md, \"Two-class pools\"; a plan of the model in well under a millisecond's "
-        "numpy work, not proven optimal); 'exact', the pool MILP (proven to pool_mip_rel_gap in the "
+        "(formulations/pool.md, \"Two-class pools\"; a plan of the model, checked against it, in about a "
+        "millisecond; not proven optimal); 'exact', the pool MILP (proven to pool_mip_rel_gap in the "
         "model's pricing); 'auto' (default): 'search' inside Planner.plan (whose report states its gap "
         "against the global bound) and 'exact' for Planner.plan_pool. Mixed pools' reports claim no "
         "bound either way.",
