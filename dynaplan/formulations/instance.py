@@ -32,6 +32,8 @@ class ClockChooser:
             raise ValueError("max_load: expected the group_id index or column of Profile.max_load_under_slo")
         keys = ml[["hardware", "tp", "request_class"]].drop_duplicates().reset_index(drop=True)
         self.key_index = pd.MultiIndex.from_frame(keys)
+        # (hardware, tp, class) -> key: the few distinct triples of a call are looked up here
+        self._key_of = {(h, int(t), c): i for i, (h, t, c) in enumerate(keys.itertuples(index=False, name=None))}
         clocks = {h: sorted(ml.loc[ml["hardware"] == h, "freq_mhz"].unique()) for h in ml["hardware"].unique()}
         width = max(len(v) for v in clocks.values())
         kid = self.key_index.get_indexer(pd.MultiIndex.from_frame(ml[["hardware", "tp", "request_class"]]))
@@ -53,8 +55,8 @@ class ClockChooser:
         cls_codes, cls_names = pd.factorize(np.asarray(request_class, dtype=object))
         tp = np.asarray(tp, dtype=np.int64)
         triples, inverse = np.unique(np.stack([hw_codes, tp, cls_codes], axis=1), axis=0, return_inverse=True)
-        found = self.key_index.get_indexer(pd.MultiIndex.from_arrays(
-            [hw_names[triples[:, 0]], triples[:, 1], cls_names[triples[:, 2]]]))
+        key_of = self._key_of
+        found = np.array([key_of.get((hw_names[a], int(b), cls_names[c]), -1) for a, b, c in triples], dtype=np.int64)
         k = found[np.asarray(inverse).ravel()]
         k[(hw_codes < 0) | (cls_codes < 0)] = -1  # a missing value (None/NaN) names no key
         if (k < 0).any():
