@@ -514,7 +514,7 @@ class Planner:
         gives None too, so the MILP decides. Raises :class:`InfeasibleError` for loads beyond the
         pool's capacity even split fractionally: ``L_p / P + L_s / S`` GPUs, with ``P`` and ``S``
         the most req/s of each class one GPU of any configuration carries, more than the pool has
-        (every plan needs at least that many; pool.md TC0)."""
+        (every plan needs at least that many; pool.md TC5)."""
         o = self.options
         if (self.backend is not Backend.HIGHS or not o.pool_dp or self._penalty is not None
                 or o.load_segments is not None):
@@ -537,7 +537,7 @@ class Planner:
         dps, rows_s, arcs_s = self._spill_dp(cm, pool, s, h, shift=kappa[s])
         if dps is None:
             return None
-        # a request beyond the pool's capacity even split fractionally (pool.md TC0) has no plan
+        # a request beyond the pool's capacity even split fractionally (pool.md TC5) has no plan
         per_gpu_p = float(np.max(dpp.hi / dpp.tp)) if dpp.tp.size else 0.0
         per_gpu_s = float(np.max(dps.hi / dps.tp))
         need = (loads.get(pool, 0.0) / per_gpu_p if per_gpu_p > 0 else (np.inf if loads.get(pool, 0.0) > 0 else 0.0)) \
