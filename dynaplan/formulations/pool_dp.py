@@ -217,6 +217,10 @@ class PoolDP:
             self._flat_cache = (len(self.f_load), keys, loads, costs, np.cumsum(sizes))
         return self._flat_cache[1:]
 
+    def least_cost(self) -> float:
+        """The least net cost of any front point built so far (0 at the empty pool)."""
+        return float(self._flat()[2].min())
+
     def values(self, load_rps: np.ndarray, budget: np.ndarray) -> np.ndarray:
         """DP4's least net cost (W; idle GPUs not included) for every query ``i``: ``load_rps[i]``
         on at most ``budget[i]`` units; ``inf`` where nothing carries the load or the fronts

@@ -43,7 +43,8 @@ class MixedConfigs:
     cost (W, less its GPUs' idle draw) of one instance at utilisation ``U`` (a :class:`FreeCost`
     over its pieces in utilisation); per piece end ``e`` (utilisation) of these configurations,
     ``end_cfg``/``end_u``/``end_cost``/``end_piece`` (configuration, end, net cost there, the
-    piece's index in ``piece_row``, the model's piece rows).
+    piece's index in ``piece_row``, the model's piece rows); ``pair_a``/``pair_b`` the pairs of
+    ends family MM tries and ``pair_least`` the least cost of any of them.
     """
 
     tp: np.ndarray
@@ -62,6 +63,7 @@ class MixedConfigs:
     end_piece: np.ndarray
     pair_a: np.ndarray
     pair_b: np.ndarray
+    pair_least: float
 
     @classmethod
     def build(cls, cfg_of_piece, row, tp, lo, hi, net_a, b, lp, ls, d) -> "MixedConfigs":
@@ -81,11 +83,13 @@ class MixedConfigs:
         dd = d[first][e_cfg[pa]] - d[first][e_cfg[pb]]
         ratio = (lp[first] / ls[first])[e_cfg]
         apart = dd * (ratio[pb] - ratio[pa]) > 0
-        return cls(pair_a=pa[apart], pair_b=pb[apart], tp=np.asarray(tp)[first].astype(np.int64), lp=lp[first], ls=ls[first], d=d[first], cost=cost,
-                   costs=FreeCosts(cost),
-                   piece_cfg=inv, piece_row=np.asarray(row, dtype=np.int64), piece_lo=lo, piece_hi=hi,
-                   end_cfg=inv[ends_piece], end_u=ends_u, end_cost=net_a[ends_piece] + b[ends_piece] * ends_u,
-                   end_piece=ends_piece)
+        end_cost = net_a[ends_piece] + b[ends_piece] * ends_u
+        pa, pb = pa[apart], pb[apart]
+        least = float(np.min(end_cost[pa] + end_cost[pb])) if pa.size else np.inf
+        return cls(tp=np.asarray(tp)[first].astype(np.int64), lp=lp[first], ls=ls[first], d=d[first], cost=cost,
+                   costs=FreeCosts(cost), piece_cfg=inv, piece_row=np.asarray(row, dtype=np.int64), piece_lo=lo,
+                   piece_hi=hi, end_cfg=e_cfg, end_u=ends_u, end_cost=end_cost, end_piece=ends_piece,
+                   pair_a=pa, pair_b=pb, pair_least=least)
 
 
 @dataclass(frozen=True)
@@ -148,16 +152,8 @@ def search(dp_p: PoolDP, dp_s: PoolDP | None, mc: MixedConfigs | None, load_p: f
     if not dp_p.extend(Bp) or (dp_s is not None and not dp_s.extend(Bs)):
         return None
     best, how = np.inf, None
-    # A: pure instances only, each class on its share of the GPUs
-    if dp_s is not None or Ls <= 0:
-        bp = np.arange(Bp + 1)
-        vp = _by_budget(dp_p, Lp, Bp, memo)
-        bs = (gpus - bp * up) // us
-        vs = _by_budget(dp_s, Ls, Bs, memo)[bs] if dp_s is not None else np.zeros(Bp + 1)
-        tot = vp + vs
-        i = int(np.argmin(tot))
-        if tot[i] < best:
-            best, how = float(tot[i]), ("A", int(bp[i]), int(bs[i]))
+    # A first (its incumbent prunes the others): pure instances only
+    best, how = _pure(dp_p, dp_s, Lp, Ls, gpus, best, how, memo)
     if mc is None or Lp <= 0 or Ls <= 0 or dp_s is None:
         return _plan(best, how, dp_p, dp_s, mc, Lp, Ls, gpus, idle_w, shift_s)
     need_p, need_s = Lp * (1 - LOAD_RTOL), Ls * (1 - LOAD_RTOL)
@@ -228,7 +224,18 @@ def search(dp_p: PoolDP, dp_s: PoolDP | None, mc: MixedConfigs | None, load_p: f
             j = int(np.argmin(val))
             if val[j] < best:
                 best, how = float(val[j]), ("MS", int(ei[j]), float(xp[j]), float(xs[j]))
-    # MM: two mixed instances at ends carry all of s on top of a front point of p
+    # MM: two mixed instances at ends carry all of s on top of a front point of p; skipped when
+    # even the cheapest pair of ends with the cheapest front point (costs of s >= 0) cannot win
+    if mc.pair_least + min(0.0, dp_p.least_cost()) < best:
+        best, how = _two_mixed(dp_p, mc, Lp, Ls, gpus, best, how)
+    return _plan(best, how, dp_p, dp_s, mc, Lp, Ls, gpus, idle_w, shift_s)
+
+
+def _two_mixed(dp_p, mc, Lp, Ls, gpus, best, how):
+    """Family MM (the incumbent kept unless MM beats it)."""
+    up = dp_p.unit
+    e_cfg, e_u = mc.end_cfg, mc.end_u
+    e_ls, e_lp, e_t = mc.ls[e_cfg], mc.lp[e_cfg], mc.tp[e_cfg]
     a1, a2 = mc.pair_a, mc.pair_b
     t12 = e_t[a1] + e_t[a2]
     cap1, cap2 = e_ls[a1] * e_u[a1], e_ls[a2] * e_u[a2]
@@ -274,7 +281,25 @@ def search(dp_p: PoolDP, dp_s: PoolDP | None, mc: MixedConfigs | None, load_p: f
             j = int(np.argmin(val))
             if val[j] < best:
                 best, how = float(val[j]), ("MM", int(a1[q]), int(a2[q]), int(b), lo + j, float(x[j]))
-    return _plan(best, how, dp_p, dp_s, mc, Lp, Ls, gpus, idle_w, shift_s)
+    return best, how
+
+
+def _pure(dp_p, dp_s, Lp, Ls, gpus, best, how, memo):
+    """Family A: pure instances only, each class on its share of the GPUs (the incumbent kept
+    unless A beats it)."""
+    if dp_s is None and Ls > 0:
+        return best, how
+    up, us = dp_p.unit, (dp_s.unit if dp_s is not None else 1)
+    Bp, Bs = gpus // up, gpus // us
+    bp = np.arange(Bp + 1)
+    vp = _by_budget(dp_p, Lp, Bp, memo)
+    bs = (gpus - bp * up) // us
+    vs = _by_budget(dp_s, Ls, Bs, memo)[bs] if dp_s is not None else np.zeros(Bp + 1)
+    tot = vp + vs
+    i = int(np.argmin(tot))
+    if tot[i] < best:
+        return float(tot[i]), ("A", int(bp[i]), int(bs[i]))
+    return best, how
 
 
 def _by_budget(dp: PoolDP, load: float, budget: int, memo: dict | None) -> np.ndarray:
