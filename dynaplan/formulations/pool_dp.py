@@ -76,6 +76,8 @@ class PoolDP:
         self.idle_w = float(idle_w)
         tps = sorted({int(t) for t in self.tp})
         self.unit = reduce(gcd, tps) if tps else 1  # GPU unit: divides every TP and the server
+        # the most req/s one GPU carries on any piece (the two-class search's capacity check, pool.md TC5)
+        self.most_per_gpu = float(np.max(self.hi / self.tp)) if self.tp.size else 0.0
         net_a = self.a - self.idle_w * self.tp  # an instance's power less its GPUs' idle draw (DP1)
         self.net_a = net_a
         # DP2: per TP degree, the Pareto-minimal piece ends (load, net power), with their piece

@@ -125,10 +125,6 @@ def _mixed_at(mc: MixedConfigs, i: int, util: float, xp: float, xs: float) -> Mi
     return MixedInstance(piece=int(pieces[j]), util=u, load_p=xp, load_s=xs)
 
 
-def _front_point(dp: PoolDP, budget: int, idx: int) -> tuple[np.ndarray, np.ndarray]:
-    return dp.front_instances(budget, idx)
-
-
 def _dp_part(dp: PoolDP, load: float, budget: int) -> tuple[np.ndarray, np.ndarray] | None:
     if load <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -193,7 +189,9 @@ def search(dp_p: PoolDP, dp_s: PoolDP | None, mc: MixedConfigs | None, load_p: f
         j = int(np.argmin(val))
         if val[j] < best:
             b = int(bud[owner[j]])
-            best, how = float(val[j]), ("M", int(c[j]), int(r[j]), b, int(pos[j] - (ends[b - 1] if b else 0)))
+            rj = int(r[j])  # the front point of s: its budget, index in that front and load
+            best, how = float(val[j]), ("M", int(c[j]), int(sB[rj]), int(sI[rj]), float(sF[rj]), b,
+                                        int(pos[j] - (ends[b - 1] if b else 0)))
     # MP: a mixed instance at an end carries all of s and fills up with p; the rest of p by its DP
     e_cfg, e_u = mc.end_cfg, mc.end_u
     e_ls, e_lp, e_t = mc.ls[e_cfg], mc.lp[e_cfg], mc.tp[e_cfg]
@@ -271,12 +269,11 @@ def _two_mixed(dp_p, mc, Lp, Ls, gpus, best, how):
                     xs_lo = np.maximum(xs_lo, x_at)
                 else:
                     xs_hi = np.minimum(xs_hi, x_at)
-            feas = xs_lo <= xs_hi * (1 + LOAD_RTOL) + LOAD_RTOL
-            feas &= p0[q] + slope[q] * np.clip(np.where(d1[q] <= d2[q], xs_hi, xs_lo), x_lo[q], x_hi[q]) \
-                >= short * (1 - LOAD_RTOL) - 1e-12
+            x = np.clip(np.where(d1[q] <= d2[q], xs_hi, xs_lo), x_lo[q], x_hi[q])
+            feas = (xs_lo <= xs_hi * (1 + LOAD_RTOL) + LOAD_RTOL) & \
+                (p0[q] + slope[q] * x >= short * (1 - LOAD_RTOL) - 1e-12)
             if not feas.any():
                 continue
-            x = np.clip(np.where(d1[q] <= d2[q], xs_hi, xs_lo), x_lo[q], x_hi[q])
             val = np.where(feas, base[q] + (d1[q] - d2[q]) * x + fc[lo:], np.inf)
             j = int(np.argmin(val))
             if val[j] < best:
@@ -328,12 +325,10 @@ def _plan(best, how, dp_p, dp_s, mc, Lp, Ls, gpus, idle_w, shift_s) -> MixPlan |
         p_part = _dp_part(dp_p, Lp, bp)
         s_part = _dp_part(dp_s, Ls, bs) if dp_s is not None else (empty_i, empty_f)
     elif fam == "M":
-        _, i, srow, b, pidx = how
-        sF, sC, sB, sI = dp_s.formed(gpus // us)
-        keep = np.flatnonzero(sF < Ls * (1 - LOAD_RTOL))[srow]
-        s_part = _front_point(dp_s, int(sB[keep]), int(sI[keep]))
-        p_part = _front_point(dp_p, b, pidx)
-        xs = Ls - float(sF[keep])
+        _, i, s_budget, s_idx, s_load, b, pidx = how
+        s_part = dp_s.front_instances(s_budget, s_idx)
+        p_part = dp_p.front_instances(b, pidx)
+        xs = Ls - s_load
         xp = max(Lp - float(dp_p.f_load[b][pidx]), 0.0)
         mixed.append(_mixed_at(mc, i, xs / mc.ls[i] + xp / mc.lp[i], xp, xs))
     elif fam == "MP":
@@ -348,7 +343,7 @@ def _plan(best, how, dp_p, dp_s, mc, Lp, Ls, gpus, idle_w, shift_s) -> MixPlan |
         mixed.append(MixedInstance(piece=int(mc.end_piece[e]), util=float(mc.end_u[e]), load_p=xp, load_s=xs))
     else:  # MM
         _, e1, e2, b, pidx, x = how
-        p_part = _front_point(dp_p, b, pidx)
+        p_part = dp_p.front_instances(b, pidx)
         rest_p = max(Lp - float(dp_p.f_load[b][pidx]), 0.0)
         i1, i2 = int(mc.end_cfg[e1]), int(mc.end_cfg[e2])
         xp1 = mc.lp[i1] * (mc.end_u[e1] - x / mc.ls[i1])

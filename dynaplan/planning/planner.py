@@ -538,8 +538,7 @@ class Planner:
         if dps is None:
             return None
         # a request beyond the pool's capacity even split fractionally (pool.md TC5) has no plan
-        per_gpu_p = float(np.max(dpp.hi / dpp.tp)) if dpp.tp.size else 0.0
-        per_gpu_s = float(np.max(dps.hi / dps.tp))
+        per_gpu_p, per_gpu_s = dpp.most_per_gpu, dps.most_per_gpu
         need = (loads.get(pool, 0.0) / per_gpu_p if per_gpu_p > 0 else (np.inf if loads.get(pool, 0.0) > 0 else 0.0)) \
             + loads[s] / per_gpu_s
         if need > gpus * (1 + 1e-9):
